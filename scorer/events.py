@@ -1,0 +1,267 @@
+"""The records the scorer consumes, and their validation.
+
+Both wire formats (Avro and JSON) decode to a plain mapping first; this module
+turns that mapping into a typed record or raises `InvalidRecord` naming the
+field. Validation is strict on purpose: a record the scorer cannot trust goes
+to the dead-letter topic rather than into a lead's score.
+"""
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from scorer.errors import InvalidRecord
+
+ACTIVITY_TYPES = ("page_view", "content_download", "webinar")
+FIRMOGRAPHICS_TYPE = "firmographics"
+WEBINAR_STATUSES = ("registered", "attended")
+
+# Ids and free text are bounded so that one hostile record cannot bloat Redis.
+MAX_ID_CHARS = 200
+MAX_URL_CHARS = 4096
+MAX_TEXT_CHARS = 500
+MAX_MINUTES_WATCHED = 100_000.0
+MAX_EMPLOYEES = 10_000_000
+
+# Anything before this is a zeroed or garbled clock, not a real visit.
+EARLIEST_EVENT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+DEFAULT_MAX_FUTURE_MS = 86_400_000  # a day of clock skew between producers
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """A page view, content download or webinar event of one lead."""
+
+    event_id: str
+    lead_id: str
+    type: str
+    occurred_at_ms: int
+    url: str | None = None
+    category: str | None = None
+    referrer: str | None = None
+    asset_id: str | None = None
+    asset_type: str | None = None
+    webinar_id: str | None = None
+    status: str | None = None
+    minutes_watched: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Firmographics:
+    """What the CRM knows about a lead's company and role."""
+
+    lead_id: str
+    updated_at_ms: int
+    company: str | None = None
+    employees: int | None = None
+    industry: str | None = None
+    title: str | None = None
+    country: str | None = None
+
+    @property
+    def op_id(self) -> str:
+        """A stable id for this version of the record (it has no event id)."""
+        return f"firmographics:{self.updated_at_ms}"
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """A tombstone: delete everything the scorer holds about the lead."""
+
+    lead_id: str
+
+
+Record = Activity | Firmographics
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBounds:
+    """The event times the scorer accepts, in epoch milliseconds."""
+
+    earliest_ms: int = EARLIEST_EVENT_MS
+    max_future_ms: int = DEFAULT_MAX_FUTURE_MS
+
+    def check(self, field: str, value_ms: int) -> int:
+        latest_ms = int(time.time() * 1000) + self.max_future_ms
+        if value_ms < self.earliest_ms:
+            raise InvalidRecord(
+                "timestamp_out_of_range", f"{field} is before 2000-01-01", field
+            )
+        if value_ms > latest_ms:
+            raise InvalidRecord(
+                "timestamp_out_of_range", f"{field} is in the future", field
+            )
+        return value_ms
+
+
+def parse_record(data: Mapping[str, Any], bounds: TimeBounds) -> Record:
+    """Validate a decoded event or firmographic record."""
+    kind = _text(data, "type", MAX_ID_CHARS)
+    if kind == FIRMOGRAPHICS_TYPE:
+        return _firmographics(data, bounds)
+    if kind in ACTIVITY_TYPES:
+        return _activity(kind, data, bounds)
+    raise InvalidRecord("unknown_type", f"unknown event type {kind!r}", "type")
+
+
+def parse_time(value: Any, field: str) -> int:
+    """An RFC 3339 string (JSON) or an aware datetime (Avro) as epoch ms."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        moment = _rfc3339(value, field)
+    else:
+        raise InvalidRecord("wrong_type", f"{field} must be an RFC 3339 string", field)
+
+    if moment.tzinfo is None:
+        raise InvalidRecord("bad_timestamp", f"{field} has no time zone", field)
+    return int(moment.timestamp() * 1000)
+
+
+def format_time(value_ms: int) -> str:
+    """Epoch ms as RFC 3339 in UTC with millisecond precision."""
+    moment = datetime.fromtimestamp(value_ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _rfc3339(value: str, field: str) -> datetime:
+    # fromisoformat also takes a bare date or a week date; RFC 3339 needs the
+    # full date-time, so insist on the separator first.
+    if len(value) < 20 or value[10] not in "Tt ":
+        raise InvalidRecord("bad_timestamp", f"{field} is not RFC 3339", field)
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidRecord("bad_timestamp", f"{field} is not RFC 3339", field) from exc
+
+
+def _activity(kind: str, data: Mapping[str, Any], bounds: TimeBounds) -> Activity:
+    event_id = _text(data, "event_id", MAX_ID_CHARS)
+    lead_id = _lead_id(data)
+    occurred = parse_time(_required(data, "occurred_at"), "occurred_at")
+    occurred_at_ms = bounds.check("occurred_at", occurred)
+
+    if kind == "page_view":
+        return Activity(
+            event_id,
+            lead_id,
+            kind,
+            occurred_at_ms,
+            url=_text(data, "url", MAX_URL_CHARS),
+            category=_optional_text(data, "category", MAX_TEXT_CHARS),
+            referrer=_optional_text(data, "referrer", MAX_URL_CHARS),
+        )
+    if kind == "content_download":
+        return Activity(
+            event_id,
+            lead_id,
+            kind,
+            occurred_at_ms,
+            asset_id=_text(data, "asset_id", MAX_URL_CHARS),
+            asset_type=_text(data, "asset_type", MAX_TEXT_CHARS),
+        )
+    return Activity(
+        event_id,
+        lead_id,
+        kind,
+        occurred_at_ms,
+        webinar_id=_text(data, "webinar_id", MAX_ID_CHARS),
+        status=_choice(data, "status", WEBINAR_STATUSES),
+        minutes_watched=_minutes(data),
+    )
+
+
+def _firmographics(data: Mapping[str, Any], bounds: TimeBounds) -> Firmographics:
+    updated = parse_time(_required(data, "updated_at"), "updated_at")
+    return Firmographics(
+        lead_id=_lead_id(data),
+        updated_at_ms=bounds.check("updated_at", updated),
+        company=_optional_text(data, "company", MAX_TEXT_CHARS),
+        employees=_employees(data),
+        industry=_optional_text(data, "industry", MAX_TEXT_CHARS),
+        title=_optional_text(data, "title", MAX_TEXT_CHARS),
+        country=_optional_text(data, "country", MAX_TEXT_CHARS),
+    )
+
+
+def _required(data: Mapping[str, Any], field: str) -> Any:
+    if field not in data:
+        raise InvalidRecord("missing_field", f"{field} is missing", field)
+    value = data[field]
+    if value is None:
+        raise InvalidRecord("null_field", f"{field} is null", field)
+    return value
+
+
+def _text(data: Mapping[str, Any], field: str, max_chars: int) -> str:
+    value = _required(data, field)
+    return _checked_text(field, value, max_chars)
+
+
+def _optional_text(data: Mapping[str, Any], field: str, max_chars: int) -> str | None:
+    value = data.get(field)
+    if value is None:
+        return None
+    return _checked_text(field, value, max_chars)
+
+
+def _checked_text(field: str, value: Any, max_chars: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidRecord("wrong_type", f"{field} must be a string", field)
+    if not value.strip():
+        raise InvalidRecord("empty_field", f"{field} is empty", field)
+    if len(value) > max_chars:
+        raise InvalidRecord(
+            "too_long", f"{field} is longer than {max_chars} characters", field
+        )
+    return value
+
+
+def _lead_id(data: Mapping[str, Any]) -> str:
+    lead_id = _text(data, "lead_id", MAX_ID_CHARS)
+    if not lead_id.isprintable():
+        raise InvalidRecord("bad_value", "lead_id holds control characters", "lead_id")
+    return lead_id
+
+
+def _choice(data: Mapping[str, Any], field: str, allowed: tuple[str, ...]) -> str:
+    value = _text(data, field, MAX_ID_CHARS)
+    if value not in allowed:
+        raise InvalidRecord(
+            "bad_value", f"{field} must be one of {', '.join(allowed)}", field
+        )
+    return value
+
+
+def _minutes(data: Mapping[str, Any]) -> float:
+    value = data.get("minutes_watched", 0.0)
+    if value is None:
+        value = 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRecord(
+            "wrong_type", "minutes_watched must be a number", "minutes_watched"
+        )
+    minutes = float(value)
+    if not math.isfinite(minutes):
+        raise InvalidRecord(
+            "not_finite", "minutes_watched is not finite", "minutes_watched"
+        )
+    if not 0.0 <= minutes <= MAX_MINUTES_WATCHED:
+        raise InvalidRecord(
+            "bad_value", "minutes_watched is out of range", "minutes_watched"
+        )
+    return minutes
+
+
+def _employees(data: Mapping[str, Any]) -> int | None:
+    value = data.get("employees")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRecord("wrong_type", "employees must be an integer", "employees")
+    if not 0 <= value <= MAX_EMPLOYEES:
+        raise InvalidRecord("bad_value", "employees is out of range", "employees")
+    return value
