@@ -1,0 +1,382 @@
+"""A lead's score state and how one update changes it.
+
+This module is the reference implementation of the scoring state machine and
+the in-process store `scorer replay` runs on. `scorer.state` holds its Lua
+twin for Redis; a property test keeps the two identical.
+
+State of one lead:
+- ``ref_ms``: the newest activity time seen; every value is held as of it.
+- accumulators, by field name as in Redis: ``b:<rule>`` is a rule's folded
+  engagement, ``w:<rule>:<window>`` an open capped window (raw points, decayed
+  points). A window closes (folds into ``b:``) once the allowed lateness has
+  passed its end, so events up to that late still meet the cap exactly.
+- fit, the time of the firmographic record it came from, and the MQL flag.
+- the ids of recent updates with their outcomes, for dedupe and re-publishing.
+"""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+from scorer import decay
+from scorer.config import Scoring
+from scorer.events import Forget
+from scorer.rules import ScoringRule
+
+APPLIED = "applied"
+DUPLICATE = "duplicate"
+STALE = "stale"
+FORGOTTEN = "forgotten"
+
+ON_TIME = 0
+LATE = 1  # behind the lead's newest event, within the allowed lateness
+TOO_LATE = 2  # beyond it: still counted, but a closed window's cap restarts
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityUpdate:
+    lead_id: str
+    op_id: str
+    at_ms: int
+    rule: ScoringRule
+
+
+@dataclass(frozen=True, slots=True)
+class FitUpdate:
+    lead_id: str
+    op_id: str
+    at_ms: int
+    fit: float
+
+
+Update = ActivityUpdate | FitUpdate | Forget
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The scoring settings the state machine needs, as plain numbers."""
+
+    fit_weight: float
+    engagement_weight: float
+    threshold: float
+    hysteresis: float
+    lateness_ms: int
+    dedupe_horizon_ms: int
+
+    @classmethod
+    def of(cls, scoring: Scoring) -> "Params":
+        return cls(
+            fit_weight=scoring.total.fit_weight,
+            engagement_weight=scoring.total.engagement_weight,
+            threshold=scoring.mql.threshold,
+            hysteresis=scoring.mql.hysteresis,
+            lateness_ms=scoring.allowed_lateness,
+            dedupe_horizon_ms=scoring.dedupe_horizon,
+        )
+
+    def total(self, fit: float, engagement: float) -> float:
+        return self.fit_weight * fit + self.engagement_weight * engagement
+
+    def is_mql(self, was_mql: bool, score: float) -> bool:
+        """Hysteresis: up at the threshold, down only below the band."""
+        if was_mql:
+            return score >= self.threshold - self.hysteresis
+        return score >= self.threshold
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one update did to a lead; the source of its output events."""
+
+    status: str
+    previous_score: float
+    score: float
+    fit: float
+    engagement: float
+    points_applied: float
+    decay: float
+    capped: bool
+    late: int
+    was_mql: bool
+    is_mql: bool
+    as_of_ms: int
+
+    def encode(self) -> str:
+        flags = [self.capped, self.late, self.was_mql, self.is_mql]
+        numbers = [
+            self.previous_score,
+            self.score,
+            self.fit,
+            self.engagement,
+            self.points_applied,
+            self.decay,
+        ]
+        parts = [repr(n) for n in numbers] + [str(int(f)) for f in flags]
+        return "|".join([self.status, *parts, str(self.as_of_ms)])
+
+    @classmethod
+    def decode(cls, text: str) -> "Outcome":
+        status, *rest = text.split("|")
+        previous, score, fit, engagement, applied, lost = (
+            float(part) for part in rest[:6]
+        )
+        capped, late, was_mql, is_mql = (int(float(part)) for part in rest[6:10])
+        return cls(
+            status=status,
+            previous_score=previous,
+            score=score,
+            fit=fit,
+            engagement=engagement,
+            points_applied=applied,
+            decay=lost,
+            capped=bool(capped),
+            late=late,
+            was_mql=bool(was_mql),
+            is_mql=bool(is_mql),
+            as_of_ms=int(float(rest[10])),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    lead_id: str
+    fit: float
+    engagement: float
+    score: float
+    as_of_ms: int | None
+    is_mql: bool
+
+
+@dataclass(slots=True)
+class Window:
+    raw: float
+    decayed: float
+    half_life_ms: int
+    cap: float
+    end_ms: int
+
+
+@dataclass(slots=True)
+class LeadState:
+    ref_ms: int | None = None
+    fit: float = 0.0
+    fit_at_ms: int | None = None
+    fit_outcome: Outcome | None = None
+    is_mql: bool = False
+    score: float = 0.0
+    folded: dict[str, tuple[float, int]] = field(default_factory=dict)
+    windows: dict[str, Window] = field(default_factory=dict)
+    seen: dict[str, tuple[int, Outcome]] = field(default_factory=dict)
+
+    def engagement(self) -> float:
+        """Sum in field-name order, exactly as the Lua script does."""
+        total = 0.0
+        for name in sorted([*self.folded, *self.windows]):
+            if name in self.folded:
+                total = total + self.folded[name][0]
+            else:
+                window = self.windows[name]
+                share = decay.capped_share(window.cap, window.raw)
+                total = total + share * window.decayed
+        return total
+
+    def advance(self, to_ms: int) -> None:
+        """Decay every accumulator forward to `to_ms` (the new newest event)."""
+        assert self.ref_ms is not None
+        elapsed = to_ms - self.ref_ms
+        for name, (value, half_life) in self.folded.items():
+            self.folded[name] = (value * decay.factor(elapsed, half_life), half_life)
+        for window in self.windows.values():
+            window.decayed = window.decayed * decay.factor(elapsed, window.half_life_ms)
+        self.ref_ms = to_ms
+
+    def close_windows(self, lateness_ms: int) -> None:
+        """Fold windows no on-time-enough event can reach any more."""
+        assert self.ref_ms is not None
+        for name in sorted(self.windows):
+            window = self.windows[name]
+            if window.end_ms + lateness_ms > self.ref_ms:
+                continue
+            base = _folded_name(name)
+            value, _ = self.folded.get(base, (0.0, window.half_life_ms))
+            share = decay.capped_share(window.cap, window.raw)
+            self.folded[base] = (value + share * window.decayed, window.half_life_ms)
+            del self.windows[name]
+
+
+class MemoryStore:
+    """Lead state in this process: for `scorer replay` and for tests."""
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+        self._leads: dict[str, LeadState] = {}
+
+    def apply(self, updates: Sequence[Update]) -> list[Outcome | None]:
+        return [self._apply_one(update) for update in updates]
+
+    def snapshot(self, lead_id: str, as_of_ms: int | None = None) -> Snapshot | None:
+        state = self._leads.get(lead_id)
+        if state is None:
+            return None
+        return evaluate(lead_id, state, self.params, as_of_ms)
+
+    def lead_ids(self) -> Iterator[str]:
+        return iter(sorted(self._leads))
+
+    def _apply_one(self, update: Update) -> Outcome | None:
+        if isinstance(update, Forget):
+            self._leads.pop(update.lead_id, None)
+            return None
+        state = self._leads.setdefault(update.lead_id, LeadState())
+        if isinstance(update, FitUpdate):
+            return apply_fit(state, update, self.params)
+        return apply_activity(state, update, self.params)
+
+
+def apply_activity(state: LeadState, update: ActivityUpdate, params: Params) -> Outcome:
+    remembered = _remembered(state, update.op_id, params)
+    if remembered is not None:
+        return replace(remembered, status=DUPLICATE)
+
+    previous_score = state.score
+    decay_lost = 0.0
+    if state.ref_ms is None:
+        state.ref_ms = update.at_ms
+    if update.at_ms > state.ref_ms:
+        before = state.engagement()
+        state.advance(update.at_ms)
+        decay_lost = before - state.engagement()
+    late = _lateness(state.ref_ms - update.at_ms, params.lateness_ms)
+
+    applied, capped = _add_points(state, update)
+    state.close_windows(params.lateness_ms)
+    outcome = _settle(state, params, previous_score, applied, decay_lost)
+    outcome = replace(outcome, capped=capped, late=late)
+
+    state.seen[update.op_id] = (update.at_ms, outcome)
+    return outcome
+
+
+def apply_fit(state: LeadState, update: FitUpdate, params: Params) -> Outcome | None:
+    if state.fit_at_ms is not None and update.at_ms <= state.fit_at_ms:
+        if update.at_ms == state.fit_at_ms and state.fit_outcome is not None:
+            return replace(state.fit_outcome, status=DUPLICATE)
+        return None
+
+    previous_score = state.score
+    change = update.fit - state.fit
+    state.fit = update.fit
+    state.fit_at_ms = update.at_ms
+    outcome = _settle(state, params, previous_score, change, 0.0)
+    if state.ref_ms is None:
+        outcome = replace(outcome, as_of_ms=update.at_ms)
+
+    state.fit_outcome = outcome
+    return outcome
+
+
+def evaluate(
+    lead_id: str, state: LeadState, params: Params, as_of_ms: int | None
+) -> Snapshot:
+    """The lead's scores as of `as_of_ms` (default: its newest event)."""
+    if state.ref_ms is None:
+        engagement = 0.0
+        as_of_ms = as_of_ms if as_of_ms is not None else state.fit_at_ms
+    else:
+        as_of_ms = state.ref_ms if as_of_ms is None else max(as_of_ms, state.ref_ms)
+        engagement = _engagement_at(state, as_of_ms)
+    score = params.total(state.fit, engagement)
+    return Snapshot(
+        lead_id=lead_id,
+        fit=state.fit,
+        engagement=engagement,
+        score=score,
+        as_of_ms=as_of_ms,
+        is_mql=params.is_mql(state.is_mql, score),
+    )
+
+
+def _engagement_at(state: LeadState, as_of_ms: int) -> float:
+    assert state.ref_ms is not None
+    probe = LeadState(
+        ref_ms=state.ref_ms,
+        folded=dict(state.folded),
+        windows={name: replace(w) for name, w in state.windows.items()},
+    )
+    probe.advance(as_of_ms)
+    return probe.engagement()
+
+
+def _remembered(state: LeadState, op_id: str, params: Params) -> Outcome | None:
+    entry = state.seen.get(op_id)
+    if entry is None or state.ref_ms is None:
+        return None
+    at_ms, outcome = entry
+    # Ids older than the horizon are forgotten, as Redis prunes them.
+    if at_ms < state.ref_ms - params.dedupe_horizon_ms:
+        del state.seen[op_id]
+        return None
+    return outcome
+
+
+def _lateness(behind_ms: int, lateness_ms: int) -> int:
+    if behind_ms <= 0:
+        return ON_TIME
+    return LATE if behind_ms <= lateness_ms else TOO_LATE
+
+
+def _add_points(state: LeadState, update: ActivityUpdate) -> tuple[float, bool]:
+    """Add the event's decayed points; returns (points added, hit the cap)."""
+    assert state.ref_ms is not None
+    rule = update.rule
+    worth = rule.points * decay.factor(state.ref_ms - update.at_ms, rule.half_life_ms)
+    if rule.cap_points is None or rule.cap_window_ms is None:
+        name = f"b:{rule.name}"
+        value, _ = state.folded.get(name, (0.0, rule.half_life_ms))
+        state.folded[name] = (value + worth, rule.half_life_ms)
+        return worth, False
+
+    bucket = update.at_ms // rule.cap_window_ms
+    name = f"w:{rule.name}:{bucket}"
+    window = state.windows.get(name)
+    if window is None:
+        end_ms = (bucket + 1) * rule.cap_window_ms
+        window = Window(0.0, 0.0, rule.half_life_ms, rule.cap_points, end_ms)
+        state.windows[name] = window
+    before = decay.capped_share(window.cap, window.raw) * window.decayed
+    window.raw = window.raw + rule.points
+    window.decayed = window.decayed + worth
+    after = decay.capped_share(window.cap, window.raw) * window.decayed
+    return after - before, abs(window.raw) > window.cap
+
+
+def _settle(
+    state: LeadState,
+    params: Params,
+    previous_score: float,
+    applied: float,
+    decay_lost: float,
+) -> Outcome:
+    engagement = state.engagement()
+    score = params.total(state.fit, engagement)
+    was_mql = state.is_mql
+    state.is_mql = params.is_mql(was_mql, score)
+    state.score = score
+    return Outcome(
+        status=APPLIED,
+        previous_score=previous_score,
+        score=score,
+        fit=state.fit,
+        engagement=engagement,
+        points_applied=applied,
+        decay=decay_lost,
+        capped=False,
+        late=ON_TIME,
+        was_mql=was_mql,
+        is_mql=state.is_mql,
+        as_of_ms=state.ref_ms if state.ref_ms is not None else 0,
+    )
+
+
+def _folded_name(window_name: str) -> str:
+    rule = window_name.split(":")[1]
+    return f"b:{rule}"

@@ -1,0 +1,132 @@
+"""Output events: what the scorer tells sales alerts and routing services.
+
+Each update that moves a lead's score yields a ``score_changed`` event; one
+that crosses the MQL threshold also yields an ``mql_crossed`` event. Their ids
+are derived from the source event id, so an event re-processed after a crash
+produces byte-identical outputs that consumers can recognise as copies.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from scorer.lead import DUPLICATE, ActivityUpdate, FitUpdate, Outcome
+
+ScoredUpdate = ActivityUpdate | FitUpdate
+
+SCORE_CHANGED = "score_changed"
+MQL_CROSSED = "mql_crossed"
+
+# Namespace of output event ids; fixed forever so ids stay stable across
+# versions of the scorer.
+OUTPUT_ID_NAMESPACE = uuid.UUID("6f1c9d0a-3b1e-4b8e-9a52-2c7d14f0e8a1")
+
+# Scores are published with this many decimals; changes below the last one
+# are not worth an event.
+SCORE_DECIMALS = 2
+DETAIL_DECIMALS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why an update moved the score."""
+
+    rule: str | None
+    points: float
+    fit_rules: tuple[str, ...] = ()
+
+
+def output_events(
+    update: ScoredUpdate,
+    outcome: Outcome,
+    reason: Reason,
+    rules_version: str,
+    threshold: float,
+) -> list[dict[str, Any]]:
+    """The events an applied (or re-delivered) update publishes."""
+    crossed = outcome.was_mql != outcome.is_mql
+    moved = _shown(outcome.score) != _shown(outcome.previous_score)
+    if not (crossed or moved):
+        return []
+
+    base = _base(update, outcome, rules_version, threshold)
+    events = []
+    if moved:
+        events.append(_score_changed(base, update, outcome, reason))
+    if crossed:
+        events.append(_mql_crossed(base, update, outcome))
+    return events
+
+
+def is_redelivery(outcome: Outcome) -> bool:
+    return outcome.status == DUPLICATE
+
+
+def _base(
+    update: ScoredUpdate, outcome: Outcome, rules_version: str, threshold: float
+) -> dict[str, Any]:
+    return {
+        "lead_id": update.lead_id,
+        "occurred_at": datetime.fromtimestamp(outcome.as_of_ms / 1000, tz=UTC),
+        "score": _shown(outcome.score),
+        "previous_score": _shown(outcome.previous_score),
+        "fit": _detail(outcome.fit),
+        "engagement": _detail(outcome.engagement),
+        "is_mql": outcome.is_mql,
+        "threshold": threshold,
+        "rules_version": rules_version,
+        "source_event_id": _source_id(update),
+        "direction": None,
+        "reason": None,
+    }
+
+
+def _score_changed(
+    base: dict[str, Any], update: ScoredUpdate, outcome: Outcome, reason: Reason
+) -> dict[str, Any]:
+    return {
+        **base,
+        "type": SCORE_CHANGED,
+        "event_id": _event_id(update, SCORE_CHANGED),
+        "reason": {
+            "rule": reason.rule,
+            "fit_rules": list(reason.fit_rules),
+            "points": _detail(reason.points),
+            "points_applied": _detail(outcome.points_applied),
+            "capped": outcome.capped,
+            "decay": _detail(outcome.decay),
+            "late": outcome.late > 0,
+        },
+    }
+
+
+def _mql_crossed(
+    base: dict[str, Any], update: ScoredUpdate, outcome: Outcome
+) -> dict[str, Any]:
+    direction = "up" if outcome.is_mql else "down"
+    return {
+        **base,
+        "type": MQL_CROSSED,
+        "event_id": _event_id(update, f"{MQL_CROSSED}:{direction}"),
+        "direction": direction,
+    }
+
+
+def _source_id(update: ScoredUpdate) -> str:
+    if isinstance(update, ActivityUpdate):
+        return update.op_id
+    return f"{update.lead_id}/{update.op_id}"
+
+
+def _event_id(update: ScoredUpdate, kind: str) -> str:
+    name = f"{update.lead_id}\n{_source_id(update)}\n{kind}"
+    return str(uuid.uuid5(OUTPUT_ID_NAMESPACE, name))
+
+
+def _shown(score: float) -> float:
+    return round(score, SCORE_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def _detail(value: float) -> float:
+    return round(value, DETAIL_DECIMALS) + 0.0

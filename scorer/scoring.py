@@ -1,0 +1,125 @@
+"""From validated records to output events: the part every mode shares.
+
+`scorer run` (Kafka and Redis) and `scorer replay` (files, in-process state)
+both hand batches of records to a `Scorer`; only the store differs. That is
+what makes a replay a faithful re-computation of the live service.
+"""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from scorer.config import Scoring
+from scorer.events import Activity, Firmographics, Forget
+from scorer.fit import FitModel
+from scorer.lead import (
+    DUPLICATE,
+    TOO_LATE,
+    ActivityUpdate,
+    FitUpdate,
+    Outcome,
+    Params,
+    Snapshot,
+    Update,
+)
+from scorer.publish import Reason, ScoredUpdate, output_events
+from scorer.rules import RuleBook
+
+Item = Activity | Firmographics | Forget
+
+# What became of one record, as a metric label.
+SCORED = "scored"
+DUPLICATE_RECORD = "duplicate"
+NO_RULE = "no_rule"
+STALE = "stale"
+FORGOTTEN = "forgotten"
+
+
+class LeadStore(Protocol):
+    params: Params
+
+    def apply(self, updates: Sequence[Update]) -> list[Outcome | None]: ...
+
+    def snapshot(
+        self, lead_id: str, as_of_ms: int | None = None
+    ) -> Snapshot | None: ...
+
+    def lead_ids(self) -> Iterator[str]: ...
+
+
+@dataclass(slots=True)
+class Scored:
+    """The result of one record."""
+
+    status: str
+    outcome: Outcome | None = None
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def too_late(self) -> bool:
+        return self.outcome is not None and self.outcome.late == TOO_LATE
+
+
+class Scorer:
+    def __init__(self, scoring: Scoring, store: LeadStore) -> None:
+        self.scoring = scoring
+        self.rules = RuleBook(scoring)
+        self.fit = FitModel(scoring)
+        self.store = store
+        self.rules_version = scoring.rules_version
+        self.threshold = scoring.mql.threshold
+
+    def score(self, items: Sequence[Item]) -> list[Scored]:
+        """Score a batch; results are in the order of `items`."""
+        results: list[Scored] = [Scored(NO_RULE) for _ in items]
+        positions: list[int] = []
+        updates: list[Update] = []
+        reasons: list[Reason | None] = []
+        for position, item in enumerate(items):
+            prepared = self._prepare(item)
+            if prepared is None:
+                continue
+            update, reason = prepared
+            positions.append(position)
+            updates.append(update)
+            reasons.append(reason)
+
+        outcomes = self.store.apply(updates)
+
+        for position, update, reason, outcome in zip(
+            positions, updates, reasons, outcomes, strict=True
+        ):
+            results[position] = self._result(update, reason, outcome)
+        return results
+
+    def _prepare(self, item: Item) -> tuple[Update, Reason | None] | None:
+        if isinstance(item, Forget):
+            return item, None
+        if isinstance(item, Firmographics):
+            fit = self.fit.score(item)
+            update = FitUpdate(item.lead_id, item.op_id, item.updated_at_ms, fit.points)
+            return update, Reason(None, fit.points, fit.rules)
+        rule = self.rules.match(item)
+        if rule is None:
+            return None
+        activity = ActivityUpdate(item.lead_id, item.event_id, item.occurred_at_ms, rule)
+        return activity, Reason(rule.name, rule.points)
+
+    def _result(
+        self, update: Update, reason: Reason | None, outcome: Outcome | None
+    ) -> Scored:
+        if isinstance(update, Forget):
+            return Scored(FORGOTTEN)
+        if outcome is None:
+            return Scored(STALE)
+        assert reason is not None
+        outputs = output_events(
+            _scored(update), outcome, reason, self.rules_version, self.threshold
+        )
+        status = DUPLICATE_RECORD if outcome.status == DUPLICATE else SCORED
+        return Scored(status, outcome, outputs)
+
+
+def _scored(update: Update) -> ScoredUpdate:
+    assert not isinstance(update, Forget)
+    return update

@@ -1,0 +1,130 @@
+"""Configuration: the shipped default, and errors that name the field."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from scorer.config import default_config_path, load_config, parse_config
+from scorer.errors import ConfigError
+
+
+def default_raw() -> dict[str, Any]:
+    raw = yaml.safe_load(default_config_path().read_text())
+    assert isinstance(raw, dict)
+    return raw
+
+
+def error_of(raw: dict[str, Any]) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    return caught.value
+
+
+def test_the_default_config_is_valid_and_small() -> None:
+    config = load_config(environ={})
+    criteria = len(config.scoring.engagement_rules) + len(config.scoring.fit_rules)
+
+    assert 5 <= criteria <= 10
+    assert config.scoring.rules_version.startswith("default-")
+
+
+def test_durations_are_read_in_milliseconds() -> None:
+    config = load_config(environ={})
+
+    assert config.scoring.half_life == 14 * 86_400_000
+    assert config.scoring.engagement_rules[0].cap is not None
+    assert config.scoring.engagement_rules[0].cap.window == 86_400_000
+
+
+def test_an_unknown_field_is_named() -> None:
+    raw = default_raw()
+    raw["scoring"]["mql"]["treshold"] = 50
+
+    error = error_of(raw)
+    assert error.field == "scoring.mql.treshold"
+    assert error.message == "unknown field"
+
+
+def test_a_negative_half_life_is_named() -> None:
+    raw = default_raw()
+    raw["scoring"]["engagement_rules"][1]["half_life"] = -5
+
+    assert error_of(raw).field == "scoring.engagement_rules.1.half_life"
+
+
+def test_a_bad_duration_says_what_is_expected() -> None:
+    raw = default_raw()
+    raw["scoring"]["half_life"] = "fortnight"
+
+    error = error_of(raw)
+    assert error.field == "scoring.half_life"
+    assert "'7d'" in error.message
+
+
+def test_an_unreachable_threshold_is_refused() -> None:
+    raw = default_raw()
+    for rule in raw["scoring"]["engagement_rules"]:
+        rule["cap"] = {"points": 1, "window": "30d"}
+    raw["scoring"]["mql"]["threshold"] = 500
+
+    error = error_of(raw)
+    assert "mql.threshold 500 cannot be reached" in error.message
+    assert error.field == "scoring"
+
+
+def test_duplicate_rule_names_are_refused() -> None:
+    raw = default_raw()
+    rules = raw["scoring"]["engagement_rules"]
+    rules[1]["name"] = rules[0]["name"]
+
+    assert "duplicate rule names: demo_request" in error_of(raw).message
+
+
+def test_a_condition_for_another_event_type_is_refused() -> None:
+    raw = default_raw()
+    raw["scoring"]["engagement_rules"][0]["match"]["asset_type"] = ["ebook"]
+
+    error = error_of(raw)
+    assert error.field == "scoring.engagement_rules.0.match"
+    assert "asset_type applies only to content_download" in error.message
+
+
+def test_every_problem_is_listed() -> None:
+    raw = default_raw()
+    raw["scoring"]["half_life"] = 0
+    raw["pipeline"]["batch_size"] = 0
+
+    details = error_of(raw).details
+    assert any(d.startswith("scoring.half_life:") for d in details)
+    assert any(d.startswith("pipeline.batch_size:") for d in details)
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    config = load_config(
+        environ={
+            "SCORER_KAFKA__BOOTSTRAP_SERVERS": "10.0.0.1:9093",
+            "SCORER_PIPELINE__BATCH_SIZE": "250",
+            "SCORER_RDKAFKA_SOCKET_KEEPALIVE_ENABLE": "true",
+        }
+    )
+
+    assert config.kafka.bootstrap_servers == "10.0.0.1:9093"
+    assert config.pipeline.batch_size == 250
+    assert config.kafka.settings == {"socket.keepalive.enable": "true"}
+
+
+def test_a_missing_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "absent.yaml", environ={})
+
+    assert "cannot read" in caught.value.message
+
+
+def test_the_rules_version_changes_with_the_rules() -> None:
+    raw = default_raw()
+    before = parse_config(raw).scoring.rules_version
+    raw["scoring"]["engagement_rules"][0]["points"] = 31
+
+    assert parse_config(raw).scoring.rules_version != before

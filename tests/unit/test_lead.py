@@ -1,0 +1,284 @@
+"""The scoring state machine: decay, caps, dedupe, ordering, hysteresis."""
+
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scorer.events import Forget
+from scorer.lead import (
+    APPLIED,
+    DUPLICATE,
+    LATE,
+    ON_TIME,
+    TOO_LATE,
+    ActivityUpdate,
+    FitUpdate,
+    MemoryStore,
+    Params,
+)
+from scorer.rules import ScoringRule
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+T0 = 1_750_000_000_000  # 2025-06-15, an arbitrary moment
+
+PARAMS = Params(
+    fit_weight=1.0,
+    engagement_weight=1.0,
+    threshold=60.0,
+    hysteresis=10.0,
+    lateness_ms=DAY_MS,
+    dedupe_horizon_ms=30 * DAY_MS,
+)
+PRICING = ScoringRule("pricing", 20.0, 7 * DAY_MS, 40.0, DAY_MS)
+BLOG = ScoringRule("blog", 1.0, 7 * DAY_MS, 5.0, DAY_MS)
+PLAIN = ScoringRule("plain", 10.0, 7 * DAY_MS, None, None)
+CAREERS = ScoringRule("careers", -15.0, 14 * DAY_MS, 15.0, DAY_MS)
+
+
+def visit(rule: ScoringRule, at_ms: int, event_id: str, lead: str = "L1"):
+    return ActivityUpdate(lead, event_id, at_ms, rule)
+
+
+def engagement(store: MemoryStore, lead: str = "L1", as_of: int | None = None):
+    snapshot = store.snapshot(lead, as_of)
+    assert snapshot is not None
+    return snapshot.engagement
+
+
+def test_points_halve_after_one_half_life() -> None:
+    store = MemoryStore(PARAMS)
+    store.apply([visit(PLAIN, T0, "e1")])
+
+    assert engagement(store) == pytest.approx(10.0)
+    assert engagement(store, as_of=T0 + 7 * DAY_MS) == pytest.approx(5.0)
+    assert engagement(store, as_of=T0 + 14 * DAY_MS) == pytest.approx(2.5)
+
+
+def test_an_old_visit_counts_less_than_a_new_one() -> None:
+    store = MemoryStore(PARAMS)
+    store.apply([visit(PLAIN, T0, "old"), visit(PLAIN, T0 + 7 * DAY_MS, "new")])
+
+    # As of the newest event: the old one is worth half, the new one full.
+    assert engagement(store) == pytest.approx(15.0)
+
+
+def test_decay_lost_is_reported_when_time_moves_on() -> None:
+    store = MemoryStore(PARAMS)
+    first, second = store.apply(
+        [visit(PLAIN, T0, "e1"), visit(PLAIN, T0 + 7 * DAY_MS, "e2")]
+    )
+
+    assert first is not None and second is not None
+    assert first.decay == 0.0
+    assert second.decay == pytest.approx(5.0)
+    assert second.previous_score == pytest.approx(10.0)
+    assert second.score == pytest.approx(15.0)
+
+
+def test_thirty_reloads_in_an_hour_score_no_more_than_the_cap() -> None:
+    store = MemoryStore(PARAMS)
+    reloads = [visit(BLOG, T0 + i * 120_000, f"r{i}") for i in range(30)]
+    outcomes = store.apply(reloads)
+
+    assert engagement(store) <= BLOG.cap_points
+    assert engagement(store) == pytest.approx(5.0, rel=1e-2)
+    assert [o.capped for o in outcomes if o is not None].count(True) == 25
+
+
+def test_cap_restarts_in_the_next_window() -> None:
+    store = MemoryStore(PARAMS)
+    day1 = [visit(BLOG, T0 + i, f"a{i}") for i in range(10)]
+    day2 = [visit(BLOG, T0 + DAY_MS + i, f"b{i}") for i in range(10)]
+    store.apply(day1 + day2)
+
+    assert engagement(store) <= 10.0
+    assert engagement(store) > 5.0
+
+
+def test_the_same_event_twice_changes_nothing_the_second_time() -> None:
+    store = MemoryStore(PARAMS)
+    first = store.apply([visit(PRICING, T0, "e1")])[0]
+    before = store.snapshot("L1")
+    again = store.apply([visit(PRICING, T0, "e1")])[0]
+
+    assert first is not None and again is not None
+    assert again.status == DUPLICATE
+    assert first.status == APPLIED
+    assert again.score == first.score
+    assert store.snapshot("L1") == before
+
+
+def test_a_redelivery_after_later_events_is_still_recognised() -> None:
+    store = MemoryStore(PARAMS)
+    store.apply([visit(PRICING, T0, "e1"), visit(PLAIN, T0 + HOUR_MS, "e2")])
+    before = store.snapshot("L1")
+    again = store.apply([visit(PRICING, T0, "e1")])[0]
+
+    assert again is not None and again.status == DUPLICATE
+    assert store.snapshot("L1") == before
+
+
+def test_negative_points_lower_the_score() -> None:
+    store = MemoryStore(PARAMS)
+    store.apply([visit(PRICING, T0, "p"), visit(CAREERS, T0 + 1, "c")])
+
+    assert engagement(store) == pytest.approx(5.0, abs=1e-3)
+
+
+def test_late_events_are_flagged_by_how_late() -> None:
+    store = MemoryStore(PARAMS)
+    outcomes = store.apply(
+        [
+            visit(PLAIN, T0 + 10 * DAY_MS, "newest"),
+            visit(PLAIN, T0 + 10 * DAY_MS - HOUR_MS, "an_hour_behind"),
+            visit(PLAIN, T0, "ten_days_behind"),
+        ]
+    )
+
+    assert [o.late for o in outcomes if o is not None] == [ON_TIME, LATE, TOO_LATE]
+    # Too-late events still count, decayed to their age.
+    expected = 10.0 + 10.0 * 2 ** (-1 / (7 * 24)) + 10.0 * 2 ** (-10 / 7)
+    assert engagement(store) == pytest.approx(expected)
+
+
+def test_mql_crossing_has_hysteresis() -> None:
+    params = Params(1.0, 1.0, 60.0, 10.0, DAY_MS, 30 * DAY_MS)
+    store = MemoryStore(params)
+    rule = ScoringRule("big", 31.0, 7 * DAY_MS, None, None)
+    down = ScoringRule("down", -5.0, 7 * DAY_MS, None, None)
+    outcomes = store.apply(
+        [
+            visit(rule, T0, "a"),  # 31
+            visit(rule, T0 + 1, "b"),  # 62: crosses up
+            visit(down, T0 + 2, "c"),  # 57: inside the band, stays MQL
+            visit(down, T0 + 3, "d"),  # 52: still inside (>= 50)
+            visit(down, T0 + 4, "e"),  # 47: drops out
+            visit(rule, T0 + 5, "f"),  # 78: crosses up again
+        ]
+    )
+
+    flags = [(o.was_mql, o.is_mql) for o in outcomes if o is not None]
+    assert flags == [
+        (False, False),
+        (False, True),
+        (True, True),
+        (True, True),
+        (True, False),
+        (False, True),
+    ]
+
+
+def test_no_flapping_when_the_score_wobbles_around_the_threshold() -> None:
+    store = MemoryStore(PARAMS)
+    up = ScoringRule("up", 3.0, 365 * DAY_MS, None, None)
+    down = ScoringRule("down", -3.0, 365 * DAY_MS, None, None)
+    base = ScoringRule("base", 59.0, 365 * DAY_MS, None, None)
+    updates = [visit(base, T0, "base")]
+    for i in range(20):
+        rule = up if i % 2 == 0 else down
+        updates.append(visit(rule, T0 + 1 + i, f"w{i}"))
+    outcomes = [o for o in store.apply(updates) if o is not None]
+
+    crossings = [o for o in outcomes if o.was_mql != o.is_mql]
+    assert len(crossings) == 1
+
+
+def test_fit_joins_engagement_in_the_total() -> None:
+    params = Params(0.5, 2.0, 60.0, 10.0, DAY_MS, 30 * DAY_MS)
+    store = MemoryStore(params)
+    store.apply([FitUpdate("L1", "f1", T0, 40.0), visit(PLAIN, T0, "e1")])
+    snapshot = store.snapshot("L1")
+
+    assert snapshot is not None
+    assert snapshot.fit == 40.0
+    assert snapshot.score == pytest.approx(0.5 * 40 + 2 * 10)
+
+
+def test_an_older_firmographic_record_does_not_override_a_newer_one() -> None:
+    store = MemoryStore(PARAMS)
+    outcomes = store.apply(
+        [FitUpdate("L1", "new", T0 + DAY_MS, 30.0), FitUpdate("L1", "old", T0, 5.0)]
+    )
+    snapshot = store.snapshot("L1")
+
+    assert outcomes[1] is None
+    assert snapshot is not None and snapshot.fit == 30.0
+
+
+def test_forget_removes_the_lead() -> None:
+    store = MemoryStore(PARAMS)
+    store.apply([visit(PRICING, T0, "e1"), Forget("L1")])
+
+    assert store.snapshot("L1") is None
+    assert list(store.lead_ids()) == []
+
+
+def test_state_as_of_a_later_time_can_drop_an_mql() -> None:
+    store = MemoryStore(PARAMS)
+    rule = ScoringRule("big", 70.0, 7 * DAY_MS, None, None)
+    store.apply([visit(rule, T0, "e1")])
+
+    now = store.snapshot("L1")
+    month_later = store.snapshot("L1", T0 + 28 * DAY_MS)
+    assert now is not None and now.is_mql
+    assert month_later is not None and not month_later.is_mql
+    assert month_later.score == pytest.approx(70 / 16)
+
+
+RULES = [PRICING, BLOG, PLAIN, CAREERS]
+
+
+@st.composite
+def event_sets(draw: st.DrawFn) -> list[ActivityUpdate]:
+    count = draw(st.integers(min_value=1, max_value=40))
+    leads = draw(st.integers(min_value=1, max_value=4))
+    events = []
+    for i in range(count):
+        offset = draw(st.integers(min_value=0, max_value=DAY_MS))
+        rule = draw(st.sampled_from(RULES))
+        lead = f"L{draw(st.integers(min_value=1, max_value=leads))}"
+        events.append(visit(rule, T0 + offset, f"e{i}", lead))
+    return events
+
+
+def final_state(events: list[ActivityUpdate]) -> dict[str, tuple[float, float]]:
+    store = MemoryStore(PARAMS)
+    store.apply(events)
+    snapshots = [store.snapshot(lead, T0 + 2 * DAY_MS) for lead in store.lead_ids()]
+    return {s.lead_id: (s.engagement, s.score) for s in snapshots if s is not None}
+
+
+def assert_close(
+    left: dict[str, tuple[float, float]], right: dict[str, tuple[float, float]]
+) -> None:
+    assert left.keys() == right.keys()
+    for lead, values in left.items():
+        for a, b in zip(values, right[lead], strict=True):
+            assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9), (lead, a, b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=event_sets(), seed=st.integers(min_value=0, max_value=2**32))
+def test_any_arrival_order_gives_the_same_final_state(
+    events: list[ActivityUpdate], seed: int
+) -> None:
+    shuffled = list(events)
+    random.Random(seed).shuffle(shuffled)
+
+    assert_close(final_state(events), final_state(shuffled))
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=event_sets(), seed=st.integers(min_value=0, max_value=2**32))
+def test_duplicates_in_any_order_change_nothing(
+    events: list[ActivityUpdate], seed: int
+) -> None:
+    rng = random.Random(seed)
+    doubled = events + rng.sample(events, k=len(events) // 2 + 1)
+    rng.shuffle(doubled)
+
+    assert_close(final_state(events), final_state(doubled))

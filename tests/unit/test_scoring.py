@@ -1,0 +1,187 @@
+"""Records to output events, with the shipped default rules."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from scorer.config import load_config
+from scorer.events import Activity, Firmographics, Forget
+from scorer.lead import MemoryStore, Params
+from scorer.scoring import DUPLICATE_RECORD, NO_RULE, SCORED, Scorer
+
+DAY_MS = 86_400_000
+T0 = 1_750_000_000_000
+SCORING = load_config(environ={}).scoring
+
+
+def new_scorer() -> Scorer:
+    return Scorer(SCORING, MemoryStore(Params.of(SCORING)))
+
+
+def page(url: str, at_ms: int, event_id: str, lead: str = "L1") -> Activity:
+    return Activity(event_id, lead, "page_view", at_ms, url=url)
+
+
+def score_of(scorer: Scorer, lead: str = "L1") -> float:
+    snapshot = scorer.store.snapshot(lead)
+    assert snapshot is not None
+    return snapshot.score
+
+
+def test_ten_blog_reads_score_less_than_one_pricing_visit() -> None:
+    reader, buyer = new_scorer(), new_scorer()
+    reads = [page(f"/blog/post-{i}", T0 + i * 600_000, f"b{i}") for i in range(10)]
+    reader.score(reads)
+    buyer.score([page("/pricing", T0, "p1")])
+
+    assert score_of(reader) < score_of(buyer)
+
+
+def test_ten_blog_reads_over_ten_days_still_score_less() -> None:
+    reader, buyer = new_scorer(), new_scorer()
+    reader.score([page(f"/blog/p{i}", T0 + i * DAY_MS, f"b{i}") for i in range(10)])
+    buyer.score([page("/pricing/enterprise", T0, "p1")])
+
+    assert score_of(reader) < score_of(buyer)
+
+
+def test_thirty_reloads_of_a_blog_page_stay_within_the_cap() -> None:
+    scorer = new_scorer()
+    scorer.score([page("/blog/one", T0 + i * 60_000, f"r{i}") for i in range(30)])
+
+    assert 0 < score_of(scorer) <= 5.0
+
+
+def test_every_default_criterion_fires_on_its_event() -> None:
+    scorer = new_scorer()
+    events = [
+        page("/demo", T0, "d"),
+        page("/pricing", T0, "p"),
+        page("/careers/engineer", T0, "c"),
+        page("/blog/x", T0, "b"),
+        Activity(
+            "w1", "L1", "content_download", T0, asset_id="a1", asset_type="case_study"
+        ),
+        Activity("w2", "L1", "webinar", T0, webinar_id="w", status="registered"),
+        Activity(
+            "w3",
+            "L1",
+            "webinar",
+            T0,
+            webinar_id="w",
+            status="attended",
+            minutes_watched=45.0,
+        ),
+    ]
+    results = scorer.score(events)
+
+    rules = [r.outputs[0]["reason"]["rule"] for r in results]
+    assert rules == [
+        "demo_request",
+        "pricing_page",
+        "careers_page",
+        "blog_read",
+        "proof_download",
+        "webinar_registered",
+        "webinar_attended",
+    ]
+
+
+def test_a_short_webinar_attendance_scores_nothing() -> None:
+    scorer = new_scorer()
+    event = Activity(
+        "w", "L1", "webinar", T0, webinar_id="w", status="attended", minutes_watched=3
+    )
+
+    assert scorer.score([event])[0].status == NO_RULE
+
+
+def test_fit_rules_score_size_industry_and_seniority() -> None:
+    scorer = new_scorer()
+    record = Firmographics(
+        "L1",
+        T0,
+        company="Acme",
+        employees=1200,
+        industry="Information  Technology",
+        title="VP Marketing",
+        country="DE",
+    )
+    result = scorer.score([record])[0]
+
+    assert result.status == SCORED
+    event = result.outputs[0]
+    assert event["fit"] == 50.0
+    assert event["score"] == 50.0
+    assert event["reason"]["fit_rules"] == [
+        "target_company_size",
+        "target_industry",
+        "senior_title",
+    ]
+
+
+def test_crossing_the_threshold_publishes_mql_crossed() -> None:
+    scorer = new_scorer()
+    fit = Firmographics("L1", T0, employees=500, title="Head of Ops")
+    results = scorer.score([fit, page("/demo", T0 + 1, "d1")])
+
+    outputs = results[1].outputs
+    assert [o["type"] for o in outputs] == ["score_changed", "mql_crossed"]
+    crossed = outputs[1]
+    assert crossed["direction"] == "up"
+    assert crossed["score"] == 65.0
+    assert crossed["previous_score"] == 35.0
+    assert crossed["fit"] == 35.0
+    assert crossed["engagement"] == 30.0
+    assert crossed["is_mql"] is True
+
+
+def test_outputs_explain_themselves() -> None:
+    scorer = new_scorer()
+    scorer.score([page("/pricing", T0, "p0")])
+    later = T0 + 14 * DAY_MS  # one half-life of the default rules
+    event = scorer.score([page("/pricing", later, "p1")])[0].outputs[0]
+
+    assert event["type"] == "score_changed"
+    assert event["source_event_id"] == "p1"
+    assert event["rules_version"] == SCORING.rules_version
+    assert event["previous_score"] == 20.0
+    assert event["score"] == 30.0  # 20 decayed by half, plus 20
+    assert event["reason"] == {
+        "rule": "pricing_page",
+        "fit_rules": [],
+        "points": 20.0,
+        "points_applied": 20.0,
+        "capped": False,
+        "decay": 10.0,
+        "late": False,
+    }
+    assert event["occurred_at"] == datetime.fromtimestamp(later / 1000, tz=UTC)
+
+
+def test_a_redelivered_event_republishes_identical_outputs() -> None:
+    scorer = new_scorer()
+    first = scorer.score([page("/pricing", T0, "p1")])[0]
+    again = scorer.score([page("/pricing", T0, "p1")])[0]
+
+    assert again.status == DUPLICATE_RECORD
+    assert again.outputs == first.outputs
+    assert score_of(scorer) == 20.0
+
+
+def test_output_ids_are_deterministic_and_distinct() -> None:
+    one, two = new_scorer(), new_scorer()
+    events = [page("/pricing", T0, "p1"), page("/demo", T0 + 1, "p2")]
+    ids_one = [o["event_id"] for r in one.score(events) for o in r.outputs]
+    ids_two = [o["event_id"] for r in two.score(events) for o in r.outputs]
+
+    assert ids_one == ids_two
+    assert len(set(ids_one)) == len(ids_one)
+
+
+def test_a_forgotten_lead_starts_from_zero() -> None:
+    scorer = new_scorer()
+    scorer.score([page("/pricing", T0, "p1"), Forget("L1")])
+    scorer.score([page("/blog/a", T0 + 1, "b1")])
+
+    assert score_of(scorer) == 1.0
