@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from scorer.errors import InvalidRecord
@@ -29,6 +29,9 @@ MAX_EMPLOYEES = 10_000_000
 # Anything before this is a zeroed or garbled clock, not a real visit.
 EARLIEST_EVENT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 DEFAULT_MAX_FUTURE_MS = 86_400_000  # a day of clock skew between producers
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +121,8 @@ def parse_time(value: Any, field: str) -> int:
 
     if moment.tzinfo is None:
         raise InvalidRecord("bad_timestamp", f"{field} has no time zone", field)
-    return int(moment.timestamp() * 1000)
+    # Integer arithmetic: a float timestamp * 1000 can land 1 ms early.
+    return (moment - _EPOCH) // _ONE_MS
 
 
 def format_time(value_ms: int) -> str:

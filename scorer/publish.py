@@ -86,9 +86,9 @@ def _score_changed(
     base: dict[str, Any], update: ScoredUpdate, outcome: Outcome, reason: Reason
 ) -> dict[str, Any]:
     return {
-        **base,
         "type": SCORE_CHANGED,
         "event_id": _event_id(update, SCORE_CHANGED),
+        **base,
         "reason": {
             "rule": reason.rule,
             "fit_rules": list(reason.fit_rules),
@@ -106,9 +106,9 @@ def _mql_crossed(
 ) -> dict[str, Any]:
     direction = "up" if outcome.is_mql else "down"
     return {
-        **base,
         "type": MQL_CROSSED,
         "event_id": _event_id(update, f"{MQL_CROSSED}:{direction}"),
+        **base,
         "direction": direction,
     }
 

@@ -1,0 +1,414 @@
+"""How records look on Kafka topics, and how to turn them into mappings and back.
+
+Two wire formats are supported. Avro uses the single-object encoding of the Avro
+specification: a marker, the fingerprint of the writer's schema, then the binary
+body. The reader looks the fingerprint up in a `SchemaCatalog` and resolves the
+writer's schema against the newest version of the same record, so producers can
+move to a new schema version at their own pace. JSON is a UTF-8 object with
+timestamps as RFC 3339 strings, for producers that cannot speak Avro.
+
+Both codecs turn every decode failure into `InvalidRecord` with a stable reason
+code, so the caller can route the message to the dead-letter topic and count it.
+"""
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, NoReturn, Protocol, cast
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
+from fastavro.schema import (
+    SchemaParseException,
+    fingerprint,
+    parse_schema,
+    to_parsing_canonical_form,
+)
+
+from scorer.errors import ConfigError, InvalidRecord
+from scorer.events import format_time
+
+logger = logging.getLogger(__name__)
+
+# Avro specification, "Single object encoding": two marker bytes (format version
+# 1), then the 8-byte CRC-64-AVRO fingerprint of the writer schema, then the body.
+SINGLE_OBJECT_MARKER = b"\xc3\x01"
+FINGERPRINT_BYTES = 8
+HEADER_BYTES = len(SINGLE_OBJECT_MARKER) + FINGERPRINT_BYTES
+
+DEFAULT_SCHEMAS_DIR = Path(__file__).with_name("schemas")
+SCORE_SCHEMA = "leadscorer.scores.LeadScoreEvent"
+
+# An input record names its kind in `type`; this is the Avro record it is
+# written as when no schema name is given to the codec.
+INPUT_SCHEMAS: Mapping[str, str] = {
+    "page_view": "leadscorer.events.PageView",
+    "content_download": "leadscorer.events.ContentDownload",
+    "webinar": "leadscorer.events.WebinarEvent",
+    "firmographics": "leadscorer.events.Firmographics",
+}
+
+# Top-level fields that hold a moment in time: timestamp-millis in Avro, an
+# RFC 3339 string in JSON.
+TIMESTAMP_FIELDS = ("occurred_at", "updated_at")
+
+_FILE_NAME = re.compile(r"[a-z][a-z0-9_]*\.v(?P<version>[1-9][0-9]*)\.avsc")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+# What fastavro raises on a truncated or corrupt body: EOFError when a length
+# runs past the end, UnicodeDecodeError (a ValueError) for bad UTF-8,
+# IndexError for an out-of-range union branch or an over-long varint,
+# OverflowError for a timestamp or varint outside what Python's types hold.
+# StopIteration has not been seen from fastavro 1.13 but is caught anyway: one
+# escaping into a generator would surface as a RuntimeError far from here.
+_CORRUPT_BODY_ERRORS = (EOFError, StopIteration, ValueError, IndexError, OverflowError)
+
+# What fastavro's writer raises for a record that does not fit the schema:
+# TypeError or ValueError for a wrong type or a missing or extra field,
+# OverflowError for a long out of range, AttributeError or KeyError for a value
+# that is not a mapping where a record is expected.
+_UNENCODABLE_ERRORS = (TypeError, ValueError, OverflowError, AttributeError, KeyError)
+
+
+class Codec(Protocol):
+    """Turns a Kafka message value into a mapping, and a mapping into one."""
+
+    def decode(self, value: bytes) -> dict[str, Any]:
+        """The record held by `value`; raises `InvalidRecord` if there is none."""
+        ...
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        """`record` as a message value; raises `InvalidRecord` if it cannot be."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaVersion:
+    """One parsed `.avsc` file of the catalog."""
+
+    full_name: str
+    version: int
+    path: Path
+    fingerprint: bytes
+    """CRC-64-AVRO of the Parsing Canonical Form, in wire (little-endian) order."""
+    parsed: dict[str, Any]
+    """The schema as returned by `fastavro.parse_schema`, ready for the codec."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.full_name} v{self.version}"
+
+
+class SchemaCatalog:
+    """Every schema version the scorer knows, by fingerprint and by record name.
+
+    A fingerprint maps to its writer schema and to the reader schema it is read
+    with: the newest version of the same record. Schemas are parsed and
+    fingerprinted once, here; the codecs only look them up.
+    """
+
+    def __init__(self, versions: Iterable[SchemaVersion]) -> None:
+        ordered = sorted(versions, key=lambda item: (item.full_name, item.version))
+        self._newest = _newest_by_name(ordered)
+
+        # Versions that differ only in `doc` share a fingerprint; ascending order
+        # lets the newest of them win, and it reads with itself either way.
+        self._by_fingerprint = {
+            item.fingerprint: (item, self._newest[item.full_name]) for item in ordered
+        }
+
+    @classmethod
+    def load(cls, directory: Path = DEFAULT_SCHEMAS_DIR) -> "SchemaCatalog":
+        """Parse every `name.vN.avsc` file in `directory`."""
+        paths = sorted(directory.glob("*.avsc")) if directory.is_dir() else []
+        if not paths:
+            raise ConfigError("schemas_dir", f"no .avsc files in {directory}")
+
+        catalog = cls(_read_schema_file(path) for path in paths)
+        logger.info(
+            "schemas loaded count=%d records=%d dir=%s",
+            len(paths),
+            len(catalog.names),
+            directory,
+        )
+        return catalog
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The full names of the records in the catalog, sorted."""
+        return tuple(self._newest)
+
+    def newest(self, full_name: str) -> SchemaVersion | None:
+        """The highest version of the record `full_name`, if the catalog has it."""
+        return self._newest.get(full_name)
+
+    def lookup(self, fp: bytes) -> tuple[SchemaVersion, SchemaVersion] | None:
+        """The (writer, reader) versions for a fingerprint in wire order."""
+        return self._by_fingerprint.get(fp)
+
+    def pairs(self) -> Mapping[bytes, tuple[SchemaVersion, SchemaVersion]]:
+        """Every fingerprint with its (writer, reader) versions."""
+        return dict(self._by_fingerprint)
+
+
+class AvroCodec:
+    """Avro single-object encoding, resolved against the catalog's newest schemas.
+
+    With `schema_name`, every record is encoded with the newest version of that
+    record (the output topic uses `SCORE_SCHEMA`). Without it, a record is
+    encoded with the input schema its `type` names (see `INPUT_SCHEMAS`).
+    Decoding accepts any schema in the catalog either way.
+    """
+
+    def __init__(self, catalog: SchemaCatalog, schema_name: str | None = None) -> None:
+        # Keyed by the whole header, so one dict lookup checks the marker and
+        # finds the schemas.
+        self._readers = {
+            SINGLE_OBJECT_MARKER + fp: pair for fp, pair in catalog.pairs().items()
+        }
+        self._fixed = None if schema_name is None else _required(catalog, schema_name)
+        self._by_type = {
+            kind: version
+            for kind, name in INPUT_SCHEMAS.items()
+            if (version := catalog.newest(name)) is not None
+        }
+
+    def decode(self, value: bytes) -> dict[str, Any]:
+        schemas = self._readers.get(value[:HEADER_BYTES])
+        if schemas is None:
+            _reject_header(value)
+        writer, reader = schemas
+        resolve_to = None if reader is writer else reader.parsed
+
+        # BytesIO shares the bytes object rather than copying it; seeking past
+        # the header is cheaper than slicing.
+        body = io.BytesIO(value)
+        body.seek(HEADER_BYTES)
+        try:
+            record = schemaless_reader(body, writer.parsed, resolve_to)
+        except SchemaResolutionError as exc:
+            message = f"{writer.label} cannot be read as {reader.label}"
+            raise InvalidRecord("incompatible_schema", message) from exc
+        except _CORRUPT_BODY_ERRORS as exc:
+            message = f"corrupt {writer.label} body: {_describe(exc)}"
+            raise InvalidRecord("bad_avro", message) from exc
+
+        if body.tell() != len(value):
+            extra = len(value) - body.tell()
+            message = f"{extra} trailing bytes after the {writer.label} body"
+            raise InvalidRecord("bad_avro", message)
+        return cast(dict[str, Any], record)
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        target = self._target(record)
+        for field in TIMESTAMP_FIELDS:
+            _reject_naive(field, record.get(field))
+
+        out = io.BytesIO()
+        out.write(SINGLE_OBJECT_MARKER + target.fingerprint)
+        try:
+            # Strict, so a misspelt or stray field fails here instead of
+            # silently vanishing; fields with a default may be left out.
+            schemaless_writer(out, target.parsed, record, strict_allow_default=True)
+        except _UNENCODABLE_ERRORS as exc:
+            # The cause may quote the offending value, so it stays in the chain
+            # and out of the message.
+            message = f"record does not fit {target.label}: {type(exc).__name__}"
+            raise InvalidRecord("unencodable", message) from exc
+        return out.getvalue()
+
+    def _target(self, record: Mapping[str, Any]) -> SchemaVersion:
+        if self._fixed is not None:
+            return self._fixed
+
+        kind = record.get("type")
+        target = self._by_type.get(kind) if isinstance(kind, str) else None
+        if target is None:
+            message = f"no Avro schema for records of type {kind!r}"
+            raise InvalidRecord("unencodable", message, "type")
+        return target
+
+
+class JsonCodec:
+    """A UTF-8 JSON object per message; timestamps are RFC 3339 strings.
+
+    Decoding is strict where Python's `json` is lenient: NaN and Infinity
+    literals (not JSON, RFC 8259 section 6), escaped lone surrogates (not
+    encodable as UTF-8, so they would fail later in Redis or Avro) and any top
+    level other than an object are rejected.
+    """
+
+    def decode(self, value: bytes) -> dict[str, Any]:
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            message = f"not UTF-8: {exc.reason} at byte {exc.start}"
+            raise InvalidRecord("bad_json", message) from exc
+
+        try:
+            data = _JSON_DECODER.decode(text)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidRecord("bad_json", f"not JSON: {exc}") from exc
+
+        if not isinstance(data, dict):
+            kind = type(data).__name__
+            raise InvalidRecord("not_an_object", f"JSON top level is a {kind}")
+        if "\\u" in text:
+            _reject_lone_surrogates(data)
+        return data
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        document = dict(record)
+        for field in TIMESTAMP_FIELDS:
+            value = document.get(field)
+            if value is not None and not isinstance(value, str):
+                document[field] = format_time(_epoch_ms(field, value))
+
+        try:
+            return _JSON_ENCODER.encode(document).encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as exc:
+            # As in AvroCodec.encode: the cause may quote the value.
+            message = f"record is not encodable as JSON: {type(exc).__name__}"
+            raise InvalidRecord("unencodable", message) from exc
+
+
+def make_codec(
+    fmt: Literal["avro", "json"],
+    *,
+    catalog: SchemaCatalog | None = None,
+    schema_name: str | None = None,
+) -> Codec:
+    """The codec for a wire format; Avro loads the default catalog if none given.
+
+    `schema_name` picks the Avro record to encode with; JSON ignores it.
+    """
+    if fmt == "json":
+        return JsonCodec()
+    if fmt == "avro":
+        chosen = SchemaCatalog.load() if catalog is None else catalog
+        return AvroCodec(chosen, schema_name)
+    raise ConfigError("format", f"unknown wire format {fmt!r}; use avro or json")
+
+
+def _read_schema_file(path: Path) -> SchemaVersion:
+    match = _FILE_NAME.fullmatch(path.name)
+    if match is None:
+        raise ConfigError("schemas_dir", f"{path.name}: name must be name.vN.avsc")
+
+    raw = _read_json(path)
+    try:
+        parsed = cast(dict[str, Any], parse_schema(raw))
+        canonical = to_parsing_canonical_form(raw)
+    except (SchemaParseException, ValueError, TypeError, KeyError) as exc:
+        raise ConfigError("schemas_dir", f"{path.name}: {exc}") from exc
+
+    return SchemaVersion(
+        full_name=parsed["name"],
+        version=int(match["version"]),
+        path=path,
+        fingerprint=_wire_fingerprint(canonical),
+        parsed=parsed,
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError("schemas_dir", f"{path.name}: {exc}") from exc
+
+    # The codecs hand back the decoded value as a mapping, so only records fit.
+    if not isinstance(raw, dict) or raw.get("type") != "record":
+        raise ConfigError("schemas_dir", f"{path.name}: must be an Avro record")
+    return raw
+
+
+def _wire_fingerprint(canonical: str) -> bytes:
+    # The spec asks for the 64-bit Rabin fingerprint in little-endian order (as
+    # Java's SchemaNormalization.fingerprint writes it). fastavro's hex string
+    # already lists the bytes in that order, least significant first (it calls
+    # int.to_bytes(8, "little")), so fromhex yields the wire bytes.
+    # tests/unit/test_wire.py checks this against an independent implementation.
+    return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+
+
+def _newest_by_name(ordered: list[SchemaVersion]) -> dict[str, SchemaVersion]:
+    newest: dict[str, SchemaVersion] = {}
+    for item in ordered:
+        current = newest.get(item.full_name)
+        if current is not None and current.version == item.version:
+            message = f"{item.path.name} and {current.path.name} are both {item.label}"
+            raise ConfigError("schemas_dir", message)
+        newest[item.full_name] = item
+    return newest
+
+
+def _required(catalog: SchemaCatalog, schema_name: str) -> SchemaVersion:
+    version = catalog.newest(schema_name)
+    if version is None:
+        known = ", ".join(catalog.names)
+        message = f"no schema named {schema_name!r} in the catalog ({known})"
+        raise ConfigError("schema_name", message)
+    return version
+
+
+def _reject_header(value: bytes) -> NoReturn:
+    if len(value) < HEADER_BYTES or value[:2] != SINGLE_OBJECT_MARKER:
+        message = "not Avro single-object encoding (no C3 01 header)"
+        raise InvalidRecord("bad_marker", message)
+
+    # Shown in wire order, the order fastavro and the Java tools print it in.
+    hex_fp = bytes(value[2:HEADER_BYTES]).hex()
+    raise InvalidRecord("unknown_schema", f"no schema with fingerprint {hex_fp}")
+
+
+def _describe(exc: Exception) -> str:
+    # EOFError from fastavro often has an empty message; the type still helps.
+    detail = str(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def _reject_naive(field: str, value: Any) -> None:
+    # fastavro would take a naive datetime as UTC; events.py refuses to guess,
+    # and so does the writer.
+    if isinstance(value, datetime) and value.tzinfo is None:
+        raise InvalidRecord("unencodable", f"{field} has no time zone", field)
+
+
+def _epoch_ms(field: str, value: Any) -> int:
+    if isinstance(value, datetime):
+        _reject_naive(field, value)
+        # Integer arithmetic: timestamp() * 1000 can land a hair below the
+        # millisecond and truncate to the one before.
+        return (value - _EPOCH) // _ONE_MS
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    message = f"{field} must be a datetime, epoch ms or RFC 3339 string"
+    raise InvalidRecord("unencodable", message, field)
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise InvalidRecord("bad_json", f"not JSON: {name} is not a JSON value")
+
+
+def _reject_lone_surrogates(data: dict[str, Any]) -> None:
+    # Only reached when the text holds a \u escape, which is rare; re-encoding
+    # the whole object is the simplest complete check of keys and values.
+    try:
+        _JSON_ENCODER.encode(data).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError) as exc:
+        message = "not JSON: a lone UTF-16 surrogate escape, or nested too deep"
+        raise InvalidRecord("bad_json", message) from exc
+
+
+# Built once: json.loads and json.dumps with options build a new one per call.
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_JSON_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":")
+)
