@@ -89,6 +89,7 @@ SCORE = {
     "reason": {
         "rule": "webinar_attended",
         "points": 10.0,
+        "fit_rules": [],
         "points_applied": 8.5,
         "capped": True,
         "decay": 1.5,
