@@ -1,0 +1,579 @@
+"""Turn a web server's access log into the scorer's activity events.
+
+Reads the Apache/Nginx "combined" format, one request a line::
+
+    host ident user [17/May/2015:10:05:03 +0000] "GET /path HTTP/1.1" 200 512
+    "referrer" "user agent"
+
+and yields `page_view` and `content_download` events as JSON-ready dicts that
+`scorer.events.parse_record` accepts. Every line that does not become an event
+is counted under one drop reason (see `DROP_REASONS`), so an operator can tell
+a quiet log from a misread one.
+
+Identity. A log knows nothing about a person, only the client address (and
+the user agent). The lead id is ``visitor:`` plus 16 hex digits of an
+HMAC-SHA256 of the address (optionally with the user agent), keyed with a
+salt. The address itself never leaves this module. Without a salt the hash
+of an IPv4 address can be reversed by trying all 2**32 of them, so pass one
+for a real log; the user name field of the log is ignored entirely.
+
+Known limitation: asset types are inferred from the file extension
+(``.pdf`` becomes ``whitepaper``, other downloads ``software``), not read
+from any catalogue, so they are a guess about what the file is.
+
+Decisions a reader may look for:
+
+- The file's order is kept. Logs are written when a request finishes, so
+  they are only roughly time-ordered; the scorer handles late events.
+- 304 Not Modified counts like 200: the visitor asked for the page again and
+  the browser showed its cached copy.
+- 206 Partial Content is dropped: a PDF viewer fetches one file in many
+  ranges (RFC 9110, section 15.3.7), and counting each would multiply one
+  download; the full 200 or 304 response stands for the download.
+- HEAD is dropped by default: it transfers no content and comes from link
+  checkers, not readers. `ImportOptions.methods` changes that.
+- A line cut short (for instance a user agent with no closing quote) is
+  unparseable, whatever its prefix says: the missing rest could have held
+  anything, so no part of it is trusted.
+- Event ids are an HMAC of the line number and the line, so importing the
+  same file twice yields the same ids and the scorer drops the repeats.
+"""
+
+import argparse
+import hashlib
+import hmac
+import json
+import logging
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import parse_qsl, urlsplit
+
+from scorer.errors import InvalidRecord
+from scorer.events import TimeBounds, format_time, parse_record
+
+logger = logging.getLogger(__name__)
+
+Event = dict[str, str]
+
+LEAD_PREFIX = "visitor:"
+EVENT_PREFIX = "accesslog:"
+# 64 bits: collisions stay unlikely below about four billion visitors.
+LEAD_DIGEST_HEX_CHARS = 16
+EVENT_DIGEST_HEX_CHARS = 24
+
+# Case-insensitive substrings of user agents that belong to software, not to
+# a person reading: search crawlers, feed fetchers, link checkers, uptime
+# monitors and scripting clients. Scoring them would reward the site's most
+# frequent "visitors" for being robots.
+BOT_USER_AGENT_MARKERS = (
+    "bot",
+    "crawler",
+    "spider",
+    "slurp",
+    "archiver",
+    "ezooms",
+    "nutch",
+    "siteexplorer",
+    "yandex",
+    "facebookexternalhit",
+    "embedly",
+    "feed",
+    "rss",
+    "livejournal.com",
+    "curl",
+    "wget",
+    "libfetch",
+    "python-requests",
+    "python-urllib",
+    "go-http-client",
+    "libwww-perl",
+    "okhttp",
+    "java/",
+    "phantomjs",
+    "headless",
+    "chef client",
+    "portscout",
+    "distilator",
+    "link validator",
+    "link sleuth",
+    "monitor",
+    "pingdom",
+    "uptime",
+    "nagios",
+    "check_http",
+    "zabbix",
+    "statuscake",
+)
+
+DEFAULT_DOWNLOAD_EXTENSIONS = (".pdf", ".jar", ".tar.gz", ".tgz", ".zip", ".py", ".gz")
+DEFAULT_ASSET_TYPES: Mapping[str, str] = {".pdf": "whitepaper"}
+DEFAULT_ASSET_TYPE = "software"
+
+# Files a browser fetches on its own to draw a page; they say nothing about
+# the reader's interest beyond the page view that caused them.
+DEFAULT_STATIC_EXTENSIONS = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".gif",
+    ".svg",
+    ".ico",
+    ".webp",
+    ".bmp",
+    ".avif",
+    ".css",
+    ".js",
+    ".mjs",
+    ".map",
+    ".ttf",
+    ".otf",
+    ".woff",
+    ".woff2",
+    ".eot",
+    ".swf",
+)
+
+# Paths with one of these extensions (or none) are pages; anything else
+# (robots.txt, .xml, .log, .exe, ...) is counted as `other_file`.
+DEFAULT_PAGE_EXTENSIONS = (
+    ".html",
+    ".htm",
+    ".xhtml",
+    ".shtml",
+    ".php",
+    ".asp",
+    ".aspx",
+    ".jsp",
+    ".cgi",
+)
+
+DEFAULT_CATEGORY_PREFIXES: Mapping[str, str] = {
+    "/blog/": "blog",
+    "/presentations/": "presentation",
+    "/articles/": "article",
+    "/projects/": "project",
+}
+
+# Feed URLs by convention: WordPress (?feed=rss2, /feed/), Blosxom
+# (?flav=rss20) and the usual file names.
+FEED_FLAVOURS = frozenset({"rss", "rss2", "rss20", "atom"})
+FEED_FILE_NAMES = frozenset(
+    {"feed", "rss", "atom", "rss.xml", "atom.xml", "feed.xml", "index.rss"}
+)
+FEED_EXTENSIONS = (".rss", ".atom")
+FEED_CATEGORY = "feed"
+
+# Why a line did not become an event, in the order the checks run; a line is
+# counted under the first reason that applies. Records the scorer itself
+# would refuse are counted as "invalid_<reason of InvalidRecord>".
+DROP_REASONS = (
+    "unparseable",
+    "bad_request",
+    "bad_time",
+    "bot",
+    "no_user_agent",
+    "method",
+    "partial_content",
+    "redirect",
+    "error_status",
+    "other_status",
+    "feed",
+    "static_asset",
+    "other_file",
+)
+
+_QUOTED = r'"((?:[^"\\]|\\.)*)"'
+# Fields after the user agent (some servers append more) are ignored.
+_LINE = re.compile(
+    r"(\S+) \S+ \S+ \[([^\]]+)\] "
+    + _QUOTED
+    + r" (\d{3}) (?:\d+|-) "
+    + _QUOTED
+    + " "
+    + _QUOTED
+    + r"(?:\s.*)?"
+)
+_REQUEST = re.compile(r"([A-Z]+) (/\S*) HTTP/\d(?:\.\d)?")
+_TIME = re.compile(
+    r"(\d{2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{4})"
+)
+# Month names are parsed here rather than with strptime's %b, which follows
+# the process locale.
+_MONTH_NAMES = "jan feb mar apr may jun jul aug sep oct nov dec"
+_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES.split(), 1)}
+_SUCCESS_STATUSES = range(200, 300)
+_NOT_MODIFIED = 304
+_PARTIAL_CONTENT = 206
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOptions:
+    """How requests become events; every default is named above.
+
+    Extensions are written in lower case with their dot; paths are compared
+    in lower case. `bounds` should match the scorer's own time bounds.
+    """
+
+    salt: str = ""
+    by_user_agent: bool = False
+    methods: frozenset[str] = frozenset({"GET"})
+    keep_feeds: bool = False
+    download_extensions: tuple[str, ...] = DEFAULT_DOWNLOAD_EXTENSIONS
+    asset_types: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_ASSET_TYPES)
+    )
+    default_asset_type: str = DEFAULT_ASSET_TYPE
+    static_extensions: tuple[str, ...] = DEFAULT_STATIC_EXTENSIONS
+    page_extensions: tuple[str, ...] = DEFAULT_PAGE_EXTENSIONS
+    category_prefixes: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_CATEGORY_PREFIXES)
+    )
+    keep_referrer_query: bool = False
+    bounds: TimeBounds = field(default_factory=TimeBounds)
+
+
+@dataclass(slots=True)
+class ImportStats:
+    """What one import read, emitted and dropped; filled while it runs."""
+
+    lines_read: int = 0
+    events: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    leads: set[str] = field(default_factory=set)
+
+    @property
+    def events_emitted(self) -> int:
+        return sum(self.events.values())
+
+    @property
+    def distinct_leads(self) -> int:
+        return len(self.leads)
+
+    def summary(self) -> list[str]:
+        """Stable ``key=value`` lines; they hold counts only."""
+        lines = [
+            f"lines_read={self.lines_read}",
+            f"events_emitted={self.events_emitted}",
+        ]
+        lines += [f"events.{kind}={n}" for kind, n in sorted(self.events.items())]
+        lines.append(f"dropped={sum(self.dropped.values())}")
+        lines += [f"dropped.{why}={n}" for why, n in sorted(self.dropped.items())]
+        lines.append(f"distinct_leads={self.distinct_leads}")
+        return lines
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    host: str
+    user_agent: str
+    method: str
+    target: str
+    status: int
+    referrer: str | None
+    occurred_at_ms: int
+
+
+def import_log(
+    lines: Iterable[str],
+    options: ImportOptions | None = None,
+    stats: ImportStats | None = None,
+) -> Iterator[Event]:
+    """Yield one event per request worth scoring, in the file's order.
+
+    Pass an `ImportStats` to learn what was dropped and why; it is updated
+    as the events are consumed.
+    """
+    chosen = options if options is not None else ImportOptions()
+    tally = stats if stats is not None else ImportStats()
+
+    for line_number, raw in enumerate(lines, start=1):
+        tally.lines_read += 1
+        outcome = _convert_line(line_number, raw.rstrip("\r\n"), chosen)
+        if isinstance(outcome, str):
+            tally.dropped[outcome] += 1
+            logger.debug("line dropped line=%d reason=%s", line_number, outcome)
+            continue
+
+        tally.events[outcome["type"]] += 1
+        tally.leads.add(outcome["lead_id"])
+        yield outcome
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m scorer.accesslog FILE``: events to stdout, stats to stderr."""
+    args = _arguments().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    if not args.salt:
+        logger.warning("no salt given: lead ids of real IP addresses are reversible")
+
+    options = ImportOptions(
+        salt=args.salt, by_user_agent=args.by_user_agent, keep_feeds=args.keep_feeds
+    )
+    stats = ImportStats()
+    logger.info("access log import started file=%s", args.file)
+    try:
+        _write_events(import_log(_read_lines(args.file), options, stats), sys.stdout)
+    except OSError as exc:
+        logger.error("cannot read access log file=%s error=%s", args.file, exc)
+        return 1
+
+    logger.info(
+        "access log import finished lines=%d events=%d",
+        stats.lines_read,
+        stats.events_emitted,
+    )
+    sys.stderr.write("\n".join(stats.summary()) + "\n")
+    return 0
+
+
+def _convert_line(line_number: int, line: str, options: ImportOptions) -> Event | str:
+    request = _parse_line(line)
+    if isinstance(request, str):
+        return request
+
+    reason = _rejection(request, options)
+    if reason is not None:
+        return reason
+
+    event_id = EVENT_PREFIX + _digest(
+        options.salt, f"{line_number}\n{line}", EVENT_DIGEST_HEX_CHARS
+    )
+    event = _event(event_id, request, options)
+    if isinstance(event, str):
+        return event
+    return _validated(event, options.bounds)
+
+
+def _parse_line(line: str) -> _Request | str:
+    fields = _LINE.fullmatch(line)
+    if fields is None:
+        return "unparseable"
+    host, stamp, request_line, status, referrer, user_agent = fields.groups()
+
+    request = _REQUEST.fullmatch(request_line)
+    if request is None:
+        return "bad_request"
+    occurred_at_ms = _parse_time(stamp)
+    if occurred_at_ms is None:
+        return "bad_time"
+
+    return _Request(
+        host=host,
+        user_agent=user_agent,
+        method=request.group(1),
+        target=request.group(2),
+        status=int(status),
+        referrer=None if referrer in ("", "-") else referrer,
+        occurred_at_ms=occurred_at_ms,
+    )
+
+
+def _parse_time(stamp: str) -> int | None:
+    parts = _TIME.fullmatch(stamp)
+    if parts is None:
+        return None
+    day, month_name, year, hour, minute, second, sign, offset = parts.groups()
+    month = _MONTHS.get(month_name.lower())
+    if month is None:
+        return None
+
+    offset_min = int(offset[:2]) * 60 + int(offset[2:])
+    zone_offset = timedelta(minutes=offset_min if sign == "+" else -offset_min)
+    try:
+        zone = timezone(zone_offset)
+        moment = datetime(
+            int(year), month, int(day), int(hour), int(minute), int(second), 0, zone
+        )
+    except ValueError:
+        # Day 31 of a 30-day month, hour 25 or a zone beyond +/-24 h.
+        return None
+    return int(moment.timestamp() * 1000)
+
+
+def _rejection(request: _Request, options: ImportOptions) -> str | None:
+    agent = request.user_agent.lower()
+    if any(marker in agent for marker in BOT_USER_AGENT_MARKERS):
+        return "bot"
+    if agent.strip() in ("", "-"):
+        return "no_user_agent"
+    if request.method not in options.methods:
+        return "method"
+    return _status_rejection(request.status)
+
+
+def _status_rejection(status: int) -> str | None:
+    if status in _SUCCESS_STATUSES:
+        return "partial_content" if status == _PARTIAL_CONTENT else None
+    if status == _NOT_MODIFIED:
+        return None
+    if 300 <= status < 400:
+        return "redirect"
+    if 400 <= status < 600:
+        return "error_status"
+    return "other_status"
+
+
+def _event(event_id: str, request: _Request, options: ImportOptions) -> Event | str:
+    path, _, query = request.target.partition("?")
+    lowered = path.lower()
+
+    download_extension = _download_extension(lowered, options.download_extensions)
+    if download_extension is not None:
+        event = _common(event_id, request, "content_download", options)
+        event["asset_id"] = path
+        event["asset_type"] = options.asset_types.get(
+            download_extension, options.default_asset_type
+        )
+        return event
+
+    if _is_feed(lowered, query):
+        if not options.keep_feeds:
+            return "feed"
+        return _page_view(event_id, request, FEED_CATEGORY, options)
+
+    extension = _extension(lowered)
+    if extension in options.static_extensions:
+        return "static_asset"
+    if extension is not None and extension not in options.page_extensions:
+        return "other_file"
+    category = _category(path, options.category_prefixes)
+    return _page_view(event_id, request, category, options)
+
+
+def _page_view(
+    event_id: str, request: _Request, category: str | None, options: ImportOptions
+) -> Event:
+    event = _common(event_id, request, "page_view", options)
+    event["url"] = request.target
+    if category is not None:
+        event["category"] = category
+
+    referrer = _clean_referrer(request.referrer, options.keep_referrer_query)
+    if referrer is not None:
+        event["referrer"] = referrer
+    return event
+
+
+def _common(
+    event_id: str, request: _Request, kind: str, options: ImportOptions
+) -> Event:
+    visitor = request.host
+    if options.by_user_agent:
+        visitor = f"{request.host}\n{request.user_agent}"
+    return {
+        "event_id": event_id,
+        "lead_id": LEAD_PREFIX + _digest(options.salt, visitor, LEAD_DIGEST_HEX_CHARS),
+        "type": kind,
+        "occurred_at": format_time(request.occurred_at_ms),
+    }
+
+
+def _validated(event: Event, bounds: TimeBounds) -> Event | str:
+    # The scorer's own validator decides, so the importer cannot drift from
+    # it (URL length, time range); such lines are counted, not emitted.
+    try:
+        parse_record(event, bounds)
+    except InvalidRecord as exc:
+        return f"invalid_{exc.reason}"
+    return event
+
+
+def _download_extension(path: str, extensions: Iterable[str]) -> str | None:
+    # The longest match wins, so ".tar.gz" is found before ".gz".
+    matches = [ext for ext in extensions if path.endswith(ext.lower())]
+    return max(matches, key=len) if matches else None
+
+
+def _extension(path: str) -> str | None:
+    name = path.rsplit("/", 1)[-1]
+    dot = name.rfind(".")
+    return name[dot:] if dot >= 0 else None
+
+
+def _is_feed(path: str, query: str) -> bool:
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    named_like_feed = name in FEED_FILE_NAMES or name.endswith(FEED_EXTENSIONS)
+
+    params = parse_qsl(query, keep_blank_values=True)
+    asks_for_feed = any(
+        key == "feed" or (key == "flav" and value.lower() in FEED_FLAVOURS)
+        for key, value in params
+    )
+    return named_like_feed or asks_for_feed
+
+
+def _category(path: str, prefixes: Mapping[str, str]) -> str | None:
+    matching = [prefix for prefix in prefixes if path.startswith(prefix)]
+    if not matching:
+        return None
+    return prefixes[max(matching, key=len)]
+
+
+def _clean_referrer(referrer: str | None, keep_query: bool) -> str | None:
+    # A referrer's query string carries search terms and tracking tokens and
+    # its user-info part can hold credentials: personal data the scorer does
+    # not need, so by default only scheme, host and path are kept.
+    if referrer is None:
+        return None
+    try:
+        parts = urlsplit(referrer)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+
+    host = parts.hostname if port is None else f"{parts.hostname}:{port}"
+    cleaned = f"{parts.scheme}://{host}{parts.path}"
+    if keep_query and parts.query:
+        cleaned = f"{cleaned}?{parts.query}"
+    return cleaned
+
+
+def _digest(salt: str, text: str, hex_chars: int) -> str:
+    mac = hmac.new(salt.encode(), text.encode(errors="replace"), hashlib.sha256)
+    return mac.hexdigest()[:hex_chars]
+
+
+def _arguments() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m scorer.accesslog",
+        description="Convert a combined-format access log to scorer events "
+        "(JSON lines on stdout, statistics on stderr).",
+    )
+    parser.add_argument("file", help="access log path, or - for stdin")
+    parser.add_argument("--salt", default="", help="secret key for hashing addresses")
+    parser.add_argument(
+        "--by-user-agent",
+        action="store_true",
+        help="treat each address and user agent pair as its own visitor",
+    )
+    parser.add_argument(
+        "--keep-feeds", action="store_true", help="emit feed fetches as page views"
+    )
+    return parser
+
+
+def _read_lines(name: str) -> Iterator[str]:
+    if name == "-":
+        yield from sys.stdin
+        return
+    # Servers escape unusual bytes, but a damaged file must not stop the run;
+    # only LF ends a line, so a stray CR cannot shift the line numbers.
+    with Path(name).open(encoding="utf-8", errors="replace", newline="\n") as log:
+        yield from log
+
+
+def _write_events(events: Iterable[Event], out: TextIO) -> None:
+    for event in events:
+        out.write(json.dumps(event) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from scorer.accesslog import (
+    DROP_REASONS,
+    ImportOptions,
+    ImportStats,
+    import_log,
+    main,
+)
+from scorer.events import DEFAULT_MAX_FUTURE_MS, TimeBounds, parse_record
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "tests" / "data" / "apache_logs_sample"
+FULL_LOG = REPO / "examples" / "access_log" / "apache_logs"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:27.0) Gecko/20100101 Firefox/27.0"
+BOUNDS = TimeBounds(max_future_ms=DEFAULT_MAX_FUTURE_MS)
+
+
+def line(
+    request: str = "GET /blog/post.html HTTP/1.1",
+    status: int = 200,
+    host: str = "192.0.2.7",
+    when: str = "17/May/2015:10:05:03 +0000",
+    referrer: str = "-",
+    agent: str = BROWSER,
+) -> str:
+    return f'{host} - - [{when}] "{request}" {status} 512 "{referrer}" "{agent}"\n'
+
+
+def run(
+    lines: list[str], options: ImportOptions | None = None
+) -> tuple[list[dict[str, str]], ImportStats]:
+    stats = ImportStats()
+    return list(import_log(lines, options, stats)), stats
+
+
+def read(path: Path) -> list[str]:
+    with path.open(encoding="utf-8", newline="\n") as log:
+        return list(log)
+
+
+def only(lines: list[str], options: ImportOptions | None = None) -> dict[str, str]:
+    events, _ = run(lines, options)
+    assert len(events) == 1
+    return events[0]
+
+
+def dropped_as(text: str, options: ImportOptions | None = None) -> str:
+    events, stats = run([text], options)
+    assert events == []
+    assert sum(stats.dropped.values()) == 1
+    return next(iter(stats.dropped))
+
+
+def test_sample_counts() -> None:
+    events, stats = run(read(SAMPLE))
+
+    assert stats.lines_read == 300
+    assert stats.events == Counter({"page_view": 43})
+    assert stats.dropped == Counter(
+        {"static_asset": 151, "bot": 100, "no_user_agent": 3, "redirect": 3}
+    )
+    assert stats.distinct_leads == 33
+    assert len(events) == 43
+
+
+def test_full_log_counts() -> None:
+    _, stats = run(read(FULL_LOG))
+
+    assert stats.lines_read == 10_000
+    assert stats.events == Counter({"page_view": 1607, "content_download": 40})
+    assert stats.dropped == Counter(
+        {
+            "static_asset": 5244,
+            "bot": 2574,
+            "no_user_agent": 190,
+            "other_file": 135,
+            "error_status": 83,
+            "redirect": 63,
+            "partial_content": 34,
+            "method": 15,
+            "feed": 14,
+            "unparseable": 1,
+        }
+    )
+    assert stats.distinct_leads == 940
+    assert stats.lines_read == stats.events_emitted + sum(stats.dropped.values())
+    assert set(stats.dropped) <= set(DROP_REASONS)
+
+
+@pytest.mark.parametrize("path", [SAMPLE, FULL_LOG])
+def test_every_event_is_accepted_by_the_scorer(path: Path) -> None:
+    events, _ = run(read(path))
+
+    for event in events:
+        parse_record(json.loads(json.dumps(event)), BOUNDS)
+
+
+def test_file_order_is_kept() -> None:
+    lines = [
+        line(when="17/May/2015:10:05:30 +0000", request="GET /a HTTP/1.1"),
+        line(when="17/May/2015:10:05:10 +0000", request="GET /b HTTP/1.1"),
+    ]
+
+    events, _ = run(lines)
+
+    assert [event["url"] for event in events] == ["/a", "/b"]
+
+
+def test_the_real_truncated_user_agent_is_unparseable() -> None:
+    lines = read(FULL_LOG)
+    truncated = lines[8898]
+    assert truncated.rstrip("\n").endswith("bot.html")
+
+    assert dropped_as(truncated) == "unparseable"
+
+
+def test_event_ids_are_deterministic_and_distinct() -> None:
+    lines = read(SAMPLE)
+
+    first, _ = run(lines)
+    second, _ = run(lines)
+    ids = [event["event_id"] for event in first]
+
+    assert first == second
+    assert len(set(ids)) == len(ids)
+
+
+def test_identical_requests_on_two_lines_get_two_ids() -> None:
+    events, _ = run([line(), line()])
+
+    assert events[0]["event_id"] != events[1]["event_id"]
+
+
+def test_page_view_fields() -> None:
+    event = only([line(request="GET /blog/post.html?page=2 HTTP/1.1")])
+
+    assert event["type"] == "page_view"
+    assert event["url"] == "/blog/post.html?page=2"
+    assert event["category"] == "blog"
+    assert event["occurred_at"] == "2015-05-17T10:05:03.000Z"
+    assert "referrer" not in event
+    assert event["lead_id"].startswith("visitor:")
+    assert len(event["lead_id"]) == len("visitor:") + 16
+
+
+def test_page_without_known_prefix_has_no_category() -> None:
+    event = only([line(request="GET /about HTTP/1.1")])
+
+    assert "category" not in event
+
+
+def test_zone_offset_is_converted_to_utc() -> None:
+    event = only([line(when="17/May/2015:12:05:03 +0200")])
+
+    assert event["occurred_at"] == "2015-05-17T10:05:03.000Z"
+
+
+def test_not_modified_counts_as_a_view() -> None:
+    event = only([line(status=304)])
+
+    assert event["type"] == "page_view"
+
+
+@pytest.mark.parametrize(
+    ("path", "asset_type"),
+    [
+        ("/files/talk.pdf", "whitepaper"),
+        ("/files/logstash-1.1.0-monolithic.jar", "software"),
+        ("/files/proxy-2.1.tar.gz", "software"),
+        ("/scripts/tool.py", "software"),
+    ],
+)
+def test_downloads(path: str, asset_type: str) -> None:
+    event = only([line(request=f"GET {path}?x=1 HTTP/1.1")])
+
+    assert event["type"] == "content_download"
+    assert event["asset_id"] == path
+    assert event["asset_type"] == asset_type
+    assert "url" not in event
+
+
+def test_download_extensions_and_types_are_configurable() -> None:
+    options = ImportOptions(
+        download_extensions=(".tar.gz", ".deb"),
+        asset_types={".tar.gz": "source", ".deb": "package"},
+    )
+
+    tarball = only([line(request="GET /x.tar.gz HTTP/1.1")], options)
+    package = only([line(request="GET /x.deb HTTP/1.1")], options)
+
+    assert tarball["asset_type"] == "source"
+    assert package["asset_type"] == "package"
+    assert dropped_as(line(request="GET /x.pdf HTTP/1.1"), options) == "other_file"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (line(agent="Mozilla/5.0 (compatible; Googlebot/2.1)"), "bot"),
+        (line(agent="UniversalFeedParser/4.2-pre-314-svn"), "bot"),
+        (line(agent="curl/7.22.0 (i686-pc-linux-gnu)"), "bot"),
+        (line(agent="-"), "no_user_agent"),
+        (line(request="GET /images/logo.png HTTP/1.1"), "static_asset"),
+        (line(request="GET /style/main.CSS?v=3 HTTP/1.1"), "static_asset"),
+        (line(request="GET /favicon.ico HTTP/1.1"), "static_asset"),
+        (line(request="GET /?flav=rss20 HTTP/1.1"), "feed"),
+        (line(request="GET /blog/feed/ HTTP/1.1"), "feed"),
+        (line(request="GET /robots.txt HTTP/1.1"), "other_file"),
+        (line(request="HEAD /blog/post.html HTTP/1.1"), "method"),
+        (line(request="POST /blog/post.html HTTP/1.1"), "method"),
+        (line(status=404), "error_status"),
+        (line(status=500), "error_status"),
+        (line(status=301), "redirect"),
+        (line(status=206, request="GET /talk.pdf HTTP/1.1"), "partial_content"),
+        (line(status=101), "other_status"),
+        (line(request="-"), "bad_request"),
+        (line(request="GET http://example.com/ HTTP/1.1"), "bad_request"),
+        (line(when="32/May/2015:10:05:03 +0000"), "bad_time"),
+        (line(when="17/Mai/2015:10:05:03 +0000"), "bad_time"),
+        (line(when="2015-05-17T10:05:03Z"), "bad_time"),
+        (line(when="17/May/1999:10:05:03 +0000"), "invalid_timestamp_out_of_range"),
+        (line(request=f"GET /{'a' * 5000} HTTP/1.1"), "invalid_too_long"),
+        (line().replace(f'"{BROWSER}"', '"Mozilla/5.0 (truncated'), "unparseable"),
+        ("\n", "unparseable"),
+        ("garbage\x00line\n", "unparseable"),
+    ],
+)
+def test_drop_reasons(text: str, reason: str) -> None:
+    assert dropped_as(text) == reason
+    assert reason.startswith("invalid_") or reason in DROP_REASONS
+
+
+def test_head_is_kept_when_configured() -> None:
+    options = ImportOptions(methods=frozenset({"GET", "HEAD"}))
+
+    event = only([line(request="HEAD /blog/post.html HTTP/1.1")], options)
+
+    assert event["type"] == "page_view"
+
+
+def test_feeds_are_kept_when_configured() -> None:
+    event = only(
+        [line(request="GET /?flav=atom HTTP/1.1")], ImportOptions(keep_feeds=True)
+    )
+
+    assert event["category"] == "feed"
+
+
+def test_ipv6_client_and_lead_id_hides_the_address() -> None:
+    event = only([line(host="2001:db8::42c")])
+
+    assert "2001" not in event["lead_id"]
+    assert "db8" not in event["lead_id"]
+
+
+def test_salt_changes_lead_and_event_ids() -> None:
+    plain = only([line()])
+    salted = only([line()], ImportOptions(salt="s3cret"))
+
+    assert plain["lead_id"] != salted["lead_id"]
+    assert plain["event_id"] != salted["event_id"]
+
+
+def test_by_user_agent_splits_visitors_sharing_an_address() -> None:
+    lines = [line(), line(agent="Opera/9.80 (X11; Linux x86_64) Presto/2.12.388")]
+
+    by_address, _ = run(lines)
+    by_agent, _ = run(lines, ImportOptions(by_user_agent=True))
+
+    assert by_address[0]["lead_id"] == by_address[1]["lead_id"]
+    assert by_agent[0]["lead_id"] != by_agent[1]["lead_id"]
+
+
+def test_referrer_keeps_scheme_host_and_path_only() -> None:
+    referrer = "https://user:pw@www.google.com:8443/search?q=someone%40example.com#top"
+
+    plain = only([line(referrer=referrer)])
+    with_query = only(
+        [line(referrer=referrer)], ImportOptions(keep_referrer_query=True)
+    )
+
+    assert plain["referrer"] == "https://www.google.com:8443/search"
+    assert with_query["referrer"].endswith("/search?q=someone%40example.com")
+
+
+def test_unusable_referrer_is_left_out() -> None:
+    event = only([line(referrer="not a url")])
+
+    assert "referrer" not in event
+
+
+def test_escaped_quote_and_trailing_fields_are_accepted() -> None:
+    agent = 'Mozilla/5.0 (X11) \\"quoted\\" Firefox/27.0'
+    text = line(agent=agent).rstrip("\n") + ' "extra field"\r\n'
+
+    event = only([text])
+
+    assert event["url"] == "/blog/post.html"
+
+
+def test_custom_category_prefixes_longest_wins() -> None:
+    options = ImportOptions(category_prefixes={"/docs/": "docs", "/docs/api/": "api"})
+
+    event = only([line(request="GET /docs/api/v1 HTTP/1.1")], options)
+
+    assert event["category"] == "api"
+
+
+def test_main_writes_events_to_stdout_and_stats_to_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main([str(SAMPLE), "--salt", "s"]) == 0
+
+    out, err = capsys.readouterr()
+    events = [json.loads(text) for text in out.splitlines()]
+    assert len(events) == 43
+    assert "lines_read=300" in err
+    assert "events.page_view=43" in err
+    assert "distinct_leads=33" in err
+    assert "2001:db8" not in out + err
+
+
+def test_main_reports_a_missing_file(tmp_path: Path) -> None:
+    assert main([str(tmp_path / "absent.log")]) == 1
