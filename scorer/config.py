@@ -289,6 +289,12 @@ class Kafka(Frozen):
         default_factory=dict,
         description="librdkafka settings, by librdkafka's names, for every client",
     )
+    consumer_settings: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="librdkafka settings for the consumer only"
+    )
+    producer_settings: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="librdkafka settings for producers only"
+    )
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="librdkafka settings kept out of logs (sasl.password, ...)",

@@ -31,7 +31,7 @@ from fastavro.schema import (
 )
 
 from scorer.errors import ConfigError, InvalidRecord
-from scorer.events import format_time
+from scorer.events import format_time, parse_time
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +207,7 @@ class AvroCodec:
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         target = self._target(record)
+        record = _times_as_ms(record)
         for field in TIMESTAMP_FIELDS:
             _reject_naive(field, record.get(field))
 
@@ -372,6 +373,17 @@ def _describe(exc: Exception) -> str:
     # EOFError from fastavro often has an empty message; the type still helps.
     detail = str(exc)
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def _times_as_ms(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """RFC 3339 strings (the JSON form of a record) as epoch ms for Avro."""
+    strings = [f for f in TIMESTAMP_FIELDS if isinstance(record.get(f), str)]
+    if not strings:
+        return record
+    converted = dict(record)
+    for field in strings:
+        converted[field] = parse_time(converted[field], field)
+    return converted
 
 
 def _reject_naive(field: str, value: Any) -> None:

@@ -1,0 +1,126 @@
+"""Prometheus metrics of the scorer.
+
+Names follow Prometheus conventions: a ``scorer_`` prefix, ``_total`` on
+counters, base units (seconds) in the name. No label carries a lead id: that
+would be one time series per person.
+"""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from scorer import __version__
+
+# Event-to-output latency spans a few milliseconds (a quiet topic) to seconds
+# (a backlog); the buckets resolve the one-second promise to sales.
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+
+class Metrics:
+    """Every metric of one scorer process, on its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter(
+            "scorer_events_consumed_total",
+            "Records consumed from input topics",
+            ["topic"],
+            registry=r,
+        )
+        self.records = Counter(
+            "scorer_records_total",
+            "Consumed records by what became of them",
+            ["topic", "outcome"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "scorer_dead_lettered_total",
+            "Records sent to the dead-letter topic",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.score_changes = Counter(
+            "scorer_score_changes_total", "score_changed events published", registry=r
+        )
+        self.mql_crossings = Counter(
+            "scorer_mql_crossings_total",
+            "mql_crossed events published",
+            ["direction"],
+            registry=r,
+        )
+        self.late_events = Counter(
+            "scorer_late_events_total",
+            "Events older than their lead's newest event",
+            ["lateness"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "scorer_event_to_output_seconds",
+            "From an input record's Kafka timestamp to its outputs' acknowledgement",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.batch_duration = Histogram(
+            "scorer_batch_duration_seconds",
+            "Time to score, publish and commit one batch",
+            buckets=BATCH_BUCKETS_S,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "scorer_batch_records",
+            "Records per consumed batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+            registry=r,
+        )
+        self.lag = Gauge(
+            "scorer_consumer_lag_records",
+            "Records behind the partition's high watermark",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.assigned = Gauge(
+            "scorer_assigned_partitions",
+            "Partitions assigned to this instance",
+            registry=r,
+        )
+        self.redis_errors = Counter(
+            "scorer_redis_errors_total", "Failed Redis round trips", registry=r
+        )
+        self.redis_retries = Counter(
+            "scorer_redis_retries_total", "Redis round trips retried", registry=r
+        )
+        self.kafka_errors = Counter(
+            "scorer_kafka_errors_total",
+            "Errors reported by the Kafka client",
+            ["kind"],
+            registry=r,
+        )
+        self.produce_retries = Counter(
+            "scorer_produce_retries_total",
+            "Output or dead-letter messages produced again after a failed delivery",
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "scorer_rebalances_total",
+            "Partition assignments and revocations",
+            ["kind"],
+            registry=r,
+        )
+        self.last_batch = Gauge(
+            "scorer_last_batch_timestamp_seconds",
+            "Unix time the last batch was committed",
+            registry=r,
+        )
+        self.waiting = Gauge(
+            "scorer_waiting_for_dependency",
+            "1 while the scorer waits for Redis or Kafka to come back",
+            ["dependency"],
+            registry=r,
+        )
+        self.info = Info(
+            "scorer_build", "Version of the scorer and its rules", registry=r
+        )
+        self.info.info({"version": __version__, "rules_version": ""})
+
+    def set_rules_version(self, rules_version: str) -> None:
+        self.info.info({"version": __version__, "rules_version": rules_version})
