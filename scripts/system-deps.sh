@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install the system packages the demo and the tests need, if missing:
+# redis-server and Prometheus from Debian's packages. Java and Maven must be
+# there already (the Kafka broker's jars are fetched by `mvn` on first use).
+set -euo pipefail
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v promtool >/dev/null || missing+=(prometheus)
+
+if ((${#missing[@]})); then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  # An install from a stale package index can fail; refresh once and retry.
+  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
+    || { $sudo apt-get update -q >/dev/null && \
+         $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }
+  # Debian starts the packaged services; the scorer runs its own on free ports.
+  $sudo systemctl disable --now redis-server prometheus >/dev/null 2>&1 || true
+  pkill -x redis-server >/dev/null 2>&1 || true
+fi
+
+for tool in java mvn redis-server; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
