@@ -15,8 +15,8 @@ test: setup lint
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff format --check scorer tests bench examples
-	$(BIN)/ruff check scorer tests bench examples
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 setup: system-deps $(VENV)/.installed

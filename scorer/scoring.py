@@ -102,7 +102,9 @@ class Scorer:
         rule = self.rules.match(item)
         if rule is None:
             return None
-        activity = ActivityUpdate(item.lead_id, item.event_id, item.occurred_at_ms, rule)
+        activity = ActivityUpdate(
+            item.lead_id, item.event_id, item.occurred_at_ms, rule
+        )
         return activity, Reason(rule.name, rule.points)
 
     def _result(

@@ -2,8 +2,6 @@
 
 from datetime import UTC, datetime
 
-import pytest
-
 from scorer.config import load_config
 from scorer.events import Activity, Firmographics, Forget
 from scorer.lead import MemoryStore, Params
