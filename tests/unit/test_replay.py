@@ -1,0 +1,143 @@
+"""`scorer replay` and `scorer check-config` as a user runs them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from scorer.events import format_time
+
+T0 = 1_750_000_000_000
+DAY_MS = 86_400_000
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scorer.cli", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        check=False,
+    )
+
+
+def page(event_id: str, lead: str, at_ms: int, url: str) -> str:
+    record = {
+        "event_id": event_id,
+        "lead_id": lead,
+        "type": "page_view",
+        "occurred_at": format_time(at_ms),
+        "url": url,
+    }
+    return json.dumps(record)
+
+
+def firmographics(lead: str, at_ms: int, title: str) -> str:
+    record = {
+        "lead_id": lead,
+        "type": "firmographics",
+        "title": title,
+        "employees": 900,
+        "updated_at": format_time(at_ms),
+    }
+    return json.dumps(record)
+
+
+def test_replay_writes_outputs_and_the_final_state(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "\n".join(
+            [
+                firmographics("L1", T0, "Director of IT"),
+                page("e1", "L1", T0, "/pricing"),
+                page("e2", "L2", T0, "/blog/post"),
+                page("e3", "L1", T0 + 1000, "/demo"),
+            ]
+        )
+        + "\n"
+    )
+    state = tmp_path / "state.jsonl"
+
+    result = run("replay", "--state-out", str(state), str(events))
+
+    assert result.returncode == 0, result.stderr
+    outputs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["type"] for o in outputs] == [
+        "score_changed",
+        "score_changed",
+        "score_changed",
+        "score_changed",
+        "mql_crossed",
+    ]
+    assert outputs[-1]["lead_id"] == "L1" and outputs[-1]["score"] == 85.0
+    finals = {s["lead_id"]: s for s in map(json.loads, state.read_text().splitlines())}
+    assert finals["L1"] == {
+        "lead_id": "L1",
+        "fit": 35.0,
+        "engagement": 50.0,
+        "score": 85.0,
+        "as_of": format_time(T0 + 1000),
+        "is_mql": True,
+    }
+    assert finals["L2"]["score"] == 1.0
+    assert "replay: lines=4" in result.stderr
+    assert "mql_crossed_up=1" in result.stderr
+
+
+def test_as_of_decays_the_state_and_skips_later_events(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        page("e1", "L1", T0, "/pricing")
+        + "\n"
+        + page("e2", "L1", T0 + 30 * DAY_MS, "/demo")
+        + "\n"
+    )
+    state = tmp_path / "state.jsonl"
+    as_of = format_time(T0 + 14 * DAY_MS)
+
+    result = run("replay", "--as-of", as_of, "--state-out", str(state), str(events))
+
+    assert result.returncode == 0, result.stderr
+    final = json.loads(state.read_text())
+    assert final["score"] == 10.0  # 20 points, one 14-day half-life later
+    assert final["as_of"] == as_of
+    assert "after_as_of=1" in result.stderr
+
+
+def test_replay_reads_standard_input() -> None:
+    result = run("replay", "-", stdin=page("e1", "L9", T0, "/pricing") + "\n")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["lead_id"] == "L9"
+
+
+def test_a_bad_as_of_names_the_option() -> None:
+    result = run("replay", "--as-of", "yesterday", "-", stdin="")
+
+    assert result.returncode == 2
+    assert "--as-of" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_accepts_the_default(tmp_path: Path) -> None:
+    config = Path(__file__).resolve().parents[2] / "scorer" / "default.yaml"
+
+    result = run("check-config", str(config))
+
+    assert result.returncode == 0
+    assert "7 engagement and 3 fit rules, MQL at 60" in result.stdout
+
+
+def test_check_config_names_every_wrong_field(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    default = Path(__file__).resolve().parents[2] / "scorer" / "default.yaml"
+    text = default.read_text().replace("half_life: 14d", "half_life: -3d")
+    text = text.replace("batch_size: 1000", "batch_size: many")
+    config.write_text(text)
+
+    result = run("check-config", str(config))
+
+    assert result.returncode == 1
+    assert "scoring.half_life:" in result.stderr
+    assert "pipeline.batch_size:" in result.stderr
+    assert "Traceback" not in result.stderr
