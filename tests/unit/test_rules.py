@@ -1,0 +1,144 @@
+"""Rule matching: engagement conditions, first match wins, fit criteria."""
+
+from typing import Any
+
+import pytest
+
+from scorer.config import Scoring
+from scorer.events import Activity, Firmographics
+from scorer.fit import FitModel
+from scorer.rules import RuleBook
+
+T0 = 1_750_000_000_000
+
+
+def scoring(engagement: list[dict[str, Any]], fit: list[dict[str, Any]]) -> Scoring:
+    return Scoring.model_validate(
+        {
+            "version": "t",
+            "mql": {"threshold": 10, "hysteresis": 1},
+            "engagement_rules": engagement,
+            "fit_rules": fit,
+        }
+    )
+
+
+PAGE_RULES = [
+    {"name": "docs", "match": {"type": "page_view", "category": ["Docs"]}, "points": 2},
+    {
+        "name": "pricing",
+        "match": {"type": "page_view", "url_contains": ["/PRICING"]},
+        "points": 20,
+    },
+    {
+        "name": "plans",
+        "match": {"type": "page_view", "url_pattern": r"^/plans/\d+$"},
+        "points": 10,
+    },
+    {"name": "any_page", "match": {"type": "page_view"}, "points": 1},
+    {
+        "name": "long_watch",
+        "match": {"type": "webinar", "status": "attended", "min_minutes_watched": 30},
+        "points": 15,
+    },
+    {
+        "name": "proof",
+        "match": {"type": "content_download", "asset_type": ["case_study"]},
+        "points": 8,
+    },
+]
+
+
+def page(url: str, category: str | None = None) -> Activity:
+    return Activity("e", "L", "page_view", T0, url=url, category=category)
+
+
+@pytest.mark.parametrize(
+    ("url", "category", "rule"),
+    [
+        ("/en/pricing?plan=team", None, "pricing"),  # substring, any case
+        ("/docs/pricing", "docs", "docs"),  # the first match wins
+        ("/plans/42", None, "plans"),
+        ("/plans/42/extra", None, "any_page"),  # the pattern is anchored
+        ("/", None, "any_page"),
+    ],
+)
+def test_page_views_match_the_first_fitting_rule(
+    url: str, category: str | None, rule: str
+) -> None:
+    book = RuleBook(scoring(PAGE_RULES, []))
+
+    matched = book.match(page(url, category))
+
+    assert matched is not None and matched.name == rule
+
+
+def test_webinar_minutes_and_asset_types_are_conditions() -> None:
+    book = RuleBook(scoring(PAGE_RULES, []))
+    short = Activity("e", "L", "webinar", T0, status="attended", minutes_watched=29)
+    full = Activity("e", "L", "webinar", T0, status="attended", minutes_watched=30)
+    study = Activity("e", "L", "content_download", T0, asset_type="Case_Study")
+    ebook = Activity("e", "L", "content_download", T0, asset_type="ebook")
+
+    assert book.match(short) is None
+    assert (rule := book.match(full)) is not None and rule.name == "long_watch"
+    assert (rule := book.match(study)) is not None and rule.name == "proof"
+    assert book.match(ebook) is None
+
+
+def test_a_rule_carries_its_half_life_and_cap() -> None:
+    rules = [
+        {
+            "name": "pricing",
+            "match": {"type": "page_view"},
+            "points": 20,
+            "cap": {"points": 40, "window": "1d"},
+            "half_life": "3d",
+        }
+    ]
+    matched = RuleBook(scoring(rules, [])).match(page("/x"))
+
+    assert matched is not None
+    assert (matched.half_life_ms, matched.cap_points, matched.cap_window_ms) == (
+        3 * 86_400_000,
+        40.0,
+        86_400_000,
+    )
+
+
+FIT_RULES = [
+    {
+        "name": "size",
+        "field": "employees",
+        "range": {"min": 200, "max": 5000},
+        "points": 15,
+    },
+    {
+        "name": "industry",
+        "field": "industry",
+        "any_of": ["Food, Beverages & Tobacco"],
+        "points": 10,
+    },
+    {"name": "senior", "field": "title", "pattern": r"(?i)\bvp\b", "points": 20},
+]
+
+
+@pytest.mark.parametrize(
+    ("employees", "industry", "title", "points"),
+    [
+        (200, None, None, 15),  # bounds are inclusive
+        (5000, None, None, 15),
+        (5001, None, None, 0),
+        (None, "food,  beverages &  TOBACCO ", None, 10),  # spaces and case
+        (None, None, "VP of Sales", 20),
+        (None, None, "MVP Designer", 0),  # word boundaries
+        (1000, "Food, Beverages & Tobacco", "vp", 45),  # every match adds
+    ],
+)
+def test_fit_rules_add_up(
+    employees: int | None, industry: str | None, title: str | None, points: float
+) -> None:
+    model = FitModel(scoring([PAGE_RULES[3]], FIT_RULES))
+    record = Firmographics("L", T0, employees=employees, industry=industry, title=title)
+
+    assert model.score(record).points == points
