@@ -115,24 +115,21 @@ class Outcome:
 
     @classmethod
     def decode(cls, text: str) -> "Outcome":
-        status, *rest = text.split("|")
-        previous, score, fit, engagement, applied, lost = (
-            float(part) for part in rest[:6]
-        )
-        capped, late, was_mql, is_mql = (int(float(part)) for part in rest[6:10])
+        # One call per scored event: indexing beats unpacking generators.
+        part = text.split("|")
         return cls(
-            status=status,
-            previous_score=previous,
-            score=score,
-            fit=fit,
-            engagement=engagement,
-            points_applied=applied,
-            decay=lost,
-            capped=bool(capped),
-            late=late,
-            was_mql=bool(was_mql),
-            is_mql=bool(is_mql),
-            as_of_ms=int(float(rest[10])),
+            part[0],
+            float(part[1]),
+            float(part[2]),
+            float(part[3]),
+            float(part[4]),
+            float(part[5]),
+            float(part[6]),
+            bool(int(float(part[7]))),
+            int(float(part[8])),
+            bool(int(float(part[9]))),
+            bool(int(float(part[10]))),
+            int(float(part[11])),
         )
 
 

@@ -6,6 +6,7 @@ are derived from the source event id, so an event re-processed after a crash
 produces byte-identical outputs that consumers can recognise as copies.
 """
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ MQL_CROSSED = "mql_crossed"
 # Namespace of output event ids; fixed forever so ids stay stable across
 # versions of the scorer.
 OUTPUT_ID_NAMESPACE = uuid.UUID("6f1c9d0a-3b1e-4b8e-9a52-2c7d14f0e8a1")
+_NAMESPACE_BYTES = OUTPUT_ID_NAMESPACE.bytes
 
 # Scores are published with this many decimals; changes below the last one
 # are not worth an event.
@@ -85,20 +87,21 @@ def _base(
 def _score_changed(
     base: dict[str, Any], update: ScoredUpdate, outcome: Outcome, reason: Reason
 ) -> dict[str, Any]:
-    return {
+    event: dict[str, Any] = {
         "type": SCORE_CHANGED,
         "event_id": _event_id(update, SCORE_CHANGED),
-        **base,
-        "reason": {
-            "rule": reason.rule,
-            "fit_rules": list(reason.fit_rules),
-            "points": _detail(reason.points),
-            "points_applied": _detail(outcome.points_applied),
-            "capped": outcome.capped,
-            "decay": _detail(outcome.decay),
-            "late": outcome.late > 0,
-        },
     }
+    event.update(base)
+    event["reason"] = {
+        "rule": reason.rule,
+        "fit_rules": list(reason.fit_rules),
+        "points": _detail(reason.points),
+        "points_applied": _detail(outcome.points_applied),
+        "capped": outcome.capped,
+        "decay": _detail(outcome.decay),
+        "late": outcome.late > 0,
+    }
+    return event
 
 
 def _mql_crossed(
@@ -121,7 +124,22 @@ def _source_id(update: ScoredUpdate) -> str:
 
 def _event_id(update: ScoredUpdate, kind: str) -> str:
     name = f"{update.lead_id}\n{_source_id(update)}\n{kind}"
-    return str(uuid.uuid5(OUTPUT_ID_NAMESPACE, name))
+    return output_id(name)
+
+
+def output_id(name: str) -> str:
+    """`str(uuid.uuid5(OUTPUT_ID_NAMESPACE, name))`, in about half the time.
+
+    RFC 4122 section 4.3: the first 16 bytes of SHA-1(namespace + name) with
+    the version (5) in the high nibble of byte 6 and the variant (binary 10)
+    in the two high bits of byte 8. The stdlib also builds and validates a
+    UUID object, which costs more than the hash at one call per output event.
+    """
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _shown(score: float) -> float:

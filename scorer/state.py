@@ -12,6 +12,7 @@ another; on a cluster the updates of one call are those of one slot. The
 calls of a batch go out in one pipeline: one round trip per batch.
 """
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -33,10 +34,9 @@ from scorer.lead import (
     Window,
     evaluate,
 )
+from scorer.rules import ScoringRule
 
 log = logging.getLogger(__name__)
-
-ARGS_PER_UPDATE = 8
 
 # APPLY_UPDATES: the twin of scorer.lead.apply_activity / apply_fit. Keep the
 # arithmetic in the same order as the Python so both give identical doubles.
@@ -44,63 +44,108 @@ ARGS_PER_UPDATE = 8
 #   [3i] outcomes hash.
 # ARGV[1..6]: fit_weight, engagement_weight, threshold, hysteresis,
 #   allowed_lateness_ms, dedupe_horizon_ms.
-# ARGV from 7, eight per update: kind ('a' activity, 'f' fit, 'x' forget),
-#   op_id, at_ms, then for 'a': rule, points, half_life_ms, cap, window_ms
-#   (cap and window are '' for an uncapped rule); for 'f': the fit score.
+# ARGV[7]: the number R of rules the call's activity updates use; then five
+#   per rule: name, points, half_life_ms, cap, window_ms (cap and window are
+#   '' for an uncapped rule).
+# ARGV from 8 + 5R, one per update: 'a <at_ms> <rule number> <op_id>' for an
+#   activity, 'f <at_ms> <fit> <op_id>' for a fit change, 'x' for a forget.
+#   The op id is last, so it may hold spaces.
 # Returns one encoded Outcome per update; '' for a forget or a stale fit.
+#
+# Speed (bench/pipeline.py): numbers are formatted with %.17g only when they
+# change, a state hash field is written only when its text changed, the
+# accumulator names are sorted once per change of the set, and old update
+# ids are pruned only when the lead's newest time moved.
 APPLY_UPDATES = r"""
 local FW, EW = tonumber(ARGV[1]), tonumber(ARGV[2])
 local T, H = tonumber(ARGV[3]), tonumber(ARGV[4])
 local LATENESS, HORIZON = tonumber(ARGV[5]), tonumber(ARGV[6])
+local RULE_COUNT = tonumber(ARGV[7])
 
 local function num(x) return string.format('%.17g', x) end
 
-local function numbers(text)
-  local out = {}
-  for part in string.gmatch(text, '%S+') do out[#out + 1] = tonumber(part) end
-  return out
+local rules = {}
+for r = 1, RULE_COUNT do
+  local base = 2 + 5 * r
+  local hl = tonumber(ARGV[base + 3])
+  rules[r] = {name = ARGV[base + 1], points = tonumber(ARGV[base + 2]), hl = hl,
+              cap = tonumber(ARGV[base + 4]), window = tonumber(ARGV[base + 5]),
+              folded_tail = ' ' .. num(hl)}
 end
 
+-- An accumulator is an array of numbers (b: value, half-life; w: raw,
+-- decayed, half-life, cap, end) with `tail`, the text of the numbers no
+-- update changes, and `text`, its saved text while its values are unchanged.
 local function load(key)
   local flat = redis.call('HGETALL', key)
-  local st = {acc = {}, deleted = {}}
+  local st = {acc = {}, deleted = {}, saved = {}}
   for i = 1, #flat, 2 do
-    local tag = string.sub(flat[i], 1, 2)
-    if tag == 'b:' or tag == 'w:' then
-      st.acc[flat[i]] = numbers(flat[i + 1])
+    local name, text = flat[i], flat[i + 1]
+    local tag = string.sub(name, 1, 2)
+    if tag == 'b:' then
+      local value, tail = string.match(text, '^(%S+)( .*)$')
+      st.acc[name] = {tonumber(value), tonumber(tail), folded = true,
+                      tail = tail, text = text}
+    elseif tag == 'w:' then
+      local raw, decayed, tail = string.match(text, '^(%S+) (%S+)( .*)$')
+      local hl, cap, ends = string.match(tail, '^ (%S+) (%S+) (%S+)$')
+      st.acc[name] = {tonumber(raw), tonumber(decayed), tonumber(hl),
+                      tonumber(cap), tonumber(ends), tail = tail, text = text,
+                      raw_text = raw}
     else
-      st[flat[i]] = flat[i + 1]
+      st.saved[name] = text
     end
   end
-  st.ref = tonumber(st.r)
-  st.fit = tonumber(st.fit) or 0
-  st.fa = tonumber(st.fa)
-  st.mql = st.m == '1'
-  st.score = tonumber(st.s) or 0
+  local saved = st.saved
+  st.ref, st.ref_text = tonumber(saved.r), saved.r
+  st.fit = tonumber(saved.fit) or 0
+  st.fit_text = saved.fit or num(st.fit)
+  st.fa, st.fa_text = tonumber(saved.fa), saved.fa
+  st.fo = saved.fo
+  st.mql = saved.m == '1'
+  st.score = tonumber(saved.s) or 0
+  st.score_text = saved.s or num(st.score)
   return st
 end
 
+local function acc_text(a)
+  if a.text then return a.text end
+  if a.folded then return num(a[1]) .. a.tail end
+  return (a.raw_text or num(a[1])) .. ' ' .. num(a[2]) .. a.tail
+end
+
 local function save(key, st)
-  local args = {'HSET', key, 'fit', num(st.fit), 'm', st.mql and '1' or '0',
-                's', num(st.score)}
-  if st.ref then args[#args + 1] = 'r'; args[#args + 1] = num(st.ref) end
-  if st.fa then args[#args + 1] = 'fa'; args[#args + 1] = num(st.fa) end
-  if st.fo then args[#args + 1] = 'fo'; args[#args + 1] = st.fo end
-  for name, a in pairs(st.acc) do
-    local parts = {}
-    for i = 1, #a do parts[i] = num(a[i]) end
-    args[#args + 1] = name
-    args[#args + 1] = table.concat(parts, ' ')
+  local args = {'HSET', key}
+  local function put(name, text)
+    if text ~= nil and text ~= st.saved[name] then
+      args[#args + 1] = name
+      args[#args + 1] = text
+    end
   end
-  redis.call(unpack(args))
+  put('fit', st.fit_text)
+  put('m', st.mql and '1' or '0')
+  put('s', st.score_text)
+  put('r', st.ref_text)
+  put('fa', st.fa_text)
+  put('fo', st.fo)
+  for name, a in pairs(st.acc) do
+    if not a.text then
+      args[#args + 1] = name
+      args[#args + 1] = acc_text(a)
+    end
+  end
+  if #args > 2 then redis.call(unpack(args)) end
   if #st.deleted > 0 then redis.call('HDEL', key, unpack(st.deleted)) end
 end
 
-local function sorted_names(acc)
-  local names = {}
-  for name in pairs(acc) do names[#names + 1] = name end
-  table.sort(names)
-  return names
+local function sorted_names(st)
+  if st.names == nil then
+    local names = {}
+    for name in pairs(st.acc) do names[#names + 1] = name end
+    table.sort(names)
+    st.names = names
+  end
+  return st.names
 end
 
 local function share(cap, raw)
@@ -108,11 +153,11 @@ local function share(cap, raw)
   return math.min(1, cap / math.abs(raw))
 end
 
-local function engagement(acc)
+local function engagement(st)
   local total = 0
-  for _, name in ipairs(sorted_names(acc)) do
-    local a = acc[name]
-    if string.sub(name, 1, 2) == 'b:' then
+  for _, name in ipairs(sorted_names(st)) do
+    local a = st.acc[name]
+    if a.folded then
       total = total + a[1]
     else
       total = total + share(a[4], a[1]) * a[2]
@@ -123,60 +168,76 @@ end
 
 local function advance(st, to)
   local elapsed = to - st.ref
-  for name, a in pairs(st.acc) do
-    if string.sub(name, 1, 2) == 'b:' then
+  for _, a in pairs(st.acc) do
+    if a.folded then
       a[1] = a[1] * 2 ^ (-elapsed / a[2])
     else
       a[2] = a[2] * 2 ^ (-elapsed / a[3])
     end
+    a.text = nil
   end
-  st.ref = to
+  st.ref, st.ref_text = to, num(to)
 end
 
 local function close_windows(st)
-  for _, name in ipairs(sorted_names(st.acc)) do
+  local changed = false
+  for _, name in ipairs(sorted_names(st)) do
     local w = st.acc[name]
-    if string.sub(name, 1, 2) == 'w:' and not (w[5] + LATENESS > st.ref) then
+    if not w.folded and not (w[5] + LATENESS > st.ref) then
       local base = 'b:' .. string.match(name, '^w:([^:]+):')
       local b = st.acc[base] or {0, w[3]}
-      st.acc[base] = {b[1] + share(w[4], w[1]) * w[2], w[3]}
+      st.acc[base] = {b[1] + share(w[4], w[1]) * w[2], w[3], folded = true,
+                      tail = ' ' .. num(w[3])}
       st.acc[name] = nil
       st.deleted[#st.deleted + 1] = name
+      changed = true
     end
   end
+  if changed then st.names = nil end
 end
 
-local function add_points(st, at, rule, points, hl, cap, window)
-  local worth = points * 2 ^ (-(st.ref - at) / hl)
-  if cap == nil then
-    local name = 'b:' .. rule
-    local b = st.acc[name] or {0, hl}
-    st.acc[name] = {b[1] + worth, hl}
+local function add_points(st, at, rule)
+  local hl = rule.hl
+  local worth = rule.points * 2 ^ (-(st.ref - at) / hl)
+  if rule.cap == nil then
+    local name = 'b:' .. rule.name
+    local b = st.acc[name]
+    if b == nil then
+      b = {0, hl}
+      st.names = nil
+    end
+    st.acc[name] = {b[1] + worth, hl, folded = true, tail = rule.folded_tail}
     return worth, false
   end
+  local cap, window = rule.cap, rule.window
   local bucket = math.floor(at / window)
-  local name = 'w:' .. rule .. ':' .. string.format('%d', bucket)
+  local name = 'w:' .. rule.name .. ':' .. string.format('%d', bucket)
   local w = st.acc[name]
   if w == nil then
-    w = {0, 0, hl, cap, (bucket + 1) * window}
+    local ends = (bucket + 1) * window
+    w = {0, 0, hl, cap, ends,
+         tail = ' ' .. num(hl) .. ' ' .. num(cap) .. ' ' .. num(ends)}
     st.acc[name] = w
+    st.names = nil
   end
   local before = share(w[4], w[1]) * w[2]
-  w[1] = w[1] + points
+  w[1] = w[1] + rule.points
   w[2] = w[2] + worth
+  w.text, w.raw_text = nil, nil
   local after = share(w[4], w[1]) * w[2]
   return after - before, math.abs(w[1]) > w[4]
 end
 
-local function settle(st, previous, applied, lost, capped, late)
-  local eng = engagement(st.acc)
+local function settle(st, applied, lost, capped, late)
+  local previous_text = st.score_text
+  local eng = engagement(st)
   local score = FW * st.fit + EW * eng
   local was = st.mql
   if was then st.mql = score >= T - H else st.mql = score >= T end
-  st.score = score
-  return table.concat({'applied', num(previous), num(score), num(st.fit),
+  st.score, st.score_text = score, num(score)
+  return table.concat({'applied', previous_text, st.score_text, st.fit_text,
     num(eng), num(applied), num(lost), capped and '1' or '0', tostring(late),
-    was and '1' or '0', st.mql and '1' or '0', num(st.ref or 0)}, '|')
+    was and '1' or '0', st.mql and '1' or '0', st.ref_text or '0'}, '|')
 end
 
 local function as_duplicate(encoded)
@@ -192,6 +253,9 @@ local function remembered(st, seen, outs, op_id)
   return as_duplicate(encoded)
 end
 
+-- Ids expire only as the lead's newest time moves, so only then can there be
+-- any to prune. (An id that arrives already expired waits for that moment;
+-- `remembered` ignores it meanwhile.)
 local function forget_old(st, seen, outs)
   local limit = '(' .. num(st.ref - HORIZON)
   local old = redis.call('ZRANGEBYSCORE', seen, '-inf', limit)
@@ -201,31 +265,30 @@ local function forget_old(st, seen, outs)
   if #old > 0 then redis.call('ZREMRANGEBYSCORE', seen, '-inf', limit) end
 end
 
-local function activity(key, seen, outs, op_id, at, a)
+local function activity(key, seen, outs, op_id, at, rule)
   local st = load(key)
   local again = remembered(st, seen, outs, op_id)
   if again then return again end
 
-  local previous, lost = st.score, 0
-  if st.ref == nil then st.ref = at end
+  local lost, moved = 0, false
+  if st.ref == nil then st.ref, st.ref_text = at, num(at) end
   if at > st.ref then
-    local before = engagement(st.acc)
+    local before = engagement(st)
     advance(st, at)
-    lost = before - engagement(st.acc)
+    lost = before - engagement(st)
+    moved = true
   end
   local behind, late = st.ref - at, 0
   if behind > 0 then late = (behind <= LATENESS) and 1 or 2 end
 
-  local cap, window = tonumber(a[4]), tonumber(a[5])
-  local applied, capped = add_points(st, at, a[1], tonumber(a[2]),
-                                     tonumber(a[3]), cap, window)
+  local applied, capped = add_points(st, at, rule)
   close_windows(st)
-  local encoded = settle(st, previous, applied, lost, capped, late)
+  local encoded = settle(st, applied, lost, capped, late)
 
   save(key, st)
   redis.call('ZADD', seen, at, op_id)
   redis.call('HSET', outs, op_id, encoded)
-  forget_old(st, seen, outs)
+  if moved then forget_old(st, seen, outs) end
   return encoded
 end
 
@@ -235,13 +298,12 @@ local function fit_update(key, at, fit)
     if at == st.fa and st.fo then return as_duplicate(st.fo) end
     return ''
   end
-  local previous = st.score
+  st.fa, st.fa_text = at, num(at)
   local change = fit - st.fit
-  st.fit = fit
-  st.fa = at
-  local encoded = settle(st, previous, change, 0, false, 0)
+  st.fit, st.fit_text = fit, num(fit)
+  local encoded = settle(st, change, 0, false, 0)
   if st.ref == nil then
-    encoded = string.gsub(encoded, '|[^|]*$', '|' .. num(at))
+    encoded = string.gsub(encoded, '|[^|]*$', '|' .. st.fa_text)
   end
   st.fo = encoded
   save(key, st)
@@ -249,23 +311,23 @@ local function fit_update(key, at, fit)
 end
 
 local results = {}
+local first = 8 + 5 * RULE_COUNT
 for i = 0, #KEYS / 3 - 1 do
   local key, seen, outs = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
-  local base = 6 + ARGS_PER_UPDATE * i
-  local kind, op_id, at = ARGV[base + 1], ARGV[base + 2], tonumber(ARGV[base + 3])
+  local update = ARGV[first + i]
+  local kind, at, what, op_id = string.match(update, '^(%a) (%S+) (%S+) (.*)$')
   if kind == 'a' then
-    local rule = {ARGV[base + 4], ARGV[base + 5], ARGV[base + 6], ARGV[base + 7],
-                  ARGV[base + 8]}
-    results[#results + 1] = activity(key, seen, outs, op_id, at, rule)
+    results[#results + 1] = activity(key, seen, outs, op_id, tonumber(at),
+                                     rules[tonumber(what)])
   elseif kind == 'f' then
-    results[#results + 1] = fit_update(key, at, tonumber(ARGV[base + 4]))
+    results[#results + 1] = fit_update(key, tonumber(at), tonumber(what))
   else
     redis.call('DEL', key, seen, outs)
     results[#results + 1] = ''
   end
 end
 return results
-""".replace("ARGS_PER_UPDATE", str(ARGS_PER_UPDATE))
+"""
 
 
 class RedisStore:
@@ -333,8 +395,11 @@ class RedisStore:
         """Group update positions into script calls, keeping per-lead order."""
         groups: dict[int, list[int]] = defaultdict(list)
         for position, update in enumerate(updates):
-            slot = key_slot(self.keys(update.lead_id)[0].encode())
-            groups[slot if self.cluster else 0].append(position)
+            # The slot matters on a cluster only; CRC16 per update is not free.
+            slot = (
+                key_slot(self.keys(update.lead_id)[0].encode()) if self.cluster else 0
+            )
+            groups[slot].append(position)
         size = self.ops_per_call
         return [
             members[start : start + size]
@@ -366,10 +431,13 @@ class RedisStore:
 
     def _queue(self, pipe: Any, call: list[Update]) -> None:
         keys: list[str] = []
-        args: list[str] = list(self._global_args)
+        rules: dict[ScoringRule, int] = {}
+        per_update: list[str] = []
         for update in call:
             keys.extend(self.keys(update.lead_id))
-            args.extend(_update_args(update))
+            per_update.append(_update_arg(update, rules))
+        rule_args = [arg for rule in rules for arg in _rule_args(rule)]
+        args = [*self._global_args, str(len(rules)), *rule_args, *per_update]
         pipe.evalsha(self._sha, len(keys), *keys, *args)
 
     def _outcomes(
@@ -385,23 +453,26 @@ class RedisStore:
         return outcomes
 
 
-def _update_args(update: Update) -> list[str]:
+def _update_arg(update: Update, rules: dict[ScoringRule, int]) -> str:
+    """One update as the script reads it; numbers its rule in `rules`."""
     if isinstance(update, ActivityUpdate):
-        rule = update.rule
-        return [
-            "a",
-            update.op_id,
-            str(update.at_ms),
-            rule.name,
-            repr(rule.points),
-            str(rule.half_life_ms),
-            "" if rule.cap_points is None else repr(rule.cap_points),
-            "" if rule.cap_window_ms is None else str(rule.cap_window_ms),
-        ]
+        number = rules.setdefault(update.rule, len(rules) + 1)
+        return f"a {update.at_ms} {number} {update.op_id}"
     if isinstance(update, FitUpdate):
-        return ["f", update.op_id, str(update.at_ms), repr(update.fit), "", "", "", ""]
+        return f"f {update.at_ms} {update.fit!r} {update.op_id}"
     assert isinstance(update, Forget)
-    return ["x", "", "0", "", "", "", "", ""]
+    return "x"
+
+
+@functools.cache
+def _rule_args(rule: ScoringRule) -> tuple[str, str, str, str, str]:
+    return (
+        rule.name,
+        repr(rule.points),
+        str(rule.half_life_ms),
+        "" if rule.cap_points is None else repr(rule.cap_points),
+        "" if rule.cap_window_ms is None else str(rule.cap_window_ms),
+    )
 
 
 def parse_state(raw: dict[Any, Any]) -> LeadState:
