@@ -7,7 +7,9 @@ to the dead-letter topic rather than into a lead's score.
 """
 
 import math
+import re
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +34,10 @@ DEFAULT_MAX_FUTURE_MS = 86_400_000  # a day of clock skew between producers
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
+# A value that looks like a type name may be quoted in an error; anything
+# else (an e-mail address, a name) is not: errors end up in logs.
+_QUOTABLE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +113,23 @@ def parse_record(data: Mapping[str, Any], bounds: TimeBounds) -> Record:
         return _firmographics(data, bounds)
     if kind in ACTIVITY_TYPES:
         return _activity(kind, data, bounds)
-    raise InvalidRecord("unknown_type", f"unknown event type {kind!r}", "type")
+    shown = repr(kind) if _QUOTABLE.fullmatch(kind) else "(not a type name)"
+    raise InvalidRecord("unknown_type", f"unknown event type {shown}", "type")
+
+
+def unexpected_error(exc: Exception) -> InvalidRecord:
+    """A bug met while decoding or validating one record, as a rejection.
+
+    The record then goes to the dead-letter topic like any invalid one
+    instead of stopping the scorer. Only the exception's class and where it
+    was raised are kept: its message may quote the record's content.
+    """
+    message = f"unexpected {type(exc).__name__}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        file_name = frames[-1].filename.rsplit("/", 1)[-1]
+        message += f" at {file_name}:{frames[-1].lineno}"
+    return InvalidRecord(INTERNAL_ERROR, message)
 
 
 def parse_time(value: Any, field: str) -> int:

@@ -303,8 +303,10 @@ class KafkaBroker(LocalServer):
     client listeners, listener name -> security protocol (for example
     ``{"SECURE": "SASL_SSL"}``), each on its own port (see `listener_port`);
     whatever they need, such as keystores, goes in `extra_properties`, which
-    override every setting this class writes. The broker logs to
-    `<work_dir>/server.log`.
+    override every setting this class writes. `format_args` are added to the
+    storage format command, for what KRaft only takes there, such as SCRAM
+    users (``["--add-scram", "SCRAM-SHA-512=[name=u,password=p]"]``). The
+    broker logs to `<work_dir>/server.log`.
     """
 
     kind = "kafka"
@@ -316,6 +318,7 @@ class KafkaBroker(LocalServer):
         work_dir: Path | None = None,
         extra_listeners: Mapping[str, str] | None = None,
         extra_properties: Mapping[str, str] | None = None,
+        format_args: Sequence[str] = (),
         jvm_options: Sequence[str] = DEFAULT_JVM_OPTIONS,
         ready_timeout_s: float = KAFKA_READY_TIMEOUT_S,
     ) -> None:
@@ -323,6 +326,7 @@ class KafkaBroker(LocalServer):
         self.jars_dir = jars_dir
         self.extra_listeners = dict(extra_listeners or {})
         self.extra_properties = dict(extra_properties or {})
+        self.format_args = list(format_args)
         self.jvm_options = list(jvm_options)
         self._ports: dict[str, int] = {}
         self._check_listener_names()
@@ -400,6 +404,7 @@ class KafkaBroker(LocalServer):
             new_cluster_id(),
             "--config",
             str(self._properties_path),
+            *self.format_args,
         ]
         try:
             result = run_to_end(command, self.work_dir, FORMAT_TIMEOUT_S)

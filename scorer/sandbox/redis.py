@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import redis
@@ -18,6 +19,7 @@ from redis.retry import Retry
 
 from scorer.errors import ScorerError
 from scorer.sandbox import LOOPBACK_HOST, LocalServer, free_ports, require_tool
+from scorer.sandbox.tls import IssuedCertificate
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +32,12 @@ class RedisServer(LocalServer):
     """`redis-server` bound to 127.0.0.1 with its data in the work dir.
 
     Writes are appended to an AOF and fsynced every second. `password` turns
-    on `requirepass`; `extra_args` are passed last, so they override the
-    defaults (for example ``["--appendfsync", "always"]``).
+    on `requirepass`; with `username` too, it belongs to an ACL user of that
+    name with every right instead, and the default user is turned off. `tls`
+    makes the port TLS only, with the certificate's CA required of clients
+    too (the probe presents the same certificate). `extra_args` are passed
+    last, so they override the defaults (for example
+    ``["--appendfsync", "always"]``).
     """
 
     kind = "redis"
@@ -40,12 +46,18 @@ class RedisServer(LocalServer):
         self,
         *,
         password: str | None = None,
+        username: str | None = None,
+        tls: IssuedCertificate | None = None,
         extra_args: Sequence[str] = (),
         work_dir: Path | None = None,
         ready_timeout_s: float = REDIS_READY_TIMEOUT_S,
     ) -> None:
         super().__init__(work_dir, ready_timeout_s)
+        if username is not None and password is None:
+            raise ScorerError("a redis ACL user needs a password")
         self.password = password
+        self.username = username
+        self.tls = tls
         self.extra_args = list(extra_args)
         self._port: int | None = None
 
@@ -58,13 +70,31 @@ class RedisServer(LocalServer):
 
     @property
     def url(self) -> str:
-        """redis:// URL of logical database 0, with the password if one is set."""
-        credentials = "" if self.password is None else f":{quote(self.password)}@"
-        return f"redis://{credentials}{LOOPBACK_HOST}:{self.port}/0"
+        """URL of logical database 0, with the credentials if any are set.
+
+        The scheme is rediss:// with `tls`; the files a client needs are in
+        `tls_options`.
+        """
+        scheme = "redis" if self.tls is None else "rediss"
+        credentials = ""
+        if self.password is not None:
+            credentials = f"{quote(self.username or '')}:{quote(self.password)}@"
+        return f"{scheme}://{credentials}{LOOPBACK_HOST}:{self.port}/0"
+
+    @property
+    def tls_options(self) -> dict[str, Any]:
+        """redis-py's TLS arguments for a client of this server."""
+        if self.tls is None:
+            return {}
+        return {
+            "ssl_ca_certs": str(self.tls.ca_file),
+            "ssl_certfile": str(self.tls.cert_file),
+            "ssl_keyfile": str(self.tls.key_file),
+        }
 
     def client(self) -> redis.Redis:
         """A new client of this server (the caller closes it)."""
-        return redis.Redis.from_url(self.url)
+        return redis.Redis.from_url(self.url, **self.tls_options)
 
     def _configure(self) -> None:
         require_tool("redis-server", REDIS_HINT)
@@ -73,8 +103,7 @@ class RedisServer(LocalServer):
     def _command(self) -> list[str]:
         command = [
             require_tool("redis-server", REDIS_HINT),
-            "--port",
-            str(self.port),
+            *self._port_args(),
             "--bind",
             LOOPBACK_HOST,
             "--dir",
@@ -92,15 +121,43 @@ class RedisServer(LocalServer):
             "--appendfsync",
             "everysec",
         ]
-        if self.password is not None:
-            command += ["--requirepass", self.password]
-        return command + self.extra_args
+        return command + self._auth_args() + self.extra_args
+
+    def _port_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        # Port 0 turns the plain listener off.
+        return [
+            "--port",
+            "0",
+            "--tls-port",
+            str(self.port),
+            "--tls-cert-file",
+            str(self.tls.cert_file),
+            "--tls-key-file",
+            str(self.tls.key_file),
+            "--tls-ca-cert-file",
+            str(self.tls.ca_file),
+        ]
+
+    def _auth_args(self) -> list[str]:
+        if self.password is None:
+            return []
+        if self.username is None:
+            return ["--requirepass", self.password]
+        # ACL rules: '>' adds a password, '~*' and '&*' open every key and
+        # channel, '+@all' every command.
+        user = [self.username, "on", f">{self.password}", "~*", "&*", "+@all"]
+        return ["--user", "default", "off", "--user", *user]
 
     def _is_ready(self) -> bool:
         client = redis.Redis(
             host=LOOPBACK_HOST,
             port=self.port,
+            username=self.username,
             password=self.password,
+            ssl=self.tls is not None,
+            **self.tls_options,
             socket_connect_timeout=PROBE_TIMEOUT_S,
             socket_timeout=PROBE_TIMEOUT_S,
             # One try per probe: redis-py's default backoff would stall the

@@ -1,0 +1,128 @@
+"""A bad config stops `scorer run` and `scorer check-config` with the field's name.
+
+Both run as a user runs them, in a subprocess: what counts is the exit code
+and what reaches the terminal, and a traceback there is a failure.
+"""
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from scorer.config import default_config_path
+
+Breakage = Callable[[dict[str, Any]], None]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scorer.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def unknown_field(raw: dict[str, Any]) -> None:
+    raw["scoring"]["mql"]["treshold"] = 50
+
+
+def negative_half_life(raw: dict[str, Any]) -> None:
+    raw["scoring"]["half_life"] = "-3d"
+
+
+def negative_rule_half_life(raw: dict[str, Any]) -> None:
+    raw["scoring"]["engagement_rules"][3]["half_life"] = -86400
+
+
+def unreachable_threshold(raw: dict[str, Any]) -> None:
+    raw["scoring"]["mql"]["threshold"] = 100_000
+
+
+def duplicate_rule_names(raw: dict[str, Any]) -> None:
+    raw["scoring"]["engagement_rules"][2]["name"] = "pricing_page"
+
+
+# What each breakage does, and the words stderr must hold that name it.
+CASES: dict[str, tuple[Breakage, list[str]]] = {
+    "unknown field": (unknown_field, ["scoring.mql.treshold", "unknown field"]),
+    "negative half-life": (
+        negative_half_life,
+        ["scoring.half_life", "greater than 0"],
+    ),
+    "negative rule half-life": (
+        negative_rule_half_life,
+        ["scoring.engagement_rules.3.half_life", "greater than 0"],
+    ),
+    "unreachable threshold": (
+        unreachable_threshold,
+        ["mql.threshold 100000 cannot be reached"],
+    ),
+    "duplicate rule names": (
+        duplicate_rule_names,
+        ["duplicate rule names: pricing_page"],
+    ),
+}
+
+
+def broken_config(tmp_path: Path, breakage: Breakage) -> Path:
+    raw = yaml.safe_load(default_config_path().read_text())
+    breakage(raw)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_run_refuses_to_start_and_names_the_field(tmp_path: Path, case: str) -> None:
+    breakage, words = CASES[case]
+    config = broken_config(tmp_path, breakage)
+
+    result = run("run", "--config", str(config))
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("config error: ")
+    for word in words:
+        assert word in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_check_config_names_the_field(tmp_path: Path, case: str) -> None:
+    breakage, words = CASES[case]
+    config = broken_config(tmp_path, breakage)
+
+    result = run("check-config", str(config))
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"{config}: ")
+    for word in words:
+        assert word in result.stderr
+    assert "ok;" not in result.stdout
+
+
+def test_a_missing_config_file_is_one_line(tmp_path: Path) -> None:
+    result = run("run", "--config", str(tmp_path / "absent.yaml"))
+
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "cannot read" in result.stderr and "absent.yaml" in result.stderr
+
+
+def test_a_config_that_is_not_yaml_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "broken.yaml"
+    config.write_text("scoring: {version: [x\n")
+
+    result = run("check-config", str(config))
+
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "is not valid YAML" in result.stderr and "line 2" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,194 @@
+"""`scorer replay` over a file of good and bad lines, run as a user runs it.
+
+Every bad line is reported once with its file, number and reason, and kept
+byte for byte in the --dead-letter file; the good lines give exactly the
+outputs of a replay of only them; nothing shows a traceback.
+"""
+
+import base64
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scorer.config import load_config
+from scorer.events import format_time
+from scorer.replay import Line, Replay
+from scorer.wire import JsonCodec
+
+T0_MS = 1_750_000_000_000
+PERSONAL = "jane.doe@example.com"
+REPORT = re.compile(r"^(?P<file>.+):(?P<line>\d+): (?P<reason>[a-z_]+)(?: |:)")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scorer.cli", *args],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+        timeout=120,
+    )
+
+
+def page(n: int, lead: str, url: str, **changes: Any) -> dict[str, Any]:
+    record = {
+        "event_id": f"e{n}",
+        "lead_id": lead,
+        "type": "page_view",
+        "occurred_at": format_time(T0_MS + n * 60_000),
+        "url": url,
+    }
+    return {**record, **changes}
+
+
+def encoded(record: Any) -> bytes:
+    return json.dumps(record).encode()
+
+
+def bad_lines() -> list[tuple[bytes, str]]:
+    """Malformed lines (without their newline) and the reason for each."""
+    blob = bytes(range(256))  # holds a newline: two lines, both bad
+    before, after = blob.split(b"\n")
+    return [
+        (b"\xff\xfe" + encoded(page(900, "x1", "/pricing")), "bad_json"),
+        (before, "bad_json"),
+        (after, "bad_json"),
+        (encoded(page(901, "x2", "/" + "p" * 5_000_000)), "too_long"),
+        (b"", "empty_line"),
+        (b"   ", "empty_line"),
+        (encoded([page(902, "x3", "/pricing")]), "not_an_object"),
+        (b"[" * 100_000 + b"]" * 100_000, "bad_json"),
+        (b'{"a":' * 2000 + b"1" + b"}" * 2000, "bad_json"),
+        (encoded(page(903, PERSONAL, "/pricing", type=PERSONAL)), "unknown_type"),
+        (encoded(page(904, "x4", "/pricing", occurred_at=None)), "null_field"),
+        (encoded(page(905, "x5", PERSONAL, lead_id=7)), "wrong_type"),
+        (
+            encoded(page(906, "x6", "/pricing", occurred_at="2025-06-01")),
+            "bad_timestamp",
+        ),
+        (f'{{"note": "{PERSONAL}", "type": "page_view"'.encode(), "bad_json"),
+    ]
+
+
+def good_lines() -> list[bytes]:
+    urls = ("/pricing", "/demo", "/blog/a", "/careers", "/")
+    return [encoded(page(n, f"L{n % 7}", urls[n % len(urls)])) for n in range(60)]
+
+
+def mixed_file(tmp_path: Path) -> tuple[Path, list[tuple[int, str, bytes]]]:
+    """Good lines with the bad ones spread among them; (number, reason, bytes)."""
+    good, bad = good_lines(), bad_lines()
+    lines: list[bytes] = []
+    expected: list[tuple[int, str, bytes]] = []
+    for index, text in enumerate(good):
+        lines.append(text)
+        if index % 4 == 1 and bad:
+            text, reason = bad.pop(0)
+            lines.append(text)
+            expected.append((len(lines), reason, text + b"\n"))
+    assert not bad, "every bad line is in the file"
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path, expected
+
+
+def summary_rows(stderr: str) -> dict[str, str]:
+    table = stderr.split("replay summary\n", 1)[1]
+    rows = [line.strip().rsplit("  ", 1) for line in table.splitlines()]
+    return {label.strip(): value.strip() for label, value in rows}
+
+
+def test_bad_lines_are_reported_kept_and_skipped(tmp_path: Path) -> None:
+    mixed, expected = mixed_file(tmp_path)
+    only_good = tmp_path / "good.jsonl"
+    only_good.write_bytes(b"\n".join(good_lines()) + b"\n")
+    dead = tmp_path / "dead.jsonl"
+
+    result = run("replay", "--dead-letter", str(dead), str(mixed))
+    reference = run("replay", str(only_good))
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert reference.returncode == 0 and reference.stdout
+    assert result.stdout == reference.stdout
+
+    reports = [REPORT.match(line) for line in result.stderr.splitlines()]
+    found = [(int(m["line"]), m["reason"]) for m in reports if m]
+    assert found == [(number, reason) for number, reason, _ in expected]
+    assert all(m["file"] == str(mixed) for m in reports if m)
+    assert PERSONAL not in result.stderr
+
+    rows = summary_rows(result.stderr)
+    assert rows["records read"] == f"{len(good_lines()) + len(expected):,}"
+    assert rows["dead-lettered"] == str(len(expected))
+    reasons: dict[str, int] = {}
+    for _, reason, _ in expected:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    assert {r: int(rows[r]) for r in reasons} == reasons
+
+    letters = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert [(d["file"], d["line"], d["reason"]) for d in letters] == [
+        (str(mixed), number, reason) for number, reason, _ in expected
+    ]
+    assert [raw_bytes(d) for d in letters] == [text for _, _, text in expected]
+
+
+def raw_bytes(letter: dict[str, Any]) -> bytes:
+    if "raw_base64" in letter:
+        return base64.b64decode(letter["raw_base64"])
+    return str(letter["raw"]).encode()
+
+
+def test_a_missing_input_file_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.jsonl"
+
+    result = run("replay", str(missing))
+
+    assert result.returncode == 1
+    assert result.stderr == f"error: {missing}: No such file or directory\n"
+    assert result.stdout == ""
+
+
+def test_a_directory_as_input_is_one_line(tmp_path: Path) -> None:
+    result = run("replay", str(tmp_path))
+
+    assert result.returncode == 1
+    assert result.stderr == f"error: {tmp_path}: Is a directory\n"
+
+
+def test_an_unexpected_error_is_reported_as_a_bad_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decode = JsonCodec.decode
+
+    def buggy(self: JsonCodec, value: bytes) -> dict[str, Any]:
+        # A stand-in for a bug in the decoder; its message quotes the line.
+        if PERSONAL.encode() in value:
+            raise ValueError(f"cannot handle {PERSONAL}")
+        return decode(self, value)
+
+    monkeypatch.setattr(JsonCodec, "decode", buggy)
+    lines = [
+        encoded(page(1, "L1", "/pricing")),
+        encoded(page(2, "L2", f"/pricing?who={PERSONAL}")),
+        encoded(page(3, "L3", "/demo")),
+    ]
+    errors, out = io.StringIO(), io.BytesIO()
+
+    stats = Replay(load_config(environ={}), errors=errors).run(
+        [Line("in", n, text) for n, text in enumerate(lines, 1)], out
+    )
+
+    assert stats.bad == {"internal_error": 1}
+    assert stats.outcomes["scored"] == 2
+    assert errors.getvalue().startswith("in:2: internal_error: unexpected ValueError")
+    assert PERSONAL not in errors.getvalue()
+    scored = [json.loads(line)["lead_id"] for line in out.getvalue().splitlines()]
+    assert scored == ["L1", "L3"]
