@@ -16,6 +16,7 @@ from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -23,8 +24,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    FilePath,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -33,11 +36,34 @@ from scorer.errors import ConfigError
 
 ENV_PREFIX = "SCORER_"
 RDKAFKA_ENV_PREFIX = "SCORER_RDKAFKA_"
+# Settings whose keys are librdkafka's dotted names, not further levels.
+FREE_FORM_MAPS = frozenset(
+    {
+        ("kafka", "settings"),
+        ("kafka", "consumer_settings"),
+        ("kafka", "producer_settings"),
+        ("kafka", "secrets"),
+    }
+)
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+# A sign is read so that "-3d" is refused as negative, not as unreadable.
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _UNIT_MS["w"] = 7 * _UNIT_MS["d"]
 _RULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# librdkafka settings that hold credentials (sasl.password, ssl.key.password,
+# sasl.oauthbearer.client.secret, an inline private key, ...).
+_SECRET_SETTING = re.compile(
+    r"password|secret|^ssl\.key\.pem$|^sasl\.oauthbearer\.config$"
+)
+# A quoted token of a YAML error; punctuation (',', '\t') is shown, words not.
+_QUOTED = re.compile(r"'[^'\s]{3,}'|\"[^\"\s]{3,}\"")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def is_secret_setting(name: str) -> bool:
+    """Whether a librdkafka setting holds a credential, kept out of every output."""
+    return _SECRET_SETTING.search(name.lower()) is not None
 
 
 def _duration_ms(value: Any) -> Any:
@@ -270,9 +296,16 @@ class Scoring(Frozen):
         return ceiling
 
 
+WireFormat = Literal["avro", "json", "confluent_avro"]
+
+
 class Topic(Frozen):
     name: str = Field(min_length=1, max_length=249)
-    format: Literal["avro", "json"] = "avro"
+    format: WireFormat = Field(
+        default="avro",
+        description="avro (single-object encoding), json, or confluent_avro "
+        "(Schema Registry framing; needs schema_registry)",
+    )
 
 
 class Topics(Frozen):
@@ -280,6 +313,11 @@ class Topics(Frozen):
     firmographics: Topic | None = None
     output: Topic
     dead_letter: str = Field(min_length=1, max_length=249)
+
+    def named_with(self, fmt: WireFormat) -> list[str]:
+        """The names of the topics in wire format `fmt`, inputs first."""
+        every = [*self.events, self.firmographics, self.output]
+        return [t.name for t in every if t is not None and t.format == fmt]
 
 
 class Kafka(Frozen):
@@ -297,14 +335,75 @@ class Kafka(Frozen):
     )
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="librdkafka settings kept out of logs (sasl.password, ...)",
+        description="librdkafka settings kept out of logs (sasl.password, ...); "
+        "credentials given in `settings` land here too",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_apart(cls, data: Any) -> Any:
+        """Credentials among the plain settings move to `secrets`."""
+        if not isinstance(data, dict):
+            return data
+        for where in ("consumer_settings", "producer_settings"):
+            _refuse_secrets(where, data.get(where))
+
+        settings, secrets = data.get("settings"), data.get("secrets") or {}
+        if not isinstance(settings, dict) or not isinstance(secrets, dict):
+            return data  # the field validation names what is wrong
+        moved = {k: v for k, v in settings.items() if is_secret_setting(str(k))}
+        if not moved:
+            return data
+
+        twice = sorted(set(moved) & set(secrets))
+        if twice:
+            raise ValueError(f"{', '.join(twice)}: given in settings and in secrets")
+        plain = {k: v for k, v in settings.items() if k not in moved}
+        return {**data, "settings": plain, "secrets": {**secrets, **moved}}
+
+
+def _refuse_secrets(where: str, settings: Any) -> None:
+    if not isinstance(settings, dict):
+        return
+    for name in settings:
+        if is_secret_setting(str(name)):
+            # One set of credentials serves every client; a per-client copy
+            # would sit among the plain settings.
+            raise ValueError(f"{where}.{name}: a credential; give it in secrets")
+
+
+class RedisTls(Frozen):
+    """TLS to Redis: with a rediss:// url, certificates other than the system's."""
+
+    ca_file: FilePath | None = Field(
+        default=None, description="CA certificates (PEM) to check the server by"
+    )
+    cert_file: FilePath | None = Field(
+        default=None, description="client certificate (PEM), if the server asks"
+    )
+    key_file: FilePath | None = Field(
+        default=None, description="private key (PEM) of cert_file"
+    )
+    check_hostname: bool = Field(
+        default=True, description="the server's certificate must name the url's host"
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give cert_file and key_file together")
+        return self
 
 
 class Redis(Frozen):
-    url: str = "redis://127.0.0.1:6379/0"
-    username: str | None = None
+    url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="redis://, rediss:// (TLS) or unix://; a user name and "
+        "password in it move to `username` and `password`",
+    )
+    username: str | None = Field(default=None, description="ACL user")
     password: SecretStr | None = None
+    tls: RedisTls | None = Field(default=None, description="needs a rediss:// url")
     cluster: bool = False
     key_prefix: str = Field(default="scorer", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     timeout_s: float = Field(default=5.0, gt=0)
@@ -312,16 +411,135 @@ class Redis(Frozen):
         default=64, ge=1, le=1000, description="score updates per Lua script call"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_apart(cls, data: Any) -> Any:
+        """Take the user name and password out of the url, so it can be shown."""
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        parts = urlsplit(data["url"])
+        if parts.username is None and parts.password is None:
+            return data
+
+        moved = {"username": parts.username or None, "password": parts.password}
+        given = sorted(k for k, v in moved.items() if v and data.get(k) is not None)
+        if given:
+            raise ValueError(f"url and {' and '.join(given)} both give the {given[0]}")
+        host = parts.netloc.rpartition("@")[2]
+        plain = {k: unquote(v) for k, v in moved.items() if v}
+        return {**data, **plain, "url": parts._replace(netloc=host).geturl()}
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        # The message leaves the url out: it may hold a password.
+        if urlsplit(value).scheme not in REDIS_SCHEMES:
+            raise ValueError("use a redis://, rediss:// or unix:// url")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_scheme(self) -> Self:
+        if self.tls is not None and urlsplit(self.url).scheme != "rediss":
+            raise ValueError("tls needs a rediss:// url")
+        return self
+
 
 class Pipeline(Frozen):
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     batch_timeout_ms: int = Field(default=50, ge=1, le=60_000)
     max_future: DurationMs = Field(default=_UNIT_MS["d"], ge=0)
+    transactional: bool = Field(
+        default=False,
+        description="publish each batch's outputs and commit its offsets in one "
+        "Kafka transaction: read_committed consumers see every output once",
+    )
+    transactional_id_prefix: str = Field(
+        default="lead-scorer",
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="the producer's transactional.id is <prefix>-<instance id>",
+    )
+    instance_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="this instance's name, stable across its restarts and unique "
+        "among running instances (default: the consumer's group.instance.id, "
+        "else the host name)",
+    )
 
 
 class Metrics(Frozen):
-    port: int | None = Field(default=None, ge=0, le=65535)
-    host: str = "127.0.0.1"
+    """The HTTP server of /metrics, /healthz and /readyz."""
+
+    port: int | None = Field(
+        default=None, ge=0, le=65535, description="no port, no server; 0 picks one"
+    )
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    stall_after: DurationMs = Field(
+        default=60_000,
+        gt=0,
+        description="/readyz fails when the consume loop has not turned, or a "
+        "lagging consumer has committed nothing, for this long",
+    )
+
+
+class Logging(Frozen):
+    """Log lines on stderr: `text` for people, `json` (one object a line) for tools."""
+
+    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class SchemaRegistry(Frozen):
+    """A Confluent-compatible Schema Registry, for topics in format confluent_avro."""
+
+    url: str = Field(
+        description="base URL of the REST API: http://host:8081 for Confluent's, "
+        "http://host:8080/apis/ccompat/v7 for Apicurio's"
+    )
+    username: str | None = Field(default=None, description="HTTP basic auth user")
+    password: SecretStr | None = Field(default=None, description="its password")
+    subject_strategy: Literal["topic", "record", "topic_record"] = Field(
+        default="topic",
+        description="subject of the output schema: <topic>-value (topic), the "
+        "record's full name (record) or <topic>-<full name> (topic_record)",
+    )
+    auto_register: bool = Field(
+        default=True,
+        description="register the output schema at start-up; false: look it up "
+        "and refuse to start if it is not registered",
+    )
+    timeout_s: float = Field(default=5.0, gt=0, description="per HTTP request")
+    retries: int = Field(
+        default=4,
+        ge=0,
+        le=10,
+        description="further tries while the registry is unreachable, after "
+        "delays doubling from 0.25 s (4: 3.75 s of waiting, plus the timeouts)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("an http:// or https:// URL with a host")
+        # Credentials in the URL would end up in log lines and errors.
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("put credentials in username and password, not the URL")
+        if parts.query or parts.fragment:
+            raise ValueError("a base URL without ?query or #fragment")
+        return value.strip().rstrip("/")
+
+    @model_validator(mode="after")
+    def _credentials_pair(self) -> Self:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give username and password together, or neither")
+        return self
 
 
 class Config(Frozen):
@@ -331,6 +549,27 @@ class Config(Frozen):
     topics: Topics
     pipeline: Pipeline = Pipeline()
     metrics: Metrics = Metrics()
+    logging: Logging = Logging()
+    schema_registry: SchemaRegistry | None = Field(
+        default=None,
+        validate_default=True,
+        description="required when a topic's format is confluent_avro",
+    )
+
+    @field_validator("schema_registry")
+    @classmethod
+    def _registry_when_used(
+        cls, value: SchemaRegistry | None, info: ValidationInfo
+    ) -> SchemaRegistry | None:
+        # Fields validate in order, so `topics` is in info.data if it was valid.
+        topics = info.data.get("topics")
+        if value is None and isinstance(topics, Topics):
+            users = topics.named_with("confluent_avro")
+            if users:
+                raise ValueError(
+                    f"required: topic {users[0]} has format confluent_avro"
+                )
+        return value
 
 
 def default_config_path() -> Path:
@@ -338,18 +577,36 @@ def default_config_path() -> Path:
 
 
 def load_config(
-    path: Path | None = None, environ: Mapping[str, str] | None = None
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
 ) -> Config:
-    """Read a config file (or the packaged default), apply env overrides, validate.
+    """Read a config file (or the packaged default), apply overrides, validate.
 
-    ``SCORER_KAFKA__BOOTSTRAP_SERVERS=h:9092`` sets ``kafka.bootstrap_servers``
-    (``__`` separates levels; the value is read as YAML), and
-    ``SCORER_RDKAFKA_SASL_MECHANISM=PLAIN`` sets the librdkafka setting
-    ``sasl.mechanism`` (``_`` stands for ``.``).
+    Precedence, lowest first: the file, environment variables, `overrides`
+    (the command line's flags). ``SCORER_KAFKA__BOOTSTRAP_SERVERS=h:9092``
+    sets ``kafka.bootstrap_servers`` (``__`` separates levels; the value is
+    read as YAML), and ``SCORER_RDKAFKA_SASL_MECHANISM=PLAIN`` sets the
+    librdkafka setting ``sasl.mechanism`` (``_`` stands for ``.``).
+    `overrides` maps dotted paths to YAML values:
+    ``{"kafka.settings.socket.timeout.ms": "5000"}``.
     """
     raw = _read_yaml(path or default_config_path())
     _apply_environment(raw, os.environ if environ is None else environ)
+    for dotted, value in (overrides or {}).items():
+        keys = split_dotted(dotted)
+        _set_path(raw, keys, _environment_value(keys, value))
     return parse_config(raw)
+
+
+def split_dotted(dotted: str) -> list[str]:
+    """`kafka.settings.socket.timeout.ms` as a path: librdkafka names keep dots."""
+    parts = dotted.split(".")
+    if not all(parts):
+        raise ConfigError(dotted, "not a dotted path such as kafka.group_id")
+    if len(parts) > 2 and tuple(parts[:2]) in FREE_FORM_MAPS:
+        return [*parts[:2], ".".join(parts[2:])]
+    return parts
 
 
 def parse_config(raw: Mapping[str, Any]) -> Config:
@@ -389,20 +646,44 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError("(file)", f"{path} is not valid YAML: {exc}") from exc
+        problem = _yaml_problem(exc)
+        raise ConfigError("(file)", f"{path} is not valid YAML: {problem}") from exc
     if not isinstance(raw, dict):
         raise ConfigError("(file)", f"{path} must hold a mapping at the top level")
     return raw
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where, without PyYAML's quote of the line (a secret?)."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return type(exc).__name__
+    mark = exc.problem_mark
+    # A problem may quote a token too ("found undefined alias 'x'").
+    problem = _QUOTED.sub("'...'", exc.problem or "syntax error")
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
 
 
 def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     for name, value in sorted(environ.items()):
         if name.startswith(RDKAFKA_ENV_PREFIX):
             setting = name.removeprefix(RDKAFKA_ENV_PREFIX).lower().replace("_", ".")
-            _set_path(raw, ["kafka", "settings", setting], value)
+            section = "secrets" if is_secret_setting(setting) else "settings"
+            _set_path(raw, ["kafka", section, setting], value)
         elif name.startswith(ENV_PREFIX) and "__" in name:
             path = name.removeprefix(ENV_PREFIX).lower().split("__")
-            _set_path(raw, path, yaml.safe_load(value))
+            _set_path(raw, path, _environment_value(path, value))
+
+
+def _environment_value(path: list[str], text: str) -> Any:
+    """A variable's value read as YAML; a credential's verbatim."""
+    # As YAML, a password such as 0123 would become a number, and *x fail
+    # as an unknown alias.
+    if path[:2] == ["kafka", "secrets"] or any(map(is_secret_setting, path)):
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text  # validation then names the field if a string is wrong
 
 
 def _set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:

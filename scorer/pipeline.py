@@ -5,12 +5,16 @@ One loop iteration handles one batch:
 2. decode and validate them; a record that fails goes to the dead-letter
    topic with the reason in its headers;
 3. score the rest in one Redis pipeline (`scorer.state`);
-4. produce the outputs and dead letters, and wait for the broker's acks;
-5. only then commit the batch's offsets.
+4. hand the outputs and dead letters to the delivery (`scorer.delivery`):
+   published and acknowledged, then the batch's offsets committed; or both
+   in one Kafka transaction (`pipeline.transactional`).
 
-A crash anywhere before step 5 replays the batch; the state store remembers
-each update id, so the replay re-publishes identical outputs and changes no
-score (at-least-once delivery, exactly-once effect on state).
+A crash anywhere before step 4 ends replays the batch; the state store
+remembers each update id, so the replay re-publishes identical outputs and
+changes no score (at-least-once delivery, exactly-once effect on state).
+
+While Redis or the broker is away, the batch waits with the consumer held
+(`scorer.assignment`): partitions paused, the group kept, nothing lost.
 """
 
 import logging
@@ -29,26 +33,48 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from scorer.assignment import Assignment, Key
 from scorer.config import Config
+from scorer.confluent_wire import topic_codec
+from scorer.delivery import (
+    AtLeastOnce,
+    Handoff,
+    Interrupted,
+    Outgoing,
+    Transactional,
+    Waiting,
+)
 from scorer.errors import InvalidRecord, StateStoreError
-from scorer.events import Firmographics, Forget, TimeBounds, parse_record
+from scorer.events import (
+    Firmographics,
+    Forget,
+    TimeBounds,
+    parse_record,
+    unexpected_error,
+)
 from scorer.lead import LATE, TOO_LATE
 from scorer.metrics import Metrics
 from scorer.publish import MQL_CROSSED
+from scorer.registry import RegistryClient, RegistryError
 from scorer.scoring import Item, Scored, Scorer
-from scorer.wire import SCORE_SCHEMA, Codec, SchemaCatalog, make_codec
+from scorer.wire import SCORE_SCHEMA, Codec, SchemaCatalog
 
 log = logging.getLogger(__name__)
 
 # Waiting for Redis doubles from the first to the last delay and stays there.
 FIRST_RETRY_DELAY_S = 0.1
-MAX_RETRY_DELAY_S = 5.0
-# A batch whose deliveries are not acknowledged in this time is produced again.
+MAX_RETRY_DELAY_S = 2.0
+# At stop, outputs still unacknowledged after this are left to a redelivery.
 DELIVERY_TIMEOUT_S = 30.0
 # How often consumer lag is read from the client's cached watermarks.
 LAG_INTERVAL_S = 5.0
 
 DLQ_HEADER_PREFIX = "scorer.error."
+# librdkafka's default message.max.bytes: its producer refuses anything
+# larger (key, value and headers), while the broker takes up to 1 MiB.
+DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
+MESSAGE_OVERHEAD_BYTES = 512  # header framing librdkafka counts in that size
+SHORT_KEY_BYTES = 1024  # a key still copied when a dead letter is too big
 
 
 @dataclass(slots=True)
@@ -57,6 +83,8 @@ class Rejected:
 
     message: Message
     error: InvalidRecord
+    error_class: str = "InvalidRecord"
+    """The class of the exception; another than InvalidRecord is a bug."""
 
 
 @dataclass(slots=True)
@@ -67,14 +95,6 @@ class Batch:
     rejected: list[Rejected] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class _Outgoing:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, str | bytes | None]]
-
-
 class ScorerPipeline:
     """Consumes, scores, publishes and commits, batch after batch."""
 
@@ -83,70 +103,115 @@ class ScorerPipeline:
         config: Config,
         scorer: Scorer,
         consumer: Consumer,
-        producer: Producer,
+        make_producer: Callable[[], Producer],
         metrics: Metrics,
         catalog: SchemaCatalog | None = None,
+        registry: RegistryClient | None = None,
     ) -> None:
         self.config = config
         self.scorer = scorer
         self.consumer = consumer
-        self.producer = producer
         self.metrics = metrics
         topics = config.topics
         catalog = catalog if catalog is not None else SchemaCatalog.load()
         inputs = [*topics.events]
         if topics.firmographics is not None:
             inputs.append(topics.firmographics)
+        if registry is None and config.schema_registry is not None:
+            registry = RegistryClient.from_config(config.schema_registry)
         self.codecs: dict[str, Codec] = {
-            topic.name: make_codec(topic.format, catalog=catalog) for topic in inputs
+            topic.name: topic_codec(topic, catalog, registry) for topic in inputs
         }
         self.firmographics_topic = (
             topics.firmographics.name if topics.firmographics else None
         )
-        self.output_codec = make_codec(
-            topics.output.format, catalog=catalog, schema_name=SCORE_SCHEMA
-        )
+        self.output_codec = topic_codec(topics.output, catalog, registry, SCORE_SCHEMA)
         self.bounds = TimeBounds(max_future_ms=config.pipeline.max_future)
-        self.assignment: set[tuple[str, int]] = set()
+        self.max_message_bytes = _max_message_bytes(config)
+        self.partitions = Assignment(
+            consumer,
+            metrics,
+            before_revoke=lambda: self.delivery.commit_stored("revoke"),
+            on_error=self._client_error,
+        )
+        # The stop event is run()'s; until then nothing waits.
+        self.waiting = Waiting(self.partitions, metrics, threading.Event())
+        mode = Transactional if config.pipeline.transactional else AtLeastOnce
+        self.delivery = mode(make_producer, consumer, self.waiting, metrics)
         self.on_batch: Callable[[Batch, list[Scored]], None] | None = None
         self._last_lag_s = 0.0
+        # Read by /readyz from the probe thread (scorer.probes): monotonic
+        # times of the last poll and commit, and the lag of the last reading.
+        self.polled_at_s = time.monotonic()
+        self.committed_at_s = time.monotonic()
+        self.lag_records = 0
         metrics.set_rules_version(scorer.rules_version)
 
+    @property
+    def producer(self) -> Producer:
+        """The producer of outputs now (a failed one is replaced)."""
+        return self.delivery.producer
+
+    @property
+    def assignment(self) -> set[Key]:
+        """The input partitions this instance owns now."""
+        return self.partitions.owned
+
     def run(self, stop: threading.Event) -> None:
-        """Score until `stop` is set; the batch in flight is always finished."""
-        self.consumer.subscribe(
-            list(self.codecs),
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
-        log.info("scorer started topics=%s", ",".join(self.codecs))
-        size = self.config.pipeline.batch_size
-        timeout_s = self.config.pipeline.batch_timeout_ms / 1000
+        """Score until `stop` is set, finishing the batch in flight.
+
+        A batch waiting for Redis or the broker when `stop` is set is left
+        uncommitted instead: it is consumed again after the restart.
+        """
+        self.waiting.stop = stop
         try:
-            while not stop.is_set():
-                messages = self.consumer.consume(size, timeout_s)
-                if messages:
-                    self.process(messages)
-                self.producer.poll(0)
-                self._report_lag()
+            self.delivery.start()
+            self.consumer.subscribe(
+                list(self.codecs),
+                on_assign=self.partitions.on_assign,
+                on_revoke=self.partitions.on_revoke,
+                on_lost=self.partitions.on_lost,
+            )
+            topics, mode = ",".join(self.codecs), self.delivery.name
+            log.info("scorer started topics=%s delivery=%s", topics, mode)
+            self._loop(stop)
+        except Interrupted:
+            log.warning("stopped while waiting; the batch in flight is not committed")
         finally:
             self._close()
+
+    def _loop(self, stop: threading.Event) -> None:
+        size = self.config.pipeline.batch_size
+        timeout_s = self.config.pipeline.batch_timeout_ms / 1000
+        while not stop.is_set():
+            messages = self.partitions.take_carried()
+            if not messages:
+                messages = self.consumer.consume(size, timeout_s)
+                self.polled_at_s = time.monotonic()
+                self.metrics.last_poll.set(time.time())
+            if messages:
+                self.process(messages)
+            self.delivery.producer.poll(0)
+            self._report_lag()
 
     def process(self, messages: Sequence[Message]) -> list[Scored]:
         """Score, publish and commit one batch of consumed messages."""
         started = time.monotonic()
         batch = self._decode(messages)
+        epochs = self.partitions.epochs(_next_offsets_by_key(batch.messages))
 
         results = self._score(batch.items)
 
-        self._publish(batch, results)
-        self._commit(batch.messages)
+        outgoing = self._outgoing(batch, results)
+        offsets = _next_offsets(batch.messages)
+        self.delivery.deliver(Handoff(outgoing, offsets, epochs))
+        self._observe_latency(batch, results)
 
         self._count(batch, results)
         self.metrics.batch_duration.observe(time.monotonic() - started)
         self.metrics.batch_size.observe(len(messages))
         self.metrics.last_batch.set(time.time())
+        self.committed_at_s = time.monotonic()
         if self.on_batch is not None:
             self.on_batch(batch, results)
         return results
@@ -166,6 +231,15 @@ class ScorerPipeline:
                 item = self._item(message)
             except InvalidRecord as exc:
                 batch.rejected.append(Rejected(message, exc))
+                continue
+            except RegistryError:
+                # The schema registry failed, not the record: stop before
+                # anything of the batch is scored or committed.
+                raise
+            except Exception as exc:
+                # A bug must not stop the partition behind one record.
+                rejection = unexpected_error(exc)
+                batch.rejected.append(Rejected(message, rejection, type(exc).__name__))
                 continue
             batch.items.append(item)
             batch.sources.append(message)
@@ -197,56 +271,69 @@ class ScorerPipeline:
     # -- scoring -----------------------------------------------------------
 
     def _score(self, items: list[Item]) -> list[Scored]:
-        """Score with bounded backoff while Redis is unavailable."""
-        delay = FIRST_RETRY_DELAY_S
-        while True:
-            try:
-                return self.scorer.score(items)
-            except StateStoreError as exc:
-                self.metrics.redis_errors.inc()
-                self.metrics.waiting.labels("redis").set(1)
-                log.warning("redis unavailable; retrying in %.1fs: %s", delay, exc)
-            self._wait(delay)
-            self.metrics.redis_retries.inc()
-            delay = min(delay * 2, MAX_RETRY_DELAY_S)
-            self.metrics.waiting.labels("redis").set(0)
+        try:
+            return self.scorer.score(items)
+        except StateStoreError as exc:
+            return self._score_when_redis_returns(items, exc)
 
-    def _wait(self, delay_s: float) -> None:
-        # Keep serving the consumer's background duties (heartbeats run in
-        # librdkafka's own thread; delivery reports need poll) while waiting.
-        deadline = time.monotonic() + delay_s
-        while time.monotonic() < deadline:
-            self.producer.poll(min(0.1, delay_s))
+    def _score_when_redis_returns(
+        self, items: list[Item], error: StateStoreError
+    ) -> list[Scored]:
+        """Retry with bounded backoff, holding the consumer meanwhile.
+
+        A retry may repeat writes of a round trip that failed half way (or
+        whose reply was lost): each update id is applied once, and a repeat
+        returns the first outcome (see scorer.state).
+        """
+        started = time.monotonic()
+        delay = FIRST_RETRY_DELAY_S
+        attempts = 0
+        with self.waiting.holding("redis"):
+            while True:
+                self.metrics.redis_errors.inc()
+                log.warning(
+                    "redis unavailable; batch held, retrying in %.1fs "
+                    "attempt=%d error=%s",
+                    delay,
+                    attempts + 1,
+                    error,
+                )
+                self.waiting.serve_for(delay, self.delivery.producer)
+                self.metrics.redis_retries.inc()
+                attempts += 1
+                try:
+                    results = self.scorer.score(items)
+                    break
+                except StateStoreError as exc:
+                    error = exc
+                delay = min(delay * 2, MAX_RETRY_DELAY_S)
+        waited_s = time.monotonic() - started
+        log.warning("redis back waited_s=%.1f attempts=%d", waited_s, attempts)
+        return results
 
     # -- publishing --------------------------------------------------------
 
-    def _publish(self, batch: Batch, results: list[Scored]) -> None:
+    def _outgoing(self, batch: Batch, results: list[Scored]) -> list[Outgoing]:
         outgoing = [self._dead_letter(r) for r in batch.rejected]
         for message, result in zip(batch.sources, results, strict=True):
             for event in result.outputs:
                 outgoing.append(self._output(message, event))
+        return outgoing
 
-        pending = outgoing
-        while pending:
-            pending = self._deliver(pending)
-            if pending:
-                self.metrics.produce_retries.inc(len(pending))
-                log.warning("re-producing %d undelivered messages", len(pending))
-
-        self._observe_latency(batch, results)
-
-    def _output(self, source: Message, event: dict[str, Any]) -> _Outgoing:
-        return _Outgoing(
+    def _output(self, source: Message, event: dict[str, Any]) -> Outgoing:
+        topic, partition, _ = _where(source)
+        return Outgoing(
             topic=self.config.topics.output.name,
             key=str(event["lead_id"]).encode(),
             value=self.output_codec.encode(event),
             headers=[("type", str(event["type"]).encode())],
+            source=(topic, partition),
         )
 
-    def _dead_letter(self, rejected: Rejected) -> _Outgoing:
+    def _dead_letter(self, rejected: Rejected) -> Outgoing:
         message, error = rejected.message, rejected.error
         reason_headers = {
-            "class": type(error).__name__,
+            "class": rejected.error_class,
             "reason": error.reason,
             "message": error.message,
             "field": error.field or "",
@@ -261,62 +348,55 @@ class ScorerPipeline:
         headers += [
             (DLQ_HEADER_PREFIX + k, v.encode()) for k, v in reason_headers.items()
         ]
+        # The message stays out of the log: it may quote the record.
         log.warning(
-            "dead-lettered topic=%s partition=%d offset=%d reason=%s field=%s",
+            "dead-lettered topic=%s partition=%d offset=%d reason=%s field=%s error=%s",
             message.topic(),
             message.partition(),
             message.offset(),
             error.reason,
             error.field,
+            rejected.error_class,
         )
-        return _Outgoing(
+        letter = Outgoing(
             topic=self.config.topics.dead_letter,
             key=message.key(),
             value=message.value(),
             headers=headers,
+            source=(topic, partition),
         )
+        return self._within_limit(letter, len(reason_headers), message)
 
-    def _deliver(self, outgoing: list[_Outgoing]) -> list[_Outgoing]:
-        """Produce and wait for acks; returns the messages that failed."""
-        failed: list[_Outgoing] = []
+    def _within_limit(
+        self, letter: Outgoing, added_headers: int, source: Message
+    ) -> Outgoing:
+        """The dead letter, or a copy without its content if it is too big.
 
-        def report(item: _Outgoing) -> Callable[[KafkaError | None, Message], None]:
-            def on_delivery(error: KafkaError | None, _msg: Message) -> None:
-                if error is not None:
-                    self.metrics.kafka_errors.labels("produce").inc()
-                    log.warning("delivery failed: %s", error.str())
-                    failed.append(item)
+        A record the broker took can exceed what the producer may send once
+        the reason headers are added; refusing it would stop the scorer at
+        it for good. The content stays at its offset in the source topic.
+        """
+        if _size(letter) + MESSAGE_OVERHEAD_BYTES <= self.max_message_bytes:
+            return letter
 
-            return on_delivery
-
-        for item in outgoing:
-            self._produce(item, report(item))
-        remaining = self.producer.flush(DELIVERY_TIMEOUT_S)
-        if remaining:
-            # Not acknowledged in time: librdkafka keeps retrying them, and a
-            # second copy is harmless, but the batch must not commit yet.
-            log.warning(
-                "%d messages unacknowledged after %.0fs", remaining, DELIVERY_TIMEOUT_S
-            )
-            self.producer.flush()
-        return failed
-
-    def _produce(
-        self, item: _Outgoing, on_delivery: Callable[[KafkaError | None, Message], None]
-    ) -> None:
-        while True:
-            try:
-                self.producer.produce(
-                    item.topic,
-                    value=item.value,
-                    key=item.key,
-                    headers=item.headers,
-                    on_delivery=on_delivery,
-                )
-                return
-            except BufferError:
-                # The local queue is full: let deliveries drain it.
-                self.producer.poll(0.1)
+        omitted = _size(letter)
+        log.warning(
+            "dead letter too big; sent without its content "
+            "topic=%s partition=%d offset=%d bytes=%d",
+            source.topic(),
+            source.partition(),
+            source.offset(),
+            omitted,
+        )
+        short_key = letter.key is not None and len(letter.key) <= SHORT_KEY_BYTES
+        note = (DLQ_HEADER_PREFIX + "omitted_bytes", str(omitted).encode())
+        return Outgoing(
+            topic=letter.topic,
+            key=letter.key if short_key else None,
+            value=None,
+            headers=[*letter.headers[-added_headers:], note],
+            source=letter.source,
+        )
 
     def _observe_latency(self, batch: Batch, results: list[Scored]) -> None:
         now_ms = time.time() * 1000
@@ -327,52 +407,7 @@ class ScorerPipeline:
             if kind != 0 and created_ms > 0:  # 0 is TIMESTAMP_NOT_AVAILABLE
                 self.metrics.latency.observe(max(0.0, now_ms - created_ms) / 1000)
 
-    # -- offsets -----------------------------------------------------------
-
-    def _commit(self, messages: list[Message]) -> None:
-        """Store the batch's offsets and commit them without waiting.
-
-        Offsets are stored by hand only now, after the outputs were
-        acknowledged: librdkafka's automatic offset store would mark a
-        message as done as soon as it was handed out.
-        """
-        offsets = _next_offsets(messages)
-        if not offsets:
-            return
-        try:
-            self.consumer.store_offsets(offsets=offsets)
-            self.consumer.commit(asynchronous=True)
-        except KafkaException as exc:
-            # The batch is already published; a lost commit only replays it.
-            self.metrics.kafka_errors.labels("commit").inc()
-            log.warning("commit failed: %s", exc)
-
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.metrics.rebalances.labels("assign").inc()
-        self.assignment |= {(p.topic, p.partition) for p in partitions}
-        self.metrics.assigned.set(len(self.assignment))
-        log.info("partitions assigned count=%d %s", len(partitions), _names(partitions))
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.metrics.rebalances.labels("revoke").inc()
-        self.assignment -= {(p.topic, p.partition) for p in partitions}
-        self.metrics.assigned.set(len(self.assignment))
-        log.info("partitions revoked count=%d %s", len(partitions), _names(partitions))
-        self._commit_sync(consumer, "revoke")
-
-    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.metrics.rebalances.labels("lost").inc()
-        self.assignment -= {(p.topic, p.partition) for p in partitions}
-        self.metrics.assigned.set(len(self.assignment))
-        log.warning("partitions lost count=%d %s", len(partitions), _names(partitions))
-
-    def _commit_sync(self, consumer: Consumer, moment: str) -> None:
-        try:
-            consumer.commit(asynchronous=False)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
-                self.metrics.kafka_errors.labels("commit").inc()
-                log.warning("commit on %s failed: %s", moment, exc)
+    # -- lifecycle ---------------------------------------------------------
 
     def _report_lag(self) -> None:
         now = time.monotonic()
@@ -384,16 +419,20 @@ class ScorerPipeline:
             positions = self.consumer.position(partitions)
         except KafkaException:
             return
+        total = 0
         for tp in positions:
+            # Cached: the high watermark that came with the latest fetch
+            # response, so no request to the broker from the consume loop.
             _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
             if high is not None and high >= 0 and tp.offset >= 0:
                 lag = max(0, high - tp.offset)
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+                total += lag
+        self.lag_records = total
 
     def _close(self) -> None:
         log.info("scorer stopping: flushing outputs and committing")
-        self.producer.flush(DELIVERY_TIMEOUT_S)
-        self._commit_sync(self.consumer, "stop")
+        self.delivery.close(DELIVERY_TIMEOUT_S)
         self.consumer.close()
         log.info("scorer stopped")
 
@@ -433,6 +472,19 @@ def _lead_from_key(message: Message) -> str:
     return lead_id
 
 
+def _max_message_bytes(config: Config) -> int:
+    kafka = config.kafka
+    given = kafka.producer_settings.get("message.max.bytes")
+    if given is None:
+        given = kafka.settings.get("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES)
+    return int(given)
+
+
+def _size(item: Outgoing) -> int:
+    headers = sum(len(name) + len(value or b"") for name, value in item.headers)
+    return len(item.key or b"") + len(item.value or b"") + headers
+
+
 def _headers(message: Message) -> list[tuple[str, str | bytes | None]]:
     original = message.headers() or []
     pairs = original.items() if isinstance(original, dict) else original
@@ -446,13 +498,15 @@ def _where(message: Message) -> tuple[str, int, int]:
     return topic, partition, offset
 
 
-def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
-    highest: dict[tuple[str, int], int] = {}
+def _next_offsets_by_key(messages: list[Message]) -> dict[Key, int]:
+    """One past the highest offset of each partition among `messages`."""
+    highest: dict[Key, int] = {}
     for message in messages:
         topic, partition, offset = _where(message)
         highest[(topic, partition)] = max(highest.get((topic, partition), -1), offset)
-    return [TopicPartition(t, p, offset + 1) for (t, p), offset in highest.items()]
+    return {key: offset + 1 for key, offset in highest.items()}
 
 
-def _names(partitions: list[TopicPartition]) -> str:
-    return ",".join(f"{p.topic}[{p.partition}]" for p in partitions)
+def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
+    places = _next_offsets_by_key(messages)
+    return [TopicPartition(t, p, offset) for (t, p), offset in places.items()]

@@ -1,18 +1,22 @@
 """Wiring of the live service: Kafka clients, Redis, metrics, the pipeline."""
 
 import logging
+import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import redis
-from confluent_kafka import Consumer, Producer
-from prometheus_client import start_http_server
+from confluent_kafka import Consumer, KafkaError, Producer
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from scorer.config import Config
-from scorer.errors import ConfigError
+from scorer.config import Config, RedisTls
+from scorer.errors import ConfigError, StateStoreError
 from scorer.lead import Params
 from scorer.metrics import Metrics
 from scorer.pipeline import ScorerPipeline
+from scorer.probes import PING_TIMEOUT_S, CachedPing, ProbeServer, Readiness
 from scorer.scoring import Scorer
 from scorer.state import RedisStore
 
@@ -32,6 +36,10 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 PRODUCER_FIXED = {"enable.idempotence": True, "acks": "all"}
 PRODUCER_DEFAULTS: dict[str, Any] = {"linger.ms": 5, "compression.type": "lz4"}
+# Set from pipeline.transactional_id_prefix and the instance id only.
+PRODUCER_RESERVED = ("transactional.id",)
+# Immediate retries of a Redis command whose connection broke.
+REDIS_RECONNECTS = 1
 
 
 def kafka_common(config: Config) -> dict[str, Any]:
@@ -52,21 +60,73 @@ def consumer_settings(config: Config) -> dict[str, Any]:
 def producer_settings(config: Config) -> dict[str, Any]:
     settings = {**PRODUCER_DEFAULTS, **kafka_common(config)}
     settings.update(config.kafka.producer_settings)
+    for name in PRODUCER_RESERVED:
+        if name in settings:
+            raise ConfigError(
+                f"kafka.producer_settings.{name}",
+                "set pipeline.transactional (and its prefix) instead",
+            )
     return _fixed(settings, PRODUCER_FIXED, "kafka.producer_settings")
+
+
+def output_producer_settings(config: Config) -> dict[str, Any]:
+    """The settings of the pipeline's producer: transactional if configured."""
+    settings = producer_settings(config)
+    if config.pipeline.transactional:
+        settings["transactional.id"] = transactional_id(config)
+    return settings
+
+
+def transactional_id(config: Config) -> str:
+    """`<prefix>-<instance>`: stable per instance, unique among instances.
+
+    Stable, so that a restarted instance fences its previous life and aborts
+    the transaction it left open at once (instead of after
+    transaction.timeout.ms, with read_committed consumers stuck behind it).
+    One id per instance, not per input partition, is enough since KIP-447:
+    the consumer group's metadata sent with the offsets fences an instance
+    that lost its partitions.
+    """
+    pipeline = config.pipeline
+    instance = (
+        pipeline.instance_id
+        or config.kafka.consumer_settings.get("group.instance.id")
+        or socket.gethostname()
+    )
+    return f"{pipeline.transactional_id_prefix}-{instance}"
 
 
 def redis_client(config: Config) -> "redis.Redis | redis.RedisCluster":
     options: dict[str, Any] = {
         "socket_timeout": config.redis.timeout_s,
         "socket_connect_timeout": config.redis.timeout_s,
+        # One quick reconnect for a connection that broke (a restarted
+        # server); longer outages are the pipeline's to wait out while it
+        # keeps the consumer alive. redis-py's default would sleep through
+        # four timeouts and backoffs, and retry timeouts too.
+        "retry": Retry(NoBackoff(), REDIS_RECONNECTS, (redis.ConnectionError,)),
     }
     if config.redis.username:
         options["username"] = config.redis.username
     if config.redis.password is not None:
         options["password"] = config.redis.password.get_secret_value()
+    if config.redis.tls is not None:
+        options.update(redis_tls_options(config.redis.tls))
     if config.redis.cluster:
         return redis.RedisCluster.from_url(config.redis.url, **options)
     return redis.Redis.from_url(config.redis.url, **options)
+
+
+def redis_tls_options(tls: RedisTls) -> dict[str, Any]:
+    """redis-py's arguments for `redis.tls` (the rediss:// scheme turns TLS on)."""
+    files = {
+        "ssl_ca_certs": tls.ca_file,
+        "ssl_certfile": tls.cert_file,
+        "ssl_keyfile": tls.key_file,
+    }
+    options: dict[str, Any] = {k: str(v) for k, v in files.items() if v is not None}
+    options["ssl_check_hostname"] = tls.check_hostname
+    return options
 
 
 def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipeline:
@@ -78,20 +138,61 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
         key_prefix=config.redis.key_prefix,
         ops_per_call=config.redis.ops_per_call,
     )
-    store.load_script()
+    try:
+        store.load_script()
+    except StateStoreError as exc:
+        if not _unreachable(exc):
+            raise  # refused credentials or commands: a config to fix
+        # The first batch loads it; until Redis answers, the pipeline holds
+        # its batch and keeps the consumer in the group (scorer.pipeline).
+        log.warning("redis unreachable at start; scoring waits for it: %s", exc)
     scorer = Scorer(config.scoring, store)
-    consumer = Consumer(consumer_settings(config), logger=_client_logger("consumer"))
-    producer = Producer(producer_settings(config), logger=_client_logger("producer"))
-    return ScorerPipeline(config, scorer, consumer, producer, metrics)
+    consumer = Consumer(
+        {**consumer_settings(config), "error_cb": _count_errors(metrics)},
+        logger=_client_logger("consumer"),
+    )
+    settings = {**output_producer_settings(config), "error_cb": _count_errors(metrics)}
+
+    def make_producer() -> Producer:
+        return Producer(settings, logger=_client_logger("producer"))
+
+    return ScorerPipeline(config, scorer, consumer, make_producer, metrics)
 
 
 def run(config: Config, stop: threading.Event) -> None:
-    """`scorer run`: serve metrics and score until `stop` is set."""
+    """`scorer run`: serve metrics and probes, and score until `stop` is set."""
     metrics = Metrics()
-    if config.metrics.port is not None:
-        start_http_server(config.metrics.port, config.metrics.host, metrics.registry)
-        log.info("metrics served port=%d", config.metrics.port)
-    build_pipeline(config, metrics).run(stop)
+    probes = start_probes(config, metrics, stop)
+    try:
+        pipeline = build_pipeline(config, metrics)
+        if probes is not None:
+            probes.readiness.pipeline = pipeline
+        pipeline.run(stop)
+    finally:
+        if probes is not None:
+            probes.close()
+
+
+def start_probes(
+    config: Config, metrics: Metrics, stop: threading.Event
+) -> ProbeServer | None:
+    """/metrics, /healthz and /readyz on `metrics.port`, if one is set."""
+    if config.metrics.port is None:
+        return None
+
+    short = config.redis.model_copy(update={"timeout_s": PING_TIMEOUT_S})
+    client = redis_client(config.model_copy(update={"redis": short}))
+    # One try: a probe must answer within its own timeout.
+    client.set_retry(Retry(NoBackoff(), 0))
+    readiness = Readiness(
+        CachedPing(client.ping), config.metrics.stall_after / 1000, stop
+    )
+
+    probes = ProbeServer(
+        config.metrics.host, config.metrics.port, metrics.registry, readiness
+    )
+    probes.start()
+    return probes
 
 
 def _fixed(
@@ -107,5 +208,26 @@ def _fixed(
     return settings
 
 
+def _unreachable(exc: StateStoreError) -> bool:
+    """Redis is down or silent, as opposed to refusing who we are."""
+    cause = exc.__cause__
+    refused = isinstance(cause, redis.AuthenticationError | redis.ResponseError)
+    away = isinstance(cause, redis.ConnectionError | redis.TimeoutError)
+    return away and not refused
+
+
 def _client_logger(role: str) -> logging.Logger:
     return logging.getLogger(f"scorer.kafka.{role}")
+
+
+def _count_errors(metrics: Metrics) -> Callable[[KafkaError], None]:
+    """librdkafka's error callback: count; its own log lines say the rest."""
+
+    def on_error(error: KafkaError) -> None:
+        metrics.kafka_errors.labels("client").inc()
+        if error.fatal():
+            log.error("kafka client fatal error code=%s: %s", error.name(), error.str())
+        else:
+            log.debug("kafka client error code=%s: %s", error.name(), error.str())
+
+    return on_error

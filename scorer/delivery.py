@@ -1,0 +1,486 @@
+"""How a scored batch leaves: its outputs published, then its offsets committed.
+
+Two modes, chosen by `pipeline.transactional`:
+
+- `AtLeastOnce` (default): produce the outputs and dead letters, wait until
+  the broker acknowledged every one, and only then store and commit the
+  batch's offsets. A crash before the commit replays the batch; Redis
+  remembers each update id, so the replay changes no score and publishes
+  byte-identical copies (same output event id) of what was published.
+- `Transactional`: the outputs and the batch's offsets go in one Kafka
+  transaction (KIP-98; offsets with the consumer group's metadata, KIP-447).
+  A consumer reading with `isolation.level=read_committed` sees each output
+  exactly once, crashes included.
+
+Both keep the consumer alive while they wait (`scorer.assignment`), and
+commit offsets only for partitions the instance still owns.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from scorer.assignment import Assignment, Key
+from scorer.errors import BrokerError, ScorerError
+from scorer.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# Acknowledgements normally take milliseconds; after this the wait serves
+# the consumer (see scorer.assignment) and says so in the metrics.
+ACK_WAIT_S = 1.0
+# Poll interval of every wait that holds the consumer.
+HOLD_POLL_S = 0.1
+# A wait longer than this is logged again, as a reminder.
+WAIT_LOG_EVERY_S = 10.0
+# One try of a transaction call; a retriable failure is tried again after
+# serving the consumer, so this stays well below max.poll.interval.ms.
+TRANSACTION_CALL_S = 1.0
+# A transactional call still running after this is taken as stuck (see
+# Transactional._in_worker); calls normally end within TRANSACTION_CALL_S.
+STUCK_CALL_S = 20.0
+# librdkafka's codes for "another producer now has this transactional.id".
+FENCED = (
+    KafkaError._FENCED,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+)
+# Between two attempts of a failed transaction: doubling up to the maximum.
+FIRST_RETRY_DELAY_S = 0.1
+MAX_RETRY_DELAY_S = 2.0
+
+
+class Interrupted(ScorerError):
+    """The scorer was asked to stop while a batch waited; it is not committed."""
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One message to publish, and the input partition whose record caused it."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, str | bytes | None]]
+    source: Key
+
+
+@dataclass(slots=True)
+class Handoff:
+    """A scored batch, ready to leave: its messages and the offsets after it."""
+
+    outgoing: list[Outgoing]
+    offsets: list[TopicPartition]  # the next offset of each input partition
+    epochs: dict[Key, int]  # ownership of those partitions when consumed
+
+    def offsets_of(self, owned: set[Key]) -> list[TopicPartition]:
+        return [tp for tp in self.offsets if (tp.topic, tp.partition) in owned]
+
+
+class Waiting:
+    """Waits that keep the consumer alive and end when the scorer stops."""
+
+    def __init__(
+        self, assignment: Assignment, metrics: Metrics, stop: threading.Event
+    ) -> None:
+        self.assignment = assignment
+        self.metrics = metrics
+        self.stop = stop
+
+    @contextmanager
+    def holding(self, dependency: str) -> Iterator[None]:
+        """Hold the consumer (see scorer.assignment) while `dependency` is away."""
+        self.assignment.hold()
+        self.metrics.waiting.labels(dependency).set(1)
+        try:
+            yield
+        finally:
+            self.metrics.waiting.labels(dependency).set(0)
+            self.assignment.release()
+
+    def serve_for(self, seconds: float, producer: Producer | None = None) -> None:
+        """Serve the held consumer for `seconds`; raises `Interrupted` on stop."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.check_stop()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.assignment.serve(min(HOLD_POLL_S, left))
+            if producer is not None:
+                producer.poll(0)
+
+    def check_stop(self) -> None:
+        if self.stop.is_set():
+            raise Interrupted("stopped while the batch in flight waited")
+
+
+MakeProducer = Callable[[], Producer]
+
+
+class _Delivery:
+    """What both modes share: the producer, and replacing it when it fails."""
+
+    name = ""
+
+    def __init__(
+        self,
+        make_producer: MakeProducer,
+        consumer: Consumer,
+        waiting: Waiting,
+        metrics: Metrics,
+    ) -> None:
+        self.make_producer = make_producer
+        self.producer = make_producer()
+        self.consumer = consumer
+        self.waiting = waiting
+        self.metrics = metrics
+
+    def _replace_producer(self, error: KafkaError) -> None:
+        """A fatal error ends a producer for good; carry on with a new one.
+
+        What the old one had queued is purged; its batch is delivered again.
+        """
+        log.warning(
+            "producer failed for good; replacing it code=%s: %s",
+            error.name(),
+            error.str(),
+        )
+        self.producer.purge()
+        self.producer.flush(0)
+        self.producer = self.make_producer()
+
+
+class AtLeastOnce(_Delivery):
+    """Publish and await every acknowledgement, then commit the offsets."""
+
+    name = "at-least-once"
+
+    def start(self) -> None:
+        """Nothing to set up: the idempotent producer needs no handshake."""
+
+    def deliver(self, handoff: Handoff) -> None:
+        pending = handoff.outgoing
+        while pending:
+            pending = self._publish(pending)
+            if pending:
+                self.metrics.produce_retries.inc(len(pending))
+
+        owned = self.waiting.assignment.still_owned(handoff.epochs)
+        self._commit(handoff.offsets_of(owned))
+
+    def commit_stored(self, moment: str) -> None:
+        """Commit what is stored, and wait for it (on revocation and stop)."""
+        try:
+            self.consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                self.metrics.kafka_errors.labels("commit").inc()
+                log.warning("commit on %s failed: %s", moment, exc)
+
+    def close(self, timeout_s: float) -> None:
+        remaining = self.producer.flush(timeout_s)
+        if remaining:
+            log.warning("outputs unacknowledged at stop count=%d", remaining)
+        self.commit_stored("stop")
+
+    def _publish(self, outgoing: list[Outgoing]) -> list[Outgoing]:
+        """Produce and wait for the acks; returns the messages that failed."""
+        failures: list[tuple[Outgoing, KafkaError]] = []
+        for item in outgoing:
+            produce(self.producer, item, self._report(item, failures))
+        if self.producer.flush(ACK_WAIT_S):
+            self._wait_for_acks()
+        if not failures:
+            return []
+
+        first = failures[0][1]
+        log.warning(
+            "deliveries failed; producing again count=%d code=%s: %s",
+            len(failures),
+            first.name(),
+            first.str(),
+        )
+        fatal = [error for _, error in failures if error.fatal()]
+        if fatal:
+            self._replace_producer(fatal[0])
+        return [item for item, _ in failures]
+
+    def _report(
+        self, item: Outgoing, failures: list[tuple[Outgoing, KafkaError]]
+    ) -> Callable[[KafkaError | None, Message], None]:
+        def on_delivery(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                self.metrics.kafka_errors.labels("produce").inc()
+                failures.append((item, error))
+
+        return on_delivery
+
+    def _wait_for_acks(self) -> None:
+        # librdkafka retries until `message.timeout.ms`, then reports a
+        # failure; so this wait ends, with acks or with failures to re-send.
+        started = time.monotonic()
+        logged = started
+        log.warning("waiting for the broker to acknowledge outputs")
+        with self.waiting.holding("kafka"):
+            while self.producer.flush(0) > 0:
+                self.waiting.serve_for(HOLD_POLL_S, self.producer)
+                if time.monotonic() - logged > WAIT_LOG_EVERY_S:
+                    logged = time.monotonic()
+                    pending = len(self.producer)
+                    log.warning("outputs still unacknowledged count=%d", pending)
+        log.warning("outputs acknowledged waited_s=%.1f", time.monotonic() - started)
+
+    def _commit(self, offsets: list[TopicPartition]) -> None:
+        """Store the offsets by hand, now that the outputs are acknowledged.
+
+        librdkafka's automatic offset store (enable.auto.offset.store) would
+        mark a record done as soon as it was handed to the application,
+        before its Redis write; the service turns it off for good.
+        """
+        if not offsets:
+            return
+        try:
+            self.consumer.store_offsets(offsets=offsets)
+            self.consumer.commit(asynchronous=True)
+        except KafkaException as exc:
+            # The batch is published; a lost commit only replays it.
+            self.metrics.kafka_errors.labels("commit").inc()
+            log.warning("commit failed: %s", exc)
+
+
+class Transactional(_Delivery):
+    """Outputs and offsets in one Kafka transaction per batch.
+
+    The producer's `transactional.id` is stable per instance (see
+    `scorer.service.transactional_id`): a restarted instance aborts what
+    its previous life left open, at once instead of after
+    `transaction.timeout.ms`. Zombies, instances that lost their partitions
+    without noticing, are fenced by the group metadata sent with the
+    offsets (KIP-447): the coordinator refuses offsets of an old generation,
+    and the transaction aborts.
+
+    Every call that talks to the broker has a short timeout and is made
+    again while it fails in a retriable way, serving the consumer between
+    tries: a broker outage must not cost the group membership.
+    """
+
+    name = "transactional"
+    _failures = 0  # deliveries of the open transaction that failed
+
+    def start(self) -> None:
+        """Fence and abort whatever a previous life of this instance left open."""
+        self._init_transactions(self._pause)
+        log.info("transactions initialised")
+
+    def _init_transactions(self, between: Callable[[], None]) -> None:
+        while True:
+            try:
+                self.producer.init_transactions(TRANSACTION_CALL_S)
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.fatal() or not error.retriable():
+                    raise
+            between()
+
+    def _pause(self) -> None:
+        # Before the first poll there is no group to keep alive.
+        self.waiting.check_stop()
+        time.sleep(HOLD_POLL_S)
+
+    def _serve(self) -> None:
+        with self.waiting.holding("kafka"):
+            self.waiting.serve_for(HOLD_POLL_S, self.producer)
+
+    def deliver(self, handoff: Handoff) -> None:
+        delay = FIRST_RETRY_DELAY_S
+        while True:
+            try:
+                if self._attempt(handoff):
+                    return
+            except StuckCall as exc:
+                self._abandon_producer(exc)
+            with self.waiting.holding("kafka"):
+                self.waiting.serve_for(delay, self.producer)
+            delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+    def commit_stored(self, moment: str) -> None:
+        """Offsets are committed in the transactions; nothing is stored."""
+
+    def close(self, timeout_s: float) -> None:
+        """A transaction left open by a stop is aborted by the next start."""
+
+    def _attempt(self, handoff: Handoff) -> bool:
+        """One transaction for the batch; False if it failed and was cleared."""
+        owned = self.waiting.assignment.still_owned(handoff.epochs)
+        try:
+            self._transaction(handoff, owned)
+            return True
+        except KafkaException as exc:
+            self._recover(exc.args[0])
+        return False
+
+    def _transaction(self, handoff: Handoff, owned: set[Key]) -> None:
+        # Outputs of a partition that moved away are the new owner's to
+        # publish: it consumes the records again from the committed offset.
+        outgoing = [item for item in handoff.outgoing if item.source in owned]
+        offsets = handoff.offsets_of(owned)
+        self._failures = 0
+
+        self.producer.begin_transaction()
+        for item in outgoing:
+            produce(self.producer, item, self._report)
+        if offsets:
+            metadata = self.consumer.consumer_group_metadata()
+            send = partial(self.producer.send_offsets_to_transaction, offsets, metadata)
+            self._retrying("send_offsets", send)
+        self._retrying("commit", self.producer.commit_transaction)
+
+    def _recover(self, error: KafkaError) -> None:
+        """After a failed transaction: abort it, or replace the producer."""
+        self.metrics.kafka_errors.labels("commit").inc()
+        log.warning(
+            "transaction failed; retrying the batch code=%s failed_deliveries=%d: %s",
+            error.name(),
+            self._failures,
+            error.str(),
+        )
+        if error.fatal():
+            self._restart_producer(error)
+            return
+        try:
+            self._retrying("abort", self.producer.abort_transaction)
+        except KafkaException as exc:
+            abort_error: KafkaError = exc.args[0]
+            if abort_error.fatal():
+                self._restart_producer(abort_error)
+            elif abort_error.code() != KafkaError._STATE:
+                raise
+            # _STATE: the failure came before any transaction began.
+
+    def _abandon_producer(self, stuck: "StuckCall") -> None:
+        # Its thread stays blocked in librdkafka; the new producer's
+        # init_transactions fences it and aborts its transaction.
+        log.warning("transactional producer stuck; replacing it: %s", stuck)
+        self.producer = self.make_producer()
+        self._init_transactions(self._serve)
+
+    def _restart_producer(self, error: KafkaError) -> None:
+        if error.code() in FENCED:
+            # Another live process has this transactional.id: two instances
+            # share an instance id, or this one is the zombie. Only one may run.
+            message = (
+                f"fenced by another producer with this transactional.id: {error.str()}"
+            )
+            raise BrokerError(message)
+        self._replace_producer(error)
+        self._init_transactions(self._serve)
+
+    def _retrying(self, step: str, call: Callable[[float], None]) -> None:
+        """A transaction call, made again while it fails in a retriable way."""
+        started = time.monotonic()
+        while True:
+            try:
+                self._in_worker(partial(call, TRANSACTION_CALL_S))
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.fatal() or not error.retriable():
+                    raise
+                if time.monotonic() - started > WAIT_LOG_EVERY_S:
+                    started = time.monotonic()
+                    log.warning("transaction %s still waiting: %s", step, error.str())
+            self._serve()
+
+    def _in_worker(self, call: Callable[[], None]) -> None:
+        """Make a blocking producer call in a thread, serving the consumer meanwhile.
+
+        librdkafka may block a transactional call far beyond its timeout
+        while a coordinator is away (librdkafka issues 5456 and 5511, open in
+        2.16): send_offsets_to_transaction took 60 s with a timeout of 1 s
+        against a stopped broker, and after a broker restart it may never
+        return. So the consumer is served while the call runs, and a call
+        still running after `STUCK_CALL_S` raises `StuckCall`. The call's
+        own error, if any, is raised here.
+        """
+        worker = _Worker(call)
+        if worker.wait(ACK_WAIT_S):
+            worker.result()
+            return
+        deadline = time.monotonic() + STUCK_CALL_S
+        with self.waiting.holding("kafka"):
+            # No stop check: the call runs on, to its end or to the deadline.
+            while not worker.wait(0):
+                if time.monotonic() > deadline:
+                    raise StuckCall(f"a transaction call ran for {STUCK_CALL_S:.0f}s")
+                self.waiting.assignment.serve(HOLD_POLL_S)
+        worker.result()
+
+    def _report(self, error: KafkaError | None, _message: Message) -> None:
+        # A failed delivery fails the commit; the whole batch is retried.
+        if error is not None:
+            self.metrics.kafka_errors.labels("produce").inc()
+            self._failures += 1
+
+
+class StuckCall(ScorerError):
+    """A transactional call of librdkafka that does not return."""
+
+
+class _Worker:
+    """One blocking call in a daemon thread: a stuck call must not block exit."""
+
+    def __init__(self, call: Callable[[], None]) -> None:
+        self._call = call
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, name="transaction", daemon=True).start()
+
+    def wait(self, timeout_s: float) -> bool:
+        return self._done.wait(timeout_s)
+
+    def result(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            self._call()
+        except BaseException as exc:  # raised in the caller's thread by result()
+            self._error = exc
+        finally:
+            self._done.set()
+
+
+def produce(
+    producer: Producer,
+    item: Outgoing,
+    on_delivery: Callable[[KafkaError | None, Message], None],
+) -> None:
+    while True:
+        try:
+            producer.produce(
+                item.topic,
+                value=item.value,
+                key=item.key,
+                headers=item.headers,
+                on_delivery=on_delivery,
+            )
+            return
+        except BufferError:
+            # The local queue is full: let deliveries drain it.
+            producer.poll(0.1)

@@ -1,0 +1,208 @@
+"""Redis and Kafka go away mid-run; the scorer waits, recovers by itself, and
+neither loses nor doubles an event.
+
+Each test feeds events at a steady rate to `scorer run` (a real process),
+breaks a real server it started for the purpose, and afterwards compares
+the Redis state and the output topic with an offline replay.
+"""
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from guarantees import (
+    Feeder,
+    OutputLog,
+    Report,
+    ScorerProcess,
+    check_results,
+    make_workload,
+    raw_config,
+    replay_workload,
+    wait_caught_up,
+)
+
+from scorer.config import parse_config
+from scorer.sandbox.kafka import KafkaBroker, create_topics
+from scorer.sandbox.redis import RedisServer
+
+PARTITIONS = 4
+# Small timeouts make the faults quick to provoke: a pause of Redis longer
+# than max.poll.interval.ms would cost the group membership of a consumer
+# that stopped polling while it waited.
+MAX_POLL_INTERVAL_MS = 10_000
+CONSUMER = {"max.poll.interval.ms": MAX_POLL_INTERVAL_MS, "session.timeout.ms": 6000}
+REDIS_TIMEOUT_S = 1.0
+PAUSE_S = MAX_POLL_INTERVAL_MS / 1000 + 4.0
+
+RATE = 800.0  # events a second, fed throughout
+REDIS_EVENTS = 24_000  # 30 s of events
+KAFKA_EVENTS = 16_000  # 20 s
+
+
+def test_redis_restart_script_flush_and_long_pause(
+    kafka_bootstrap: str, fresh_topics: Any, tmp_path: Path
+) -> None:
+    events, out, dlq = fresh_topics("events", "out", "dlq", partitions=PARTITIONS)
+    with RedisServer() as server:
+        raw = raw_config(
+            kafka_bootstrap,
+            server.url,
+            events,
+            out,
+            dlq,
+            consumer_settings=CONSUMER,
+            redis_timeout_s=REDIS_TIMEOUT_S,
+        )
+        config = parse_config(raw)
+        workload = make_workload(REDIS_EVENTS, 800, seed=21)
+        expected = replay_workload(config, workload)
+
+        reader = OutputLog(kafka_bootstrap, out)
+        feeder = Feeder(kafka_bootstrap, events, workload, RATE)
+        scorer = ScorerProcess(raw, tmp_path, "scorer")
+        reader.start()
+        scorer.start()
+        try:
+            scorer.wait_assigned()
+            feeder.start()
+            figures = break_redis(server, scorer, reader)
+            feeder.finish()
+            wait_caught_up(kafka_bootstrap, raw["kafka"]["group_id"], events)
+            figures["retried_writes_found_applied"] = scorer.metric(
+                "scorer_records_total", outcome="duplicate"
+            )
+            figures |= redis_metrics(scorer)
+            assert scorer.terminate() == 0
+        finally:
+            scorer.ensure_stopped()
+        outputs = reader.finish()
+        figures |= check_results(config, server.url, expected, outputs)
+
+    log = scorer.log_text()
+    assert " WARNING scorer.pipeline redis unavailable; batch held" in log
+    assert " WARNING scorer.pipeline redis back waited_s=" in log
+    assert figures["redis_errors"] > 0 and figures["redis_retries"] > 0
+    Report("redis-faults", figures).print()
+
+
+def break_redis(
+    server: RedisServer, scorer: ScorerProcess, reader: OutputLog
+) -> dict[str, Any]:
+    """Restart, flush the scripts, pause: each after a few seconds of work."""
+    figures: dict[str, Any] = {}
+    reader.wait_for_more(30.0)
+    time.sleep(2.0)
+
+    server.restart()  # appendonly yes: the data survives
+    figures["restart_recovery_s"] = recovery_s(reader, time.monotonic())
+    time.sleep(2.0)
+
+    client = server.client()
+    client.script_flush()
+    client.close()
+    figures["script_flush_recovery_s"] = recovery_s(reader, time.monotonic())
+    time.sleep(2.0)
+
+    figures |= pause_redis(server, scorer, reader)
+    return figures
+
+
+def pause_redis(
+    server: RedisServer, scorer: ScorerProcess, reader: OutputLog
+) -> dict[str, Any]:
+    """SIGSTOP Redis for longer than the client timeout and max.poll.interval."""
+    before = rebalances(scorer)
+    server.pause()
+    try:
+        time.sleep(REDIS_TIMEOUT_S * 3)
+        waiting = scorer.metric("scorer_waiting_for_dependency", dependency="redis")
+        time.sleep(PAUSE_S - REDIS_TIMEOUT_S * 3)
+    finally:
+        server.resume()
+    resumed = time.monotonic()
+    recovery = recovery_s(reader, resumed)
+    # librdkafka reports a lost membership at the next poll: look after it.
+    time.sleep(2.0)
+    after = rebalances(scorer)
+    still_waiting = scorer.metric("scorer_waiting_for_dependency", dependency="redis")
+
+    assert waiting == 1.0
+    assert still_waiting == 0.0
+    # Still in the group: no partition was revoked or lost while it waited.
+    assert after == before
+    return {"pause_s": PAUSE_S, "pause_recovery_s": recovery}
+
+
+def rebalances(scorer: ScorerProcess) -> dict[str, float]:
+    return {
+        kind: scorer.metric("scorer_rebalances_total", kind=kind)
+        for kind in ("assign", "revoke", "lost")
+    }
+
+
+def redis_metrics(scorer: ScorerProcess) -> dict[str, float]:
+    return {
+        "redis_errors": scorer.metric("scorer_redis_errors_total"),
+        "redis_retries": scorer.metric("scorer_redis_retries_total"),
+    }
+
+
+def recovery_s(reader: OutputLog, fault_end: float, timeout_s: float = 60.0) -> float:
+    """Seconds from the end of a fault to the first output after it."""
+    deadline = fault_end + timeout_s
+    while (arrival := reader.first_arrival_after(fault_end)) is None:
+        assert time.monotonic() < deadline, "no output after the fault"
+        time.sleep(0.02)
+    return round(arrival - fault_end, 2)
+
+
+@pytest.mark.parametrize("transactional", [False, True], ids=["acked", "transactional"])
+def test_broker_restart(redis_url: str, tmp_path: Path, transactional: bool) -> None:
+    with KafkaBroker() as broker:
+        bootstrap = broker.bootstrap_servers
+        create_topics(bootstrap, {"events": PARTITIONS, "out": PARTITIONS, "dlq": 1})
+        raw = raw_config(
+            bootstrap,
+            redis_url,
+            "events",
+            "out",
+            "dlq",
+            consumer_settings=CONSUMER,
+            pipeline={
+                "transactional": transactional,
+                "transactional_id_prefix": f"t{uuid.uuid4().hex[:8]}",
+            },
+        )
+        config = parse_config(raw)
+        workload = make_workload(KAFKA_EVENTS, 600, seed=31)
+        expected = replay_workload(config, workload)
+
+        reader = OutputLog(bootstrap, "out", read_committed=transactional)
+        feeder = Feeder(bootstrap, "events", workload, RATE)
+        scorer = ScorerProcess(raw, tmp_path, "scorer")
+        reader.start()
+        scorer.start()
+        try:
+            scorer.wait_assigned()
+            feeder.start()
+            reader.wait_for_more(30.0)
+            time.sleep(3.0)
+            down = time.monotonic()
+            broker.restart()  # same ports and log dir
+            back = time.monotonic()
+            recovery = recovery_s(reader, back)
+            feeder.finish()
+            wait_caught_up(bootstrap, raw["kafka"]["group_id"], "events")
+            assert scorer.terminate() == 0
+        finally:
+            scorer.ensure_stopped()
+        outputs = reader.finish()
+
+    figures = check_results(
+        config, redis_url, expected, outputs, allow_copies=not transactional
+    )
+    figures |= {"broker_down_s": round(back - down, 1), "recovery_s": recovery}
+    Report(f"broker-restart transactional={transactional}", figures).print()

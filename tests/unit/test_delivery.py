@@ -1,0 +1,220 @@
+"""The bookkeeping behind the delivery guarantees: ownership epochs, holding
+the consumer, and the settings the service derives for the two modes.
+
+The consumer here is a stand-in that records calls: what is tested is which
+partitions this code pauses, resumes and commits, not librdkafka. The real
+thing is exercised in tests/integration (test_crash, test_faults, ...).
+"""
+
+import socket
+from typing import Any
+
+import pytest
+import redis
+import yaml
+from confluent_kafka import TopicPartition
+
+from scorer.assignment import Assignment
+from scorer.config import Config, default_config_path, parse_config
+from scorer.delivery import Handoff
+from scorer.errors import ConfigError
+from scorer.metrics import Metrics
+from scorer.service import (
+    output_producer_settings,
+    producer_settings,
+    redis_client,
+    transactional_id,
+)
+
+
+class StandInMessage:
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._where = (topic, partition, offset)
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._where[0]
+
+    def partition(self) -> int:
+        return self._where[1]
+
+    def offset(self) -> int:
+        return self._where[2]
+
+
+class StandInConsumer:
+    """Records pause and resume; `consume` hands out what `arriving` holds."""
+
+    def __init__(self) -> None:
+        self.paused: set[tuple[str, int]] = set()
+        self.resumed: list[tuple[str, int]] = []
+        self.arriving: list[StandInMessage] = []
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused |= {(tp.topic, tp.partition) for tp in partitions}
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self.paused -= set(keys)
+        self.resumed += keys
+
+    def consume(self, _count: int, _timeout_s: float) -> list[StandInMessage]:
+        arrived, self.arriving = self.arriving, []
+        return arrived
+
+
+def tps(*partitions: int) -> list[TopicPartition]:
+    return [TopicPartition("events", p) for p in partitions]
+
+
+def assignment() -> tuple[Assignment, StandInConsumer]:
+    consumer = StandInConsumer()
+    return Assignment(consumer, Metrics()), consumer  # type: ignore[arg-type]
+
+
+def test_a_partition_given_back_is_a_new_epoch() -> None:
+    owned, consumer = assignment()
+    owned.on_assign(consumer, tps(0, 1))  # type: ignore[arg-type]
+    epochs = owned.epochs([("events", 0), ("events", 1), ("events", 9)])
+
+    owned.on_revoke(consumer, tps(1))  # type: ignore[arg-type]
+    owned.on_assign(consumer, tps(1))  # type: ignore[arg-type]
+
+    assert set(epochs) == {("events", 0), ("events", 1)}
+    assert owned.still_owned(epochs) == {("events", 0)}
+
+
+def test_holding_pauses_all_and_release_resumes_even_partitions_gone_since() -> None:
+    owned, consumer = assignment()
+    owned.on_assign(consumer, tps(0, 1, 2))  # type: ignore[arg-type]
+
+    owned.hold()
+    paused_at_hold = set(consumer.paused)
+    owned.on_lost(consumer, tps(2))  # type: ignore[arg-type]
+    owned.on_assign(consumer, tps(3))  # type: ignore[arg-type]
+    owned.serve(0.0)
+    paused_while_held = set(consumer.paused)
+    owned.release()
+
+    assert paused_at_hold == {("events", 0), ("events", 1), ("events", 2)}
+    assert ("events", 3) in paused_while_held
+    # librdkafka keeps a pause through an unassign: resume what left too.
+    assert sorted(consumer.resumed) == [("events", p) for p in range(4)]
+    assert consumer.paused == set()
+
+
+def test_a_nested_hold_ends_with_the_outer_one() -> None:
+    owned, consumer = assignment()
+    owned.on_assign(consumer, tps(0))  # type: ignore[arg-type]
+
+    owned.hold()
+    owned.hold()
+    owned.release()
+    paused_after_inner = set(consumer.paused)
+    owned.release()
+
+    assert paused_after_inner == {("events", 0)}
+    assert consumer.paused == set()
+
+
+def test_records_arriving_while_held_are_carried_unless_their_partition_left() -> None:
+    owned, consumer = assignment()
+    owned.on_assign(consumer, tps(0, 1))  # type: ignore[arg-type]
+    owned.hold()
+    consumer.arriving = [StandInMessage("events", 0, 7), StandInMessage("events", 1, 3)]
+
+    owned.serve(0.0)
+    owned.on_revoke(consumer, tps(1))  # type: ignore[arg-type]
+    owned.release()
+    carried = owned.take_carried()
+
+    assert [(m.partition(), m.offset()) for m in carried] == [(0, 7)]  # type: ignore[attr-defined]
+    assert owned.take_carried() == []
+
+
+def test_a_handoff_commits_only_the_offsets_of_owned_partitions() -> None:
+    offsets = [TopicPartition("events", 0, 10), TopicPartition("events", 1, 20)]
+    handoff = Handoff([], offsets, {("events", 0): 1, ("events", 1): 2})
+
+    kept = handoff.offsets_of({("events", 1)})
+
+    assert [(tp.partition, tp.offset) for tp in kept] == [(1, 20)]
+
+
+def config(**pipeline: Any) -> Config:
+    raw = yaml.safe_load(default_config_path().read_text())
+    raw["pipeline"] = {**raw.get("pipeline", {}), **pipeline}
+    return parse_config(raw)
+
+
+def with_consumer_settings(base: Config, **settings: Any) -> Config:
+    kafka = base.kafka.model_copy(update={"consumer_settings": settings})
+    return base.model_copy(update={"kafka": kafka})
+
+
+def test_the_transactional_id_is_the_prefix_and_a_stable_instance_name() -> None:
+    named = config(transactional=True, transactional_id_prefix="s", instance_id="p-0")
+    static = with_consumer_settings(
+        config(transactional=True, transactional_id_prefix="s"),
+        **{"group.instance.id": "static-1"},
+    )
+    plain = config(transactional=True, transactional_id_prefix="s")
+
+    assert transactional_id(named) == "s-p-0"
+    assert transactional_id(static) == "s-static-1"
+    assert transactional_id(plain) == f"s-{socket.gethostname()}"
+
+
+def test_only_the_transactional_mode_gets_a_transactional_id() -> None:
+    on = output_producer_settings(config(transactional=True, instance_id="a"))
+    off = output_producer_settings(config())
+
+    assert on["transactional.id"] == "lead-scorer-a"
+    assert "transactional.id" not in off
+    assert on["enable.idempotence"] is True and on["acks"] == "all"
+
+
+def test_a_transactional_id_in_the_producer_settings_is_refused() -> None:
+    raw = yaml.safe_load(default_config_path().read_text())
+    raw["kafka"] = {"producer_settings": {"transactional.id": "mine"}}
+
+    with pytest.raises(ConfigError) as caught:
+        producer_settings(parse_config(raw))
+
+    assert caught.value.field == "kafka.producer_settings.transactional.id"
+
+
+def test_redis_commands_retry_once_on_a_broken_connection_and_never_on_timeout() -> (
+    None
+):
+    client = redis_client(config())
+    retry = client.get_retry()
+    client.close()
+    assert retry is not None
+
+    def failing(*errors: Exception) -> tuple[list[int], Any]:
+        calls: list[int] = []
+
+        def call() -> str:
+            calls.append(1)
+            if len(calls) <= len(errors):
+                raise errors[len(calls) - 1]
+            return "ok"
+
+        return calls, call
+
+    reconnects, after_reset = failing(redis.ConnectionError("reset by peer"))
+    assert retry.call_with_retry(after_reset, lambda _error: None) == "ok"
+    assert len(reconnects) == 2
+
+    waits, timing_out = failing(redis.TimeoutError("no answer"))
+    with pytest.raises(redis.TimeoutError):
+        retry.call_with_retry(timing_out, lambda _error: None)
+    assert len(waits) == 1
+
+    twice, broken = failing(redis.ConnectionError("a"), redis.ConnectionError("b"))
+    with pytest.raises(redis.ConnectionError):
+        retry.call_with_retry(broken, lambda _error: None)
+    assert len(twice) == 2
