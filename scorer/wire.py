@@ -178,6 +178,12 @@ class AvroCodec:
             for kind, name in INPUT_SCHEMAS.items()
             if (version := catalog.newest(name)) is not None
         }
+        targets = [*self._by_type.values(), *([self._fixed] if self._fixed else [])]
+        self._record_unions = {
+            t.fingerprint: unions
+            for t in targets
+            if (unions := _record_union_fields(t.parsed))
+        }
 
     def decode(self, value: bytes) -> dict[str, Any]:
         schemas = self._readers.get(value[:HEADER_BYTES])
@@ -210,6 +216,9 @@ class AvroCodec:
         record = _times_as_ms(record)
         for field in TIMESTAMP_FIELDS:
             _reject_naive(field, record.get(field))
+        unions = self._record_unions.get(target.fingerprint)
+        if unions:
+            record = _name_union_records(record, unions)
 
         out = io.BytesIO()
         out.write(SINGLE_OBJECT_MARKER + target.fingerprint)
@@ -280,7 +289,7 @@ class JsonCodec:
 
 
 def make_codec(
-    fmt: Literal["avro", "json"],
+    fmt: Literal["avro", "json", "confluent_avro"],
     *,
     catalog: SchemaCatalog | None = None,
     schema_name: str | None = None,
@@ -294,6 +303,10 @@ def make_codec(
     if fmt == "avro":
         chosen = SchemaCatalog.load() if catalog is None else catalog
         return AvroCodec(chosen, schema_name)
+    if fmt == "confluent_avro":
+        # It needs a registry client and the topic's subject as well.
+        message = "confluent_avro codecs are built by scorer.confluent_wire"
+        raise ConfigError("format", message)
     raise ConfigError("format", f"unknown wire format {fmt!r}; use avro or json")
 
 
@@ -384,6 +397,39 @@ def _times_as_ms(record: Mapping[str, Any]) -> Mapping[str, Any]:
     for field in strings:
         converted[field] = parse_time(converted[field], field)
     return converted
+
+
+def _record_union_fields(parsed: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Top-level fields typed as a union of null and one inline record.
+
+    Pairs of field name and the record's full name, for `_name_union_records`.
+    """
+    found = []
+    for field in parsed.get("fields", []):
+        branches = field["type"]
+        if not isinstance(branches, list):
+            continue
+        records = [b for b in branches if isinstance(b, dict) and b["type"] == "record"]
+        if len(branches) == 2 and "null" in branches and len(records) == 1:
+            found.append((str(field["name"]), str(records[0]["name"])))
+    return tuple(found)
+
+
+def _name_union_records(
+    record: Mapping[str, Any], unions: tuple[tuple[str, str], ...]
+) -> Mapping[str, Any]:
+    """Name the union branch of nested records, in fastavro's tuple notation.
+
+    Given a bare mapping, fastavro validates it against each branch to pick
+    one: about a quarter of the time it takes to write a score event. The
+    bytes are the same, since null never matches a mapping.
+    """
+    named = dict(record)
+    for name, record_name in unions:
+        value = named.get(name)
+        if isinstance(value, Mapping):
+            named[name] = (record_name, value)
+    return named
 
 
 def _reject_naive(field: str, value: Any) -> None:
