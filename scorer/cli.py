@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -17,6 +18,7 @@ from scorer.errors import ConfigError, InvalidRecord, ScorerError
 from scorer.events import parse_time
 
 if TYPE_CHECKING:
+    from scorer.progress import ProgressLine
     from scorer.replay import Replay
 
 log = logging.getLogger(__name__)
@@ -25,11 +27,19 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
+# Flags of `scorer run` that set one config field each (like --set).
+SHORTHANDS = {
+    "--bootstrap-servers": "kafka.bootstrap_servers",
+    "--redis-url": "redis.url",
+    "--metrics-port": "metrics.port",
+}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logs.configure(args.log_level, args.log_json)
+    # Until a config is read (see `_load`), the flags or the defaults rule.
+    logs.configure(args.log_level or "INFO", args.log_json)
     try:
         code: int = args.handler(args)
     except ConfigError as exc:
@@ -49,14 +59,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="scorer", description="Real-time B2B lead scoring on Kafka and Redis."
     )
     parser.add_argument("--version", action="version", version=__version__)
-    parser.add_argument("--log-level", default="INFO", help="default: INFO")
     parser.add_argument(
-        "--log-json", action="store_true", help="one JSON object per log line"
+        "--log-level", help="DEBUG, INFO, WARNING or ERROR (default: logging.level)"
+    )
+    parser.add_argument(
+        "--log-json",
+        action="store_true",
+        help="one JSON object per log line (default: logging.format)",
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="consume, score and publish until stopped")
     _config_option(run)
+    for flag, path in SHORTHANDS.items():
+        run.add_argument(flag, metavar="VALUE", help=f"sets {path}")
     run.set_defaults(handler=_run)
 
     replay = commands.add_parser(
@@ -69,9 +85,39 @@ def _parser() -> argparse.ArgumentParser:
         "--dead-letter", type=Path, help="write unscorable lines here as JSON lines"
     )
     replay.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="progress line on stderr (default: when stderr is a terminal)",
+    )
+    replay.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="file, or - for stdin"
     )
     replay.set_defaults(handler=_replay)
+
+    produce = commands.add_parser(
+        "produce", help="produce JSON-lines records to Kafka, keyed by lead id"
+    )
+    _config_option(produce)
+    produce.add_argument(
+        "--bootstrap-servers", metavar="VALUE", help="sets kafka.bootstrap_servers"
+    )
+    produce.add_argument("--topic", help="the topic of records with no --route")
+    produce.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="TYPE=TOPIC",
+        help="records of this type go to this topic (repeatable)",
+    )
+    produce.add_argument(
+        "--format",
+        choices=("avro", "json"),
+        help="wire format for every topic (default: the topic's in the config)",
+    )
+    produce.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="file, or - for stdin"
+    )
+    produce.set_defaults(handler=_produce)
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("config", type=Path, metavar="CONFIG")
@@ -118,16 +164,50 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", type=Path, help="YAML config (default: the packaged default)"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="settings",
+        metavar="KEY=VALUE",
+        help="set a config field by dotted path, value as YAML; overrides the "
+        "file and the environment (repeatable)",
+    )
 
 
-def _load(path: Path | None) -> Config:
-    return load_config(path)
+def _load(args: argparse.Namespace) -> Config:
+    """The config: file < environment < flags; then logging as it says."""
+    config = load_config(args.config, overrides=_overrides(args))
+    logs.configure(config.logging.level, config.logging.format == "json")
+    return config
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for setting in args.settings:
+        key, sep, value = setting.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--set", f"{setting!r} is not KEY=VALUE")
+        overrides[key.strip()] = value
+    for flag, path in SHORTHANDS.items():
+        value = getattr(args, _dest(flag), None)
+        if value is not None:
+            overrides[path] = value
+    if args.log_level is not None:
+        overrides["logging.level"] = args.log_level
+    if args.log_json:
+        overrides["logging.format"] = "json"
+    return overrides
+
+
+def _dest(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
 
 
 def _run(args: argparse.Namespace) -> int:
     from scorer import service
 
-    config = _load(args.config)
+    config = _load(args)
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -143,12 +223,15 @@ def _run(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from scorer import replay
 
-    config = _load(args.config)
+    config = _load(args)
     as_of_ms = _as_of(args.as_of)
+    started_s = time.monotonic()
+    progress = _progress_line(args)
     dead_letters = args.dead_letter.open("w") if args.dead_letter else None
     try:
         run = replay.Replay(config, as_of_ms, sys.stderr, dead_letters)
-        stats = run.run(replay.read_lines(args.inputs), sys.stdout.buffer)
+        lines = replay.read_lines(args.inputs)
+        stats = run.run(lines, sys.stdout.buffer, progress)
         sys.stdout.flush()
         if args.state_out is not None:
             _write_state(run, args.state_out)
@@ -158,8 +241,23 @@ def _replay(args: argparse.Namespace) -> int:
     finally:
         if dead_letters is not None:
             dead_letters.close()
-    print(stats.summary(), file=sys.stderr)
+        if progress is not None:
+            progress.close()
+    elapsed_s = time.monotonic() - started_s
+    print(stats.table(run.lead_count(), elapsed_s), file=sys.stderr)
     return EXIT_OK
+
+
+def _progress_line(args: argparse.Namespace) -> "ProgressLine | None":
+    from scorer.progress import ProgressLine
+
+    shown = args.progress if args.progress is not None else sys.stderr.isatty()
+    if not shown:
+        return None
+    files = [Path(name) for name in args.inputs if name != "-"]
+    sized = len(files) == len(args.inputs) and all(f.is_file() for f in files)
+    total = sum(f.stat().st_size for f in files) if sized else None
+    return ProgressLine(sys.stderr, total)
 
 
 def _write_state(run: "Replay", path: Path) -> None:
@@ -200,7 +298,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from scorer import calibrate
 
-    threshold = _load(args.config).scoring.mql.threshold if args.config else None
+    threshold = _load(args).scoring.mql.threshold if args.config else None
     labels = calibrate.read_labels(args.labels)
     with args.outputs.open() as handle:
         peaks = calibrate.peak_scores(handle)
@@ -219,6 +317,25 @@ def _calibrate(args: argparse.Namespace) -> int:
         f"base rate {best.conversions / best.leads:.1%})"
     )
     return EXIT_OK
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from confluent_kafka import Producer
+
+    from scorer import produce, service
+    from scorer.replay import read_lines
+
+    config = _load(args)
+    routes = produce.parse_routes(args.route)
+    routing = produce.Routing.of(config, routes, args.topic, args.format)
+    producer = Producer(service.producer_settings(config))
+    try:
+        stats = produce.Sender(producer, routing).send(read_lines(args.inputs))
+    except OSError as exc:
+        print(f"error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    print(stats.summary(), file=sys.stderr)
+    return EXIT_FAILED if stats.failed else EXIT_OK
 
 
 def _import_access_log(args: argparse.Namespace) -> int:

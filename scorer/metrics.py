@@ -3,6 +3,10 @@
 Names follow Prometheus conventions: a ``scorer_`` prefix, ``_total`` on
 counters, base units (seconds) in the name. No label carries a lead id: that
 would be one time series per person.
+
+Labels whose values are known up front are created at zero, so a rate or an
+alert sees the series before its first increment (Prometheus' advice on
+missing series).
 """
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -13,6 +17,14 @@ from scorer import __version__
 # (a backlog); the buckets resolve the one-second promise to sales.
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+BATCH_RECORDS_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
+
+MQL_DIRECTIONS = ("up", "down")
+REBALANCE_KINDS = ("assign", "revoke", "lost")
+# Where a Kafka error surfaced: a consumed record, a delivery report, an
+# offset commit, or the client's own error callback (brokers down, auth).
+KAFKA_ERROR_KINDS = ("consume", "produce", "commit", "client")
+DEPENDENCIES = ("redis", "kafka")
 
 
 class Metrics:
@@ -69,7 +81,7 @@ class Metrics:
         self.batch_size = Histogram(
             "scorer_batch_records",
             "Records per consumed batch",
-            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+            buckets=BATCH_RECORDS_BUCKETS,
             registry=r,
         )
         self.lag = Gauge(
@@ -111,6 +123,11 @@ class Metrics:
             "Unix time the last batch was committed",
             registry=r,
         )
+        self.last_poll = Gauge(
+            "scorer_last_poll_timestamp_seconds",
+            "Unix time the consume loop last asked Kafka for records",
+            registry=r,
+        )
         self.waiting = Gauge(
             "scorer_waiting_for_dependency",
             "1 while the scorer waits for Redis or Kafka to come back",
@@ -121,6 +138,24 @@ class Metrics:
             "scorer_build", "Version of the scorer and its rules", registry=r
         )
         self.info.info({"version": __version__, "rules_version": ""})
+        self._create_known_series()
 
     def set_rules_version(self, rules_version: str) -> None:
         self.info.info({"version": __version__, "rules_version": rules_version})
+
+    def forget_lag(self, topic: str, partition: int) -> None:
+        """Drop a partition's lag once it is no longer ours to report."""
+        try:
+            self.lag.remove(topic, str(partition))
+        except KeyError:
+            return
+
+    def _create_known_series(self) -> None:
+        for direction in MQL_DIRECTIONS:
+            self.mql_crossings.labels(direction)
+        for kind in REBALANCE_KINDS:
+            self.rebalances.labels(kind)
+        for kind in KAFKA_ERROR_KINDS:
+            self.kafka_errors.labels(kind)
+        for dependency in DEPENDENCIES:
+            self.waiting.labels(dependency).set(0)

@@ -6,23 +6,53 @@ uses; the output events go to stdout as JSON lines. A line that cannot be
 scored is reported with its file and line number and scoring goes on.
 """
 
+import base64
 import json
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from scorer.config import Config
 from scorer.errors import InvalidRecord
-from scorer.events import Activity, TimeBounds, format_time, parse_record
+from scorer.events import (
+    Activity,
+    Record,
+    TimeBounds,
+    format_time,
+    parse_record,
+    unexpected_error,
+)
 from scorer.lead import MemoryStore, Params, Snapshot
 from scorer.publish import MQL_CROSSED
-from scorer.scoring import Item, Scored, Scorer
+from scorer.scoring import (
+    DUPLICATE_RECORD,
+    FORGOTTEN,
+    NO_RULE,
+    SCORED,
+    STALE,
+    Item,
+    Scored,
+    Scorer,
+)
 from scorer.wire import JsonCodec
 
 BATCH_LINES = 1000
+# Rows of the summary table per scoring status; the first three always show.
+OUTCOME_LABELS = (
+    (SCORED, "scored"),
+    (NO_RULE, "no rule"),
+    (DUPLICATE_RECORD, "duplicates"),
+    (STALE, "stale firmographics"),
+    (FORGOTTEN, "forgotten leads"),
+)
+ALWAYS_SHOWN = (SCORED, NO_RULE, DUPLICATE_RECORD)
+
+
+class Progress(Protocol):
+    def advance(self, records: int, bytes_read: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -33,17 +63,34 @@ class ReplayStats:
     after_as_of: int = 0
     outputs: int = 0
     mql_up: int = 0
+    mql_down: int = 0
     latest_ms: int | None = None
 
-    def summary(self) -> str:
-        parts = [f"lines={self.lines}"]
-        parts += [f"{name}={count}" for name, count in sorted(self.outcomes.items())]
-        parts.append(f"bad={sum(self.bad.values())}")
-        parts += [f"bad.{reason}={count}" for reason, count in sorted(self.bad.items())]
+    def table(self, leads: int, elapsed_s: float) -> str:
+        """The end-of-run summary, one figure a row."""
+        rows: list[tuple[str, str]] = [("records read", f"{self.lines:,}")]
+        rows += [
+            (label, f"{self.outcomes[status]:,}")
+            for status, label in OUTCOME_LABELS
+            if status in ALWAYS_SHOWN or self.outcomes[status]
+        ]
+        rows.append(("dead-lettered", f"{sum(self.bad.values()):,}"))
+        rows += [(f"  {reason}", f"{n:,}") for reason, n in sorted(self.bad.items())]
         if self.after_as_of:
-            parts.append(f"after_as_of={self.after_as_of}")
-        parts += [f"outputs={self.outputs}", f"mql_crossed_up={self.mql_up}"]
-        return "replay: " + " ".join(parts)
+            rows.append(("after --as-of", f"{self.after_as_of:,}"))
+        rate = self.lines / elapsed_s if elapsed_s > 0 else 0.0
+        rows += [
+            ("outputs", f"{self.outputs:,}"),
+            ("MQL crossings up", f"{self.mql_up:,}"),
+            ("MQL crossings down", f"{self.mql_down:,}"),
+            ("leads in state", f"{leads:,}"),
+            ("elapsed", f"{elapsed_s:.2f} s"),
+            ("records/s", f"{rate:,.0f}"),
+        ]
+        width = max(len(label) for label, _ in rows) + 2
+        digits = max(len(value) for _, value in rows)
+        lines = [f"  {label:<{width}}{value:>{digits}}" for label, value in rows]
+        return "\n".join(["replay summary", *lines])
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +119,19 @@ class Replay:
         self.stats = ReplayStats()
         self._codec = JsonCodec()
 
-    def run(self, lines: Iterable[Line], out: IO[bytes]) -> ReplayStats:
+    def run(
+        self, lines: Iterable[Line], out: IO[bytes], progress: Progress | None = None
+    ) -> ReplayStats:
         for batch in _chunks(lines, BATCH_LINES):
             items = [item for item in map(self._parse, batch) if item is not None]
             for result in self.scorer.score(items):
                 self._write(result, out)
+            if progress is not None:
+                progress.advance(len(batch), sum(len(line.text) for line in batch))
         return self.stats
+
+    def lead_count(self) -> int:
+        return sum(1 for _ in self.store.lead_ids())
 
     def snapshots(self) -> Iterator[Snapshot]:
         as_of = self.as_of_ms if self.as_of_ms is not None else self.stats.latest_ms
@@ -88,12 +142,14 @@ class Replay:
 
     def _parse(self, line: Line) -> Item | None:
         self.stats.lines += 1
-        if not line.text.strip():
-            return None
         try:
-            record = parse_record(self._codec.decode(line.text), self.bounds)
+            record = self._record(line)
         except InvalidRecord as exc:
             self._reject(line, exc)
+            return None
+        except Exception as exc:
+            # A bug must not end the replay at one line: report it as one.
+            self._reject(line, unexpected_error(exc))
             return None
 
         moment = (
@@ -109,6 +165,11 @@ class Replay:
             self.stats.latest_ms = moment if latest is None else max(latest, moment)
         return record
 
+    def _record(self, line: Line) -> Record:
+        if not line.text.strip():
+            raise InvalidRecord("empty_line", "the line is empty")
+        return parse_record(self._codec.decode(line.text), self.bounds)
+
     def _reject(self, line: Line, exc: InvalidRecord) -> None:
         self.stats.bad[exc.reason] += 1
         where = f"{line.source}:{line.number}"
@@ -122,7 +183,7 @@ class Replay:
                 "reason": exc.reason,
                 "field": exc.field,
                 "message": exc.message,
-                "raw": line.text.decode("utf-8", errors="replace"),
+                **_raw(line.text),
             }
             self.dead_letters.write(json.dumps(entry) + "\n")
 
@@ -131,8 +192,12 @@ class Replay:
         for event in result.outputs:
             out.write(self._codec.encode(event) + b"\n")
             self.stats.outputs += 1
-            if event["type"] == MQL_CROSSED and event["direction"] == "up":
+            if event["type"] != MQL_CROSSED:
+                continue
+            if event["direction"] == "up":
                 self.stats.mql_up += 1
+            else:
+                self.stats.mql_down += 1
 
 
 def read_lines(paths: Iterable[str]) -> Iterator[Line]:
@@ -154,6 +219,14 @@ def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
         "as_of": format_time(snapshot.as_of_ms) if snapshot.as_of_ms else None,
         "is_mql": snapshot.is_mql,
     }
+
+
+def _raw(text: bytes) -> dict[str, str]:
+    """The line as it was: text if it is UTF-8, else its bytes in base64."""
+    try:
+        return {"raw": text.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"raw_base64": base64.b64encode(text).decode("ascii")}
 
 
 def _numbered(source: str, handle: IO[bytes]) -> Iterator[Line]:

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Install the system packages the demo and the tests need, if missing:
-# redis-server and Prometheus from Debian's packages. Java and Maven must be
-# there already (the Kafka broker's jars are fetched by `mvn` on first use).
+# redis-server, Prometheus and openssl from Debian's packages. Java and Maven
+# must be there already (the Kafka broker's jars are fetched by `mvn` on first
+# use).
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
+# The security tests make throwaway certificates with it.
+command -v openssl >/dev/null || missing+=(openssl)
 
 if ((${#missing[@]})); then
   sudo=""
@@ -22,6 +25,6 @@ if ((${#missing[@]})); then
   pkill -x redis-server >/dev/null 2>&1 || true
 fi
 
-for tool in java mvn redis-server; do
+for tool in java mvn redis-server openssl; do
   command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
 done

@@ -21,6 +21,13 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
     )
 
 
+def summary_rows(stderr: str) -> dict[str, str]:
+    """The rows of replay's summary table: label -> figure."""
+    table = stderr.split("replay summary\n", 1)[1]
+    rows = [line.strip().rsplit("  ", 1) for line in table.splitlines()]
+    return {label.strip(): value.strip() for label, value in rows}
+
+
 def page(event_id: str, lead: str, at_ms: int, url: str) -> str:
     record = {
         "event_id": event_id,
@@ -80,8 +87,10 @@ def test_replay_writes_outputs_and_the_final_state(tmp_path: Path) -> None:
         "is_mql": True,
     }
     assert finals["L2"]["score"] == 1.0
-    assert "replay: lines=4" in result.stderr
-    assert "mql_crossed_up=1" in result.stderr
+    summary = summary_rows(result.stderr)
+    assert summary["records read"] == "4"
+    assert summary["MQL crossings up"] == "1"
+    assert summary["leads in state"] == "2"
 
 
 def test_as_of_decays_the_state_and_skips_later_events(tmp_path: Path) -> None:
@@ -101,7 +110,7 @@ def test_as_of_decays_the_state_and_skips_later_events(tmp_path: Path) -> None:
     final = json.loads(state.read_text())
     assert final["score"] == 10.0  # 20 points, one 14-day half-life later
     assert final["as_of"] == as_of
-    assert "after_as_of=1" in result.stderr
+    assert summary_rows(result.stderr)["after --as-of"] == "1"
 
 
 def test_replay_reads_standard_input() -> None:

@@ -1,0 +1,258 @@
+"""The scorer's HTTP endpoints: /metrics, /healthz and /readyz.
+
+One small threaded HTTP server serves all three on `metrics.port`:
+- `/metrics`: the Prometheus exposition of the scorer's registry;
+- `/healthz`: 200 while the process runs (for liveness probes);
+- `/readyz`: 200 when the scorer does its job, else 503, with a JSON body
+  that names each check. Ready means: partitions are assigned, Redis answers
+  a PING, the consume loop turns, and a consumer that lags is committing.
+
+The readiness rules are the pure function `judge`; `Readiness` gathers its
+inputs from the running pipeline and a cached Redis PING.
+"""
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from scorer.errors import ScorerError
+
+log = logging.getLogger(__name__)
+
+# A probe asks often; one PING per this interval answers all of them.
+PING_CACHE_S = 1.0
+# Readiness must answer faster than an orchestrator's probe timeout (1 s by
+# default in Kubernetes), so the PING gets half of that.
+PING_TIMEOUT_S = 0.5
+TEXT = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What the pipeline last did, as seconds ago (monotonic clock)."""
+
+    assigned_partitions: int
+    lag_records: int
+    polled_ago_s: float
+    committed_ago_s: float
+
+
+class Progressing(Protocol):
+    """The pipeline as readiness sees it (see `scorer.pipeline`)."""
+
+    @property
+    def assignment(self) -> set[tuple[str, int]]: ...
+
+    @property
+    def lag_records(self) -> int: ...
+
+    @property
+    def polled_at_s(self) -> float: ...
+
+    @property
+    def committed_at_s(self) -> float: ...
+
+
+def judge(
+    progress: Progress | None, redis_ok: bool, stall_after_s: float, stopping: bool
+) -> list[Check]:
+    """Every readiness check; the scorer is ready when all of them pass."""
+    if stopping:
+        return [Check("running", False, "stopping")]
+    if progress is None:
+        return [Check("running", False, "starting: connecting to Kafka and Redis")]
+
+    lagging_still = (
+        progress.lag_records > 0 and progress.committed_ago_s > stall_after_s
+    )
+    return [
+        Check(
+            "partitions",
+            progress.assigned_partitions > 0,
+            f"{progress.assigned_partitions} assigned",
+        ),
+        Check("redis", redis_ok, "PING answered" if redis_ok else "PING failed"),
+        Check(
+            "consume_loop",
+            progress.polled_ago_s <= stall_after_s,
+            f"last poll {progress.polled_ago_s:.1f}s ago",
+        ),
+        Check(
+            "commits",
+            not lagging_still,
+            f"lag {progress.lag_records} records, "
+            f"last commit {progress.committed_ago_s:.1f}s ago",
+        ),
+    ]
+
+
+class CachedPing:
+    """A Redis PING whose answer is reused for `cache_s` seconds."""
+
+    def __init__(
+        self,
+        ping: Callable[[], object],
+        cache_s: float = PING_CACHE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ping = ping
+        self._cache_s = cache_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._checked_at_s: float | None = None
+        self._ok = False
+
+    def ok(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            fresh = (
+                self._checked_at_s is not None
+                and now - self._checked_at_s < self._cache_s
+            )
+            if not fresh:
+                self._ok = self._answers()
+                self._checked_at_s = now
+            return self._ok
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self._ping())
+        except Exception as exc:  # any failure to answer means not reachable
+            log.debug("redis ping failed error=%s", type(exc).__name__)
+            return False
+
+
+class Readiness:
+    """Gathers the inputs of `judge` from the live scorer."""
+
+    def __init__(
+        self,
+        redis: CachedPing,
+        stall_after_s: float,
+        stop: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.redis = redis
+        self.stall_after_s = stall_after_s
+        self.stop = stop
+        self.clock = clock
+        self.pipeline: Progressing | None = None
+
+    def checks(self) -> list[Check]:
+        progress = self._progress()
+        redis_ok = progress is not None and self.redis.ok()
+        return judge(progress, redis_ok, self.stall_after_s, self.stop.is_set())
+
+    def _progress(self) -> Progress | None:
+        pipeline = self.pipeline
+        if pipeline is None:
+            return None
+        now = self.clock()
+        return Progress(
+            assigned_partitions=len(pipeline.assignment),
+            lag_records=pipeline.lag_records,
+            polled_ago_s=now - pipeline.polled_at_s,
+            committed_ago_s=now - pipeline.committed_at_s,
+        )
+
+
+class ProbeServer:
+    """/metrics, /healthz and /readyz on one port, in a daemon thread."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        readiness: Readiness,
+    ) -> None:
+        self.readiness = readiness
+        try:
+            self._http = _Server((host, port), registry, readiness)
+        except OSError as exc:
+            message = f"cannot serve metrics on {host}:{port}: {exc.strerror}"
+            raise ScorerError(message) from exc
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, name="probes", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound port (the one picked by the OS when 0 was asked for)."""
+        return int(self._http.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+        host = self._http.server_address[0]
+        log.info("probes served host=%s port=%d", host, self.port)
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+        self._thread.join()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        registry: CollectorRegistry,
+        readiness: Readiness,
+    ) -> None:
+        super().__init__(address, _Handler)
+        self.registry = registry
+        self.readiness = readiness
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            body = generate_latest(self.server.registry)
+            self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST, body)
+        elif path == "/healthz":
+            self._send(HTTPStatus.OK, TEXT, b"ok\n")
+        elif path == "/readyz":
+            self._ready()
+        else:
+            self._send(HTTPStatus.NOT_FOUND, TEXT, b"not found\n")
+
+    def _ready(self) -> None:
+        checks = self.server.readiness.checks()
+        ready = all(check.ok for check in checks)
+        body = {
+            "ready": ready,
+            "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks},
+        }
+        status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
+        self._send(status, "application/json", json.dumps(body).encode() + b"\n")
+
+    def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        # Probes arrive every few seconds: not worth a line at INFO.
+        log.debug("http request %s", format % args)

@@ -1,0 +1,428 @@
+"""Operating a real scorer: probes, consumer lag, Prometheus, log volume.
+
+Real Kafka and Redis (the session's, or one of this module's own where a
+test stops Redis), a real Prometheus from Debian's package scraping a real
+`scorer run` process on loopback.
+"""
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from harness import WAIT_S, TopicReader, make_config, produce, running_scorer
+
+import scorer.pipeline
+from scorer import service
+from scorer.config import default_config_path
+from scorer.events import format_time
+from scorer.metrics import Metrics
+from scorer.replay import Line, Replay
+from scorer.sandbox import free_ports
+from scorer.sandbox.prometheus import PrometheusServer
+from scorer.sandbox.redis import RedisServer
+from scorer.wire import JsonCodec
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+T0_MS = 1_750_000_000_000
+LEADS = 60
+
+T = TypeVar("T")
+
+
+def wait_for(
+    probe: Callable[[], T], done: Callable[[T], bool], timeout_s: float = WAIT_S
+) -> T:
+    """Call `probe` until `done` accepts its answer; the last answer is returned."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = probe()
+        if done(answer):
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still {answer!r} after {timeout_s:.0f}s")
+        time.sleep(0.2)
+
+
+def get(url: str) -> tuple[int, Any]:
+    """Status and body (JSON when it is JSON) of a GET; (0, None) if refused."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except OSError:
+        return 0, None
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body
+
+
+def topics(events: str, out: str, dlq: str) -> dict[str, Any]:
+    return {
+        "events": [{"name": events, "format": "json"}],
+        "output": {"name": out, "format": "json"},
+        "dead_letter": dlq,
+    }
+
+
+def failed_checks(body: Any) -> dict[str, str]:
+    checks = body["checks"].items()
+    return {name: check["detail"] for name, check in checks if not check["ok"]}
+
+
+def test_readyz_waits_for_partitions_and_fails_while_redis_is_down(
+    kafka_bootstrap: str, fresh_topics: Any
+) -> None:
+    events, out, dlq = fresh_topics("events", "out", "dlq")
+    (port,) = free_ports(1)
+    with RedisServer() as redis_server:
+        config = make_config(
+            kafka_bootstrap,
+            redis_server.url,
+            topics(events, out, dlq),
+            metrics={"port": port, "host": "127.0.0.1"},
+        )
+        metrics, stop = Metrics(), threading.Event()
+        probes = service.start_probes(config, metrics, stop)
+        assert probes is not None
+        readyz = f"http://127.0.0.1:{port}/readyz"
+        thread = None
+        try:
+            status, body = get(readyz)
+            assert (status, failed_checks(body)) == (
+                503,
+                {"running": "starting: connecting to Kafka and Redis"},
+            )
+            assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+
+            pipeline = service.build_pipeline(config, metrics)
+            probes.readiness.pipeline = pipeline
+            status, body = get(readyz)
+            assert (status, failed_checks(body)) == (503, {"partitions": "0 assigned"})
+
+            thread = threading.Thread(target=pipeline.run, args=(stop,), daemon=True)
+            thread.start()
+            status, body = wait_for(lambda: get(readyz), lambda a: a[0] == 200)
+            assert body["checks"]["partitions"]["detail"] == "3 assigned"
+
+            redis_server.stop()
+            status, body = wait_for(lambda: get(readyz), lambda a: a[0] == 503)
+            assert failed_checks(body) == {"redis": "PING failed"}
+
+            redis_server.restart()
+            wait_for(lambda: get(readyz), lambda a: a[0] == 200)
+
+            stop.set()
+            status, body = get(readyz)
+            assert (status, failed_checks(body)) == (503, {"running": "stopping"})
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join(WAIT_S)
+            probes.close()
+    assert thread is not None and not thread.is_alive()
+
+
+def page_view(event_id: str, lead: str, url: str) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "lead_id": lead,
+        "type": "page_view",
+        "occurred_at": format_time(T0_MS),
+        "url": url,
+    }
+
+
+def test_consumer_lag_comes_from_the_brokers_watermarks(
+    kafka_bootstrap: str,
+    redis_url: str,
+    fresh_topics: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events, out, dlq = fresh_topics("events", "out", "dlq", partitions=1)
+    records = [page_view(f"e{n}", f"lead-{n % 40}", "/pricing") for n in range(600)]
+    produce(kafka_bootstrap, events, records, JsonCodec())
+    config = make_config(
+        kafka_bootstrap,
+        redis_url,
+        topics(events, out, dlq),
+        pipeline={"batch_size": 50, "batch_timeout_ms": 20},
+    )
+    # Read the lag after every batch, not every 5 s.
+    monkeypatch.setattr(scorer.pipeline, "LAG_INTERVAL_S", 0.0)
+    metrics = Metrics()
+    gate, held = threading.Event(), threading.Event()
+    hooked: list[int] = []
+
+    def hold_the_second_batch(batch: Any, _results: Any) -> None:
+        hooked.append(len(batch.messages))
+        if len(hooked) == 2:
+            held.set()
+            gate.wait(WAIT_S)
+
+    with running_scorer(config, metrics) as pipeline:
+        pipeline.on_batch = hold_the_second_batch
+        assert held.wait(WAIT_S)
+        lag_while_held = gauge(metrics, "scorer_consumer_lag_records")
+        consumed = metric_sum(metrics, "scorer_events_consumed_total")
+        gate.set()
+        final = wait_for(
+            lambda: gauge(metrics, "scorer_consumer_lag_records"),
+            lambda lag: (
+                lag == {(events, "0"): 0.0}
+                and metric_sum(metrics, "scorer_events_consumed_total") == 600
+            ),
+        )
+
+    # The held batch is consumed but its lag not yet read: the reading is
+    # that of the batch before it, against the broker's high watermark.
+    assert lag_while_held == {(events, "0"): 600 - (consumed - hooked[1])}
+    assert 0 < lag_while_held[(events, "0")] < 600
+    assert final == {(events, "0"): 0.0}
+    assert pipeline.lag_records == 0
+
+
+def gauge(metrics: Metrics, name: str) -> dict[tuple[str, str], float]:
+    return {
+        (s.labels["topic"], s.labels["partition"]): s.value
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def metric_sum(metrics: Metrics, name: str) -> float:
+    samples = [s for f in metrics.registry.collect() for s in f.samples]
+    return sum(s.value for s in samples if s.name == name)
+
+
+def lead_journey(lead: str) -> list[dict[str, Any]]:
+    """Nine events that take a lead over the MQL threshold and back below.
+
+    Default rules, no decay (one instant): pricing 20, demo 30, five blog
+    reads 5 (the cap), a webinar registration 5: 60, an MQL; then a careers
+    page -15: 45, below 60 - 10.
+    """
+    urls = ["/pricing", "/demo", *[f"/blog/{n}" for n in range(5)], None, "/careers"]
+    journey = []
+    for step, url in enumerate(urls):
+        event_id = f"{lead}/{step}"
+        if url is None:
+            journey.append(
+                {
+                    "event_id": event_id,
+                    "lead_id": lead,
+                    "type": "webinar",
+                    "occurred_at": format_time(T0_MS),
+                    "webinar_id": "launch",
+                    "status": "registered",
+                }
+            )
+        else:
+            journey.append(page_view(event_id, lead, url))
+    return journey
+
+
+def traffic() -> tuple[list[bytes], list[str]]:
+    """Values and keys: journeys, repeats, pages no rule scores, bad JSON."""
+    records: list[dict[str, Any]] = []
+    for n in range(LEADS):
+        records += lead_journey(f"lead-{n:03d}")
+    records += [records[9 * n] for n in range(10)]  # redelivered
+    records += [page_view(f"about-{n}", f"lead-{n:03d}", "/about") for n in range(5)]
+    values = [json.dumps(r).encode() for r in records] + [b"{not json"] * 5
+    keys = [r["lead_id"] for r in records] + ["lead-bad"] * 5
+    return values, keys
+
+
+def replayed(values: list[bytes]) -> tuple[Any, int]:
+    """What the same records give in `scorer replay`: stats, score changes."""
+    config = make_config("unused:9092", "redis://unused", topics("e", "o", "d"))
+    replay = Replay(config, errors=io.StringIO())
+    out = io.BytesIO()
+    stats = replay.run((Line("t", n, v) for n, v in enumerate(values, 1)), out)
+    outputs = [json.loads(line) for line in out.getvalue().splitlines()]
+    changes = sum(1 for o in outputs if o["type"] == "score_changed")
+    return stats, changes
+
+
+def write_config(path: Path, events: str, out: str, dlq: str) -> Path:
+    raw = yaml.safe_load(default_config_path().read_text())
+    raw["topics"] = topics(events, out, dlq)
+    # Deliberately wrong here: the command-line flags must win.
+    raw["kafka"] = {"bootstrap_servers": "127.0.0.1:1", "group_id": f"ops-{out}"}
+    raw["redis"] = {"url": "redis://127.0.0.1:1/0", "key_prefix": out[-8:]}
+    raw["pipeline"] = {"batch_size": 100, "batch_timeout_ms": 20}
+    raw["logging"] = {"format": "text", "level": "INFO"}
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_prometheus_records_what_the_scorer_counted(
+    kafka_bootstrap: str, redis_url: str, fresh_topics: Any, tmp_path: Path
+) -> None:
+    if shutil.which("prometheus") is None:
+        pytest.skip("prometheus not on PATH: scripts/system-deps.sh installs it")
+    events, out, dlq = fresh_topics("events", "out", "dlq")
+    values, keys = traffic()
+    produce(kafka_bootstrap, events, [], None, keys=keys, raw_values=values)
+    stats, score_changes = replayed(values)
+    config_path = write_config(tmp_path / "config.yaml", events, out, dlq)
+    (port,) = free_ports(1)
+    stderr_path = tmp_path / "scorer.log"
+
+    with (
+        stderr_path.open("w") as stderr,
+        PrometheusServer([f"127.0.0.1:{port}"], rule_files=[ALERTS]) as prometheus,
+    ):
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "scorer.cli", "run"),
+                *("--config", str(config_path), "--metrics-port", str(port)),
+                *("--bootstrap-servers", kafka_bootstrap, "--redis-url", redis_url),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "SCORER_LOGGING__FORMAT": "json"},
+        )
+        try:
+            seen = wait_for(
+                lambda: scraped(prometheus),
+                lambda s: s["consumed"] == len(values) and s["changes"] > 0,
+            )
+            predicted = expected(stats, values, score_changes)
+            counts = wait_for(lambda: scraped(prometheus), lambda s: s == predicted)
+            readiness = get(f"http://127.0.0.1:{port}/readyz")
+            health = get(f"http://127.0.0.1:{port}/healthz")
+            build = prometheus.query("scorer_build_info")
+            latency = prometheus.value("sum(scorer_event_to_output_seconds_count)")
+            lag = wait_for(
+                lambda: prometheus.query("scorer_consumer_lag_records"),
+                lambda series: (
+                    len(series) == 3 and all(s["value"][1] == "0" for s in series)
+                ),
+            )
+            rules = prometheus.api("rules")["groups"]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(WAIT_S)
+
+    assert seen["consumed"] == len(values)
+    assert counts["changes"] == score_changes
+    assert counts["mql"] == {"up": float(LEADS), "down": float(LEADS)}
+    assert (readiness[0], readiness[1]["ready"]) == (200, True)
+    assert health == (200, b"ok\n")
+    assert build[0]["metric"]["rules_version"].startswith("default-2026.12+")
+    assert latency is not None and latency > 0
+    assert {s["metric"]["topic"] for s in lag} == {events}
+    assert [len(g["rules"]) for g in rules] == [9]
+    assert {r["health"] for r in rules[0]["rules"]} == {"ok"}
+    assert code == 0
+    check_log(stderr_path.read_text(), len(values))
+
+
+def scraped(prometheus: PrometheusServer) -> dict[str, Any]:
+    def by(label: str, promql: str) -> dict[str, float]:
+        return {
+            s["metric"][label]: float(s["value"][1]) for s in prometheus.query(promql)
+        }
+
+    return {
+        "consumed": prometheus.value("sum(scorer_events_consumed_total)"),
+        "outcomes": by("outcome", "sum by (outcome) (scorer_records_total)"),
+        "dead": by("reason", "sum by (reason) (scorer_dead_lettered_total)"),
+        "mql": by("direction", "sum by (direction) (scorer_mql_crossings_total)"),
+        "changes": prometheus.value("sum(scorer_score_changes_total)"),
+    }
+
+
+def expected(stats: Any, values: list[bytes], changes: int) -> dict[str, Any]:
+    """The counters that replaying the same records predicts."""
+    outcomes = {name: float(n) for name, n in stats.outcomes.items()}
+    outcomes["dead_lettered"] = float(sum(stats.bad.values()))
+    return {
+        "consumed": float(len(values)),
+        "outcomes": outcomes,
+        "dead": {reason: float(n) for reason, n in stats.bad.items()},
+        "mql": {"up": float(stats.mql_up), "down": float(stats.mql_down)},
+        "changes": float(changes),
+    }
+
+
+def check_log(text: str, events: int) -> None:
+    """JSON lines only; lifecycle at INFO, never a line per event."""
+    documents = [json.loads(line) for line in text.splitlines()]
+    info = [d for d in documents if d["level"] == "INFO"]
+    dead = [d for d in documents if d["message"].startswith("dead-lettered")]
+
+    assert {"time", "level", "logger", "message"} <= set(documents[0])
+    assert 3 <= len(info) <= 15, [d["message"] for d in info]
+    assert len(info) * 30 < events
+    assert not [d for d in info if "lead-" in json.dumps(d)]
+    assert len(dead) == 5
+    assert {d["level"] for d in dead} == {"WARNING"}
+    assert {d["reason"] for d in dead} == {"bad_json"}
+    assert all(d["topic"].startswith("events-") and d["offset"] for d in dead)
+
+
+def test_the_compose_demo_producer_feeds_the_topics(
+    kafka_bootstrap: str, fresh_topics: Any
+) -> None:
+    views, downloads = fresh_topics("views", "downloads")
+    importer = subprocess.run(
+        [
+            *(sys.executable, "-m", "scorer.cli", "import-access-log"),
+            str(ROOT / "examples" / "access_log" / "apache_logs"),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    command = [
+        *(sys.executable, "-m", "scorer.cli", "produce"),
+        *("--config", str(ROOT / "examples" / "access_log" / "rules.yaml")),
+        *("--bootstrap-servers", kafka_bootstrap),
+        *("--route", f"page_view={views}", "--route", f"content_download={downloads}"),
+        "-",
+    ]
+
+    result = subprocess.run(
+        command, input=importer.stdout, capture_output=True, check=False
+    )
+
+    assert result.returncode == 0, result.stderr.decode()
+    records = [json.loads(line) for line in importer.stdout.splitlines()]
+    by_type = {
+        kind: [r for r in records if r["type"] == kind]
+        for kind in ("page_view", "content_download")
+    }
+    summary = result.stderr.decode().strip().splitlines()[-1]
+    assert summary == (
+        f"produce: lines={len(records)} produced={len(records)} "
+        f"topic.{downloads}={len(by_type['content_download'])} "
+        f"topic.{views}={len(by_type['page_view'])} bad=0 delivery_failed=0"
+    )
+    reader = TopicReader(kafka_bootstrap, downloads, JsonCodec())
+    reader.read_until(lambda m: len(m) >= len(by_type["content_download"]))
+    reader.read_quiet(0.5)
+    received = reader.decoded()
+    keys = {m.key().decode() for m in reader.messages}
+    reader.close()
+    assert sorted(received, key=json.dumps) == sorted(
+        by_type["content_download"], key=json.dumps
+    )
+    assert keys == {r["lead_id"] for r in by_type["content_download"]}

@@ -1,0 +1,69 @@
+"""The two log formats: readable text and one JSON object per line."""
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from scorer import logs
+
+
+@pytest.fixture
+def stderr() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield stream
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_json_lines_carry_the_message_and_its_fields(stderr: io.StringIO) -> None:
+    logs.configure("INFO", json_lines=True, stream=stderr)
+
+    logging.getLogger("scorer.pipeline").warning(
+        "dead-lettered topic=%s partition=%d offset=%d reason=%s; moving on",
+        "web.page_views",
+        2,
+        17,
+        "bad_json",
+        extra={"lead_id": "L-9"},
+    )
+
+    document = json.loads(stderr.getvalue())
+    assert document["time"].endswith("Z") and document["time"][10] == "T"
+    del document["time"]
+    assert document == {
+        "level": "WARNING",
+        "logger": "scorer.pipeline",
+        "message": "dead-lettered topic=web.page_views partition=2 offset=17 "
+        "reason=bad_json; moving on",
+        "topic": "web.page_views",
+        "partition": "2",
+        "offset": "17",
+        "reason": "bad_json",
+        "lead_id": "L-9",
+    }
+
+
+def test_a_message_word_cannot_replace_a_core_field(stderr: io.StringIO) -> None:
+    logs.configure("INFO", json_lines=True, stream=stderr)
+
+    logging.getLogger("scorer.x").info("odd level=DEBUG message=hidden")
+
+    document = json.loads(stderr.getvalue())
+    assert document["level"] == "INFO"
+    assert document["message"] == "odd level=DEBUG message=hidden"
+
+
+def test_text_lines_append_extra_fields(stderr: io.StringIO) -> None:
+    logs.configure("INFO", json_lines=False, stream=stderr)
+
+    logging.getLogger("scorer.service").info("scorer started", extra={"count": 3})
+    logging.getLogger("scorer.service").debug("not shown")
+
+    line = stderr.getvalue()
+    assert line.endswith(" INFO scorer.service scorer started count=3\n")
+    assert line.count("\n") == 1

@@ -1,0 +1,173 @@
+"""Readiness rules, the cached Redis PING and the HTTP endpoints."""
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from scorer.errors import ScorerError
+from scorer.metrics import Metrics
+from scorer.probes import CachedPing, Check, ProbeServer, Progress, Readiness, judge
+
+STALL_S = 60.0
+
+
+def healthy(**changes: float) -> Progress:
+    values = {
+        "assigned_partitions": 3,
+        "lag_records": 0,
+        "polled_ago_s": 0.1,
+        "committed_ago_s": 0.5,
+    }
+    values.update(changes)
+    return Progress(**values)  # type: ignore[arg-type]
+
+
+def failing(checks: list[Check]) -> dict[str, str]:
+    return {c.name: c.detail for c in checks if not c.ok}
+
+
+def test_a_scorer_with_partitions_redis_and_progress_is_ready() -> None:
+    checks = judge(healthy(), redis_ok=True, stall_after_s=STALL_S, stopping=False)
+
+    assert [c.name for c in checks] == [
+        "partitions",
+        "redis",
+        "consume_loop",
+        "commits",
+    ]
+    assert failing(checks) == {}
+
+
+@pytest.mark.parametrize(
+    ("progress", "redis_ok", "expected"),
+    [
+        (healthy(assigned_partitions=0), True, {"partitions": "0 assigned"}),
+        (healthy(), False, {"redis": "PING failed"}),
+        (healthy(polled_ago_s=61.0), True, {"consume_loop": "last poll 61.0s ago"}),
+        (
+            healthy(lag_records=7, committed_ago_s=90.0),
+            True,
+            {"commits": "lag 7 records, last commit 90.0s ago"},
+        ),
+    ],
+)
+def test_each_failed_check_makes_the_scorer_unready(
+    progress: Progress, redis_ok: bool, expected: dict[str, str]
+) -> None:
+    checks = judge(progress, redis_ok, STALL_S, stopping=False)
+
+    assert failing(checks) == expected
+
+
+def test_a_quiet_topic_is_no_stall() -> None:
+    # Nothing to read and nothing committed for long: idle, not stalled.
+    checks = judge(healthy(lag_records=0, committed_ago_s=3600.0), True, STALL_S, False)
+
+    assert failing(checks) == {}
+
+
+def test_starting_and_stopping_are_not_ready() -> None:
+    assert failing(judge(None, True, STALL_S, stopping=False)) == {
+        "running": "starting: connecting to Kafka and Redis"
+    }
+    assert failing(judge(healthy(), True, STALL_S, stopping=True)) == {
+        "running": "stopping"
+    }
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = 100.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def test_the_ping_is_cached_for_its_interval() -> None:
+    clock = Clock()
+    calls: list[float] = []
+    ping = CachedPing(lambda: calls.append(clock.now_s) or True, 1.0, clock)
+
+    answers = [ping.ok()]
+    clock.now_s += 0.5
+    answers.append(ping.ok())
+    clock.now_s += 0.6
+    answers.append(ping.ok())
+
+    assert answers == [True, True, True]
+    assert calls == [100.0, 101.1]
+
+
+def test_a_ping_that_raises_counts_as_unreachable() -> None:
+    def refused() -> bool:
+        raise ConnectionRefusedError("no redis")
+
+    assert CachedPing(refused).ok() is False
+
+
+@dataclass
+class FakePipeline:
+    """The attributes of ScorerPipeline that readiness reads."""
+
+    assignment: set[tuple[str, int]] = field(default_factory=set)
+    lag_records: int = 0
+    polled_at_s: float = 100.0
+    committed_at_s: float = 100.0
+
+
+def get(url: str) -> tuple[int, bytes, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read(), response.headers["Content-Type"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers["Content-Type"]
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[str, Readiness]]:
+    readiness = Readiness(CachedPing(lambda: True), STALL_S, threading.Event(), Clock())
+    metrics = Metrics()
+    metrics.set_rules_version("rules-1+abc")
+    server = ProbeServer("127.0.0.1", 0, metrics.registry, readiness)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}", readiness
+    finally:
+        server.close()
+
+
+def test_the_server_answers_health_readiness_and_metrics(
+    served: tuple[str, Readiness],
+) -> None:
+    base, readiness = served
+
+    assert get(f"{base}/healthz")[:2] == (200, b"ok\n")
+
+    status, body, kind = get(f"{base}/readyz")
+    assert (status, kind) == (503, "application/json")
+    assert json.loads(body)["checks"]["running"]["ok"] is False
+
+    readiness.pipeline = FakePipeline(assignment={("t", 0)})
+    status, body, _ = get(f"{base}/readyz")
+    assert status == 200
+    assert json.loads(body)["ready"] is True
+
+    status, body, kind = get(f"{base}/metrics")
+    assert status == 200
+    assert kind.startswith("text/plain; version=")
+    assert b'scorer_build_info{rules_version="rules-1+abc",version="0.1.0"} 1.0' in body
+
+    assert get(f"{base}/nothing")[0] == 404
+
+
+def test_a_taken_port_is_a_clear_error(served: tuple[str, Readiness]) -> None:
+    base, readiness = served
+    port = int(base.rsplit(":", 1)[1])
+
+    with pytest.raises(ScorerError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+        ProbeServer("127.0.0.1", port, Metrics().registry, readiness)
