@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from scorer import accesslog
 from scorer.config import Config, parse_config
@@ -51,6 +51,9 @@ ALERTS_SHOWN = 15
 PROGRESS_EVERY_S = 2.0
 # The scorer is done when it has consumed everything produced, or gives up.
 DRAIN_TIMEOUT_S = 300.0
+# How long the alert watcher may take to join its group, or to read the
+# outputs to their end once the scorer stopped.
+WATCH_TIMEOUT_S = 60.0
 PARTITIONS = 3
 
 
@@ -63,6 +66,8 @@ class Watch:
     mql_down: int = 0
     leads: set[str] = field(default_factory=set)
     shown: int = 0
+    read: int = 0  # records read from the output topic, alerts or not
+    assigned: threading.Event = field(default_factory=threading.Event)
 
 
 def main(data_dir: Path | None = None, speed: float = 0.0) -> int:
@@ -167,23 +172,60 @@ def _stream(
     pipeline = build_pipeline(config, metrics)
     clock = _BatchClock()
     pipeline.on_batch = clock.tick
-    stop = threading.Event()
-    scorer_thread = threading.Thread(target=pipeline.run, args=(stop,), daemon=True)
+    scorer_stop, watcher_stop = threading.Event(), threading.Event()
+    scorer_thread = threading.Thread(
+        target=pipeline.run, args=(scorer_stop,), daemon=True
+    )
     watch = Watch()
     watcher = threading.Thread(
-        target=_watch_alerts, args=(config, watch, stop), daemon=True
+        target=_watch_alerts, args=(config, watch, watcher_stop), daemon=True
     )
-    scorer_thread.start()
     watcher.start()
+    scorer_thread.start()
+    # Without this wait, a short part could end before the watcher joined
+    # its group, and show no alert at all.
+    if not watch.assigned.wait(WATCH_TIMEOUT_S):
+        say("  (the alert watcher could not join its group; alerts are missing)")
 
     _produce(config, records, speed)
     _drain(metrics, len(records))
 
-    time.sleep(1.0)  # let the watcher read the last outputs
-    stop.set()
+    # Stopping the scorer publishes and flushes its last outputs; then the
+    # watcher reads the output topic to its end before it stops too.
+    scorer_stop.set()
     scorer_thread.join()
+    _await_watcher(config, watch)
+    watcher_stop.set()
     watcher.join()
     return watch, clock.span_s()
+
+
+def _await_watcher(config: Config, watch: Watch) -> None:
+    published = _published(config)
+    deadline = time.monotonic() + WATCH_TIMEOUT_S
+    while watch.read < published and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if watch.read < published:
+        say(f"  (the alert watcher read {watch.read} of {published} outputs)")
+
+
+def _published(config: Config) -> int:
+    """Records on the output topic (a fresh topic: its high watermarks)."""
+    consumer = Consumer(
+        {"bootstrap.servers": config.kafka.bootstrap_servers, "group.id": "demo-ends"}
+    )
+    try:
+        topic = config.topics.output.name
+        metadata = consumer.list_topics(topic, timeout=10)
+        total = 0
+        for partition in metadata.topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=10
+            )
+            total += high - low
+        return total
+    finally:
+        consumer.close()
 
 
 class _BatchClock:
@@ -274,12 +316,16 @@ def _watch_alerts(config: Config, watch: Watch, stop: threading.Event) -> None:
             "auto.offset.reset": "earliest",
         }
     )
-    consumer.subscribe([config.topics.output.name])
+    consumer.subscribe(
+        [config.topics.output.name],
+        on_assign=lambda _consumer, _partitions: watch.assigned.set(),
+    )
     try:
         while not stop.is_set():
             for message in consumer.consume(500, 0.2):
                 value = message.value()
                 if message.error() is None and value is not None:
+                    watch.read += 1
                     _alert(codec.decode(value), watch)
     finally:
         consumer.close()
