@@ -314,10 +314,42 @@ class Topics(Frozen):
     output: Topic
     dead_letter: str = Field(min_length=1, max_length=249)
 
+    @model_validator(mode="after")
+    def _apart(self) -> Self:
+        """Inputs, outputs and dead letters on distinct topics.
+
+        A dead-letter topic that is also an input would consume its own dead
+        letters again, for ever; an output topic that is an input would score
+        the scorer's outputs.
+        """
+        inputs = [t.name for t in (*self.events, self.firmographics) if t]
+        twice = sorted({name for name in inputs if inputs.count(name) > 1})
+        if twice:
+            raise ValueError(f"input topics named twice: {', '.join(twice)}")
+        if self.output.name in inputs:
+            raise ValueError(f"output {self.output.name!r} is also an input topic")
+        if self.dead_letter in inputs:
+            raise ValueError(f"dead_letter {self.dead_letter!r} is also an input topic")
+        if self.dead_letter == self.output.name:
+            raise ValueError(f"dead_letter {self.dead_letter!r} is also the output")
+        return self
+
     def named_with(self, fmt: WireFormat) -> list[str]:
         """The names of the topics in wire format `fmt`, inputs first."""
         every = [*self.events, self.firmographics, self.output]
         return [t.name for t in every if t is not None and t.format == fmt]
+
+
+# librdkafka settings the delivery guarantees rest on (see scorer.delivery):
+# offsets are stored by hand after the outputs are acknowledged, and the
+# producer retries without duplicates or reordering.
+CONSUMER_FIXED: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+}
+PRODUCER_FIXED: dict[str, Any] = {"enable.idempotence": True, "acks": "all"}
+# Set from pipeline.transactional and its prefix only.
+PRODUCER_RESERVED = ("transactional.id",)
 
 
 class Kafka(Frozen):
@@ -360,6 +392,34 @@ class Kafka(Frozen):
             raise ValueError(f"{', '.join(twice)}: given in settings and in secrets")
         plain = {k: v for k, v in settings.items() if k not in moved}
         return {**data, "settings": plain, "secrets": {**secrets, **moved}}
+
+    @field_validator("settings")
+    @classmethod
+    def _common_keeps_guarantees(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _keep_fixed(value, {**CONSUMER_FIXED, **PRODUCER_FIXED})
+        return value
+
+    @field_validator("consumer_settings")
+    @classmethod
+    def _consumer_keeps_guarantees(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _keep_fixed(value, CONSUMER_FIXED)
+        return value
+
+    @field_validator("producer_settings")
+    @classmethod
+    def _producer_keeps_guarantees(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _keep_fixed(value, PRODUCER_FIXED)
+        return value
+
+
+def _keep_fixed(given: Mapping[str, Any], fixed: Mapping[str, Any]) -> None:
+    """Refuse a change of a setting the delivery guarantees rest on."""
+    for name, value in fixed.items():
+        if name in given and str(given[name]).lower() != str(value).lower():
+            raise ValueError(f"{name}: must stay {value}: delivery guarantees need it")
+    for name in PRODUCER_RESERVED:
+        if name in given:
+            raise ValueError(f"{name}: set pipeline.transactional (and its prefix)")
 
 
 def _refuse_secrets(where: str, settings: Any) -> None:
@@ -433,8 +493,13 @@ class Redis(Frozen):
     @classmethod
     def _scheme(cls, value: str) -> str:
         # The message leaves the url out: it may hold a password.
-        if urlsplit(value).scheme not in REDIS_SCHEMES:
+        parts = urlsplit(value)
+        if parts.scheme not in REDIS_SCHEMES:
             raise ValueError("use a redis://, rediss:// or unix:// url")
+        try:
+            parts.port  # noqa: B018 - urllib checks the port when it is read
+        except ValueError:
+            raise ValueError("the url's port is not a number from 0 to 65535") from None
         return value
 
     @model_validator(mode="after")
@@ -618,12 +683,25 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
 
 def describe_errors(exc: ValidationError) -> list[str]:
     """Every problem of a failed validation as 'dotted.field: message'."""
-    return [f"{_location(err['loc'])}: {_message(err)}" for err in exc.errors()]
+    return [": ".join(_where_and_what(err)) for err in exc.errors()]
 
 
 def _first_error(exc: ValidationError) -> ConfigError:
-    first = exc.errors()[0]
-    return ConfigError(_location(first["loc"]), _message(first), describe_errors(exc))
+    where, what = _where_and_what(exc.errors()[0])
+    return ConfigError(where, what, describe_errors(exc))
+
+
+def _where_and_what(err: Mapping[str, Any]) -> tuple[str, str]:
+    """The field and the message; a librdkafka setting's name goes to the field.
+
+    The validators of the free-form maps say 'name: problem', since pydantic
+    locates their errors at the map.
+    """
+    where, what = _location(err["loc"]), _message(err)
+    if tuple(str(part) for part in err["loc"]) in FREE_FORM_MAPS and ": " in what:
+        name, what = what.split(": ", 1)
+        where = f"{where}.{name}"
+    return where, what
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -643,6 +721,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("(file)", f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        where = f"byte {exc.start}"
+        raise ConfigError("(file)", f"{path} is not UTF-8 text ({where})") from exc
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -11,7 +11,13 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from scorer.config import Config, RedisTls
+from scorer.config import (
+    CONSUMER_FIXED,
+    PRODUCER_FIXED,
+    PRODUCER_RESERVED,
+    Config,
+    RedisTls,
+)
 from scorer.errors import ConfigError, StateStoreError
 from scorer.lead import Params
 from scorer.metrics import Metrics
@@ -22,22 +28,15 @@ from scorer.state import RedisStore
 
 log = logging.getLogger(__name__)
 
-# Defaults the delivery guarantees rest on; a user's settings may tune the
-# rest of librdkafka but not these (see `_fixed`).
-CONSUMER_FIXED = {
-    "enable.auto.commit": False,
-    "enable.auto.offset.store": False,
-}
+# Defaults a user's settings may change; the settings the delivery
+# guarantees rest on are fixed (scorer.config.CONSUMER_FIXED and friends).
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "auto.offset.reset": "earliest",
     "partition.assignment.strategy": "cooperative-sticky",
     "session.timeout.ms": 45_000,
     "max.poll.interval.ms": 300_000,
 }
-PRODUCER_FIXED = {"enable.idempotence": True, "acks": "all"}
 PRODUCER_DEFAULTS: dict[str, Any] = {"linger.ms": 5, "compression.type": "lz4"}
-# Set from pipeline.transactional_id_prefix and the instance id only.
-PRODUCER_RESERVED = ("transactional.id",)
 # Immediate retries of a Redis command whose connection broke.
 REDIS_RECONNECTS = 1
 

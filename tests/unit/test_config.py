@@ -128,3 +128,84 @@ def test_the_rules_version_changes_with_the_rules() -> None:
     raw["scoring"]["engagement_rules"][0]["points"] = 31
 
     assert parse_config(raw).scoring.rules_version != before
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"dead_letter": "marketing.web"}, "dead_letter 'marketing.web' is also an"),
+        ({"output": {"name": "marketing.web"}}, "output 'marketing.web' is also an"),
+        ({"dead_letter": "scores"}, "dead_letter 'scores' is also the output"),
+    ],
+)
+def test_a_topic_used_for_two_roles_is_refused(
+    change: dict[str, Any], message: str
+) -> None:
+    """A dead-letter topic that is an input would loop its dead letters."""
+    raw = default_raw()
+    raw["topics"]["events"][0]["name"] = "marketing.web"
+    raw["topics"]["output"]["name"] = "scores"
+    raw["topics"].update(change)
+
+    error = error_of(raw)
+    assert error.field == "topics"
+    assert error.message.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("section", "setting", "value"),
+    [
+        ("consumer_settings", "enable.auto.commit", True),
+        ("consumer_settings", "enable.auto.offset.store", "true"),
+        ("producer_settings", "acks", 1),
+        ("settings", "enable.idempotence", False),
+    ],
+)
+def test_a_setting_the_guarantees_need_is_refused_at_validation(
+    section: str, setting: str, value: Any
+) -> None:
+    """check-config must refuse what `scorer run` would refuse."""
+    raw = default_raw()
+    raw.setdefault("kafka", {})[section] = {setting: value}
+
+    error = error_of(raw)
+    assert error.field == f"kafka.{section}.{setting}"
+    assert error.message.startswith("must stay")
+
+
+def test_the_fixed_settings_may_be_given_with_their_own_values() -> None:
+    raw = default_raw()
+    raw.setdefault("kafka", {})["consumer_settings"] = {"enable.auto.commit": "false"}
+    raw["kafka"]["producer_settings"] = {"acks": "all"}
+
+    config = parse_config(raw)
+    assert config.kafka.producer_settings == {"acks": "all"}
+
+
+def test_a_transactional_id_setting_is_refused_at_validation() -> None:
+    raw = default_raw()
+    raw.setdefault("kafka", {})["producer_settings"] = {"transactional.id": "x"}
+
+    error = error_of(raw)
+    assert error.field == "kafka.producer_settings.transactional.id"
+    assert "pipeline.transactional" in error.message
+
+
+@pytest.mark.parametrize("port", ["notaport", "99999"])
+def test_a_redis_url_with_a_bad_port_is_named_without_the_url(port: str) -> None:
+    raw = default_raw()
+    raw["redis"] = {"url": f"redis://bob:s3cret@127.0.0.1:{port}/0"}
+
+    error = error_of(raw)
+    assert error.field == "redis.url"
+    assert "port" in error.message
+    assert "s3cret" not in str(error) and port not in error.message
+
+
+def test_a_binary_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert "is not UTF-8 text" in caught.value.message
