@@ -96,7 +96,7 @@ def judge(
             "commits",
             not lagging_still,
             f"lag {progress.lag_records} records, "
-            f"last commit {progress.committed_ago_s:.1f}s ago",
+            f"last commit (or start) {progress.committed_ago_s:.1f}s ago",
         ),
     ]
 

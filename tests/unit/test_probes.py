@@ -52,7 +52,7 @@ def test_a_scorer_with_partitions_redis_and_progress_is_ready() -> None:
         (
             healthy(lag_records=7, committed_ago_s=90.0),
             True,
-            {"commits": "lag 7 records, last commit 90.0s ago"},
+            {"commits": "lag 7 records, last commit (or start) 90.0s ago"},
         ),
     ],
 )
