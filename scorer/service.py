@@ -3,6 +3,7 @@
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,8 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 PRODUCER_DEFAULTS: dict[str, Any] = {"linger.ms": 5, "compression.type": "lz4"}
 # Immediate retries of a Redis command whose connection broke.
 REDIS_RECONNECTS = 1
+# A librdkafka warning repeated within this many seconds is counted, not logged.
+REPEAT_WINDOW_S = 30.0
 
 
 def kafka_common(config: Config) -> dict[str, Any]:
@@ -216,7 +219,61 @@ def _unreachable(exc: StateStoreError) -> bool:
 
 
 def _client_logger(role: str) -> logging.Logger:
-    return logging.getLogger(f"scorer.kafka.{role}")
+    logger = logging.getLogger(f"scorer.kafka.{role}")
+    if not any(isinstance(f, Repeats) for f in logger.filters):
+        logger.addFilter(Repeats())
+    return logger
+
+
+class Repeats(logging.Filter):
+    """Let one librdkafka warning of a kind through per `window_s` seconds.
+
+    While a broker is unreachable, librdkafka logs every failed connection
+    attempt: over 20 ERROR lines a second. The first line of a kind (its
+    facility, e.g. FAIL) passes, the next ones within the window are counted,
+    and the first one after it says how many were held back. DEBUG and INFO
+    lines, asked for, all pass.
+    """
+
+    def __init__(
+        self,
+        window_s: float = REPEAT_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        kind = _facility(record)
+        now = self.clock()
+        if now - self._last.get(kind, -self.window_s) < self.window_s:
+            self._held[kind] = self._held.get(kind, 0) + 1
+            return False
+
+        self._last[kind] = now
+        held = self._held.pop(kind, 0)
+        if held:
+            text = record.getMessage()
+            record.msg = (
+                f"{text} ({held} more like it in the last {self.window_s:.0f}s)"
+            )
+            record.args = ()
+        return True
+
+
+def _args(record: logging.LogRecord) -> tuple[object, ...]:
+    return record.args if isinstance(record.args, tuple) else ()
+
+
+def _facility(record: logging.LogRecord) -> str:
+    """librdkafka logs as ('%s [%s] %s', facility, client, text)."""
+    args = _args(record)
+    return str(args[0]) if args else record.getMessage().split(" ", 1)[0]
 
 
 def _count_errors(metrics: Metrics) -> Callable[[KafkaError], None]:

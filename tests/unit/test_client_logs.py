@@ -1,0 +1,49 @@
+"""librdkafka's repeated warnings are counted, not logged line by line."""
+
+import logging
+
+from scorer.service import Repeats
+
+
+def client_record(level: int, facility: str, text: str) -> logging.LogRecord:
+    # confluent-kafka logs librdkafka's lines in this shape.
+    return logging.LogRecord(
+        "scorer.kafka.consumer",
+        level,
+        __file__,
+        1,
+        "%s [%s] %s",
+        (facility, "rdkafka#consumer-1", text),
+        None,
+    )
+
+
+def test_one_warning_of_a_kind_passes_per_window_and_says_what_it_held() -> None:
+    now = [0.0]
+    repeats = Repeats(window_s=30.0, clock=lambda: now[0])
+    fail = [client_record(logging.ERROR, "FAIL", f"try {n}") for n in range(25)]
+
+    passed = []
+    for second, record in enumerate(fail):
+        now[0] = float(second)
+        if repeats.filter(record):
+            passed.append(record.getMessage())
+    now[0] = 31.0
+    late = client_record(logging.ERROR, "FAIL", "try 31")
+    assert repeats.filter(late)
+
+    assert passed == ["FAIL [rdkafka#consumer-1] try 0"]
+    assert late.getMessage() == (
+        "FAIL [rdkafka#consumer-1] try 31 (24 more like it in the last 30s)"
+    )
+
+
+def test_kinds_are_limited_apart_and_debug_lines_all_pass() -> None:
+    repeats = Repeats(window_s=30.0, clock=lambda: 0.0)
+
+    assert repeats.filter(client_record(logging.ERROR, "FAIL", "a"))
+    assert repeats.filter(client_record(logging.WARNING, "SESSTMOUT", "b"))
+    assert not repeats.filter(client_record(logging.ERROR, "FAIL", "c"))
+    assert all(
+        repeats.filter(client_record(logging.DEBUG, "FAIL", str(n))) for n in range(5)
+    )
