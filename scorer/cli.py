@@ -27,6 +27,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
+# The levels `logging.level` accepts; the flag takes them in any case.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 # Flags of `scorer run` that set one config field each (like --set).
 SHORTHANDS = {
     "--bootstrap-servers": "kafka.bootstrap_servers",
@@ -60,7 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=__version__)
     parser.add_argument(
-        "--log-level", help="DEBUG, INFO, WARNING or ERROR (default: logging.level)"
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR (default: logging.level)",
     )
     parser.add_argument(
         "--log-json",

@@ -1,7 +1,9 @@
-"""A bad config stops `scorer run` and `scorer check-config` with the field's name.
+"""User mistakes on the command line end in a short message, never a traceback.
 
-Both run as a user runs them, in a subprocess: what counts is the exit code
-and what reaches the terminal, and a traceback there is a failure.
+A bad config stops `scorer run` and `scorer check-config` with the field's
+name; a bad flag names the flag. The commands run as a user runs them, in a
+subprocess: what counts is the exit code and what reaches the terminal, and a
+traceback there is a failure.
 """
 
 import subprocess
@@ -126,3 +128,20 @@ def test_a_config_that_is_not_yaml_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1
     assert "is not valid YAML" in result.stderr and "line 2" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_log_level_is_refused_with_the_choices() -> None:
+    result = run("--log-level", "LOUD", "check-config", str(default_config_path()))
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "argument --log-level: invalid choice: 'LOUD'" in result.stderr
+    assert "'DEBUG', 'INFO', 'WARNING', 'ERROR'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_log_level_may_be_written_in_lower_case() -> None:
+    result = run("--log-level", "debug", "check-config", str(default_config_path()))
+
+    assert result.returncode == 0, result.stderr
+    assert "ok;" in result.stdout

@@ -87,7 +87,7 @@ def test_run_flags_become_overrides() -> None:
         "kafka.bootstrap_servers": "b:9092",
         "redis.url": "redis://r:6379/1",
         "metrics.port": "9300",
-        "logging.level": "debug",
+        "logging.level": "DEBUG",
         "logging.format": "json",
     }
 
