@@ -657,11 +657,35 @@ def load_config(
     ``{"kafka.settings.socket.timeout.ms": "5000"}``.
     """
     raw = _read_yaml(path or default_config_path())
-    _apply_environment(raw, os.environ if environ is None else environ)
+    sources = _apply_environment(raw, os.environ if environ is None else environ)
     for dotted, value in (overrides or {}).items():
         keys = split_dotted(dotted)
         _set_path(raw, keys, _environment_value(keys, value))
-    return parse_config(raw)
+        sources[".".join(keys)] = "the command line"
+    try:
+        return parse_config(raw)
+    except ConfigError as exc:
+        raise _with_sources(exc, sources) from exc.__cause__
+
+
+def _with_sources(exc: ConfigError, sources: Mapping[str, str]) -> ConfigError:
+    """Say which variable or flag set a bad value: the file may not hold it."""
+
+    def source_of(field: str) -> str | None:
+        for dotted, source in sources.items():
+            if field == dotted or field.startswith(f"{dotted}."):
+                return source
+        return None
+
+    def annotate(field: str, message: str) -> str:
+        source = source_of(field)
+        return f"{message} (from {source})" if source else message
+
+    details = []
+    for line in exc.details:
+        field, _, message = line.partition(": ")
+        details.append(f"{field}: {annotate(field, message)}")
+    return ConfigError(exc.field, annotate(exc.field, exc.message), details)
 
 
 def split_dotted(dotted: str) -> list[str]:
@@ -744,15 +768,24 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
 
 
-def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _apply_environment(
+    raw: dict[str, Any], environ: Mapping[str, str]
+) -> dict[str, str]:
+    """Set what the environment gives; returns each dotted path's variable."""
+    sources: dict[str, str] = {}
     for name, value in sorted(environ.items()):
         if name.startswith(RDKAFKA_ENV_PREFIX):
             setting = name.removeprefix(RDKAFKA_ENV_PREFIX).lower().replace("_", ".")
             section = "secrets" if is_secret_setting(setting) else "settings"
-            _set_path(raw, ["kafka", section, setting], value)
+            path = ["kafka", section, setting]
+            _set_path(raw, path, value)
         elif name.startswith(ENV_PREFIX) and "__" in name:
             path = name.removeprefix(ENV_PREFIX).lower().split("__")
             _set_path(raw, path, _environment_value(path, value))
+        else:
+            continue
+        sources[".".join(path)] = name
+    return sources
 
 
 def _environment_value(path: list[str], text: str) -> Any:

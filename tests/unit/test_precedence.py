@@ -97,3 +97,30 @@ def test_a_set_flag_without_a_value_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="is not KEY=VALUE"):
         cli._overrides(args)
+
+
+def test_a_bad_value_from_the_environment_names_its_variable(config_file: Path) -> None:
+    environ = {"SCORER_SCORING__MQL__THRESHOLD": "abc"}
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(config_file, environ)
+
+    assert caught.value.field == "scoring.mql.threshold"
+    assert caught.value.message.endswith("(from SCORER_SCORING__MQL__THRESHOLD)")
+
+
+def test_a_bad_value_from_a_flag_names_the_flag_and_file_errors_stay_plain(
+    config_file: Path,
+) -> None:
+    text = config_file.read_text().replace("batch_size: 1000", "batch_size: 0")
+    config_file.write_text(text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(config_file, {}, {"metrics.port": "-1"})
+
+    details = caught.value.details
+    assert "pipeline.batch_size: Input should be greater than or equal to 1" in details
+    assert any(
+        line.startswith("metrics.port:") and line.endswith("(from the command line)")
+        for line in details
+    )
