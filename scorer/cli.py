@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -23,12 +24,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+class UsageError(ScorerError):
+    """A flag's value cannot be used; the message starts with the flag."""
+
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 # The levels `logging.level` accepts; the flag takes them in any case.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+AS_OF_EXAMPLE = "2026-11-05T00:00:00Z"
 
 # Flags of `scorer run` that set one config field each (like --set).
 SHORTHANDS = {
@@ -48,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for detail in exc.details:
             print(f"config error: {detail}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ScorerError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -281,7 +292,22 @@ def _as_of(text: str | None) -> int | None:
     try:
         return parse_time(text, "--as-of")
     except InvalidRecord as exc:
-        raise ConfigError("--as-of", exc.message) from exc
+        problem = (
+            "has no time zone"
+            if _lacks_zone(text)
+            else "is not an RFC 3339 time with a zone"
+        )
+        raise UsageError(f"--as-of: {text!r} {problem} (e.g. {AS_OF_EXAMPLE})") from exc
+
+
+def _lacks_zone(text: str) -> bool:
+    """Whether `text` is a date and time that only misses its zone."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    has_time = len(text) > 10 and text[10] in "Tt "
+    return has_time and moment.tzinfo is None
 
 
 def _check_config(args: argparse.Namespace) -> int:

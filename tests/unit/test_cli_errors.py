@@ -145,3 +145,27 @@ def test_a_log_level_may_be_written_in_lower_case() -> None:
 
     assert result.returncode == 0, result.stderr
     assert "ok;" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("as_of", "problem"),
+    [
+        ("yesterday", "is not an RFC 3339 time with a zone"),
+        ("2026-11-05", "is not an RFC 3339 time with a zone"),
+        ("2026-11-05T00:00:00", "has no time zone"),
+        ("2026-11-05T00:00:00.000", "has no time zone"),
+    ],
+)
+def test_a_bad_as_of_names_the_flag_once_and_the_value(
+    tmp_path: Path, as_of: str, problem: str
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+
+    result = run("replay", "--as-of", as_of, str(events))
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: --as-of: {as_of!r} {problem} (e.g. 2026-11-05T00:00:00Z)\n"
+    )
+    assert result.stdout == ""
