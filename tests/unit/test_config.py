@@ -209,3 +209,13 @@ def test_a_binary_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
     assert "is not UTF-8 text" in caught.value.message
+
+
+def test_a_key_given_twice_in_the_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yaml"
+    text = default_config_path().read_text()
+    path.write_text(text + "\nlogging: {level: INFO}\nlogging: {level: DEBUG}\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert "the key logging is given twice" in caught.value.message
