@@ -169,3 +169,19 @@ def test_a_bad_as_of_names_the_flag_once_and_the_value(
         f"error: --as-of: {as_of!r} {problem} (e.g. 2026-11-05T00:00:00Z)\n"
     )
     assert result.stdout == ""
+
+
+def test_a_binary_config_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "binary.yaml"
+    config.write_bytes(bytes(range(256)) * 8)
+
+    checked = run("check-config", str(config))
+    replayed = run("replay", "--config", str(config), "-")
+
+    assert checked.returncode == 1
+    assert checked.stderr.count("\n") == 1
+    assert f"{config} is not UTF-8 text" in checked.stderr
+    assert replayed.returncode == 2
+    assert replayed.stderr.startswith("config error: ")
+    assert replayed.stderr.count("\n") == 1
+    assert "Traceback" not in checked.stderr + replayed.stderr
