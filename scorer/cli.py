@@ -8,10 +8,11 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from scorer import __version__, logs
 from scorer.config import Config, load_config
@@ -62,6 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ScorerError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        # A file named on the command line; other OS errors are not the
+        # user's mistake and keep their traceback.
+        if exc.filename is None:
+            raise
+        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
@@ -241,29 +249,63 @@ def _run(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from scorer import replay
 
+    outputs = {"--dead-letter": args.dead_letter, "--state-out": args.state_out}
+    _refuse_overwriting(_inputs(args), outputs)
     config = _load(args)
     as_of_ms = _as_of(args.as_of)
+
     started_s = time.monotonic()
-    progress = _progress_line(args)
-    dead_letters = args.dead_letter.open("w") if args.dead_letter else None
-    try:
-        run = replay.Replay(config, as_of_ms, sys.stderr, dead_letters)
-        lines = replay.read_lines(args.inputs)
-        stats = run.run(lines, sys.stdout.buffer, progress)
-        sys.stdout.flush()
-        if args.state_out is not None:
-            _write_state(run, args.state_out)
-    except OSError as exc:
-        print(f"error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        if dead_letters is not None:
-            dead_letters.close()
+    with ExitStack() as files:
+        # Opened before any input is read, so a bad path fails at once.
+        dead_letters = _open_output(files, args.dead_letter)
+        state_out = _open_output(files, args.state_out)
+        progress = _progress_line(args)
         if progress is not None:
-            progress.close()
+            files.callback(progress.close)
+
+        run = replay.Replay(config, as_of_ms, sys.stderr, dead_letters)
+        stats = run.run(replay.read_lines(args.inputs), sys.stdout.buffer, progress)
+        sys.stdout.flush()
+        if state_out is not None:
+            _write_state(run, state_out)
+
     elapsed_s = time.monotonic() - started_s
     print(stats.table(run.lead_count(), elapsed_s), file=sys.stderr)
     return EXIT_OK
+
+
+def _inputs(args: argparse.Namespace) -> dict[Path, str]:
+    """What replay reads, by resolved path: its inputs and its config."""
+    inputs = {Path(name).resolve(): "an input" for name in args.inputs if name != "-"}
+    if args.config is not None:
+        inputs[args.config.resolve()] = "the config"
+    return inputs
+
+
+def _refuse_overwriting(
+    inputs: dict[Path, str], outputs: dict[str, Path | None]
+) -> None:
+    """Refuse an output that is an input or another output.
+
+    Opening it for writing would empty it before it is read, or mix two
+    outputs in one file.
+    """
+    taken = dict(inputs)
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        resolved = path.resolve()
+        if resolved in taken:
+            raise UsageError(
+                f"{flag}: {path} is also {taken[resolved]}; refusing to write over it"
+            )
+        taken[resolved] = f"the {flag} file"
+
+
+def _open_output(files: ExitStack, path: Path | None) -> IO[str] | None:
+    if path is None:
+        return None
+    return files.enter_context(path.open("w"))
 
 
 def _progress_line(args: argparse.Namespace) -> "ProgressLine | None":
@@ -278,12 +320,11 @@ def _progress_line(args: argparse.Namespace) -> "ProgressLine | None":
     return ProgressLine(sys.stderr, total)
 
 
-def _write_state(run: "Replay", path: Path) -> None:
+def _write_state(run: "Replay", out: IO[str]) -> None:
     from scorer.replay import snapshot_json
 
-    with path.open("w") as handle:
-        for snapshot in run.snapshots():
-            handle.write(json.dumps(snapshot_json(snapshot)) + "\n")
+    for snapshot in run.snapshots():
+        out.write(json.dumps(snapshot_json(snapshot)) + "\n")
 
 
 def _as_of(text: str | None) -> int | None:
@@ -362,11 +403,7 @@ def _produce(args: argparse.Namespace) -> int:
     routes = produce.parse_routes(args.route)
     routing = produce.Routing.of(config, routes, args.topic, args.format)
     producer = Producer(service.producer_settings(config))
-    try:
-        stats = produce.Sender(producer, routing).send(read_lines(args.inputs))
-    except OSError as exc:
-        print(f"error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
-        return EXIT_FAILED
+    stats = produce.Sender(producer, routing).send(read_lines(args.inputs))
     print(stats.summary(), file=sys.stderr)
     return EXIT_FAILED if stats.failed else EXIT_OK
 

@@ -176,7 +176,7 @@ def test_a_binary_config_file_is_one_line_naming_it(tmp_path: Path) -> None:
     config.write_bytes(bytes(range(256)) * 8)
 
     checked = run("check-config", str(config))
-    replayed = run("replay", "--config", str(config), "-")
+    replayed = run("replay", "--config", str(config), str(config))
 
     assert checked.returncode == 1
     assert checked.stderr.count("\n") == 1

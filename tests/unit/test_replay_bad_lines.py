@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from scorer.config import load_config
+from scorer.config import default_config_path, load_config
 from scorer.events import format_time
 from scorer.replay import Line, Replay
 from scorer.wire import JsonCodec
@@ -192,3 +192,88 @@ def test_an_unexpected_error_is_reported_as_a_bad_line(
     assert PERSONAL not in errors.getvalue()
     scored = [json.loads(line)["lead_id"] for line in out.getvalue().splitlines()]
     assert scored == ["L1", "L3"]
+
+
+def good_file(tmp_path: Path) -> Path:
+    path = tmp_path / "good.jsonl"
+    path.write_bytes(b"\n".join(good_lines()) + b"\n")
+    return path
+
+
+@pytest.mark.parametrize("flag", ["--dead-letter", "--state-out"])
+def test_an_output_in_a_missing_folder_fails_before_scoring(
+    tmp_path: Path, flag: str
+) -> None:
+    output = tmp_path / "absent" / "out.jsonl"
+
+    result = run("replay", flag, str(output), str(good_file(tmp_path)))
+
+    assert result.returncode == 1
+    assert result.stderr == f"error: {output}: No such file or directory\n"
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("flag", ["--dead-letter", "--state-out"])
+def test_an_output_that_is_an_input_is_refused_untouched(
+    tmp_path: Path, flag: str
+) -> None:
+    events = good_file(tmp_path)
+    before = events.read_bytes()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.jsonl").symlink_to(events)
+    spellings = [str(events), str(tmp_path / "sub" / ".." / "good.jsonl")]
+
+    for output in [*spellings, str(tmp_path / "link.jsonl")]:
+        result = run("replay", flag, output, str(events))
+
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"error: {flag}: {output} is also an input; refusing to write over it\n"
+        )
+        assert result.stdout == ""
+        assert events.read_bytes() == before
+
+
+def test_the_two_outputs_must_be_two_files(tmp_path: Path) -> None:
+    events = good_file(tmp_path)
+    output = tmp_path / "out.jsonl"
+    output.write_text("kept\n")
+
+    result = run(
+        "replay", "--dead-letter", str(output), "--state-out", str(output), str(events)
+    )
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: --state-out: {output} is also the --dead-letter file; "
+        "refusing to write over it\n"
+    )
+    assert output.read_text() == "kept\n"
+
+
+def test_the_config_is_not_an_output(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_bytes(default_config_path().read_bytes())
+    events = good_file(tmp_path)
+
+    result = run(
+        "replay", "--config", str(config), "--dead-letter", str(config), str(events)
+    )
+
+    assert result.returncode == 2
+    assert "is also the config" in result.stderr
+    assert config.read_bytes() == default_config_path().read_bytes()
+
+
+def test_both_outputs_are_written(tmp_path: Path) -> None:
+    mixed, expected = mixed_file(tmp_path)
+    dead, state = tmp_path / "dead.jsonl", tmp_path / "state.jsonl"
+
+    result = run(
+        "replay", "--dead-letter", str(dead), "--state-out", str(state), str(mixed)
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert len(dead.read_text().splitlines()) == len(expected)
+    leads = {json.loads(line)["lead_id"] for line in state.read_text().splitlines()}
+    assert leads == {f"L{n}" for n in range(7)}
