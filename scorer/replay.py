@@ -40,6 +40,9 @@ from scorer.scoring import (
 from scorer.wire import JsonCodec
 
 BATCH_LINES = 1000
+# Windows editors start UTF-8 files with a byte-order mark; it is no part of
+# the first record (RFC 8259, section 8.1, lets a parser ignore it).
+UTF8_BOM = b"\xef\xbb\xbf"
 # Rows of the summary table per scoring status; the first three always show.
 OUTCOME_LABELS = (
     (SCORED, "scored"),
@@ -201,7 +204,10 @@ class Replay:
 
 
 def read_lines(paths: Iterable[str]) -> Iterator[Line]:
-    """The lines of each file in turn; '-' reads standard input."""
+    """The lines of each file in turn; '-' reads standard input.
+
+    A UTF-8 byte-order mark at the start of a file is dropped.
+    """
     for path in paths:
         if path == "-":
             yield from _numbered("<stdin>", sys.stdin.buffer)
@@ -231,7 +237,8 @@ def _raw(text: bytes) -> dict[str, str]:
 
 def _numbered(source: str, handle: IO[bytes]) -> Iterator[Line]:
     for number, text in enumerate(handle, start=1):
-        yield Line(source, number, text)
+        first = text.removeprefix(UTF8_BOM) if number == 1 else text
+        yield Line(source, number, first)
 
 
 def _chunks(lines: Iterable[Line], size: int) -> Iterator[list[Line]]:

@@ -2,6 +2,7 @@
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from scorer.config import load_config
 from scorer.errors import ConfigError
 from scorer.produce import Routing, Sender, parse_routes
-from scorer.replay import Line
+from scorer.replay import Line, read_lines
 from scorer.wire import make_codec
 
 
@@ -110,3 +111,15 @@ def test_routes_must_be_type_equals_topic() -> None:
     }
     with pytest.raises(ConfigError, match="is not TYPE=TOPIC"):
         parse_routes(["page_view"])
+
+
+def test_a_byte_order_mark_opening_a_file_is_not_sent(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(VIEW).encode() + b"\n")
+    producer = RecordingProducer()
+    sender = Sender(producer, Routing.of(None, {}, "t", "json"))  # type: ignore[arg-type]
+
+    stats = sender.send(read_lines([str(path)]))
+
+    assert stats.bad == {}
+    assert producer.sent == [("t", b"L1", json.dumps(VIEW).encode())]

@@ -277,3 +277,28 @@ def test_both_outputs_are_written(tmp_path: Path) -> None:
     assert len(dead.read_text().splitlines()) == len(expected)
     leads = {json.loads(line)["lead_id"] for line in state.read_text().splitlines()}
     assert leads == {f"L{n}" for n in range(7)}
+
+
+def test_a_byte_order_mark_opening_a_file_is_ignored(tmp_path: Path) -> None:
+    plain = good_file(tmp_path)
+    marked = tmp_path / "marked.jsonl"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+
+    result = run("replay", str(marked), str(marked))
+    reference = run("replay", str(plain), str(plain))
+
+    assert result.returncode == 0, result.stderr
+    assert "bad_json" not in result.stderr
+    assert result.stdout == reference.stdout
+    assert summary_rows(result.stderr)["dead-lettered"] == "0"
+
+
+def test_a_byte_order_mark_inside_a_file_is_a_bad_line(tmp_path: Path) -> None:
+    first, second = good_lines()[:2]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(first + b"\n\xef\xbb\xbf" + second + b"\n")
+
+    result = run("replay", str(path))
+
+    assert f"{path}:2: bad_json" in result.stderr
+    assert summary_rows(result.stderr)["dead-lettered"] == "1"
