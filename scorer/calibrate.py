@@ -8,16 +8,30 @@ thresholds, how many leads reached each and what share converted.
 """
 
 import csv
+import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from scorer.errors import ScorerError
 
 GOOD_BAND = (0.25, 0.40)
 # A share measured on fewer leads than this is noise, not a verdict.
 MIN_REACHED = 30
 TOO_LOW_BELOW = 0.15
 TOO_HIGH_ABOVE = 0.50
+
+LABEL_COLUMNS = ("lead_id", "converted")
+CONVERTED_VALUES = {"1": True, "true": True, "0": False, "false": False}
+# A wrong `converted` value is quoted up to this length: a shifted column
+# could put personal data there, which an error message must not repeat.
+QUOTED_MAX_CHARS = 16
+
+
+class UnusableFile(ScorerError):
+    """An outputs or labels file cannot be used; the message names file and line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,22 +63,33 @@ class Row:
 
 
 def read_labels(path: Path) -> dict[str, bool]:
-    with path.open(newline="") as handle:
-        return {
-            row["lead_id"]: row["converted"].strip() in ("1", "true", "True")
-            for row in csv.DictReader(handle)
-        }
+    """`lead_id,converted` rows; converted is 0, 1, true or false (any case)."""
+    reader = csv.DictReader(io.StringIO(_text(path), newline=""))
+    try:
+        _check_header(path, reader.fieldnames)
+        labels = dict(_label(row, f"{path}:{reader.line_num}") for row in reader)
+    except csv.Error as exc:
+        raise UnusableFile(f"{path}:{reader.line_num}: not CSV: {exc}") from exc
+
+    if not labels:
+        raise UnusableFile(f"{path}: no labels, only a header")
+    return labels
 
 
-def peak_scores(output_lines: Iterable[str]) -> dict[str, float]:
+def read_peaks(path: Path) -> dict[str, float]:
+    """The highest score each lead reached, from the output events in `path`."""
+    with path.open("rb") as handle:
+        return peak_scores(handle, str(path))
+
+
+def peak_scores(output_lines: Iterable[bytes], source: str) -> dict[str, float]:
     """The highest score each lead reached, from score_changed events."""
     peaks: dict[str, float] = {}
-    for line in output_lines:
+    for number, line in enumerate(output_lines, start=1):
         if not line.strip():
             continue
-        event = json.loads(line)
-        lead = event["lead_id"]
-        peaks[lead] = max(peaks.get(lead, float("-inf")), float(event["score"]))
+        lead, score = _scored(line, f"{source}:{number}")
+        peaks[lead] = max(peaks.get(lead, float("-inf")), score)
     return peaks
 
 
@@ -115,3 +140,63 @@ def render(rows: list[Row], current: float | None) -> str:
             f"  {row.verdict}{mark}"
         )
     return "\n".join(lines)
+
+
+def _text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        # utf-8-sig: spreadsheets save CSV with a byte-order mark.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UnusableFile(f"{path}:{line}: not UTF-8 text") from exc
+
+
+def _check_header(path: Path, header: Sequence[str] | None) -> None:
+    if header is None:
+        raise UnusableFile(f"{path}: empty; expected a lead_id,converted header")
+    missing = [name for name in LABEL_COLUMNS if name not in header]
+    if missing:
+        raise UnusableFile(
+            f"{path}:1: no {' or '.join(missing)} column in the header "
+            "(expected lead_id,converted)"
+        )
+
+
+def _label(row: dict[str, Any], where: str) -> tuple[str, bool]:
+    lead, value = row["lead_id"], row["converted"]
+    if not lead:
+        raise UnusableFile(f"{where}: no lead_id")
+
+    converted = CONVERTED_VALUES.get(value.strip().lower()) if value else None
+    if converted is None:
+        raise UnusableFile(
+            f"{where}: converted is {_quoted(value)}; expected 0, 1, true or false"
+        )
+    return str(lead), converted
+
+
+def _quoted(value: str | None) -> str:
+    if value is None:
+        return "missing"
+    if "@" in value or len(value) > QUOTED_MAX_CHARS:
+        return f"a value of {len(value)} characters"
+    return repr(value)
+
+
+def _scored(line: bytes, where: str) -> tuple[str, float]:
+    try:
+        event = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UnusableFile(f"{where}: not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise UnusableFile(f"{where}: not JSON ({exc.msg})") from exc
+    except RecursionError as exc:
+        raise UnusableFile(f"{where}: not JSON (nested too deep)") from exc
+
+    if not isinstance(event, dict) or not isinstance(event.get("lead_id"), str):
+        raise UnusableFile(f"{where}: not an output event (no lead_id)")
+    score = event.get("score")
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        raise UnusableFile(f"{where}: not an output event (no numeric score)")
+    return event["lead_id"], float(score)

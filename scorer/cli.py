@@ -163,7 +163,10 @@ def _parser() -> argparse.ArgumentParser:
         "--outputs", type=Path, required=True, help="output events (JSON lines)"
     )
     calibrate.add_argument(
-        "--labels", type=Path, required=True, help="CSV with lead_id,converted"
+        "--labels",
+        type=Path,
+        required=True,
+        help="CSV with lead_id,converted (0, 1, true or false)",
     )
     calibrate.set_defaults(handler=_calibrate)
 
@@ -374,8 +377,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     threshold = _load(args).scoring.mql.threshold if args.config else None
     labels = calibrate.read_labels(args.labels)
-    with args.outputs.open() as handle:
-        peaks = calibrate.peak_scores(handle)
+    peaks = calibrate.read_peaks(args.outputs)
     thresholds = calibrate.default_thresholds(peaks)
     if threshold is not None and threshold not in thresholds:
         thresholds = sorted([*thresholds, threshold])

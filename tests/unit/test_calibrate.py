@@ -1,0 +1,167 @@
+"""`scorer calibrate`: the sweep, and files it cannot use.
+
+A file it cannot use ends the command with one line naming the file (and
+the line, where there is one), run as a user runs it: no traceback.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scorer.calibrate import UnusableFile, read_labels, read_peaks
+
+EXPECTED = "expected 0, 1, true or false"
+LABELS = "lead_id,converted\nL1,1\nL2,0\nL3,true\nL4,FALSE\nL5, True \n"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scorer.cli", *args],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+        timeout=60,
+    )
+
+
+def outputs(tmp_path: Path, *scores: tuple[str, float]) -> Path:
+    path = tmp_path / "outputs.jsonl"
+    lines = [
+        json.dumps({"type": "score_changed", "lead_id": lead, "score": score}) + "\n"
+        for lead, score in scores
+    ]
+    path.write_text("".join(lines))
+    return path
+
+
+def written(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(content, str):
+        path.write_text(content)
+    else:
+        path.write_bytes(content)
+    return path
+
+
+def test_labels_accept_0_1_true_and_false_in_any_case(tmp_path: Path) -> None:
+    labels = read_labels(written(tmp_path, "labels.csv", LABELS))
+
+    assert labels == {"L1": True, "L2": False, "L3": True, "L4": False, "L5": True}
+
+
+def test_a_spreadsheets_byte_order_mark_is_no_part_of_the_header(
+    tmp_path: Path,
+) -> None:
+    path = written(tmp_path, "labels.csv", b"\xef\xbb\xbf" + LABELS.encode())
+
+    assert read_labels(path)["L1"] is True
+
+
+def test_peaks_are_the_highest_score_of_each_lead(tmp_path: Path) -> None:
+    path = outputs(tmp_path, ("L1", 10.0), ("L2", 5.0), ("L1", 30.0), ("L1", 20.0))
+
+    assert read_peaks(path) == {"L1": 30.0, "L2": 5.0}
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("lead_id,converted\nL1,1\nL2,yes\n", ":3: converted is 'yes'; expected 0, 1"),
+        ("lead_id,converted\nL1,2\n", ":2: converted is '2'; expected 0, 1"),
+        ("lead_id,converted\nL1,\n", ":2: converted is ''; expected"),
+        ("lead_id,converted\nL1\n", ":2: converted is missing; expected"),
+        ("lead_id,converted\n,1\n", ":2: no lead_id"),
+        ("id,converted\nL1,1\n", ":1: no lead_id column in the header"),
+        ("lead_id,won\nL1,1\n", ":1: no converted column in the header"),
+        ("lead_id,converted\n", ": no labels, only a header"),
+        ("", ": empty; expected a lead_id,converted header"),
+        ("lead_id,converted\nL1,1\nL2,\xff\n".encode("latin-1"), ":3: not UTF-8"),
+    ],
+)
+def test_unusable_labels_are_named_by_file_and_line(
+    tmp_path: Path, content: str | bytes, problem: str
+) -> None:
+    path = written(tmp_path, "labels.csv", content)
+
+    with pytest.raises(UnusableFile) as caught:
+        read_labels(path)
+
+    assert str(caught.value).startswith(f"{path}{problem}")
+
+
+def test_a_converted_value_that_may_be_personal_is_not_quoted(
+    tmp_path: Path,
+) -> None:
+    path = written(tmp_path, "labels.csv", "lead_id,converted\nL1,ann@example.com\n")
+
+    with pytest.raises(UnusableFile) as caught:
+        read_labels(path)
+
+    assert str(caught.value) == (
+        f"{path}:2: converted is a value of 15 characters; expected 0, 1, true or false"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (
+            b'{"lead_id": "L1", "score": 3}\nnot json\n',
+            ":2: not JSON (Expecting value)",
+        ),
+        (b'{"lead_id": "L1", "score": 3}\n\xff\xfe\n', ":2: not UTF-8 text"),
+        (b'["L1", 3]\n', ":1: not an output event (no lead_id)"),
+        (b'{"lead_id": "L1"}\n', ":1: not an output event (no numeric score)"),
+        (b'{"lead_id": "L1", "score": "3"}\n', ":1: not an output event (no numeric"),
+        (b"[" * 100_000 + b"]" * 100_000 + b"\n", ":1: not JSON"),
+    ],
+)
+def test_unusable_outputs_are_named_by_file_and_line(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = written(tmp_path, "outputs.jsonl", content)
+
+    with pytest.raises(UnusableFile) as caught:
+        read_peaks(path)
+
+    assert str(caught.value).startswith(f"{path}{problem}")
+
+
+def test_the_command_sweeps_and_suggests(tmp_path: Path) -> None:
+    labels = written(tmp_path, "labels.csv", LABELS)
+    scores = outputs(tmp_path, ("L1", 12.0), ("L2", 7.0), ("L3", 3.0))
+
+    result = run("calibrate", "--outputs", str(scores), "--labels", str(labels))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("threshold  reached")
+    assert result.stderr == ""
+
+
+def test_each_unusable_file_is_one_line_from_the_command(tmp_path: Path) -> None:
+    good_labels = written(tmp_path, "labels.csv", LABELS)
+    good_outputs = outputs(tmp_path, ("L1", 12.0))
+    binary = written(tmp_path, "binary", b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    absent = tmp_path / "absent"
+    header_only = written(tmp_path, "header.csv", "lead_id,converted\n")
+    yes = written(tmp_path, "yes.csv", "lead_id,converted\nL1,yes\n")
+    cases = [
+        (good_outputs, header_only, f"error: {header_only}: no labels, only a header"),
+        (good_outputs, yes, f"error: {yes}:2: converted is 'yes'; {EXPECTED}"),
+        (absent, good_labels, f"error: {absent}: No such file or directory"),
+        (good_outputs, absent, f"error: {absent}: No such file or directory"),
+        (binary, good_labels, f"error: {binary}:1: not UTF-8 text"),
+        (good_outputs, binary, f"error: {binary}:1: not UTF-8 text"),
+        (tmp_path, good_labels, f"error: {tmp_path}: Is a directory"),
+    ]
+
+    for scores, labels, message in cases:
+        result = run("calibrate", "--outputs", str(scores), "--labels", str(labels))
+
+        assert result.returncode == 1
+        assert result.stderr == message + "\n"
+        assert result.stdout == ""
