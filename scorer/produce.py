@@ -8,24 +8,25 @@ records, the only event topic when there is one. The value is written in the
 topic's format from the config (JSON when the topic is not in the config, or
 ``--format`` for all): JSON lines go out as they are, Avro is encoded from
 them. A line that cannot be sent is reported as ``file:line: reason`` on
-stderr (not its content: it may hold personal data) and the rest go on.
+stderr (not its content: it may hold personal data) and the rest go on:
+a line that is not a record, a message over the producer's
+``message.max.bytes`` (reason ``too_large``), or one the broker did not
+acknowledge (``delivery_failed``). The summary counts as produced only what
+the broker acknowledged.
 """
 
-import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from scorer.config import Config, WireFormat
-from scorer.errors import ConfigError, InvalidRecord
+from scorer.errors import BrokerError, ConfigError, InvalidRecord
 from scorer.replay import Line
 from scorer.wire import Codec, JsonCodec, make_codec
-
-log = logging.getLogger(__name__)
 
 Format = WireFormat
 # How long the end of a run waits for the broker to acknowledge the rest.
@@ -77,6 +78,8 @@ class Routing:
 
 @dataclass(slots=True)
 class ProduceStats:
+    """`produced` counts only what the broker acknowledged, by topic."""
+
     lines: int = 0
     produced: Counter[str] = field(default_factory=Counter)
     bad: Counter[str] = field(default_factory=Counter)
@@ -125,12 +128,9 @@ class Sender:
             return
         try:
             topic, key, value = self._message(text)
+            self._produce(topic, key, value, _where(line))
         except InvalidRecord as exc:
             self._reject(line, exc)
-            return
-
-        self._produce(topic, key, value)
-        self.stats.produced[topic] += 1
 
     def _message(self, text: bytes) -> tuple[str, bytes, bytes]:
         record = self._json.decode(text)
@@ -145,21 +145,31 @@ class Sender:
         value = text if fmt == "json" else self._codec(fmt).encode(record)
         return topic, lead_id.encode(), value
 
-    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
+    def _produce(self, topic: str, key: bytes, value: bytes, where: str) -> None:
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            self._delivered(where, topic, error)
+
         while True:
             try:
                 self.producer.produce(
-                    topic, key=key, value=value, on_delivery=self._delivered
+                    topic, key=key, value=value, on_delivery=delivered
                 )
                 return
             except BufferError:
                 # The local queue is full: let deliveries drain it.
                 self.producer.poll(0.1)
+            except KafkaException as exc:
+                raise _refused(exc, topic, len(key) + len(value)) from exc
 
-    def _delivered(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            self.stats.failed += 1
-            log.warning("delivery failed code=%s: %s", error.name(), error.str())
+    def _delivered(self, where: str, topic: str, error: KafkaError | None) -> None:
+        if error is None:
+            self.stats.produced[topic] += 1
+            return
+        self.stats.failed += 1
+        print(
+            f"{where}: delivery_failed: {error.name()}: {error.str()}",
+            file=self.errors,
+        )
 
     def _codec(self, fmt: Format) -> Codec:
         if fmt not in self._codecs:
@@ -169,8 +179,8 @@ class Sender:
     def _reject(self, line: Line, exc: InvalidRecord) -> None:
         self.stats.bad[exc.reason] += 1
         field_note = f" field={exc.field}" if exc.field else ""
-        where = f"{line.source}:{line.number}"
-        print(f"{where}: {exc.reason}{field_note}: {exc.message}", file=self.errors)
+        message = f"{exc.reason}{field_note}: {exc.message}"
+        print(f"{_where(line)}: {message}", file=self.errors)
 
 
 def parse_routes(pairs: Iterable[str]) -> dict[str, str]:
@@ -182,6 +192,26 @@ def parse_routes(pairs: Iterable[str]) -> dict[str, str]:
             raise ConfigError("--route", f"{pair!r} is not TYPE=TOPIC")
         routes[kind] = topic
     return routes
+
+
+def _where(line: Line) -> str:
+    return f"{line.source}:{line.number}"
+
+
+def _refused(exc: KafkaException, topic: str, size: int) -> Exception:
+    """What the producer's refusal of one message means for the run.
+
+    A fatal error ends it; any other refusal concerns this record alone.
+    """
+    error: KafkaError = exc.args[0]
+    if error.fatal():
+        return BrokerError(f"cannot produce to topic {topic}: {error.str()}")
+    if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+        return InvalidRecord(
+            "too_large",
+            f"{size:,} bytes (key and value) is over message.max.bytes",
+        )
+    return InvalidRecord(error.name().lstrip("_").lower(), error.str())
 
 
 def _config_routes(config: Config | None) -> dict[str, str]:

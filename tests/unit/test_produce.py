@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, Producer
 
 from scorer.config import load_config
 from scorer.errors import ConfigError
@@ -123,3 +124,66 @@ def test_a_byte_order_mark_opening_a_file_is_not_sent(tmp_path: Path) -> None:
 
     assert stats.bad == {}
     assert producer.sent == [("t", b"L1", json.dumps(VIEW).encode())]
+
+
+class FailingProducer(RecordingProducer):
+    """Acknowledges every message but those whose key is in `refused`."""
+
+    def __init__(self, *refused: bytes) -> None:
+        super().__init__()
+        self.refused = refused
+
+    def flush(self, _timeout: float) -> int:
+        refusal = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+        for (_topic, key, _value), callback in zip(
+            self.sent, self._callbacks, strict=True
+        ):
+            callback(refusal if key in self.refused else None, None)
+        self._callbacks.clear()
+        return 0
+
+
+def test_produced_counts_only_what_the_broker_acknowledged() -> None:
+    other = {**VIEW, "event_id": "e2", "lead_id": "L9"}
+    errors = io.StringIO()
+    producer = FailingProducer(b"L9")
+    sender = Sender(producer, Routing.of(None, {}, "t", "json"), errors)  # type: ignore[arg-type]
+
+    stats = sender.send(lines(VIEW, other))
+
+    assert stats.produced == {"t": 1}
+    assert stats.failed == 1
+    assert stats.summary() == (
+        "produce: lines=2 produced=1 topic.t=1 bad=0 delivery_failed=1"
+    )
+    assert errors.getvalue() == (
+        "in.jsonl:2: delivery_failed: MSG_SIZE_TOO_LARGE: "
+        "Broker: Message size too large\n"
+    )
+
+
+def test_a_record_over_the_size_limit_is_reported_and_the_rest_go_on() -> None:
+    # A real librdkafka producer that knows no broker: it checks the size
+    # itself, and what it queued times out at once, unacknowledged.
+    producer = Producer({"message.max.bytes": 1000, "message.timeout.ms": 1})
+    big = {**VIEW, "event_id": "e2", "url": "/" + "p" * 2000}
+    after = {**VIEW, "event_id": "e3"}
+    errors = io.StringIO()
+
+    stats = Sender(producer, Routing.of(None, {}, "t", "json"), errors).send(
+        lines(VIEW, big, after)
+    )
+
+    assert stats.bad == {"too_large": 1}
+    assert stats.produced == {}
+    assert stats.failed == 2
+    report = errors.getvalue().splitlines()
+    assert report[0].startswith("in.jsonl:2: too_large: 2,")
+    assert report[0].endswith("bytes (key and value) is over message.max.bytes")
+    assert sorted(report[1:]) == [
+        "in.jsonl:1: delivery_failed: _MSG_TIMED_OUT: Local: Message timed out",
+        "in.jsonl:3: delivery_failed: _MSG_TIMED_OUT: Local: Message timed out",
+    ]
+    assert stats.summary() == (
+        "produce: lines=3 produced=0 bad=1 bad.too_large=1 delivery_failed=2"
+    )
