@@ -305,10 +305,33 @@ def import_log(
         yield outcome
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m scorer.accesslog FILE``: events to stdout, stats to stderr."""
-    args = _arguments().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``scorer import-access-log``."""
+    parser.add_argument("file", metavar="FILE", help="access log path, or - for stdin")
+    parser.add_argument(
+        "--salt",
+        default="",
+        help="secret key for hashing client addresses into lead ids; without "
+        "one, the lead id of an IPv4 address can be reversed",
+    )
+    parser.add_argument(
+        "--by-user-agent",
+        action="store_true",
+        help="treat each address and user agent pair as its own visitor",
+    )
+    parser.add_argument(
+        "--keep-feeds",
+        action="store_true",
+        help="emit feed fetches (RSS, Atom) as page views of category 'feed' "
+        "instead of dropping them",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Import `args.file`: events to stdout, counts to stderr.
+
+    An unreadable file raises OSError; the command line reports it.
+    """
     if not args.salt:
         logger.warning("no salt given: lead ids of real IP addresses are reversible")
 
@@ -317,11 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     stats = ImportStats()
     logger.info("access log import started file=%s", args.file)
-    try:
-        _write_events(import_log(_read_lines(args.file), options, stats), sys.stdout)
-    except OSError as exc:
-        logger.error("cannot read access log file=%s error=%s", args.file, exc)
-        return 1
+    _write_events(import_log(_read_lines(args.file), options, stats), sys.stdout)
 
     logger.info(
         "access log import finished lines=%d events=%d",
@@ -330,6 +349,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sys.stderr.write("\n".join(stats.summary()) + "\n")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m scorer.accesslog``: the same as ``scorer import-access-log``."""
+    from scorer import cli
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    return cli.main(["import-access-log", *args])
 
 
 def _convert_line(line_number: int, line: str, options: ImportOptions) -> Event | str:
@@ -539,25 +566,6 @@ def _clean_referrer(referrer: str | None, keep_query: bool) -> str | None:
 def _digest(salt: str, text: str, hex_chars: int) -> str:
     mac = hmac.new(salt.encode(), text.encode(errors="replace"), hashlib.sha256)
     return mac.hexdigest()[:hex_chars]
-
-
-def _arguments() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m scorer.accesslog",
-        description="Convert a combined-format access log to scorer events "
-        "(JSON lines on stdout, statistics on stderr).",
-    )
-    parser.add_argument("file", help="access log path, or - for stdin")
-    parser.add_argument("--salt", default="", help="secret key for hashing addresses")
-    parser.add_argument(
-        "--by-user-agent",
-        action="store_true",
-        help="treat each address and user agent pair as its own visitor",
-    )
-    parser.add_argument(
-        "--keep-feeds", action="store_true", help="emit feed fetches as page views"
-    )
-    return parser
 
 
 def _read_lines(name: str) -> Iterator[str]:

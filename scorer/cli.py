@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING
 
-from scorer import __version__, logs
+from scorer import __version__, accesslog, logs
 from scorer.config import Config, load_config
 from scorer.errors import ConfigError, InvalidRecord, ScorerError
 from scorer.events import parse_time
@@ -48,8 +48,7 @@ SHORTHANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _arguments(argv)
     # Until a config is read (see `_load`), the flags or the defaults rule.
     logs.configure(args.log_level or "INFO", args.log_json)
     try:
@@ -150,10 +149,13 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_check_config)
 
     importer = commands.add_parser(
-        "import-access-log", help="turn a web access log into events (JSON lines)"
+        "import-access-log",
+        help="turn a web access log into events (JSON lines)",
+        description="Convert an Apache/Nginx combined-format access log to "
+        "scorer events: JSON lines on stdout, counts on stderr.",
     )
-    importer.add_argument("args", nargs=argparse.REMAINDER)
-    importer.set_defaults(handler=_import_access_log)
+    accesslog.add_arguments(importer)
+    importer.set_defaults(handler=accesslog.run)
 
     calibrate = commands.add_parser(
         "calibrate", help="sweep MQL thresholds against known conversions"
@@ -186,7 +188,18 @@ def _parser() -> argparse.ArgumentParser:
         "(default 0: as fast as possible)",
     )
     demo.set_defaults(handler=_demo)
+
+    for command in commands.choices.values():
+        command.set_defaults(command_parser=command)
     return parser
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    args, unknown = _parser().parse_known_args(argv)
+    if unknown:
+        # argparse would blame `scorer`; the command's usage is the helpful one.
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -408,12 +421,6 @@ def _produce(args: argparse.Namespace) -> int:
     stats = produce.Sender(producer, routing).send(read_lines(args.inputs))
     print(stats.summary(), file=sys.stderr)
     return EXIT_FAILED if stats.failed else EXIT_OK
-
-
-def _import_access_log(args: argparse.Namespace) -> int:
-    from scorer import accesslog
-
-    return accesslog.main(args.args)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -1,5 +1,8 @@
 import json
+import subprocess
+import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,7 +12,6 @@ from scorer.accesslog import (
     ImportOptions,
     ImportStats,
     import_log,
-    main,
 )
 from scorer.events import DEFAULT_MAX_FUTURE_MS, TimeBounds, parse_record
 
@@ -18,6 +20,8 @@ SAMPLE = REPO / "tests" / "data" / "apache_logs_sample"
 FULL_LOG = REPO / "examples" / "access_log" / "apache_logs"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:27.0) Gecko/20100101 Firefox/27.0"
 BOUNDS = TimeBounds(max_future_ms=DEFAULT_MAX_FUTURE_MS)
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def line(
@@ -311,19 +315,88 @@ def test_custom_category_prefixes_longest_wins() -> None:
     assert event["category"] == "api"
 
 
-def test_main_writes_events_to_stdout_and_stats_to_stderr(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert main([str(SAMPLE), "--salt", "s"]) == 0
+def command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scorer.cli", "import-access-log", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
-    out, err = capsys.readouterr()
-    events = [json.loads(text) for text in out.splitlines()]
+
+def module(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scorer.accesslog", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("runner", [command, module])
+def test_events_go_to_stdout_and_stats_to_stderr(runner: Runner) -> None:
+    result = runner(str(SAMPLE), "--salt", "s")
+
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(text) for text in result.stdout.splitlines()]
     assert len(events) == 43
-    assert "lines_read=300" in err
-    assert "events.page_view=43" in err
-    assert "distinct_leads=33" in err
-    assert "2001:db8" not in out + err
+    assert "lines_read=300" in result.stderr
+    assert "events.page_view=43" in result.stderr
+    assert "distinct_leads=33" in result.stderr
+    assert "2001:db8" not in result.stdout + result.stderr
 
 
-def test_main_reports_a_missing_file(tmp_path: Path) -> None:
-    assert main([str(tmp_path / "absent.log")]) == 1
+def test_options_go_before_or_after_the_file() -> None:
+    after = command(str(SAMPLE), "--salt", "s", "--by-user-agent", "--keep-feeds")
+    before = command("--salt", "s", "--keep-feeds", str(SAMPLE), "--by-user-agent")
+    unsalted = command(str(SAMPLE), "--by-user-agent", "--keep-feeds")
+
+    assert after.returncode == before.returncode == 0, before.stderr
+    assert after.stdout == before.stdout
+    assert after.stdout and after.stdout != unsalted.stdout
+
+
+def test_help_documents_every_option() -> None:
+    result = command("--help")
+
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: scorer import-access-log ")
+    for option in ("FILE", "--salt SALT", "--by-user-agent", "--keep-feeds"):
+        assert f"  {option}  " in result.stdout
+    assert "args" not in result.stdout
+
+
+@pytest.mark.parametrize("runner", [command, module])
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        ((), "the following arguments are required: FILE"),
+        ((str(SAMPLE), "--bogus"), "unrecognized arguments: --bogus"),
+        (("--salt",), "argument --salt: expected one argument"),
+    ],
+)
+def test_usage_errors_name_the_command(
+    runner: Runner, args: tuple[str, ...], problem: str
+) -> None:
+    result = runner(*args)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: scorer import-access-log ")
+    assert result.stderr.endswith(f"scorer import-access-log: error: {problem}\n")
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("runner", [command, module])
+def test_a_missing_file_is_one_error_line(tmp_path: Path, runner: Runner) -> None:
+    absent = tmp_path / "absent.log"
+
+    result = runner(str(absent), "--salt", "s")
+
+    assert result.returncode == 1
+    assert (
+        result.stderr.splitlines()[-1] == f"error: {absent}: No such file or directory"
+    )
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
