@@ -3,6 +3,7 @@
 import argparse
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -182,10 +183,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--speed",
-        type=float,
-        default=0.0,
-        help="replay the access log this many times faster than real time "
-        "(default 0: as fast as possible)",
+        type=_speed,
+        help="replay the access log this many times faster than real time, "
+        "a number above 0 (default: as fast as possible)",
     )
     demo.set_defaults(handler=_demo)
 
@@ -423,11 +423,34 @@ def _produce(args: argparse.Namespace) -> int:
     return EXIT_FAILED if stats.failed else EXIT_OK
 
 
+def _speed(text: str) -> float:
+    try:
+        speed = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(speed) and speed > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number above 0")
+    return speed
+
+
 def _demo(args: argparse.Namespace) -> int:
     from scorer import demo
 
-    code: int = demo.main(data_dir=args.data, speed=args.speed)
+    if args.data is not None:
+        _check_data(args.data, demo.XEDU_CSV)
+    # The demo's own convention: speed 0 replays as fast as possible.
+    speed = args.speed if args.speed is not None else 0.0
+    code: int = demo.main(data_dir=args.data, speed=speed)
     return code
+
+
+def _check_data(folder: Path, dataset: Path) -> None:
+    """A folder given with --data must hold the dataset; a default may not."""
+    if not folder.is_dir():
+        problem = "not a folder" if folder.exists() else "no such folder"
+        raise UsageError(f"--data: {folder}: {problem}")
+    if not (folder / dataset).is_file():
+        raise UsageError(f"--data: {folder} holds no {dataset}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -185,3 +185,32 @@ def test_a_binary_config_file_is_one_line_naming_it(tmp_path: Path) -> None:
     assert replayed.stderr.startswith("config error: ")
     assert replayed.stderr.count("\n") == 1
     assert "Traceback" not in checked.stderr + replayed.stderr
+
+
+@pytest.mark.parametrize("speed", ["-1", "0", "nan", "inf"])
+def test_the_demo_refuses_a_speed_that_is_not_above_0(speed: str) -> None:
+    result = run("demo", "--speed", speed)
+
+    assert result.returncode == 2
+    assert result.stderr.endswith(
+        f"scorer demo: error: argument --speed: {speed!r} is not a finite number "
+        "above 0\n"
+    )
+    assert result.stdout == ""
+
+
+def test_the_demo_refuses_a_data_folder_that_is_not_there(tmp_path: Path) -> None:
+    absent = tmp_path / "absent"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    missing = run("demo", "--data", str(absent))
+    without_dataset = run("demo", "--data", str(empty))
+
+    # Refused before any server starts: nothing at all on stdout.
+    assert missing.returncode == without_dataset.returncode == 2
+    assert missing.stderr == f"error: --data: {absent}: no such folder\n"
+    assert without_dataset.stderr == (
+        f"error: --data: {empty} holds no x_education_leads/Leads_dev70.csv\n"
+    )
+    assert missing.stdout == without_dataset.stdout == ""
