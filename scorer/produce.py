@@ -51,7 +51,11 @@ class Routing:
         topic: str | None,
         fmt: Format | None,
     ) -> "Routing":
-        by_type = dict(_config_routes(config)) if topic is None else {}
+        # --topic stands for the event topics only: firmographics on an event
+        # topic would be dead-lettered as wrong_topic by the scorer.
+        by_type = _config_routes(config)
+        if topic is not None:
+            by_type = {k: v for k, v in by_type.items() if k == "firmographics"}
         by_type.update(routes)
         formats: dict[str, Format] = {}
         if config is not None:
@@ -69,7 +73,12 @@ class Routing:
         chosen = self.by_type.get(kind) if isinstance(kind, str) else None
         chosen = chosen or self.topic
         if chosen is None:
-            raise InvalidRecord("no_route", f"no topic for type {kind!r}", "type")
+            raise InvalidRecord(
+                "no_route",
+                f"no topic for type {kind!r}: the config has several event "
+                "topics; give --route TYPE=TOPIC or --topic",
+                "type",
+            )
         return chosen
 
     def format_of(self, topic: str) -> Format:

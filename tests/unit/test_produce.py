@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 
 from scorer.config import load_config
-from scorer.errors import ConfigError
+from scorer.errors import ConfigError, InvalidRecord
 from scorer.produce import Routing, Sender, parse_routes
 from scorer.replay import Line, read_lines
 from scorer.wire import make_codec
@@ -55,7 +55,7 @@ FIRMO = {
 }
 
 
-def test_records_go_by_route_then_topic_then_config() -> None:
+def test_records_go_by_route_then_firmographics_then_topic_then_config() -> None:
     config = load_config(environ={})
     routing = Routing.of(config, {"webinar": "w"}, None, None)
 
@@ -66,8 +66,20 @@ def test_records_go_by_route_then_topic_then_config() -> None:
 
     routing = Routing.of(config, {"webinar": "w"}, "all", None)
     assert routing.topic_for({"type": "page_view"}) == "all"
-    assert routing.topic_for({"type": "firmographics"}) == "all"
+    # On an event topic the scorer would dead-letter them as wrong_topic.
+    assert routing.topic_for({"type": "firmographics"}) == "crm.firmographics"
     assert routing.topic_for({"type": "webinar"}) == "w"
+
+    routing = Routing.of(config, {"firmographics": "crm2"}, "all", None)
+    assert routing.topic_for({"type": "firmographics"}) == "crm2"
+
+
+def test_a_record_without_a_route_says_how_to_give_one() -> None:
+    routing = Routing.of(load_config(environ={}), {}, None, None)
+
+    with pytest.raises(InvalidRecord) as caught:
+        routing.topic_for({"type": "page_view"})
+    assert "give --route TYPE=TOPIC or --topic" in caught.value.message
 
 
 def test_json_goes_as_written_and_avro_is_encoded() -> None:
