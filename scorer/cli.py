@@ -4,6 +4,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -63,6 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ScorerError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (`scorer replay ... | head`): not an error of
+        # ours. Later writes, at exit too, go nowhere instead of failing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except OSError as exc:
         # A file named on the command line; other OS errors are not the

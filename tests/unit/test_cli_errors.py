@@ -214,3 +214,20 @@ def test_the_demo_refuses_a_data_folder_that_is_not_there(tmp_path: Path) -> Non
         f"error: --data: {empty} holds no x_education_leads/Leads_dev70.csv\n"
     )
     assert missing.stdout == without_dataset.stdout == ""
+
+
+def test_a_reader_that_goes_away_ends_the_output_without_a_traceback() -> None:
+    log = Path(__file__).parents[2] / "examples" / "access_log" / "apache_logs"
+    command = [sys.executable, "-m", "scorer.cli", "import-access-log", str(log)]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as writer:
+        assert writer.stdout is not None and writer.stderr is not None
+        first = writer.stdout.readline()
+        writer.stdout.close()  # as `| head -1` does
+        errors = writer.stderr.read().decode()
+        code = writer.wait(timeout=60)
+
+    assert first.startswith(b'{"event_id"')
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors
+    assert code == 1
