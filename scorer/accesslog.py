@@ -235,6 +235,9 @@ class ImportOptions:
         default_factory=lambda: dict(DEFAULT_CATEGORY_PREFIXES)
     )
     keep_referrer_query: bool = False
+    # A page's query string can carry what a form sent in a GET (e-mail=,
+    # name=) as well as tracking tokens; the rules match paths.
+    keep_url_query: bool = False
     bounds: TimeBounds = field(default_factory=TimeBounds)
 
 
@@ -325,6 +328,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="emit feed fetches (RSS, Atom) as page views of category 'feed' "
         "instead of dropping them",
     )
+    parser.add_argument(
+        "--keep-url-query",
+        action="store_true",
+        help="keep the query string of page URLs (dropped by default: it can "
+        "hold what a visitor typed into a form)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -336,7 +345,10 @@ def run(args: argparse.Namespace) -> int:
         logger.warning("no salt given: lead ids of real IP addresses are reversible")
 
     options = ImportOptions(
-        salt=args.salt, by_user_agent=args.by_user_agent, keep_feeds=args.keep_feeds
+        salt=args.salt,
+        by_user_agent=args.by_user_agent,
+        keep_feeds=args.keep_feeds,
+        keep_url_query=args.keep_url_query,
     )
     stats = ImportStats()
     logger.info("access log import started file=%s", args.file)
@@ -477,7 +489,8 @@ def _page_view(
     event_id: str, request: _Request, category: str | None, options: ImportOptions
 ) -> Event:
     event = _common(event_id, request, "page_view", options)
-    event["url"] = request.target
+    path, _, query = request.target.partition("?")
+    event["url"] = request.target if options.keep_url_query and query else path
     if category is not None:
         event["category"] = category
 

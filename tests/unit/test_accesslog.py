@@ -144,7 +144,7 @@ def test_page_view_fields() -> None:
     event = only([line(request="GET /blog/post.html?page=2 HTTP/1.1")])
 
     assert event["type"] == "page_view"
-    assert event["url"] == "/blog/post.html?page=2"
+    assert event["url"] == "/blog/post.html"
     assert event["category"] == "blog"
     assert event["occurred_at"] == "2015-05-17T10:05:03.000Z"
     assert "referrer" not in event
@@ -400,3 +400,14 @@ def test_a_missing_file_is_one_error_line(tmp_path: Path, runner: Runner) -> Non
     )
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_a_page_query_string_is_dropped_unless_asked_for() -> None:
+    """A GET form can put a visitor's e-mail and name into the URL."""
+    request = "GET /pricing?email=alice%40example.com&name=Alice HTTP/1.1"
+
+    plain = only([line(request=request)])
+    kept = only([line(request=request)], ImportOptions(keep_url_query=True))
+
+    assert plain["url"] == "/pricing"
+    assert kept["url"] == "/pricing?email=alice%40example.com&name=Alice"
