@@ -353,7 +353,9 @@ PRODUCER_RESERVED = ("transactional.id",)
 
 
 class Kafka(Frozen):
-    bootstrap_servers: str = "127.0.0.1:9092"
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="host:port[,host:port...] of the brokers"
+    )
     group_id: str = "lead-scorer"
     settings: dict[str, str | int | float | bool] = Field(
         default_factory=dict,
@@ -370,6 +372,15 @@ class Kafka(Frozen):
         description="librdkafka settings kept out of logs (sasl.password, ...); "
         "credentials given in `settings` land here too",
     )
+
+    @field_validator("bootstrap_servers", "group_id")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        # An empty group id aborts the process inside confluent-kafka; an
+        # empty broker list leaves the scorer waiting for ever.
+        if not value.strip() or value != value.strip():
+            raise ValueError("must not be empty or start or end with a space")
+        return value
 
     @model_validator(mode="before")
     @classmethod

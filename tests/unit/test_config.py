@@ -219,3 +219,15 @@ def test_a_key_given_twice_in_the_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
     assert "the key logging is given twice" in caught.value.message
+
+
+@pytest.mark.parametrize("field", ["group_id", "bootstrap_servers"])
+@pytest.mark.parametrize("value", ["", " ", " lead-scorer"])
+def test_a_blank_group_id_or_broker_list_is_refused(field: str, value: str) -> None:
+    """An empty group id aborts the process inside confluent-kafka."""
+    raw = default_raw()
+    raw.setdefault("kafka", {})[field] = value
+
+    error = error_of(raw)
+    assert error.field == f"kafka.{field}"
+    assert error.message.startswith("must not be empty")
