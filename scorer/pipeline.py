@@ -69,6 +69,8 @@ MAX_RETRY_DELAY_S = 2.0
 DELIVERY_TIMEOUT_S = 30.0
 # How often consumer lag is read from the client's cached watermarks.
 LAG_INTERVAL_S = 5.0
+# At start, how long to wait for the broker's topic list (a check only).
+TOPIC_CHECK_S = 5.0
 
 DLQ_HEADER_PREFIX = "scorer.error."
 # librdkafka's default message.max.bytes: its producer refuses anything
@@ -167,6 +169,7 @@ class ScorerPipeline:
         self.waiting.stop = stop
         try:
             self.delivery.start()
+            self._warn_of_missing_topics()
             self.consumer.subscribe(
                 list(self.codecs),
                 on_assign=self.partitions.on_assign,
@@ -180,6 +183,28 @@ class ScorerPipeline:
             log.warning("stopped while waiting; the batch in flight is not committed")
         finally:
             self._close()
+
+    def _warn_of_missing_topics(self) -> None:
+        """Name the configured topics the broker does not have.
+
+        Outputs to a missing topic wait for acknowledgements that never come,
+        and the wait's own log lines cannot say why.
+        """
+        topics = self.config.topics
+        roles = {name: "input" for name in self.codecs}
+        roles |= {topics.output.name: "output", topics.dead_letter: "dead_letter"}
+        try:
+            known = self.consumer.list_topics(timeout=TOPIC_CHECK_S).topics
+        except KafkaException:
+            return  # the broker is away: the waits say so
+        for name, role in roles.items():
+            if name not in known:
+                log.warning(
+                    "%s topic %s does not exist on the broker; records for it "
+                    "wait until it does",
+                    role,
+                    name,
+                )
 
     def _loop(self, stop: threading.Event) -> None:
         size = self.config.pipeline.batch_size

@@ -297,3 +297,30 @@ def wait_until(condition: Any, timeout_s: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.1)
+
+
+def test_a_missing_output_topic_is_named_at_start(
+    kafka_bootstrap: str,
+    redis_url: str,
+    fresh_topics: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Outputs to it would wait for acks without a word about the topic."""
+    (pages,) = fresh_topics("pages")
+    missing_out, missing_dlq = f"{pages}-no-out", f"{pages}-no-dlq"
+    config = make_config(
+        kafka_bootstrap,
+        redis_url,
+        topics_config([pages], "json", missing_out, missing_dlq, None),
+    )
+
+    with caplog.at_level("WARNING", logger="scorer.pipeline"), running_scorer(config):
+        wait_until(lambda: "does not exist" in caplog.text)
+
+    messages = [record.getMessage() for record in caplog.records]
+    warnings = [message for message in messages if "does not exist" in message]
+    assert sorted(warnings) == sorted(
+        f"{role} topic {name} does not exist on the broker; records for it "
+        "wait until it does"
+        for role, name in (("output", missing_out), ("dead_letter", missing_dlq))
+    )
