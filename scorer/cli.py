@@ -423,10 +423,12 @@ def _produce(args: argparse.Namespace) -> int:
     config = _load(args)
     routes = produce.parse_routes(args.route)
     routing = produce.Routing.of(config, routes, args.topic, args.format)
-    producer = Producer(service.producer_settings(config))
+    producer = Producer(
+        service.producer_settings(config), logger=service.client_logger("producer")
+    )
     stats = produce.Sender(producer, routing).send(read_lines(args.inputs))
     print(stats.summary(), file=sys.stderr)
-    return EXIT_FAILED if stats.failed else EXIT_OK
+    return EXIT_OK if stats.succeeded else EXIT_FAILED
 
 
 def _speed(text: str) -> float:

@@ -94,6 +94,16 @@ class ProduceStats:
     bad: Counter[str] = field(default_factory=Counter)
     failed: int = 0
 
+    @property
+    def succeeded(self) -> bool:
+        """Every delivery acknowledged, and something sent if lines were read.
+
+        Bad lines alone are reported and skipped; a run that sent nothing of
+        what it read (no route for any record, say) did not do its job.
+        """
+        nothing_sent = self.lines > 0 and not self.produced
+        return not self.failed and not nothing_sent
+
     def summary(self) -> str:
         parts = [f"lines={self.lines}", f"produced={sum(self.produced.values())}"]
         parts += [f"topic.{name}={n}" for name, n in sorted(self.produced.items())]

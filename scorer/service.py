@@ -151,12 +151,12 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
     scorer = Scorer(config.scoring, store)
     consumer = Consumer(
         {**consumer_settings(config), "error_cb": _count_errors(metrics)},
-        logger=_client_logger("consumer"),
+        logger=client_logger("consumer"),
     )
     settings = {**output_producer_settings(config), "error_cb": _count_errors(metrics)}
 
     def make_producer() -> Producer:
-        return Producer(settings, logger=_client_logger("producer"))
+        return Producer(settings, logger=client_logger("producer"))
 
     return ScorerPipeline(config, scorer, consumer, make_producer, metrics)
 
@@ -218,7 +218,7 @@ def _unreachable(exc: StateStoreError) -> bool:
     return away and not refused
 
 
-def _client_logger(role: str) -> logging.Logger:
+def client_logger(role: str) -> logging.Logger:
     logger = logging.getLogger(f"scorer.kafka.{role}")
     if not any(isinstance(f, Repeats) for f in logger.filters):
         logger.addFilter(Repeats())

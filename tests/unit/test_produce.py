@@ -2,6 +2,7 @@
 
 import io
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from confluent_kafka import KafkaError, Producer
 
 from scorer.config import load_config
 from scorer.errors import ConfigError, InvalidRecord
-from scorer.produce import Routing, Sender, parse_routes
+from scorer.produce import ProduceStats, Routing, Sender, parse_routes
 from scorer.replay import Line, read_lines
 from scorer.wire import make_codec
 
@@ -199,3 +200,14 @@ def test_a_record_over_the_size_limit_is_reported_and_the_rest_go_on() -> None:
     assert stats.summary() == (
         "produce: lines=3 produced=0 bad=1 bad.too_large=1 delivery_failed=2"
     )
+
+
+def test_a_run_succeeds_only_if_it_sent_something_and_lost_nothing() -> None:
+    assert ProduceStats().succeeded  # an empty input
+    some_bad = ProduceStats(lines=3, bad=Counter(no_route=2))
+    some_bad.produced["t"] = 1
+    assert some_bad.succeeded
+    assert not ProduceStats(lines=3, bad=Counter(no_route=3)).succeeded
+    lost = ProduceStats(lines=2, failed=1)
+    lost.produced["t"] = 1
+    assert not lost.succeeded
