@@ -394,7 +394,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from scorer import calibrate
 
-    threshold = _load(args).scoring.mql.threshold if args.config else None
+    threshold = _load(args).scoring.mql.threshold
     labels = calibrate.read_labels(args.labels)
     peaks = calibrate.read_peaks(args.outputs)
     thresholds = calibrate.default_thresholds(peaks)

@@ -231,3 +231,15 @@ def test_a_reader_that_goes_away_ends_the_output_without_a_traceback() -> None:
     assert first.startswith(b'{"event_id"')
     assert "Traceback" not in errors and "BrokenPipeError" not in errors
     assert code == 1
+
+
+def test_calibrate_validates_settings_without_a_config_file(tmp_path: Path) -> None:
+    outputs, labels = tmp_path / "outputs.jsonl", tmp_path / "labels.csv"
+    outputs.write_text("")
+    labels.write_text("lead_id,converted\nL1,1\n")
+    common = ("calibrate", "--outputs", str(outputs), "--labels", str(labels))
+
+    result = run(*common, "--set", "foo.bar=1")
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == "config error: foo: unknown field"
