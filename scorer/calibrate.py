@@ -67,7 +67,14 @@ def read_labels(path: Path) -> dict[str, bool]:
     reader = csv.DictReader(io.StringIO(_text(path), newline=""))
     try:
         _check_header(path, reader.fieldnames)
-        labels = dict(_label(row, f"{path}:{reader.line_num}") for row in reader)
+        labels: dict[str, bool] = {}
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            lead, converted = _label(row, where)
+            # Two rows of one lead may disagree: which one is true is unknown.
+            if lead in labels:
+                raise UnusableFile(f"{where}: lead {lead} is labelled twice")
+            labels[lead] = converted
     except csv.Error as exc:
         raise UnusableFile(f"{path}:{reader.line_num}: not CSV: {exc}") from exc
 

@@ -165,3 +165,11 @@ def test_each_unusable_file_is_one_line_from_the_command(tmp_path: Path) -> None
         assert result.returncode == 1
         assert result.stderr == message + "\n"
         assert result.stdout == ""
+
+
+def test_a_lead_labelled_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    labels = written(tmp_path, "labels.csv", "lead_id,converted\nL1,1\nL2,0\nL1,0\n")
+
+    with pytest.raises(UnusableFile) as caught:
+        read_labels(labels)
+    assert str(caught.value) == f"{labels}:4: lead L1 is labelled twice"
