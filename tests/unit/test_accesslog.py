@@ -1,11 +1,11 @@
 import json
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from command import scorer
 
 from scorer.accesslog import (
     DROP_REASONS,
@@ -316,23 +316,11 @@ def test_custom_category_prefixes_longest_wins() -> None:
 
 
 def command(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scorer.cli", "import-access-log", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return scorer("import-access-log", *args)
 
 
 def module(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scorer.accesslog", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return scorer(*args, module="scorer.accesslog")
 
 
 @pytest.mark.parametrize("runner", [command, module])

@@ -5,27 +5,15 @@ the line, where there is one), run as a user runs it: no traceback.
 """
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from command import scorer as run
 
 from scorer.calibrate import UnusableFile, read_labels, read_peaks
 
 EXPECTED = "expected 0, 1, true or false"
 LABELS = "lead_id,converted\nL1,1\nL2,0\nL3,true\nL4,FALSE\nL5, True \n"
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scorer.cli", *args],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        check=False,
-        timeout=60,
-    )
 
 
 def outputs(tmp_path: Path, *scores: tuple[str, float]) -> Path:

@@ -14,20 +14,11 @@ from typing import Any
 
 import pytest
 import yaml
+from command import scorer as run
 
 from scorer.config import default_config_path
 
 Breakage = Callable[[dict[str, Any]], None]
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scorer.cli", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
 
 
 def unknown_field(raw: dict[str, Any]) -> None:

@@ -1,14 +1,12 @@
 """Credentials in the config: kept as secrets wherever they come from, handed to
 the clients, and never echoed by a config error or `check-config`."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from command import scorer as run_cli
 
 from scorer.config import default_config_path, load_config, parse_config
 from scorer.errors import ConfigError
@@ -171,17 +169,6 @@ def test_redis_tls_needs_files_that_exist_and_a_rediss_url(tmp_path: Path) -> No
 
     raw["redis"] = {"url": "rediss://h:1/0", "tls": {"cert_file": str(tmp_path)}}
     assert error_of(raw).field.startswith("redis.tls")
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scorer.cli", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-        env={**os.environ, **env},
-    )
 
 
 def test_check_config_never_prints_a_secret(tmp_path: Path) -> None:

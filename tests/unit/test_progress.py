@@ -2,9 +2,9 @@
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from command import scorer
 
 from scorer.progress import ProgressLine
 
@@ -69,12 +69,7 @@ def test_replay_progress_goes_to_stderr_and_stdout_holds_outputs_only(
     ]
     events.write_text("".join(json.dumps(r) + "\n" for r in records) + "{bad\n")
 
-    result = subprocess.run(
-        [sys.executable, "-m", "scorer.cli", "replay", "--progress", str(events)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = scorer("replay", "--progress", str(events))
 
     assert result.returncode == 0, result.stderr
     outputs = [json.loads(line) for line in result.stdout.splitlines()]
@@ -97,12 +92,7 @@ def test_no_progress_line_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text("")
 
-    result = subprocess.run(
-        [sys.executable, "-m", "scorer.cli", "replay", str(events)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = scorer("replay", str(events))
 
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stderr

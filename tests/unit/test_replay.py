@@ -1,24 +1,14 @@
 """`scorer replay` and `scorer check-config` as a user runs them."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from command import scorer as run
 
 from scorer.events import format_time
 
 T0 = 1_750_000_000_000
 DAY_MS = 86_400_000
-
-
-def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scorer.cli", *args],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        check=False,
-    )
 
 
 def summary_rows(stderr: str) -> dict[str, str]:

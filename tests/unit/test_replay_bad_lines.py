@@ -9,12 +9,11 @@ import base64
 import io
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from command import scorer as run
 
 from scorer.config import default_config_path, load_config
 from scorer.events import format_time
@@ -24,17 +23,6 @@ from scorer.wire import JsonCodec
 T0_MS = 1_750_000_000_000
 PERSONAL = "jane.doe@example.com"
 REPORT = re.compile(r"^(?P<file>.+):(?P<line>\d+): (?P<reason>[a-z_]+)(?: |:)")
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scorer.cli", *args],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        check=False,
-        timeout=120,
-    )
 
 
 def page(n: int, lead: str, url: str, **changes: Any) -> dict[str, Any]:
