@@ -14,16 +14,13 @@ at start-up, under the subject its strategy names, and every output is framed
 with that id.
 """
 
-import io
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from fastavro import schemaless_reader
-from fastavro.read import SchemaResolutionError
 from fastavro.schema import (
     SchemaParseException,
     fingerprint,
@@ -40,7 +37,14 @@ from scorer.registry import (
     RegistryUnavailable,
     SchemaNotFound,
 )
-from scorer.wire import HEADER_BYTES, AvroCodec, Codec, SchemaCatalog, make_codec
+from scorer.wire import (
+    HEADER_BYTES,
+    AvroCodec,
+    Codec,
+    SchemaCatalog,
+    make_codec,
+    read_body,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +54,6 @@ MAX_SCHEMA_ID = 2**31 - 1  # ids are Java ints; a larger one was never handed ou
 UNKNOWN_ID_RECHECK_S = 60.0  # an id the registry lacked is asked again after this
 UNKNOWN_IDS_KEPT = 10_000  # so that a flood of junk ids cannot grow memory
 
-# What fastavro raises on a truncated or corrupt body; scorer.wire catches the
-# same, and says there which error means what.
-_CORRUPT_BODY_ERRORS = (EOFError, StopIteration, ValueError, IndexError, OverflowError)
 _BAD_SCHEMA_ERRORS = (SchemaParseException, ValueError, TypeError, KeyError)
 
 
@@ -137,23 +138,14 @@ class ConfluentAvroCodec:
         if reading is None:
             reading = self._learn(value)
 
-        # BytesIO shares the bytes object; seeking past the frame beats slicing.
-        body = io.BytesIO(value)
-        body.seek(FRAME_BYTES)
-        try:
-            record = schemaless_reader(body, reading.writer, reading.reader)
-        except SchemaResolutionError as exc:
-            message = f"{reading.label} cannot be read as {reading.reader_label}"
-            raise InvalidRecord("incompatible_schema", message) from exc
-        except _CORRUPT_BODY_ERRORS as exc:
-            message = f"corrupt body of {reading.label}: {type(exc).__name__}"
-            raise InvalidRecord("bad_avro", message) from exc
-
-        if body.tell() != len(value):
-            extra = len(value) - body.tell()
-            message = f"{extra} trailing bytes after the body of {reading.label}"
-            raise InvalidRecord("bad_avro", message)
-        return cast(dict[str, Any], record)
+        return read_body(
+            value,
+            FRAME_BYTES,
+            reading.writer,
+            reading.reader,
+            reading.label,
+            reading.reader_label,
+        )
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         if self._output is None:

@@ -191,25 +191,9 @@ class AvroCodec:
             _reject_header(value)
         writer, reader = schemas
         resolve_to = None if reader is writer else reader.parsed
-
-        # BytesIO shares the bytes object rather than copying it; seeking past
-        # the header is cheaper than slicing.
-        body = io.BytesIO(value)
-        body.seek(HEADER_BYTES)
-        try:
-            record = schemaless_reader(body, writer.parsed, resolve_to)
-        except SchemaResolutionError as exc:
-            message = f"{writer.label} cannot be read as {reader.label}"
-            raise InvalidRecord("incompatible_schema", message) from exc
-        except _CORRUPT_BODY_ERRORS as exc:
-            message = f"corrupt {writer.label} body: {_describe(exc)}"
-            raise InvalidRecord("bad_avro", message) from exc
-
-        if body.tell() != len(value):
-            extra = len(value) - body.tell()
-            message = f"{extra} trailing bytes after the {writer.label} body"
-            raise InvalidRecord("bad_avro", message)
-        return cast(dict[str, Any], record)
+        return read_body(
+            value, HEADER_BYTES, writer.parsed, resolve_to, writer.label, reader.label
+        )
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         target = self._target(record)
@@ -380,6 +364,39 @@ def _reject_header(value: bytes) -> NoReturn:
     # Shown in wire order, the order fastavro and the Java tools print it in.
     hex_fp = bytes(value[2:HEADER_BYTES]).hex()
     raise InvalidRecord("unknown_schema", f"no schema with fingerprint {hex_fp}")
+
+
+def read_body(
+    value: bytes,
+    start: int,
+    writer: Any,
+    reader: Any | None,
+    writer_label: str,
+    reader_label: str,
+) -> dict[str, Any]:
+    """The Avro body of `value` from byte `start`: written by the parsed schema
+    `writer`, resolved to `reader` (None: read as written).
+
+    Whatever stops the reading is an `InvalidRecord`, for the dead letters.
+    """
+    # BytesIO shares the bytes object rather than copying it; seeking past
+    # the header is cheaper than slicing.
+    body = io.BytesIO(value)
+    body.seek(start)
+    try:
+        record = schemaless_reader(body, writer, reader)
+    except SchemaResolutionError as exc:
+        message = f"{writer_label} cannot be read as {reader_label}"
+        raise InvalidRecord("incompatible_schema", message) from exc
+    except _CORRUPT_BODY_ERRORS as exc:
+        message = f"corrupt body of {writer_label}: {_describe(exc)}"
+        raise InvalidRecord("bad_avro", message) from exc
+
+    if body.tell() != len(value):
+        extra = len(value) - body.tell()
+        message = f"{extra} trailing bytes after the body of {writer_label}"
+        raise InvalidRecord("bad_avro", message)
+    return cast(dict[str, Any], record)
 
 
 def _describe(exc: Exception) -> str:
