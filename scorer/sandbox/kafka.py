@@ -8,20 +8,14 @@ one JVM) on loopback ports, with settings that keep tests fast.
 from __future__ import annotations
 
 import base64
-import contextlib
-import fcntl
 import functools
 import logging
-import os
-import re
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
-import xml.etree.ElementTree as ET
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
@@ -39,16 +33,20 @@ from scorer.sandbox import (
     run_to_end,
     tail,
 )
+from scorer.sandbox.maven import (
+    JAVA_HINT,
+    Artifact,
+    default_cache_dir,
+    fetch,
+    pom_property,
+)
 
 logger = logging.getLogger(__name__)
 
 POM_PATH = Path(__file__).with_name("pom.xml")
 LOG4J_CONFIG_PATH = Path(__file__).with_name("log4j2.properties")
-CACHE_DIR_ENV = "SCORER_CACHE_DIR"
-JAVA_HINT = "install a Java 17+ runtime (Debian: openjdk-17-jre-headless)"
 MVN_HINT = "install Maven (Debian: maven) to fetch the Kafka jars"
 
-MVN_TIMEOUT_S = 900.0  # a first fetch is ~45 MB; allow a slow mirror
 FORMAT_TIMEOUT_S = 120.0  # StorageTool is one short JVM run, ~1 s here
 KAFKA_READY_TIMEOUT_S = 60.0  # the broker is ready in ~2-3 s on 2 cores
 PROBE_TIMEOUT_S = 2.0  # one readiness or metadata request
@@ -87,108 +85,30 @@ SINGLE_NODE_PROPERTIES: Mapping[str, str] = {
     "broker.session.timeout.ms": "3000",
 }
 
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Maven colours some lines even with -B
+KAFKA_JARS = Artifact(
+    what="the Kafka jars",
+    pom=POM_PATH,
+    goal="dependency:copy-dependencies",
+    mvn_hint=MVN_HINT,
+    complete=lambda libs: any(libs.glob("kafka_*.jar")),
+)
 
 
 @functools.cache
 def kafka_version() -> str:
     """The Kafka version pinned by the `kafka.version` property of pom.xml."""
-    namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
-    node = ET.parse(POM_PATH).find("m:properties/m:kafka.version", namespace)
-    if node is None or not node.text:
-        raise ScorerError(f"{POM_PATH} has no kafka.version property")
-    return node.text.strip()
-
-
-def default_cache_dir() -> Path:
-    """Root of the jar cache: $SCORER_CACHE_DIR, else ~/.cache/lead-scorer."""
-    configured = os.environ.get(CACHE_DIR_ENV)
-    if configured:
-        return Path(configured)
-    return Path.home() / ".cache" / "lead-scorer"
+    return pom_property(POM_PATH, "kafka.version")
 
 
 def ensure_kafka_jars(cache_dir: Path | None = None) -> Path:
     """Return the directory of the broker's jars, fetching them on first use.
 
-    The jars land in `<cache_dir>/kafka-<version>/libs`; `cache_dir` defaults
-    to `default_cache_dir()`. A download is written beside that directory and
-    renamed into place when complete, so an interrupted one leaves no partial
-    cache, and a file lock keeps two processes from downloading at once.
+    The jars land in `<cache_dir>/kafka-<version>/libs` (see
+    `scorer.sandbox.maven.fetch`); `cache_dir` defaults to the user's cache.
     """
-    version_dir = (cache_dir or default_cache_dir()) / f"kafka-{kafka_version()}"
-    libs = version_dir / "libs"
-    if libs.is_dir():
-        return libs
-
-    require_tool("java", JAVA_HINT)
-    mvn = require_tool("mvn", MVN_HINT)
-    version_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(version_dir / ".lock"):
-        # Another process may have finished the download while we waited.
-        if not libs.is_dir():
-            _download_jars(mvn, libs)
-    return libs
-
-
-@contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    with path.open("a") as lock_file:
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            logger.info("waiting for another process to fetch jars lock=%s", path)
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
-
-
-def _download_jars(mvn: str, libs: Path) -> None:
-    # Holding the lock, any staging dir left here is from a killed download.
-    for stale in libs.parent.glob(".libs-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-
-    staging = Path(tempfile.mkdtemp(prefix=".libs-", dir=libs.parent))
-    logger.info("fetching Kafka jars version=%s into=%s", kafka_version(), libs)
-    started = time.monotonic()
-    try:
-        _run_maven(mvn, staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-    staging.chmod(0o755)  # mkdtemp makes it private; the jars are not secret
-    staging.rename(libs)
-    elapsed_s = time.monotonic() - started
-    logger.info("fetched Kafka jars dir=%s elapsed_s=%.1f", libs, elapsed_s)
-
-
-def _run_maven(mvn: str, output_dir: Path) -> None:
-    # Maven runs on a copy of the pom: the installed package may be read-only.
-    with tempfile.TemporaryDirectory(prefix="scorer-mvn-") as project:
-        shutil.copy(POM_PATH, Path(project) / "pom.xml")
-        command = [
-            mvn,
-            "-B",
-            "-q",
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={output_dir}",
-        ]
-        try:
-            result = run_to_end(command, Path(project), MVN_TIMEOUT_S)
-        except subprocess.TimeoutExpired as exc:
-            raise ScorerError(f"mvn did not finish in {MVN_TIMEOUT_S:.0f} s") from exc
-
-    output = _ANSI_ESCAPE.sub("", result.stdout + result.stderr)
-    if result.returncode != 0:
-        raise ScorerError(
-            f"mvn failed to fetch the Kafka jars (exit {result.returncode}):\n"
-            f"{tail(output)}"
-        )
-    if not any(output_dir.glob("kafka_*.jar")):
-        raise ScorerError(f"mvn succeeded but fetched no Kafka jar:\n{tail(output)}")
+    version = kafka_version()
+    root = cache_dir or default_cache_dir()
+    return fetch(KAFKA_JARS, root / f"kafka-{version}" / "libs", version)
 
 
 def new_cluster_id() -> str:

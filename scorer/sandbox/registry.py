@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
-import subprocess
-import tempfile
-import time
 import urllib.error
 import urllib.request
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,10 +22,14 @@ from scorer.sandbox import (
     PortTakenError,
     free_ports,
     require_tool,
-    run_to_end,
-    tail,
 )
-from scorer.sandbox.kafka import JAVA_HINT, _exclusive_lock, default_cache_dir
+from scorer.sandbox.maven import (
+    JAVA_HINT,
+    Artifact,
+    default_cache_dir,
+    fetch,
+    pom_property,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +37,6 @@ POM_PATH = Path(__file__).with_name("registry-pom.xml")
 MVN_HINT = "install Maven (Debian: maven) to fetch Apicurio Registry"
 CCOMPAT_PATH = "/apis/ccompat/v7"  # where Apicurio serves Confluent's API
 
-MVN_TIMEOUT_S = 900.0  # a first fetch is ~140 MB; allow a slow mirror
 REGISTRY_READY_TIMEOUT_S = 90.0  # ready in ~3 s here; a loaded 2-core CI is slower
 PROBE_TIMEOUT_S = 1.0  # one readiness request
 
@@ -55,84 +53,30 @@ DEFAULT_JVM_OPTIONS: tuple[str, ...] = (
 )
 
 
+REGISTRY_DIST = Artifact(
+    what="Apicurio Registry",
+    pom=POM_PATH,
+    goal="dependency:unpack-dependencies",
+    mvn_hint=MVN_HINT,
+    complete=lambda dist: _runner_jar(dist) is not None,
+)
+
+
 @functools.cache
 def registry_version() -> str:
     """The Apicurio Registry version pinned by `apicurio.version` in the pom."""
-    namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
-    node = ET.parse(POM_PATH).find("m:properties/m:apicurio.version", namespace)
-    if node is None or not node.text:
-        raise ScorerError(f"{POM_PATH} has no apicurio.version property")
-    return node.text.strip()
+    return pom_property(POM_PATH, "apicurio.version")
 
 
 def ensure_registry_dist(cache_dir: Path | None = None) -> Path:
     """Return the directory of the unpacked registry, fetching it on first use.
 
-    It lands in `<cache_dir>/apicurio-registry-<version>/dist`; `cache_dir`
-    defaults to `default_cache_dir()`. As for the Kafka jars, the download is
-    staged beside that directory and renamed into place when complete, under a
-    file lock.
+    It lands in `<cache_dir>/apicurio-registry-<version>/dist` (see
+    `scorer.sandbox.maven.fetch`); `cache_dir` defaults to the user's cache.
     """
-    version_dir = (cache_dir or default_cache_dir()) / (
-        f"apicurio-registry-{registry_version()}"
-    )
-    dist = version_dir / "dist"
-    if dist.is_dir():
-        return dist
-
-    require_tool("java", JAVA_HINT)
-    mvn = require_tool("mvn", MVN_HINT)
-    version_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(version_dir / ".lock"):
-        if not dist.is_dir():
-            _download(mvn, dist)
-    return dist
-
-
-def _download(mvn: str, dist: Path) -> None:
-    for stale in dist.parent.glob(".dist-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-
-    staging = Path(tempfile.mkdtemp(prefix=".dist-", dir=dist.parent))
-    logger.info(
-        "fetching Apicurio Registry version=%s into=%s", registry_version(), dist
-    )
-    started = time.monotonic()
-    try:
-        _run_maven(mvn, staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-    staging.chmod(0o755)
-    staging.rename(dist)
-    elapsed_s = time.monotonic() - started
-    logger.info("fetched Apicurio Registry dir=%s elapsed_s=%.1f", dist, elapsed_s)
-
-
-def _run_maven(mvn: str, output_dir: Path) -> None:
-    with tempfile.TemporaryDirectory(prefix="scorer-mvn-") as project:
-        shutil.copy(POM_PATH, Path(project) / "pom.xml")
-        command = [
-            mvn,
-            "-B",
-            "-q",
-            "dependency:unpack-dependencies",
-            f"-DoutputDirectory={output_dir}",
-        ]
-        try:
-            result = run_to_end(command, Path(project), MVN_TIMEOUT_S)
-        except subprocess.TimeoutExpired as exc:
-            raise ScorerError(f"mvn did not finish in {MVN_TIMEOUT_S:.0f} s") from exc
-
-    output = result.stdout + result.stderr
-    if result.returncode != 0:
-        raise ScorerError(
-            f"mvn failed to fetch Apicurio Registry (exit {result.returncode}):\n"
-            f"{tail(output)}"
-        )
-    if _runner_jar(output_dir) is None:
-        raise ScorerError(f"mvn unpacked no registry runner jar:\n{tail(output)}")
+    version = registry_version()
+    root = cache_dir or default_cache_dir()
+    return fetch(REGISTRY_DIST, root / f"apicurio-registry-{version}" / "dist", version)
 
 
 def _runner_jar(dist: Path) -> Path | None:
