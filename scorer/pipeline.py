@@ -53,6 +53,7 @@ from scorer.events import (
     parse_record,
     unexpected_error,
 )
+from scorer.lane import StoreLane
 from scorer.lead import LATE, TOO_LATE
 from scorer.metrics import Metrics
 from scorer.publish import MQL_CROSSED
@@ -78,6 +79,10 @@ DLQ_HEADER_PREFIX = "scorer.error."
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 MESSAGE_OVERHEAD_BYTES = 512  # header framing librdkafka counts in that size
 SHORT_KEY_BYTES = 1024  # a key still copied when a dead letter is too big
+# Records per part of a batch sent to Redis at once (`_score_in_parts`):
+# small enough that Redis starts early and little of its work is left
+# without Python work beside it, large enough for several updates per call.
+PART_RECORDS = 200
 
 
 @dataclass(slots=True)
@@ -141,6 +146,7 @@ class ScorerPipeline:
         self.waiting = Waiting(self.partitions, metrics, threading.Event())
         mode = Transactional if config.pipeline.transactional else AtLeastOnce
         self.delivery = mode(make_producer, consumer, self.waiting, metrics)
+        self.lane = StoreLane(scorer.store)
         self.on_batch: Callable[[Batch, list[Scored]], None] | None = None
         self._last_lag_s = 0.0
         # Read by /readyz from the probe thread (scorer.probes): monotonic
@@ -223,13 +229,12 @@ class ScorerPipeline:
     def process(self, messages: Sequence[Message]) -> list[Scored]:
         """Score, publish and commit one batch of consumed messages."""
         started = time.monotonic()
-        batch = self._decode(messages)
-        epochs = self.partitions.epochs(_next_offsets_by_key(batch.messages))
+        batch, results, outputs = self._score_in_parts(messages)
+        next_offsets = _next_offsets_by_key(batch.messages)
+        epochs = self.partitions.epochs(next_offsets)
 
-        results = self._score(batch.items)
-
-        outgoing = self._outgoing(batch, results)
-        offsets = _next_offsets(batch.messages)
+        outgoing = [self._dead_letter(r) for r in batch.rejected] + outputs
+        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
         self.delivery.deliver(Handoff(outgoing, offsets, epochs))
         self._observe_latency(batch, results)
 
@@ -259,7 +264,9 @@ class ScorerPipeline:
                 continue
             except RegistryError:
                 # The schema registry failed, not the record: stop before
-                # anything of the batch is scored or committed.
+                # anything of the batch is committed. (Parts already sent to
+                # Redis are remembered by update id, so the batch consumed
+                # again after the restart publishes the same outputs.)
                 raise
             except Exception as exc:
                 # A bug must not stop the partition behind one record.
@@ -295,11 +302,44 @@ class ScorerPipeline:
 
     # -- scoring -----------------------------------------------------------
 
-    def _score(self, items: list[Item]) -> list[Scored]:
-        try:
-            return self.scorer.score(items)
-        except StateStoreError as exc:
-            return self._score_when_redis_returns(items, exc)
+    def _score_in_parts(
+        self, messages: Sequence[Message]
+    ) -> tuple[Batch, list[Scored], list[Outgoing]]:
+        """Decode and score a batch, Redis working while Python does.
+
+        Each part goes to Redis (`scorer.lane`) as soon as it is decoded and
+        planned; the outputs of a part are encoded while Redis applies the
+        parts behind it. The batch, results and outputs keep consumed order.
+        """
+        parts = []
+        for start in range(0, len(messages), PART_RECORDS):
+            part = self._decode(messages[start : start + PART_RECORDS])
+            plan = self.scorer.plan(part.items)
+            parts.append((part, plan, self.lane.submit(plan.updates)))
+
+        batch = Batch(messages=[])
+        results: list[Scored] = []
+        outputs: list[Outgoing] = []
+        failure: StateStoreError | None = None
+        for part, plan, applied in parts:
+            batch.messages += part.messages
+            batch.items += part.items
+            batch.sources += part.sources
+            batch.rejected += part.rejected
+            try:
+                outcomes = applied.result()
+            except StateStoreError as exc:
+                failure = failure or exc
+                continue
+            scored = self.scorer.finish(plan, outcomes)
+            results += scored
+            outputs += self._outputs(part, scored)
+        self.lane.clear()
+
+        if failure is not None:
+            results = self._score_when_redis_returns(batch.items, failure)
+            outputs = self._outputs(batch, results)
+        return batch, results, outputs
 
     def _score_when_redis_returns(
         self, items: list[Item], error: StateStoreError
@@ -338,12 +378,12 @@ class ScorerPipeline:
 
     # -- publishing --------------------------------------------------------
 
-    def _outgoing(self, batch: Batch, results: list[Scored]) -> list[Outgoing]:
-        outgoing = [self._dead_letter(r) for r in batch.rejected]
+    def _outputs(self, batch: Batch, results: list[Scored]) -> list[Outgoing]:
+        outputs = []
         for message, result in zip(batch.sources, results, strict=True):
             for event in result.outputs:
-                outgoing.append(self._output(message, event))
-        return outgoing
+                outputs.append(self._output(message, event))
+        return outputs
 
     def _output(self, source: Message, event: dict[str, Any]) -> Outgoing:
         topic, partition, _ = _where(source)
@@ -459,6 +499,7 @@ class ScorerPipeline:
         log.info("scorer stopping: flushing outputs and committing")
         self.delivery.close(DELIVERY_TIMEOUT_S)
         self.consumer.close()
+        self.lane.close()
         log.info("scorer stopped")
 
     # -- metrics -----------------------------------------------------------
@@ -558,8 +599,3 @@ def _next_offsets_by_key(messages: list[Message]) -> dict[Key, int]:
         topic, partition, offset = _where(message)
         highest[(topic, partition)] = max(highest.get((topic, partition), -1), offset)
     return {key: offset + 1 for key, offset in highest.items()}
-
-
-def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
-    places = _next_offsets_by_key(messages)
-    return [TopicPartition(t, p, offset) for (t, p), offset in places.items()]

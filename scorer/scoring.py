@@ -60,6 +60,16 @@ class Scored:
         return self.outcome is not None and self.outcome.late == TOO_LATE
 
 
+@dataclass(slots=True)
+class Plan:
+    """A batch's updates for the store, and what each needs to be published."""
+
+    count: int  # records planned, with or without an update
+    positions: list[int] = field(default_factory=list)
+    updates: list[Update] = field(default_factory=list)
+    reasons: list[Reason | None] = field(default_factory=list)
+
+
 class Scorer:
     def __init__(self, scoring: Scoring, store: LeadStore) -> None:
         self.scoring = scoring
@@ -71,23 +81,32 @@ class Scorer:
 
     def score(self, items: Sequence[Item]) -> list[Scored]:
         """Score a batch; results are in the order of `items`."""
-        results: list[Scored] = [Scored(NO_RULE) for _ in items]
-        positions: list[int] = []
-        updates: list[Update] = []
-        reasons: list[Reason | None] = []
+        plan = self.plan(items)
+        return self.finish(plan, self.store.apply(plan.updates))
+
+    def plan(self, items: Sequence[Item]) -> "Plan":
+        """Match rules and compute fit: all of scoring that needs no state.
+
+        `score` is `plan`, the store's `apply` of the plan's updates, then
+        `finish`; the live pipeline runs `apply` on another thread so that
+        Redis works while Python plans the next part of a batch.
+        """
+        plan = Plan(len(items))
         for position, item in enumerate(items):
             prepared = self._prepare(item)
             if prepared is None:
                 continue
             update, reason = prepared
-            positions.append(position)
-            updates.append(update)
-            reasons.append(reason)
+            plan.positions.append(position)
+            plan.updates.append(update)
+            plan.reasons.append(reason)
+        return plan
 
-        outcomes = self.store.apply(updates)
-
+    def finish(self, plan: "Plan", outcomes: Sequence[Outcome | None]) -> list[Scored]:
+        """The results of a plan whose updates the store applied."""
+        results: list[Scored] = [Scored(NO_RULE) for _ in range(plan.count)]
         for position, update, reason, outcome in zip(
-            positions, updates, reasons, outcomes, strict=True
+            plan.positions, plan.updates, plan.reasons, outcomes, strict=True
         ):
             results[position] = self._result(update, reason, outcome)
         return results
