@@ -8,19 +8,19 @@ once instead of taking turns (bench/pipeline.py measures the gain).
 
 One worker thread applies the parts in the order they were handed in, so a
 lead's updates reach Redis in the order they were consumed, as they would
-without the lane. Once a part fails, the parts behind it are not sent: the
-pipeline retries the whole batch in order, and the update ids the store
-remembers make the parts that did reach Redis harmless to repeat.
+without the lane. Once a part fails, the parts behind it are not sent until
+the pipeline `settle`s the lane: it then scores the batches concerned again,
+in order, and the update ids the store remembers make the parts that did
+reach Redis harmless to repeat.
 """
 
 import sys
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from scorer.errors import StateStoreError
 from scorer.lead import Outcome, Update
 from scorer.scoring import LeadStore
-
 
 # How long a thread may keep the GIL while another waits for it. Python's
 # default, 5 ms, lets the worker sit on a Redis reply for up to that long
@@ -39,17 +39,21 @@ class StoreLane:
     def __init__(self, store: LeadStore) -> None:
         self.store = store
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis")
-        # Set and read on the worker only, and reset (by `clear`) only while
+        # Set and read on the worker only, and reset (by `settle`) only while
         # the worker is idle, so it needs no lock.
         self._failed = False
+        self._last: Future[list[Outcome | None]] | None = None
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
 
     def submit(self, updates: Sequence[Update]) -> "Future[list[Outcome | None]]":
         """Queue `updates` behind every part submitted before them."""
-        return self._worker.submit(self._apply, updates)
+        self._last = self._worker.submit(self._apply, updates)
+        return self._last
 
-    def clear(self) -> None:
-        """Forget a failure, once every part submitted has ended."""
+    def settle(self) -> None:
+        """Wait until every part submitted has ended, then forget a failure."""
+        if self._last is not None:
+            wait([self._last])
         self._failed = False
 
     def close(self) -> None:

@@ -1,13 +1,19 @@
 """The long-running consumer: Kafka in, Redis state, Kafka out.
 
-One loop iteration handles one batch:
+A batch goes through these steps:
 1. consume up to `batch_size` records (or what arrives in `batch_timeout_ms`);
 2. decode and validate them; a record that fails goes to the dead-letter
    topic with the reason in its headers;
-3. score the rest in one Redis pipeline (`scorer.state`);
+3. score the rest in Redis (`scorer.state`), in parts of `PART_RECORDS`
+   sent one after another on a thread of their own (`scorer.lane`);
 4. hand the outputs and dead letters to the delivery (`scorer.delivery`):
    published and acknowledged, then the batch's offsets committed; or both
    in one Kafka transaction (`pipeline.transactional`).
+
+Two batches overlap: while one is in steps 3 and 4, the next is consumed
+and decoded and its parts queue up for Redis behind the first one's, so
+Redis and Python work at the same time instead of taking turns. A lead's
+updates still reach Redis in consumed order.
 
 A crash anywhere before step 4 ends replays the batch; the state store
 remembers each update id, so the replay re-publishes identical outputs and
@@ -22,6 +28,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,11 +61,11 @@ from scorer.events import (
     unexpected_error,
 )
 from scorer.lane import StoreLane
-from scorer.lead import LATE, TOO_LATE
+from scorer.lead import LATE, TOO_LATE, Outcome
 from scorer.metrics import Metrics
 from scorer.publish import MQL_CROSSED
 from scorer.registry import RegistryClient, RegistryError
-from scorer.scoring import Item, Scored, Scorer
+from scorer.scoring import Item, Plan, Scored, Scorer
 from scorer.wire import SCORE_SCHEMA, Codec, SchemaCatalog
 
 log = logging.getLogger(__name__)
@@ -101,6 +108,22 @@ class Batch:
     items: list[Item] = field(default_factory=list)
     sources: list[Message] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+
+
+Applied = Future[list[Outcome | None]]
+
+
+@dataclass(slots=True)
+class InFlight:
+    """A batch decoded and on its way through Redis, not yet published."""
+
+    started_s: float
+    size: int  # messages consumed, errors included
+    batch: Batch
+    parts: list[tuple[Batch, Plan, Applied]]
+    offsets: dict[Key, int]  # the next offset of each input partition
+    epochs: dict[Key, int]  # ownership of those partitions when consumed
+    retried: list[Scored] | None = None  # results scored again after a failure
 
 
 class ScorerPipeline:
@@ -213,34 +236,72 @@ class ScorerPipeline:
                 )
 
     def _loop(self, stop: threading.Event) -> None:
+        """Consume and score the next batch while the one before is finished.
+
+        Redis applies a batch's parts behind the parts of the batch before,
+        so it has work while the pipeline's thread encodes outputs and waits
+        for their acknowledgements. A batch in flight when `stop` is set is
+        finished too: what reached Redis is published and committed.
+        """
         size = self.config.pipeline.batch_size
         timeout_s = self.config.pipeline.batch_timeout_ms / 1000
+        in_flight: InFlight | None = None
         while not stop.is_set():
             messages = self.partitions.take_carried()
             if not messages:
-                messages = self.consumer.consume(size, timeout_s)
+                # With a batch in flight, take only what has arrived: waiting
+                # for a batch to fill up would hold back that batch's outputs.
+                wait_s = 0.0 if in_flight else timeout_s
+                messages = self.consumer.consume(size, wait_s)
                 self.polled_at_s = time.monotonic()
                 self.metrics.last_poll.set(time.time())
-            if messages:
-                self.process(messages)
+            started = self._start(messages) if messages else None
+            if in_flight is not None:
+                self._finish(in_flight, behind=started)
+            in_flight = started
             self.delivery.producer.poll(0)
             self._report_lag()
+        if in_flight is not None:
+            self._finish(in_flight, behind=None)
 
     def process(self, messages: Sequence[Message]) -> list[Scored]:
         """Score, publish and commit one batch of consumed messages."""
-        started = time.monotonic()
-        batch, results, outputs = self._score_in_parts(messages)
+        return self._finish(self._start(messages), behind=None)
+
+    def _start(self, messages: Sequence[Message]) -> InFlight:
+        """Decode a batch in parts, each sent to Redis once it is planned.
+
+        Redis (`scorer.lane`) applies a part while the next one is decoded.
+        """
+        started_s = time.monotonic()
+        batch = Batch(messages=[])
+        parts = []
+        for start in range(0, len(messages), PART_RECORDS):
+            part = self._decode(messages[start : start + PART_RECORDS])
+            plan = self.scorer.plan(part.items)
+            parts.append((part, plan, self.lane.submit(plan.updates)))
+            batch.messages += part.messages
+            batch.items += part.items
+            batch.sources += part.sources
+            batch.rejected += part.rejected
+
         next_offsets = _next_offsets_by_key(batch.messages)
         epochs = self.partitions.epochs(next_offsets)
+        return InFlight(started_s, len(messages), batch, parts, next_offsets, epochs)
+
+    def _finish(self, in_flight: InFlight, behind: InFlight | None) -> list[Scored]:
+        """Publish a started batch's outputs and dead letters, then commit it."""
+        batch = in_flight.batch
+        results, outputs = self._scored(in_flight, behind)
 
         outgoing = [self._dead_letter(r) for r in batch.rejected] + outputs
-        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
-        self.delivery.deliver(Handoff(outgoing, offsets, epochs))
+        offsets = [TopicPartition(t, p, o) for (t, p), o in in_flight.offsets.items()]
+        self.delivery.deliver(Handoff(outgoing, offsets, in_flight.epochs))
         self._observe_latency(batch, results)
 
         self._count(batch, results)
-        self.metrics.batch_duration.observe(time.monotonic() - started)
-        self.metrics.batch_size.observe(len(messages))
+        self.metrics.batch_duration.observe(time.monotonic() - in_flight.started_s)
+        self.metrics.batch_size.observe(in_flight.size)
         self.metrics.last_batch.set(time.time())
         self.committed_at_s = time.monotonic()
         if self.on_batch is not None:
@@ -302,30 +363,23 @@ class ScorerPipeline:
 
     # -- scoring -----------------------------------------------------------
 
-    def _score_in_parts(
-        self, messages: Sequence[Message]
-    ) -> tuple[Batch, list[Scored], list[Outgoing]]:
-        """Decode and score a batch, Redis working while Python does.
+    def _scored(
+        self, in_flight: InFlight, behind: InFlight | None
+    ) -> tuple[list[Scored], list[Outgoing]]:
+        """The batch's results and outputs, in consumed order.
 
-        Each part goes to Redis (`scorer.lane`) as soon as it is decoded and
-        planned; the outputs of a part are encoded while Redis applies the
-        parts behind it. The batch, results and outputs keep consumed order.
+        A part's outputs are encoded while Redis applies the parts behind it.
+        When a part failed, none behind it reached Redis, not even those of
+        the batch `behind`: both batches are scored again, in order, once
+        Redis answers (the updates that did reach it are remembered).
         """
-        parts = []
-        for start in range(0, len(messages), PART_RECORDS):
-            part = self._decode(messages[start : start + PART_RECORDS])
-            plan = self.scorer.plan(part.items)
-            parts.append((part, plan, self.lane.submit(plan.updates)))
+        if in_flight.retried is not None:
+            return in_flight.retried, self._outputs(in_flight.batch, in_flight.retried)
 
-        batch = Batch(messages=[])
         results: list[Scored] = []
         outputs: list[Outgoing] = []
         failure: StateStoreError | None = None
-        for part, plan, applied in parts:
-            batch.messages += part.messages
-            batch.items += part.items
-            batch.sources += part.sources
-            batch.rejected += part.rejected
+        for part, plan, applied in in_flight.parts:
             try:
                 outcomes = applied.result()
             except StateStoreError as exc:
@@ -334,12 +388,20 @@ class ScorerPipeline:
             scored = self.scorer.finish(plan, outcomes)
             results += scored
             outputs += self._outputs(part, scored)
-        self.lane.clear()
+        if failure is None:
+            return results, outputs
 
-        if failure is not None:
-            results = self._score_when_redis_returns(batch.items, failure)
-            outputs = self._outputs(batch, results)
-        return batch, results, outputs
+        self.lane.settle()
+        results = self._score_when_redis_returns(in_flight.batch.items, failure)
+        if behind is not None:
+            behind.retried = self._score_now(behind.batch.items)
+        return results, self._outputs(in_flight.batch, results)
+
+    def _score_now(self, items: list[Item]) -> list[Scored]:
+        try:
+            return self.scorer.score(items)
+        except StateStoreError as exc:
+            return self._score_when_redis_returns(items, exc)
 
     def _score_when_redis_returns(
         self, items: list[Item], error: StateStoreError

@@ -189,9 +189,10 @@ def test_consumer_lag_comes_from_the_brokers_watermarks(
             ),
         )
 
-    # The held batch is consumed but its lag not yet read: the reading is
-    # that of the batch before it, against the broker's high watermark.
-    assert lag_while_held == {(events, "0"): 600 - (consumed - hooked[1])}
+    # The lag was last read after the held batch was consumed (a batch is
+    # consumed while the one before it is finished), and the batch after it
+    # is not counted yet: the reading is 600 less what was counted.
+    assert lag_while_held == {(events, "0"): 600 - consumed}
     assert 0 < lag_while_held[(events, "0")] < 600
     assert final == {(events, "0"): 0.0}
     assert pipeline.lag_records == 0

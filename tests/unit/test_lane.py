@@ -76,7 +76,7 @@ def test_no_part_is_sent_after_one_failed_until_cleared() -> None:
         behind.result(WAIT_S)
     assert store.applied == []
 
-    lane.clear()
+    lane.settle()
     again = lane.submit(plan_of("a1", "b1"))
     assert len(again.result(WAIT_S)) == 2
     lane.close()
