@@ -339,7 +339,7 @@ class ScorerPipeline:
         return batch
 
     def _item(self, message: Message) -> Item:
-        topic, _, _ = _where(message)
+        topic = str(message.topic())
         value = message.value()
         is_firmographics = topic == self.firmographics_topic
         if value is None:
@@ -658,6 +658,9 @@ def _next_offsets_by_key(messages: list[Message]) -> dict[Key, int]:
     """One past the highest offset of each partition among `messages`."""
     highest: dict[Key, int] = {}
     for message in messages:
-        topic, partition, offset = _where(message)
-        highest[(topic, partition)] = max(highest.get((topic, partition), -1), offset)
+        # Once per record: the plain calls, not _where and its checks.
+        key = (str(message.topic()), int(message.partition() or 0))
+        offset = int(message.offset() or 0)
+        if offset > highest.get(key, -1):
+            highest[key] = offset
     return {key: offset + 1 for key, offset in highest.items()}
