@@ -168,9 +168,10 @@ class AvroCodec:
 
     def __init__(self, catalog: SchemaCatalog, schema_name: str | None = None) -> None:
         # Keyed by the whole header, so one dict lookup checks the marker and
-        # finds the schemas.
+        # finds what read_body needs, worked out once rather than per record.
         self._readers = {
-            SINGLE_OBJECT_MARKER + fp: pair for fp, pair in catalog.pairs().items()
+            SINGLE_OBJECT_MARKER + fp: _reading(writer, reader)
+            for fp, (writer, reader) in catalog.pairs().items()
         }
         self._fixed = None if schema_name is None else _required(catalog, schema_name)
         self._by_type = {
@@ -186,13 +187,12 @@ class AvroCodec:
         }
 
     def decode(self, value: bytes) -> dict[str, Any]:
-        schemas = self._readers.get(value[:HEADER_BYTES])
-        if schemas is None:
+        reading = self._readers.get(value[:HEADER_BYTES])
+        if reading is None:
             _reject_header(value)
-        writer, reader = schemas
-        resolve_to = None if reader is writer else reader.parsed
+        writer, resolve_to, writer_label, reader_label = reading
         return read_body(
-            value, HEADER_BYTES, writer.parsed, resolve_to, writer.label, reader.label
+            value, HEADER_BYTES, writer, resolve_to, writer_label, reader_label
         )
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
@@ -356,6 +356,14 @@ def _required(catalog: SchemaCatalog, schema_name: str) -> SchemaVersion:
     return version
 
 
+def _reading(
+    writer: SchemaVersion, reader: SchemaVersion
+) -> tuple[dict[str, Any], dict[str, Any] | None, str, str]:
+    """read_body's schemas and labels for one writer schema."""
+    resolve_to = None if reader is writer else reader.parsed
+    return writer.parsed, resolve_to, writer.label, reader.label
+
+
 def _reject_header(value: bytes) -> NoReturn:
     if len(value) < HEADER_BYTES or value[:2] != SINGLE_OBJECT_MARKER:
         message = "not Avro single-object encoding (no C3 01 header)"
@@ -392,8 +400,8 @@ def read_body(
         message = f"corrupt body of {writer_label}: {_describe(exc)}"
         raise InvalidRecord("bad_avro", message) from exc
 
-    if body.tell() != len(value):
-        extra = len(value) - body.tell()
+    extra = len(value) - body.tell()
+    if extra:
         message = f"{extra} trailing bytes after the body of {writer_label}"
         raise InvalidRecord("bad_avro", message)
     return cast(dict[str, Any], record)
