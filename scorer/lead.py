@@ -117,6 +117,9 @@ class Outcome:
     def decode(cls, text: str) -> "Outcome":
         # One call per scored event: indexing beats unpacking generators.
         part = text.split("|")
+        # Both stores write flags and lateness as one digit and the time as
+        # whole ms: those spellings skip the float, which is exact for them
+        # (15 digits stay below 2**53). Any other spelling goes the general way.
         return cls(
             part[0],
             float(part[1]),
@@ -125,11 +128,13 @@ class Outcome:
             float(part[4]),
             float(part[5]),
             float(part[6]),
-            bool(int(float(part[7]))),
-            int(float(part[8])),
-            bool(int(float(part[9]))),
-            bool(int(float(part[10]))),
-            int(float(part[11])),
+            part[7] == "1" if part[7] in ("0", "1") else bool(int(float(part[7]))),
+            int(part[8]) if part[8] in ("0", "1", "2") else int(float(part[8])),
+            part[9] == "1" if part[9] in ("0", "1") else bool(int(float(part[9]))),
+            part[10] == "1" if part[10] in ("0", "1") else bool(int(float(part[10]))),
+            int(part[11])
+            if len(part[11]) <= 15 and part[11].isdecimal()
+            else int(float(part[11])),
         )
 
 

@@ -17,6 +17,7 @@ from scorer.lead import (
     ActivityUpdate,
     FitUpdate,
     MemoryStore,
+    Outcome,
     Params,
 )
 from scorer.rules import ScoringRule
@@ -282,3 +283,31 @@ def test_duplicates_in_any_order_change_nothing(
     rng.shuffle(doubled)
 
     assert_close(final_state(events), final_state(doubled))
+
+
+@pytest.mark.parametrize(
+    ("flags", "as_of"),
+    [
+        (["1", "2", "0", "1"], "1750000000000"),
+        (["1.0", "2.0", "0.0", "1e0"], "1.75e12"),
+        (["0", "0", "1", "0"], "0"),
+        (["3", "1", "-1", "0.5"], "9007199254740993"),
+        (["1", "1", "1", "1"], "-1750000000000"),
+    ],
+)
+def test_outcome_text_decodes_however_its_numbers_are_spelt(
+    flags: list[str], as_of: str
+) -> None:
+    # The short cuts for the usual spellings must agree with the general
+    # conversion for any spelling a store might write.
+    text = "|".join(["applied", "1.5", "2.5", "0", "2.5", "1", "0.25", *flags, as_of])
+    capped, late, was_mql, is_mql = flags
+
+    outcome = Outcome.decode(text)
+
+    assert outcome.capped is bool(int(float(capped)))
+    assert outcome.late == int(float(late))
+    assert outcome.was_mql is bool(int(float(was_mql)))
+    assert outcome.is_mql is bool(int(float(is_mql)))
+    assert outcome.as_of_ms == int(float(as_of))
+    assert Outcome.decode(outcome.encode()) == outcome
