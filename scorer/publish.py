@@ -23,6 +23,8 @@ MQL_CROSSED = "mql_crossed"
 # versions of the scorer.
 OUTPUT_ID_NAMESPACE = uuid.UUID("6f1c9d0a-3b1e-4b8e-9a52-2c7d14f0e8a1")
 _NAMESPACE_BYTES = OUTPUT_ID_NAMESPACE.bytes
+# A hex digit with its two high bits set to the RFC 4122 variant, binary 10.
+_VARIANT = {digit: f"{int(digit, 16) & 0x3 | 0x8:x}" for digit in "0123456789abcdef"}
 
 # Scores are published with this many decimals; changes below the last one
 # are not worth an event.
@@ -47,17 +49,19 @@ def output_events(
     threshold: float,
 ) -> list[dict[str, Any]]:
     """The events an applied (or re-delivered) update publishes."""
+    score = _shown(outcome.score)
+    previous = _shown(outcome.previous_score)
     crossed = outcome.was_mql != outcome.is_mql
-    moved = _shown(outcome.score) != _shown(outcome.previous_score)
+    moved = score != previous
     if not (crossed or moved):
         return []
 
-    base = _base(update, outcome, rules_version, threshold)
+    base = _base(update, outcome, (score, previous), rules_version, threshold)
     events = []
     if moved:
-        events.append(_score_changed(base, update, outcome, reason))
+        events.append(_score_changed(base, outcome, reason))
     if crossed:
-        events.append(_mql_crossed(base, update, outcome))
+        events.append(_mql_crossed(base, outcome))
     return events
 
 
@@ -66,13 +70,18 @@ def is_redelivery(outcome: Outcome) -> bool:
 
 
 def _base(
-    update: ScoredUpdate, outcome: Outcome, rules_version: str, threshold: float
+    update: ScoredUpdate,
+    outcome: Outcome,
+    shown: tuple[float, float],
+    rules_version: str,
+    threshold: float,
 ) -> dict[str, Any]:
+    """The fields both kinds of event share, in the order they are written."""
     return {
         "lead_id": update.lead_id,
         "occurred_at": datetime.fromtimestamp(outcome.as_of_ms / 1000, tz=UTC),
-        "score": _shown(outcome.score),
-        "previous_score": _shown(outcome.previous_score),
+        "score": shown[0],
+        "previous_score": shown[1],
         "fit": _detail(outcome.fit),
         "engagement": _detail(outcome.engagement),
         "is_mql": outcome.is_mql,
@@ -85,32 +94,31 @@ def _base(
 
 
 def _score_changed(
-    base: dict[str, Any], update: ScoredUpdate, outcome: Outcome, reason: Reason
+    base: dict[str, Any], outcome: Outcome, reason: Reason
 ) -> dict[str, Any]:
-    event: dict[str, Any] = {
+    # A key repeated in a dict display keeps its first place and its last
+    # value: "reason" stays where the base puts it.
+    return {
         "type": SCORE_CHANGED,
-        "event_id": _event_id(update, SCORE_CHANGED),
+        "event_id": _event_id(base, SCORE_CHANGED),
+        **base,
+        "reason": {
+            "rule": reason.rule,
+            "fit_rules": list(reason.fit_rules),
+            "points": _detail(reason.points),
+            "points_applied": _detail(outcome.points_applied),
+            "capped": outcome.capped,
+            "decay": _detail(outcome.decay),
+            "late": outcome.late > 0,
+        },
     }
-    event.update(base)
-    event["reason"] = {
-        "rule": reason.rule,
-        "fit_rules": list(reason.fit_rules),
-        "points": _detail(reason.points),
-        "points_applied": _detail(outcome.points_applied),
-        "capped": outcome.capped,
-        "decay": _detail(outcome.decay),
-        "late": outcome.late > 0,
-    }
-    return event
 
 
-def _mql_crossed(
-    base: dict[str, Any], update: ScoredUpdate, outcome: Outcome
-) -> dict[str, Any]:
+def _mql_crossed(base: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
     direction = "up" if outcome.is_mql else "down"
     return {
         "type": MQL_CROSSED,
-        "event_id": _event_id(update, f"{MQL_CROSSED}:{direction}"),
+        "event_id": _event_id(base, f"{MQL_CROSSED}:{direction}"),
         **base,
         "direction": direction,
     }
@@ -122,24 +130,21 @@ def _source_id(update: ScoredUpdate) -> str:
     return f"{update.lead_id}/{update.op_id}"
 
 
-def _event_id(update: ScoredUpdate, kind: str) -> str:
-    name = f"{update.lead_id}\n{_source_id(update)}\n{kind}"
-    return output_id(name)
+def _event_id(base: dict[str, Any], kind: str) -> str:
+    return output_id(f"{base['lead_id']}\n{base['source_event_id']}\n{kind}")
 
 
 def output_id(name: str) -> str:
-    """`str(uuid.uuid5(OUTPUT_ID_NAMESPACE, name))`, in about half the time.
+    """`str(uuid.uuid5(OUTPUT_ID_NAMESPACE, name))`, in about a third the time.
 
     RFC 4122 section 4.3: the first 16 bytes of SHA-1(namespace + name) with
     the version (5) in the high nibble of byte 6 and the variant (binary 10)
-    in the two high bits of byte 8. The stdlib also builds and validates a
-    UUID object, which costs more than the hash at one call per output event.
+    in the two high bits of byte 8. Both are set on the hex digest, one
+    character each; the stdlib also builds and validates a UUID object, which
+    costs more than the hash at one call per output event.
     """
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest())
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest[:16].hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def _shown(score: float) -> float:
