@@ -32,7 +32,12 @@ from scorer.config import Config, load_config
 from scorer.events import TimeBounds, parse_record
 from scorer.lead import Params
 from scorer.scoring import Scorer
-from scorer.service import consumer_settings, producer_settings, redis_client
+from scorer.service import (
+    consumer_settings,
+    producer_settings,
+    redis_client,
+    tune_garbage_collector,
+)
 from scorer.state import RedisStore
 from scorer.wire import SCORE_SCHEMA, Codec, SchemaCatalog, make_codec
 
@@ -47,6 +52,8 @@ def main(argv: list[str]) -> int:
     kind, config_path = argv
     config = load_config(Path(config_path))
     stop = _stop_on_sigterm()
+    # The collector settings of `scorer run`, so that only the loops differ.
+    tune_garbage_collector()
     if kind == "bare":
         bare(config, stop)
     elif kind in ("naive", "naive-ack"):
