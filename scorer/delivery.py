@@ -90,6 +90,14 @@ class Handoff:
         return [tp for tp in self.offsets if (tp.topic, tp.partition) in owned]
 
 
+@dataclass(slots=True)
+class Sent:
+    """A batch whose outputs were handed to the producer, not yet confirmed."""
+
+    handoff: Handoff
+    failures: list[tuple[Outgoing, KafkaError]]  # filled by delivery reports
+
+
 class Waiting:
     """Waits that keep the consumer alive and end when the scorer stops."""
 
@@ -173,14 +181,21 @@ class AtLeastOnce(_Delivery):
         """Nothing to set up: the idempotent producer needs no handshake."""
 
     def deliver(self, handoff: Handoff) -> None:
-        pending = handoff.outgoing
-        while pending:
-            pending = self._publish(pending)
-            if pending:
-                self.metrics.produce_retries.inc(len(pending))
+        self.confirm(self.send(handoff))
 
-        owned = self.waiting.assignment.still_owned(handoff.epochs)
-        self._commit(handoff.offsets_of(owned))
+    def send(self, handoff: Handoff) -> Sent:
+        """Produce the batch's messages; their acks arrive while the next is scored."""
+        return Sent(handoff, self._produce(handoff.outgoing))
+
+    def confirm(self, sent: Sent) -> None:
+        """Wait for every ack, producing failed messages again; then commit."""
+        pending = self._await(sent.failures)
+        while pending:
+            self.metrics.produce_retries.inc(len(pending))
+            pending = self._await(self._produce(pending))
+
+        owned = self.waiting.assignment.still_owned(sent.handoff.epochs)
+        self._commit(sent.handoff.offsets_of(owned))
 
     def commit_stored(self, moment: str) -> None:
         """Commit what is stored, and wait for it (on revocation and stop)."""
@@ -197,11 +212,15 @@ class AtLeastOnce(_Delivery):
             log.warning("outputs unacknowledged at stop count=%d", remaining)
         self.commit_stored("stop")
 
-    def _publish(self, outgoing: list[Outgoing]) -> list[Outgoing]:
-        """Produce and wait for the acks; returns the messages that failed."""
+    def _produce(self, outgoing: list[Outgoing]) -> list[tuple[Outgoing, KafkaError]]:
+        """Hand messages to the producer; failures are reported into the list."""
         failures: list[tuple[Outgoing, KafkaError]] = []
         for item in outgoing:
             produce(self.producer, item, self._report(item, failures))
+        return failures
+
+    def _await(self, failures: list[tuple[Outgoing, KafkaError]]) -> list[Outgoing]:
+        """Wait for the acks of what was produced; returns the messages that failed."""
         if self.producer.flush(ACK_WAIT_S):
             self._wait_for_acks()
         if not failures:
@@ -305,6 +324,14 @@ class Transactional(_Delivery):
     def _serve(self) -> None:
         with self.waiting.holding("kafka"):
             self.waiting.serve_for(HOLD_POLL_S, self.producer)
+
+    def send(self, handoff: Handoff) -> Sent:
+        """The whole transaction: outputs and offsets cannot be split in two."""
+        self.deliver(handoff)
+        return Sent(handoff, [])
+
+    def confirm(self, sent: Sent) -> None:
+        """Committed by `send` already."""
 
     def deliver(self, handoff: Handoff) -> None:
         delay = FIRST_RETRY_DELAY_S

@@ -10,10 +10,11 @@ A batch goes through these steps:
    published and acknowledged, then the batch's offsets committed; or both
    in one Kafka transaction (`pipeline.transactional`).
 
-Two batches overlap: while one is in steps 3 and 4, the next is consumed
-and decoded and its parts queue up for Redis behind the first one's, so
-Redis and Python work at the same time instead of taking turns. A lead's
-updates still reach Redis in consumed order.
+Three batches overlap: while one waits for the acks of its outputs, the
+next is in step 3 and the one after it is consumed and decoded, its parts
+queued for Redis behind those of the batch before. Redis, the broker and
+Python work at the same time instead of taking turns; a lead's updates
+still reach Redis in consumed order.
 
 A crash anywhere before step 4 ends replays the batch; the state store
 remembers each update id, so the replay re-publishes identical outputs and
@@ -49,6 +50,7 @@ from scorer.delivery import (
     Handoff,
     Interrupted,
     Outgoing,
+    Sent,
     Transactional,
     Waiting,
 )
@@ -124,6 +126,15 @@ class InFlight:
     offsets: dict[Key, int]  # the next offset of each input partition
     epochs: dict[Key, int]  # ownership of those partitions when consumed
     retried: list[Scored] | None = None  # results scored again after a failure
+
+
+@dataclass(slots=True)
+class Sending:
+    """A batch whose outputs the producer has, awaiting their acks."""
+
+    in_flight: InFlight
+    results: list[Scored]
+    sent: Sent
 
 
 class ScorerPipeline:
@@ -236,37 +247,45 @@ class ScorerPipeline:
                 )
 
     def _loop(self, stop: threading.Event) -> None:
-        """Consume and score the next batch while the one before is finished.
+        """Three batches at once, each a step ahead of the next.
 
-        Redis applies a batch's parts behind the parts of the batch before,
-        so it has work while the pipeline's thread encodes outputs and waits
-        for their acknowledgements. A batch in flight when `stop` is set is
-        finished too: what reached Redis is published and committed.
+        In each turn the loop consumes and decodes a batch (its parts queue
+        for Redis behind the batch before), confirms the batch before that
+        (acks, then the commit) and sends the outputs of the batch between.
+        Redis, the broker and Python thus work at the same time instead of
+        taking turns. Whatever is in flight when `stop` is set is finished:
+        what reached Redis is published and committed.
         """
         size = self.config.pipeline.batch_size
         timeout_s = self.config.pipeline.batch_timeout_ms / 1000
         in_flight: InFlight | None = None
+        sent: Sending | None = None
         while not stop.is_set():
             messages = self.partitions.take_carried()
             if not messages:
                 # With a batch in flight, take only what has arrived: waiting
-                # for a batch to fill up would hold back that batch's outputs.
-                wait_s = 0.0 if in_flight else timeout_s
-                messages = self.consumer.consume(size, wait_s)
+                # for a batch to fill up would hold back the batches ahead.
+                busy = in_flight is not None or sent is not None
+                messages = self.consumer.consume(size, 0.0 if busy else timeout_s)
                 self.polled_at_s = time.monotonic()
                 self.metrics.last_poll.set(time.time())
+            self._report_lag()
             started = self._start(messages) if messages else None
-            if in_flight is not None:
-                self._finish(in_flight, behind=started)
+            if sent is not None:
+                self._confirm(sent)
+            sent = self._send(in_flight, behind=started) if in_flight else None
             in_flight = started
             self.delivery.producer.poll(0)
-            self._report_lag()
+        if sent is not None:
+            self._confirm(sent)
         if in_flight is not None:
-            self._finish(in_flight, behind=None)
+            self._confirm(self._send(in_flight, behind=None))
 
     def process(self, messages: Sequence[Message]) -> list[Scored]:
         """Score, publish and commit one batch of consumed messages."""
-        return self._finish(self._start(messages), behind=None)
+        sending = self._send(self._start(messages), behind=None)
+        self._confirm(sending)
+        return sending.results
 
     def _start(self, messages: Sequence[Message]) -> InFlight:
         """Decode a batch in parts, each sent to Redis once it is planned.
@@ -289,16 +308,23 @@ class ScorerPipeline:
         epochs = self.partitions.epochs(next_offsets)
         return InFlight(started_s, len(messages), batch, parts, next_offsets, epochs)
 
-    def _finish(self, in_flight: InFlight, behind: InFlight | None) -> list[Scored]:
-        """Publish a started batch's outputs and dead letters, then commit it."""
+    def _send(self, in_flight: InFlight, behind: InFlight | None) -> Sending:
+        """Hand a started batch's outputs and dead letters to the producer."""
         batch = in_flight.batch
         results, outputs = self._scored(in_flight, behind)
 
         outgoing = [self._dead_letter(r) for r in batch.rejected] + outputs
         offsets = [TopicPartition(t, p, o) for (t, p), o in in_flight.offsets.items()]
-        self.delivery.deliver(Handoff(outgoing, offsets, in_flight.epochs))
-        self._observe_latency(batch, results)
+        sent = self.delivery.send(Handoff(outgoing, offsets, in_flight.epochs))
+        return Sending(in_flight, results, sent)
 
+    def _confirm(self, sending: Sending) -> None:
+        """Wait for the acks of a sent batch, then commit it."""
+        self.delivery.confirm(sending.sent)
+
+        in_flight, results = sending.in_flight, sending.results
+        batch = in_flight.batch
+        self._observe_latency(batch, results)
         self._count(batch, results)
         self.metrics.batch_duration.observe(time.monotonic() - in_flight.started_s)
         self.metrics.batch_size.observe(in_flight.size)
@@ -306,7 +332,6 @@ class ScorerPipeline:
         self.committed_at_s = time.monotonic()
         if self.on_batch is not None:
             self.on_batch(batch, results)
-        return results
 
     # -- decoding ----------------------------------------------------------
 
