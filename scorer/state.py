@@ -339,7 +339,9 @@ class RedisStore:
         params: Params,
         key_prefix: str = "scorer",
         ops_per_call: int = 64,
+        script: str = APPLY_UPDATES,
     ) -> None:
+        """`script` is the Lua text to run; benchmarks pass other versions."""
         self.client = client
         self.params = params
         self.prefix = key_prefix
@@ -353,12 +355,13 @@ class RedisStore:
             str(params.lateness_ms),
             str(params.dedupe_horizon_ms),
         ]
+        self.script = script
         self._sha = ""
 
     def load_script(self) -> None:
         """Load the script (again: after a restart or SCRIPT FLUSH)."""
         try:
-            self._sha = str(self.client.script_load(APPLY_UPDATES))
+            self._sha = str(self.client.script_load(self.script))
         except redis.RedisError as exc:
             raise StateStoreError(f"cannot load the scoring script: {exc}") from exc
 
