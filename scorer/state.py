@@ -62,41 +62,102 @@ local T, H = tonumber(ARGV[3]), tonumber(ARGV[4])
 local LATENESS, HORIZON = tonumber(ARGV[5]), tonumber(ARGV[6])
 local RULE_COUNT = tonumber(ARGV[7])
 
-local function num(x) return string.format('%.17g', x) end
+local call = redis.call
+local format, find, sub, byte = string.format, string.find, string.sub, string.byte
 
+-- %.17g runs printf's exact decimal conversion; a whole number below 1e15
+-- (a time, a cap, raw points) prints the same digits with %d for half the
+-- cost. Zero keeps %.17g, which tells -0 from 0.
+local function num(x)
+  if x % 1 == 0 and x ~= 0 and x < 1e15 and x > -1e15 then
+    return format('%d', x)
+  end
+  return format('%.17g', x)
+end
+
+-- Per rule, the texts its accumulators' names and tails start with.
 local rules = {}
 for r = 1, RULE_COUNT do
   local base = 2 + 5 * r
-  local hl = tonumber(ARGV[base + 3])
-  rules[r] = {name = ARGV[base + 1], points = tonumber(ARGV[base + 2]), hl = hl,
-              cap = tonumber(ARGV[base + 4]), window = tonumber(ARGV[base + 5]),
-              folded_tail = ' ' .. num(hl)}
+  local name, hl = ARGV[base + 1], tonumber(ARGV[base + 3])
+  local cap = tonumber(ARGV[base + 4])
+  rules[r] = {name = name, points = tonumber(ARGV[base + 2]), hl = hl, cap = cap,
+              window = tonumber(ARGV[base + 5]), folded_name = 'b:' .. name,
+              folded_tail = ' ' .. num(hl), window_name = 'w:' .. name .. ':',
+              window_tail = cap and ' ' .. num(hl) .. ' ' .. num(cap) .. ' '}
+end
+
+-- Texts that recur across the leads of a call (raw window points, and the
+-- tail after an accumulator's value: half-life, cap, window end) are parsed
+-- once per call: tonumber runs strtod, which costs more than the lookup.
+local numbers, window_tails = {}, {}
+
+local function number(text)
+  local n = numbers[text]
+  if n == nil then
+    n = tonumber(text)
+    numbers[text] = n
+  end
+  return n
+end
+
+local function window_tail(tail)
+  local parsed = window_tails[tail]
+  if parsed == nil then
+    local hl, cap, ends = string.match(tail, '^ (%S+) (%S+) (%S+)$')
+    parsed = {tonumber(hl), tonumber(cap), tonumber(ends)}
+    window_tails[tail] = parsed
+  end
+  return parsed
+end
+
+-- min(1, cap / |raw|), exactly as math.min and math.abs give it.
+local function share(cap, raw)
+  if raw == 0 then return 1 end
+  if raw < 0 then raw = -raw end
+  local part = cap / raw
+  if part < 1 then return part end
+  return 1
 end
 
 -- An accumulator is an array of numbers (b: value, half-life; w: raw,
 -- decayed, half-life, cap, end) with `tail`, the text of the numbers no
 -- update changes, and `text`, its saved text while its values are unchanged.
+-- A window also keeps `share`, its capped share at its current raw points.
+-- Fields are split with plain finds: a Lua pattern costs several times more.
+local function folded_acc(text)
+  local gap = find(text, ' ', 1, true)
+  local tail = sub(text, gap)
+  return {tonumber(sub(text, 1, gap - 1)), number(tail), folded = true,
+          tail = tail, text = text}
+end
+
+local function window_acc(text)
+  local gap = find(text, ' ', 1, true)
+  local gap2 = find(text, ' ', gap + 1, true)
+  local raw_text, tail = sub(text, 1, gap - 1), sub(text, gap2)
+  local raw, t = number(raw_text), window_tail(tail)
+  return {raw, tonumber(sub(text, gap + 1, gap2 - 1)), t[1], t[2], t[3],
+          share = share(t[2], raw), tail = tail, text = text, raw_text = raw_text}
+end
+
+local B, W, COLON = byte('b'), byte('w'), byte(':')
+
 local function load(key)
-  local flat = redis.call('HGETALL', key)
+  local flat = call('HGETALL', key)
   local st = {acc = {}, deleted = {}, saved = {}}
+  local acc, saved = st.acc, st.saved
   for i = 1, #flat, 2 do
     local name, text = flat[i], flat[i + 1]
-    local tag = string.sub(name, 1, 2)
-    if tag == 'b:' then
-      local value, tail = string.match(text, '^(%S+)( .*)$')
-      st.acc[name] = {tonumber(value), tonumber(tail), folded = true,
-                      tail = tail, text = text}
-    elseif tag == 'w:' then
-      local raw, decayed, tail = string.match(text, '^(%S+) (%S+)( .*)$')
-      local hl, cap, ends = string.match(tail, '^ (%S+) (%S+) (%S+)$')
-      st.acc[name] = {tonumber(raw), tonumber(decayed), tonumber(hl),
-                      tonumber(cap), tonumber(ends), tail = tail, text = text,
-                      raw_text = raw}
+    local first, second = byte(name, 1, 2)
+    if second == COLON and first == B then
+      acc[name] = folded_acc(text)
+    elseif second == COLON and first == W then
+      acc[name] = window_acc(text)
     else
-      st.saved[name] = text
+      saved[name] = text
     end
   end
-  local saved = st.saved
   st.ref, st.ref_text = tonumber(saved.r), saved.r
   st.fit = tonumber(saved.fit) or 0
   st.fit_text = saved.fit or num(st.fit)
@@ -114,30 +175,33 @@ local function acc_text(a)
   return (a.raw_text or num(a[1])) .. ' ' .. num(a[2]) .. a.tail
 end
 
-local function save(key, st)
-  local args = {'HSET', key}
-  local function put(name, text)
-    if text ~= nil and text ~= st.saved[name] then
-      args[#args + 1] = name
-      args[#args + 1] = text
-    end
+local function put(args, saved, name, text)
+  if text ~= nil and text ~= saved[name] then
+    args[#args + 1] = name
+    args[#args + 1] = text
   end
-  put('fit', st.fit_text)
-  put('m', st.mql and '1' or '0')
-  put('s', st.score_text)
-  put('r', st.ref_text)
-  put('fa', st.fa_text)
-  put('fo', st.fo)
+end
+
+local function save(key, st)
+  local args, saved = {'HSET', key}, st.saved
+  put(args, saved, 'fit', st.fit_text)
+  put(args, saved, 'm', st.mql and '1' or '0')
+  put(args, saved, 's', st.score_text)
+  put(args, saved, 'r', st.ref_text)
+  put(args, saved, 'fa', st.fa_text)
+  put(args, saved, 'fo', st.fo)
   for name, a in pairs(st.acc) do
     if not a.text then
       args[#args + 1] = name
       args[#args + 1] = acc_text(a)
     end
   end
-  if #args > 2 then redis.call(unpack(args)) end
-  if #st.deleted > 0 then redis.call('HDEL', key, unpack(st.deleted)) end
+  if #args > 2 then call(unpack(args)) end
+  if #st.deleted > 0 then call('HDEL', key, unpack(st.deleted)) end
 end
 
+-- The accumulator names in order, sorted once per load; `add_name` keeps
+-- the order as accumulators come, which costs less than sorting again.
 local function sorted_names(st)
   if st.names == nil then
     local names = {}
@@ -148,27 +212,34 @@ local function sorted_names(st)
   return st.names
 end
 
-local function share(cap, raw)
-  if raw == 0 then return 1 end
-  return math.min(1, cap / math.abs(raw))
+local function add_name(st, name)
+  local names = st.names
+  if names == nil then return end
+  local i = #names
+  while i > 0 and names[i] > name do
+    names[i + 1] = names[i]
+    i = i - 1
+  end
+  names[i + 1] = name
 end
 
 local function engagement(st)
-  local total = 0
-  for _, name in ipairs(sorted_names(st)) do
-    local a = st.acc[name]
+  local names, acc, total = sorted_names(st), st.acc, 0
+  for i = 1, #names do
+    local a = acc[names[i]]
     if a.folded then
       total = total + a[1]
     else
-      total = total + share(a[4], a[1]) * a[2]
+      total = total + a.share * a[2]
     end
   end
   return total
 end
 
 local function advance(st, to)
-  local elapsed = to - st.ref
-  for _, a in pairs(st.acc) do
+  local elapsed, names, acc = to - st.ref, sorted_names(st), st.acc
+  for i = 1, #names do
+    local a = acc[names[i]]
     if a.folded then
       a[1] = a[1] * 2 ^ (-elapsed / a[2])
     else
@@ -179,52 +250,84 @@ local function advance(st, to)
   st.ref, st.ref_text = to, num(to)
 end
 
+local function is_open(w, ref)
+  return w.folded or w[5] + LATENESS > ref
+end
+
+local folded_tails = {}
+
+local function folded_tail(hl)
+  local tail = folded_tails[hl]
+  if tail == nil then
+    tail = ' ' .. num(hl)
+    folded_tails[hl] = tail
+  end
+  return tail
+end
+
+local function fold(st, name, w)
+  local acc = st.acc
+  local base = 'b:' .. string.match(name, '^w:([^:]+):')
+  local b = acc[base]
+  acc[base] = {(b and b[1] or 0) + w.share * w[2], w[3], folded = true,
+               tail = folded_tail(w[3])}
+  acc[name] = nil
+  st.deleted[#st.deleted + 1] = name
+  return b == nil and base or nil
+end
+
+-- Windows fold in name order, as the Python twin folds them.
 local function close_windows(st)
-  local changed = false
-  for _, name in ipairs(sorted_names(st)) do
-    local w = st.acc[name]
-    if not w.folded and not (w[5] + LATENESS > st.ref) then
-      local base = 'b:' .. string.match(name, '^w:([^:]+):')
-      local b = st.acc[base] or {0, w[3]}
-      st.acc[base] = {b[1] + share(w[4], w[1]) * w[2], w[3], folded = true,
-                      tail = ' ' .. num(w[3])}
-      st.acc[name] = nil
-      st.deleted[#st.deleted + 1] = name
-      changed = true
+  local names, acc, ref = sorted_names(st), st.acc, st.ref
+  local first = nil
+  for i = 1, #names do
+    if not is_open(acc[names[i]], ref) then first = i break end
+  end
+  if first == nil then return end
+
+  local kept, bases = {}, {}
+  for i = 1, first - 1 do kept[i] = names[i] end
+  for i = first, #names do
+    local name = names[i]
+    local w = acc[name]
+    if is_open(w, ref) then
+      kept[#kept + 1] = name
+    else
+      bases[#bases + 1] = fold(st, name, w)
     end
   end
-  if changed then st.names = nil end
+  st.names = kept
+  for i = 1, #bases do add_name(st, bases[i]) end
 end
 
 local function add_points(st, at, rule)
   local hl = rule.hl
   local worth = rule.points * 2 ^ (-(st.ref - at) / hl)
   if rule.cap == nil then
-    local name = 'b:' .. rule.name
+    local name = rule.folded_name
     local b = st.acc[name]
-    if b == nil then
-      b = {0, hl}
-      st.names = nil
-    end
-    st.acc[name] = {b[1] + worth, hl, folded = true, tail = rule.folded_tail}
+    st.acc[name] = {(b and b[1] or 0) + worth, hl, folded = true,
+                    tail = rule.folded_tail}
+    if b == nil then add_name(st, name) end
     return worth, false
   end
   local cap, window = rule.cap, rule.window
   local bucket = math.floor(at / window)
-  local name = 'w:' .. rule.name .. ':' .. string.format('%d', bucket)
+  local name = rule.window_name .. format('%d', bucket)
   local w = st.acc[name]
   if w == nil then
     local ends = (bucket + 1) * window
-    w = {0, 0, hl, cap, ends,
-         tail = ' ' .. num(hl) .. ' ' .. num(cap) .. ' ' .. num(ends)}
+    w = {0, 0, hl, cap, ends, share = 1,
+         tail = rule.window_tail .. num(ends)}
     st.acc[name] = w
-    st.names = nil
+    add_name(st, name)
   end
-  local before = share(w[4], w[1]) * w[2]
+  local before = w.share * w[2]
   w[1] = w[1] + rule.points
   w[2] = w[2] + worth
+  w.share = share(w[4], w[1])
   w.text, w.raw_text = nil, nil
-  local after = share(w[4], w[1]) * w[2]
+  local after = w.share * w[2]
   return after - before, math.abs(w[1]) > w[4]
 end
 
@@ -246,9 +349,9 @@ end
 
 local function remembered(st, seen, outs, op_id)
   if st.ref == nil then return nil end
-  local at = redis.call('ZSCORE', seen, op_id)
+  local at = call('ZSCORE', seen, op_id)
   if not at or tonumber(at) < st.ref - HORIZON then return nil end
-  local encoded = redis.call('HGET', outs, op_id)
+  local encoded = call('HGET', outs, op_id)
   if not encoded then return nil end
   return as_duplicate(encoded)
 end
@@ -258,14 +361,17 @@ end
 -- `remembered` ignores it meanwhile.)
 local function forget_old(st, seen, outs)
   local limit = '(' .. num(st.ref - HORIZON)
-  local old = redis.call('ZRANGEBYSCORE', seen, '-inf', limit)
+  local old = call('ZRANGEBYSCORE', seen, '-inf', limit)
   for i = 1, #old, 500 do
-    redis.call('HDEL', outs, unpack(old, i, math.min(i + 499, #old)))
+    call('HDEL', outs, unpack(old, i, math.min(i + 499, #old)))
   end
-  if #old > 0 then redis.call('ZREMRANGEBYSCORE', seen, '-inf', limit) end
+  if #old > 0 then call('ZREMRANGEBYSCORE', seen, '-inf', limit) end
 end
 
-local function activity(key, seen, outs, op_id, at, rule)
+-- `at_text` is the time as the caller sent it: ZADD reads the same number
+-- from it, and a Lua number would first be printed with %.17g.
+local function activity(key, seen, outs, op_id, at_text, rule)
+  local at = tonumber(at_text)
   local st = load(key)
   local again = remembered(st, seen, outs, op_id)
   if again then return again end
@@ -286,8 +392,8 @@ local function activity(key, seen, outs, op_id, at, rule)
   local encoded = settle(st, applied, lost, capped, late)
 
   save(key, st)
-  redis.call('ZADD', seen, at, op_id)
-  redis.call('HSET', outs, op_id, encoded)
+  call('ZADD', seen, at_text, op_id)
+  call('HSET', outs, op_id, encoded)
   if moved then forget_old(st, seen, outs) end
   return encoded
 end
@@ -317,12 +423,12 @@ for i = 0, #KEYS / 3 - 1 do
   local update = ARGV[first + i]
   local kind, at, what, op_id = string.match(update, '^(%a) (%S+) (%S+) (.*)$')
   if kind == 'a' then
-    results[#results + 1] = activity(key, seen, outs, op_id, tonumber(at),
-                                     rules[tonumber(what)])
+    results[#results + 1] = activity(key, seen, outs, op_id, at,
+                                     rules[number(what)])
   elseif kind == 'f' then
     results[#results + 1] = fit_update(key, tonumber(at), tonumber(what))
   else
-    redis.call('DEL', key, seen, outs)
+    call('DEL', key, seen, outs)
     results[#results + 1] = ''
   end
 end
