@@ -52,10 +52,13 @@ log = logging.getLogger(__name__)
 #   The op id is last, so it may hold spaces.
 # Returns one encoded Outcome per update; '' for a forget or a stale fit.
 #
-# Speed (bench/pipeline.py): numbers are formatted with %.17g only when they
-# change, a state hash field is written only when its text changed, the
-# accumulator names are sorted once per change of the set, and old update
-# ids are pruned only when the lead's newest time moved.
+# Speed (bench/state.py; bench/pipeline.py for the whole loop): most of an
+# update's cost is Lua's own work (tonumber's strtod, string.format, tables,
+# the VM), not the Redis commands. So numbers are formatted only when they
+# change and parsed only when needed, once per call for texts that recur
+# across leads; a state hash field is written only when its text changed;
+# the accumulator names are sorted once per update; and old update ids are
+# pruned only when the lead's newest time moved.
 APPLY_UPDATES = r"""
 local FW, EW = tonumber(ARGV[1]), tonumber(ARGV[2])
 local T, H = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -158,14 +161,15 @@ local function load(key)
       saved[name] = text
     end
   end
+  -- Only the numbers every update needs are parsed here: the score is
+  -- only passed on as text, the fit time only read by a fit update.
   st.ref, st.ref_text = tonumber(saved.r), saved.r
   st.fit = tonumber(saved.fit) or 0
-  st.fit_text = saved.fit or num(st.fit)
-  st.fa, st.fa_text = tonumber(saved.fa), saved.fa
+  st.fit_text = saved.fit or '0'
+  st.fa_text = saved.fa
   st.fo = saved.fo
   st.mql = saved.m == '1'
-  st.score = tonumber(saved.s) or 0
-  st.score_text = saved.s or num(st.score)
+  st.score_text = saved.s or '0'
   return st
 end
 
@@ -337,7 +341,7 @@ local function settle(st, applied, lost, capped, late)
   local score = FW * st.fit + EW * eng
   local was = st.mql
   if was then st.mql = score >= T - H else st.mql = score >= T end
-  st.score, st.score_text = score, num(score)
+  st.score_text = num(score)
   return table.concat({'applied', previous_text, st.score_text, st.fit_text,
     num(eng), num(applied), num(lost), capped and '1' or '0', tostring(late),
     was and '1' or '0', st.mql and '1' or '0', st.ref_text or '0'}, '|')
@@ -400,11 +404,12 @@ end
 
 local function fit_update(key, at, fit)
   local st = load(key)
-  if st.fa ~= nil and at <= st.fa then
-    if at == st.fa and st.fo then return as_duplicate(st.fo) end
+  local fa = tonumber(st.fa_text)
+  if fa ~= nil and at <= fa then
+    if at == fa and st.fo then return as_duplicate(st.fo) end
     return ''
   end
-  st.fa, st.fa_text = at, num(at)
+  st.fa_text = num(at)
   local change = fit - st.fit
   st.fit, st.fit_text = fit, num(fit)
   local encoded = settle(st, change, 0, false, 0)
