@@ -34,7 +34,7 @@ from scorer.lead import Params
 from scorer.scoring import Scorer
 from scorer.service import (
     consumer_settings,
-    producer_settings,
+    output_producer_settings,
     redis_client,
     tune_garbage_collector,
 )
@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
 
 def bare(config: Config, stop: threading.Event) -> None:
     consumer = Consumer(consumer_settings(config))
-    producer = Producer(producer_settings(config))
+    producer = Producer(output_producer_settings(config))
     codecs = _input_codecs(config)
     consumer.subscribe(list(codecs))
     output = config.topics.output.name
@@ -94,7 +94,7 @@ def naive(config: Config, stop: threading.Event, wait_for_acks: bool) -> None:
     settings["enable.auto.commit"] = True
     settings["auto.commit.interval.ms"] = AUTO_COMMIT_INTERVAL_MS
     consumer = Consumer(settings)
-    producer = Producer(producer_settings(config))
+    producer = Producer(output_producer_settings(config))
     codecs = _input_codecs(config)
     consumer.subscribe(list(codecs))
     scorer = _one_at_a_time_scorer(config)
