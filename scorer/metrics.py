@@ -74,7 +74,7 @@ class Metrics:
         )
         self.batch_duration = Histogram(
             "scorer_batch_duration_seconds",
-            "Time to score, publish and commit one batch",
+            "Time from consuming a batch to committing it (batches overlap)",
             buckets=BATCH_BUCKETS_S,
             registry=r,
         )

@@ -16,9 +16,10 @@ queued for Redis behind those of the batch before. Redis, the broker and
 Python work at the same time instead of taking turns; a lead's updates
 still reach Redis in consumed order.
 
-A crash anywhere before step 4 ends replays the batch; the state store
-remembers each update id, so the replay re-publishes identical outputs and
-changes no score (at-least-once delivery, exactly-once effect on state).
+A crash replays every batch whose step 4 had not ended (up to three); the
+state store remembers each update id, so the replay re-publishes identical
+outputs and changes no score (at-least-once delivery, exactly-once effect
+on state).
 
 While Redis or the broker is away, the batch waits with the consumer held
 (`scorer.assignment`): partitions paused, the group kept, nothing lost.
@@ -113,6 +114,7 @@ class Batch:
 
 
 Applied = Future[list[Outcome | None]]
+Part = tuple[Batch, Plan, Applied]  # decoded records, their plan, its Redis reply
 
 
 @dataclass(slots=True)
@@ -122,7 +124,7 @@ class InFlight:
     started_s: float
     size: int  # messages consumed, errors included
     batch: Batch
-    parts: list[tuple[Batch, Plan, Applied]]
+    parts: list[Part]
     offsets: dict[Key, int]  # the next offset of each input partition
     epochs: dict[Key, int]  # ownership of those partitions when consumed
     retried: list[Scored] | None = None  # results scored again after a failure
@@ -201,10 +203,12 @@ class ScorerPipeline:
         return self.partitions.owned
 
     def run(self, stop: threading.Event) -> None:
-        """Score until `stop` is set, finishing the batch in flight.
+        """Score until `stop` is set, finishing the batches in flight.
 
-        A batch waiting for Redis or the broker when `stop` is set is left
-        uncommitted instead: it is consumed again after the restart.
+        A wait for Redis or the broker after `stop` is set (longer than the
+        first second of an ack wait, or any Redis retry) leaves the waiting
+        batch and those behind it uncommitted instead: they are consumed
+        again after the restart.
         """
         self.waiting.stop = stop
         try:
@@ -220,7 +224,9 @@ class ScorerPipeline:
             log.info("scorer started topics=%s delivery=%s", topics, mode)
             self._loop(stop)
         except Interrupted:
-            log.warning("stopped while waiting; the batch in flight is not committed")
+            log.warning(
+                "stopped while waiting; the batches in flight are not committed"
+            )
         finally:
             self._close()
 
@@ -394,33 +400,43 @@ class ScorerPipeline:
         """The batch's results and outputs, in consumed order.
 
         A part's outputs are encoded while Redis applies the parts behind it.
-        When a part failed, none behind it reached Redis, not even those of
-        the batch `behind`: both batches are scored again, in order, once
-        Redis answers (the updates that did reach it are remembered).
         """
         if in_flight.retried is not None:
             return in_flight.retried, self._outputs(in_flight.batch, in_flight.retried)
 
         results: list[Scored] = []
         outputs: list[Outgoing] = []
-        failure: StateStoreError | None = None
-        for part, plan, applied in in_flight.parts:
+        for index, (part, plan, applied) in enumerate(in_flight.parts):
             try:
                 outcomes = applied.result()
             except StateStoreError as exc:
-                failure = failure or exc
-                continue
+                rest = self._scored_again(in_flight.parts[index:], behind, exc)
+                return results + rest[0], outputs + rest[1]
             scored = self.scorer.finish(plan, outcomes)
             results += scored
             outputs += self._outputs(part, scored)
-        if failure is None:
-            return results, outputs
+        return results, outputs
 
+    def _scored_again(
+        self, parts: list[Part], behind: InFlight | None, failure: StateStoreError
+    ) -> tuple[list[Scored], list[Outgoing]]:
+        """Score the parts from a failed one on, then the batch behind, in order.
+
+        Nothing behind the failed part reached Redis, the batch behind
+        included (`scorer.lane`). The parts before it keep their results:
+        scored again, a fit update or a tombstone would not give the same
+        outcome, since the store remembers those by lead, not by update id.
+        """
         self.lane.settle()
-        results = self._score_when_redis_returns(in_flight.batch.items, failure)
+
+        rest = Batch(messages=[])
+        for part, _plan, _applied in parts:
+            rest.items += part.items
+            rest.sources += part.sources
+        results = self._score_when_redis_returns(rest.items, failure)
         if behind is not None:
             behind.retried = self._score_now(behind.batch.items)
-        return results, self._outputs(in_flight.batch, results)
+        return results, self._outputs(rest, results)
 
     def _score_now(self, items: list[Item]) -> list[Scored]:
         try:
