@@ -180,9 +180,6 @@ class AtLeastOnce(_Delivery):
     def start(self) -> None:
         """Nothing to set up: the idempotent producer needs no handshake."""
 
-    def deliver(self, handoff: Handoff) -> None:
-        self.confirm(self.send(handoff))
-
     def send(self, handoff: Handoff) -> Sent:
         """Produce the batch's messages; their acks arrive while the next is scored."""
         return Sent(handoff, self._produce(handoff.outgoing))
@@ -327,23 +324,19 @@ class Transactional(_Delivery):
 
     def send(self, handoff: Handoff) -> Sent:
         """The whole transaction: outputs and offsets cannot be split in two."""
-        self.deliver(handoff)
-        return Sent(handoff, [])
-
-    def confirm(self, sent: Sent) -> None:
-        """Committed by `send` already."""
-
-    def deliver(self, handoff: Handoff) -> None:
         delay = FIRST_RETRY_DELAY_S
         while True:
             try:
                 if self._attempt(handoff):
-                    return
+                    return Sent(handoff, [])
             except StuckCall as exc:
                 self._abandon_producer(exc)
             with self.waiting.holding("kafka"):
                 self.waiting.serve_for(delay, self.producer)
             delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+    def confirm(self, sent: Sent) -> None:
+        """Committed by `send` already."""
 
     def commit_stored(self, moment: str) -> None:
         """Offsets are committed in the transactions; nothing is stored."""

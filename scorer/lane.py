@@ -9,9 +9,9 @@ once instead of taking turns (bench/pipeline.py measures the gain).
 One worker thread applies the parts in the order they were handed in, so a
 lead's updates reach Redis in the order they were consumed, as they would
 without the lane. Once a part fails, the parts behind it are not sent until
-the pipeline `settle`s the lane: it then scores the batches concerned again,
-in order, and the update ids the store remembers make the parts that did
-reach Redis harmless to repeat.
+the pipeline `settle`s the lane: it then scores again, in order, the failed
+part and everything behind it (a part that failed half way inside Redis is
+made harmless to repeat by the update ids the store remembers).
 """
 
 import sys
@@ -45,7 +45,7 @@ class StoreLane:
         self._last: Future[list[Outcome | None]] | None = None
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
 
-    def submit(self, updates: Sequence[Update]) -> "Future[list[Outcome | None]]":
+    def submit(self, updates: Sequence[Update]) -> Future[list[Outcome | None]]:
         """Queue `updates` behind every part submitted before them."""
         self._last = self._worker.submit(self._apply, updates)
         return self._last

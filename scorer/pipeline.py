@@ -89,7 +89,7 @@ DLQ_HEADER_PREFIX = "scorer.error."
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 MESSAGE_OVERHEAD_BYTES = 512  # header framing librdkafka counts in that size
 SHORT_KEY_BYTES = 1024  # a key still copied when a dead letter is too big
-# Records per part of a batch sent to Redis at once (`_score_in_parts`):
+# Records per part of a batch sent to Redis at once (`_start`):
 # small enough that Redis starts early and little of its work is left
 # without Python work beside it, large enough for several updates per call.
 PART_RECORDS = 200
@@ -287,12 +287,6 @@ class ScorerPipeline:
         if in_flight is not None:
             self._confirm(self._send(in_flight, behind=None))
 
-    def process(self, messages: Sequence[Message]) -> list[Scored]:
-        """Score, publish and commit one batch of consumed messages."""
-        sending = self._send(self._start(messages), behind=None)
-        self._confirm(sending)
-        return sending.results
-
     def _start(self, messages: Sequence[Message]) -> InFlight:
         """Decode a batch in parts, each sent to Redis once it is planned.
 
@@ -410,8 +404,10 @@ class ScorerPipeline:
             try:
                 outcomes = applied.result()
             except StateStoreError as exc:
-                rest = self._scored_again(in_flight.parts[index:], behind, exc)
-                return results + rest[0], outputs + rest[1]
+                again, again_out = self._scored_again(
+                    in_flight.parts[index:], behind, exc
+                )
+                return results + again, outputs + again_out
             scored = self.scorer.finish(plan, outcomes)
             results += scored
             outputs += self._outputs(part, scored)

@@ -84,7 +84,7 @@ class Scorer:
         plan = self.plan(items)
         return self.finish(plan, self.store.apply(plan.updates))
 
-    def plan(self, items: Sequence[Item]) -> "Plan":
+    def plan(self, items: Sequence[Item]) -> Plan:
         """Match rules and compute fit: all of scoring that needs no state.
 
         `score` is `plan`, the store's `apply` of the plan's updates, then
@@ -102,7 +102,7 @@ class Scorer:
             plan.reasons.append(reason)
         return plan
 
-    def finish(self, plan: "Plan", outcomes: Sequence[Outcome | None]) -> list[Scored]:
+    def finish(self, plan: Plan, outcomes: Sequence[Outcome | None]) -> list[Scored]:
         """The results of a plan whose updates the store applied."""
         results: list[Scored] = [Scored(NO_RULE) for _ in range(plan.count)]
         for position, update, reason, outcome in zip(

@@ -44,7 +44,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {"linger.ms": 5, "compression.type": "lz4"}
 # (`scorer produce` counts acknowledged records, so it keeps every report.)
 OUTPUT_PRODUCER_DEFAULTS: dict[str, Any] = {"delivery.report.only.error": True}
 # Net allocations between two collections of the youngest generation; above
-# what two batches in flight hold (see tune_garbage_collector).
+# what the batches in flight hold (see tune_garbage_collector).
 GC_YOUNG_OBJECTS = 20_000
 # Immediate retries of a Redis command whose connection broke.
 REDIS_RECONNECTS = 1
@@ -187,7 +187,7 @@ def run(config: Config, stop: threading.Event) -> None:
 def tune_garbage_collector() -> None:
     """Spare the scoring loop most of the collector's work.
 
-    Two batches in flight keep tens of thousands of young objects alive
+    Three batches in flight keep tens of thousands of young objects alive
     (messages, records, outputs); at Python's default threshold of 700 net
     allocations the collector ran 1,400 times in a 100,000-record drain,
     each time walking those live objects: about 15% of the loop's CPU

@@ -131,7 +131,8 @@ def test_a_byte_order_mark_opening_a_file_is_not_sent(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(VIEW).encode() + b"\n")
     producer = RecordingProducer()
-    sender = Sender(producer, Routing.of(None, {}, "t", "json"))  # type: ignore[arg-type]
+    routing = Routing.of(None, {}, "t", "json")
+    sender = Sender(producer, routing)  # type: ignore[arg-type]
 
     stats = sender.send(read_lines([str(path)]))
 
@@ -160,7 +161,8 @@ def test_produced_counts_only_what_the_broker_acknowledged() -> None:
     other = {**VIEW, "event_id": "e2", "lead_id": "L9"}
     errors = io.StringIO()
     producer = FailingProducer(b"L9")
-    sender = Sender(producer, Routing.of(None, {}, "t", "json"), errors)  # type: ignore[arg-type]
+    routing = Routing.of(None, {}, "t", "json")
+    sender = Sender(producer, routing, errors)  # type: ignore[arg-type]
 
     stats = sender.send(lines(VIEW, other))
 
