@@ -20,9 +20,17 @@ if ((${#missing[@]})); then
   $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
     || { $sudo apt-get update -q >/dev/null && \
          $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }
-  # Debian starts the packaged services; the scorer runs its own on free ports.
-  $sudo systemctl disable --now redis-server prometheus >/dev/null 2>&1 || true
-  pkill -x redis-server >/dev/null 2>&1 || true
+  # Debian starts the services it just installed; the scorer runs its own on
+  # free ports. Stop only those: through systemd, or, where there is none (a
+  # container), through the package's init script, which stops the process
+  # of its own pid file and leaves any other redis-server alone.
+  for package in "${missing[@]}"; do
+    case "$package" in redis-server | prometheus) ;; *) continue ;; esac
+    $sudo systemctl disable --now "$package" >/dev/null 2>&1 || true
+    if [ -x "/etc/init.d/$package" ]; then
+      $sudo "/etc/init.d/$package" stop >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 for tool in java mvn redis-server openssl; do
