@@ -30,6 +30,7 @@ import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from scorer import accesslog
+from scorer.calibrate import GOOD_BAND, TOO_HIGH_ABOVE, TOO_LOW_BELOW, Row
 from scorer.config import Config, parse_config
 from scorer.metrics import Metrics
 from scorer.publish import MQL_CROSSED
@@ -106,7 +107,10 @@ def _x_education_part(bootstrap: str, redis_url: str, data: Path) -> None:
     say("\n== Part 2: X Education leads (real outcomes, invented timeline) ==")
     csv_path = data / XEDU_CSV
     if not csv_path.exists():
-        say(f"  skipped: {csv_path} not found (give the datasets folder with --data)")
+        say(
+            f"  skipped: {csv_path} not found (give the datasets folder: "
+            "`scorer demo --data DIR`, or `make demo DATA=DIR`)"
+        )
         return
     with tempfile.TemporaryDirectory(prefix="scorer-demo-") as work:
         events_path, labels_path = (
@@ -295,7 +299,7 @@ def _drain(metrics: Metrics, expected: int) -> None:
         time.sleep(0.1)
         if time.monotonic() - last_report >= PROGRESS_EVERY_S:
             last_report = time.monotonic()
-            say(f"  ... {_consumed(metrics)}/{expected} records scored")
+            say(f"  ... {_consumed(metrics)}/{expected} records processed")
 
 
 def _consumed(metrics: Metrics) -> int:
@@ -355,7 +359,7 @@ def _alert(event: dict[str, Any], watch: Watch) -> None:
 
 def _summary(watch: Watch, records: int, elapsed_s: float) -> None:
     say(
-        f"  Summary: {records} records scored in {elapsed_s:.1f} s "
+        f"  Summary: {records} records processed in {elapsed_s:.1f} s "
         f"({records / elapsed_s:,.0f} events/s from first to last batch); "
         f"{len(watch.leads)} leads scored, {len(watch.mql_up)} became MQLs "
         f"({watch.mql_down} dropped back out); {watch.outputs} output events"
@@ -367,8 +371,13 @@ def _conversion(watch: Watch, labels: dict[str, bool], threshold: float) -> None
     converted = sum(labels[lead] for lead in mqls)
     base = sum(labels.values()) / len(labels)
     share = converted / len(mqls) if mqls else 0.0
+    verdict = Row(threshold, len(mqls), converted, len(labels), 0).verdict
+    low, high = GOOD_BAND
     say(
         f"  X Education: {converted} of {len(mqls)} MQLs converted ({share:.1%}; "
-        f"MQL threshold {threshold:g}; all leads {base:.1%}). The marketing-ops "
-        f"target is 25-40%; see `scorer calibrate` to tune it."
+        f"MQL threshold {threshold:g}; all leads {base:.1%}).\n"
+        f"  Verdict: {verdict} (marketing-ops target {low:.0%}-{high:.0%}, too low "
+        f"below {TOO_LOW_BELOW:.0%}, too high above {TOO_HIGH_ABOVE:.0%}). When "
+        f"all leads convert at {base:.0%}, a threshold that picks the better ones "
+        f"lands above {base:.0%}; `scorer calibrate` sweeps thresholds."
     )
