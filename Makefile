@@ -12,7 +12,7 @@ demo: setup
 	$(BIN)/scorer demo $(if $(DATA),--data $(DATA))
 
 test: setup lint
-	$(BIN)/python -m pytest
+	$(if $(DATA),SCORER_DATA=$(DATA)) $(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff format --check .

@@ -1,6 +1,7 @@
 import csv
 import importlib.util
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -18,7 +19,10 @@ from scorer.events import (
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "examples" / "x_education" / "convert.py"
-REAL_CSV = REPO.parent / "shared" / "data" / "x_education_leads" / "Leads_dev70.csv"
+# The public datasets: `make test DATA=DIR` passes DIR as SCORER_DATA; by
+# default the folder beside the checkout, where it exists.
+DATA_DIR = Path(os.environ.get("SCORER_DATA") or REPO.parent / "shared" / "data")
+REAL_CSV = DATA_DIR / "x_education_leads" / "Leads_dev70.csv"
 BOUNDS = TimeBounds(max_future_ms=DEFAULT_MAX_FUTURE_MS)
 
 Record = dict[str, str | None]
@@ -301,7 +305,9 @@ def test_main_refuses_a_csv_without_the_needed_columns(tmp_path: Path) -> None:
     assert code == 1
 
 
-@pytest.mark.skipif(not REAL_CSV.is_file(), reason="shared X Education data absent")
+@pytest.mark.skipif(
+    not REAL_CSV.is_file(), reason=f"no {REAL_CSV} (give the data: make test DATA=DIR)"
+)
 def test_real_data() -> None:
     with REAL_CSV.open(encoding="utf-8", newline="") as table:
         rows = list(csv.DictReader(table))
@@ -317,7 +323,9 @@ def test_real_data() -> None:
         parse_record(record, BOUNDS)
 
 
-@pytest.mark.skipif(not REAL_CSV.is_file(), reason="shared X Education data absent")
+@pytest.mark.skipif(
+    not REAL_CSV.is_file(), reason=f"no {REAL_CSV} (give the data: make test DATA=DIR)"
+)
 def test_synthetic_header_is_the_real_one() -> None:
     with REAL_CSV.open(encoding="utf-8", newline="") as table:
         assert next(csv.reader(table)) == HEADER
