@@ -195,6 +195,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_demo)
 
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="start local Kafka and Redis with the config's topics for `scorer "
+        "run`; Ctrl-C stops them",
+    )
+    _config_option(sandbox)
+    sandbox.set_defaults(handler=_sandbox)
+
     for command in commands.choices.values():
         command.set_defaults(command_parser=command)
     return parser
@@ -256,16 +264,31 @@ def _run(args: argparse.Namespace) -> int:
     from scorer import service
 
     config = _load(args)
+    stop = _stop_on_signal("finishing the batch in flight")
+    service.run(config, stop)
+    return EXIT_OK
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from scorer.sandbox import stack
+
+    config = _load(args)
+    stop = _stop_on_signal("stopping the servers")
+    stack.serve(config, stop, say=lambda text: print(text, flush=True))
+    return EXIT_OK
+
+
+def _stop_on_signal(doing: str) -> threading.Event:
+    """An event SIGTERM and SIGINT (Ctrl-C) set, so the command ends cleanly."""
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received signal=%s; finishing the batch in flight", signum)
+        log.info("signal received signal=%s; %s", signum, doing)
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    service.run(config, stop)
-    return EXIT_OK
+    return stop
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -34,8 +34,9 @@ from scorer.calibrate import GOOD_BAND, TOO_HIGH_ABOVE, TOO_LOW_BELOW, Row
 from scorer.config import Config, parse_config
 from scorer.metrics import Metrics
 from scorer.publish import MQL_CROSSED
-from scorer.sandbox.kafka import KafkaBroker, create_topics
+from scorer.sandbox.kafka import KafkaBroker
 from scorer.sandbox.redis import RedisServer
+from scorer.sandbox.stack import create_config_topics
 from scorer.service import build_pipeline
 from scorer.wire import SCORE_SCHEMA, make_codec
 
@@ -55,7 +56,6 @@ DRAIN_TIMEOUT_S = 300.0
 # How long the alert watcher may take to join its group, or to read the
 # outputs to their end once the scorer stopped.
 WATCH_TIMEOUT_S = 60.0
-PARTITIONS = 3
 
 
 @dataclass(slots=True)
@@ -156,15 +156,7 @@ def _config(rules: Path, bootstrap: str, redis_url: str, name: str) -> Config:
     raw["redis"] = {"url": redis_url, "key_prefix": f"demo-{name}"}
     raw["metrics"] = {"port": None}
     config = parse_config(raw)
-    topics = [t.name for t in config.topics.events] + [config.topics.output.name]
-    topics.append(config.topics.dead_letter)
-    create_topics(bootstrap, dict.fromkeys(topics, PARTITIONS))
-    assert config.topics.firmographics is not None
-    create_topics(
-        bootstrap,
-        {config.topics.firmographics.name: PARTITIONS},
-        compacted=[config.topics.firmographics.name],
-    )
+    create_config_topics(bootstrap, config)
     return config
 
 

@@ -1,0 +1,66 @@
+"""`scorer sandbox`: a local Kafka broker and redis-server to run the scorer on.
+
+The demo and the tests start their servers and stop them when they end. A
+user who wants to watch `scorer run` by hand needs servers that stay up:
+this starts both on free loopback ports (their data in a temporary folder),
+creates the topics a config names, prints the flags that point `scorer run`
+and `scorer produce` at them, and stops both when asked to.
+"""
+
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack
+
+from scorer.config import Config
+from scorer.sandbox.kafka import KafkaBroker, create_topics
+from scorer.sandbox.redis import RedisServer
+
+# Enough to see a consumer group share the work; the demo uses as many.
+PARTITIONS = 3
+
+
+def create_config_topics(bootstrap_servers: str, config: Config) -> list[str]:
+    """Create every topic `config` names; the firmographics one compacted.
+
+    Returns their names, inputs first.
+    """
+    topics = config.topics
+    names = [t.name for t in topics.events]
+    compacted = []
+    if topics.firmographics is not None:
+        names.append(topics.firmographics.name)
+        compacted.append(topics.firmographics.name)
+    names += [topics.output.name, topics.dead_letter]
+
+    create_topics(bootstrap_servers, dict.fromkeys(names, PARTITIONS), compacted)
+    return names
+
+
+def serve(config: Config, stop: threading.Event, say: Callable[[str], None]) -> None:
+    """Run both servers until `stop` is set; then stop them and drop their data."""
+    say("Starting a local Kafka broker (KRaft) and redis-server ...")
+    with ExitStack() as stack:
+        broker = stack.enter_context(KafkaBroker())
+        redis_server = stack.enter_context(RedisServer())
+        names = create_config_topics(broker.bootstrap_servers, config)
+
+        say(instructions(broker.bootstrap_servers, redis_server.url, names))
+        stop.wait()
+        say("Stopping the servers; their data is deleted.")
+
+
+def instructions(bootstrap_servers: str, redis_url: str, topics: list[str]) -> str:
+    flags = f"--bootstrap-servers {bootstrap_servers}"
+    return "\n".join(
+        [
+            f"  Kafka  {bootstrap_servers}",
+            f"  Redis  {redis_url}",
+            f"  Topics {', '.join(topics)} ({PARTITIONS} partitions each)",
+            "",
+            "In another terminal (add --config CONFIG if you gave one here):",
+            f"  scorer run {flags} --redis-url {redis_url}",
+            f"  scorer produce {flags} RECORDS.jsonl",
+            "",
+            "Ctrl-C (or SIGTERM) stops both servers.",
+        ]
+    )
