@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 
 from scorer.errors import StateStoreError
 from scorer.events import Forget
@@ -37,6 +38,9 @@ from scorer.lead import (
 from scorer.rules import ScoringRule
 
 log = logging.getLogger(__name__)
+
+# Marks a hash tag that is not the lead id itself (see `hash_tag`).
+ESCAPE = "~"
 
 # APPLY_UPDATES: the twin of scorer.lead.apply_activity / apply_fit. Keep the
 # arithmetic in the same order as the Python so both give identical doubles.
@@ -477,7 +481,7 @@ class RedisStore:
             raise StateStoreError(f"cannot load the scoring script: {exc}") from exc
 
     def keys(self, lead_id: str) -> tuple[str, str, str]:
-        tagged = f"{self.prefix}:{{{lead_id}}}"
+        tagged = f"{self.prefix}:{{{hash_tag(lead_id)}}}"
         return f"{tagged}:s", f"{tagged}:seen", f"{tagged}:out"
 
     def apply(self, updates: Sequence[Update]) -> list[Outcome | None]:
@@ -503,7 +507,7 @@ class RedisStore:
         pattern = f"{self.prefix}:{{*}}:s"
         for key in self.client.scan_iter(match=pattern, count=1000):
             text = key.decode() if isinstance(key, bytes) else str(key)
-            yield text[len(self.prefix) + 2 : -3]
+            yield lead_of_tag(text[len(self.prefix) + 2 : -3])
 
     def _calls(self, updates: Sequence[Update]) -> list[list[int]]:
         """Group update positions into script calls, keeping per-lead order."""
@@ -528,7 +532,9 @@ class RedisStore:
                 self._queue(pipe, [updates[position] for position in call])
             try:
                 replies = pipe.execute(raise_on_error=False)
-            except redis.RedisError as exc:
+            except (redis.RedisError, RedisClusterException) as exc:
+                # A cluster's own errors (keys of one call in different slots,
+                # say) are not RedisErrors; they must not escape the retry.
                 raise StateStoreError(f"Redis pipeline failed: {exc}") from exc
             missing = any(
                 isinstance(r, redis.exceptions.NoScriptError) for r in replies
@@ -565,6 +571,24 @@ class RedisStore:
                 text = encoded.decode() if isinstance(encoded, bytes) else encoded
                 outcomes[position] = Outcome.decode(text) if text else None
         return outcomes
+
+
+def hash_tag(lead_id: str) -> str:
+    """The text between the braces of a lead's keys.
+
+    Redis Cluster hashes the text from a key's first '{' to the next '}';
+    when that is empty it hashes the whole key, and a lead's three keys would
+    land in different slots. So an id that starts with '}' is written behind
+    a '~', and so is one that starts with '~', which keeps the mapping one to
+    one (`lead_of_tag` undoes it). Every other id is its own tag.
+    """
+    if lead_id[:1] in ("}", ESCAPE):
+        return ESCAPE + lead_id
+    return lead_id
+
+
+def lead_of_tag(tag: str) -> str:
+    return tag[1:] if tag[:1] == ESCAPE else tag
 
 
 def _update_arg(update: Update, rules: dict[ScoringRule, int]) -> str:

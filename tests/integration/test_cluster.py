@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from test_state import PARAMS, random_updates
+from test_state import PARAMS, RULES, T0, random_updates
 
-from scorer.lead import MemoryStore
+from scorer.lead import ActivityUpdate, MemoryStore
 from scorer.sandbox import free_ports
 from scorer.sandbox.redis import RedisServer
 from scorer.state import RedisStore
@@ -91,3 +91,20 @@ def test_a_lead_spreads_over_no_more_than_one_node(
         cluster.get_node_from_key(store.keys(f"lead-{i}")[0]).port for i in range(50)
     }
     assert len(leads_per_node) == NODES
+
+
+@pytest.mark.parametrize("lead", ["}acme", "~acme", "~}acme", "a}b", "{x}", "}"])
+def test_awkward_lead_ids_keep_their_keys_in_one_slot(
+    cluster: redis.RedisCluster, lead: str
+) -> None:
+    cluster.flushall()
+    store = RedisStore(cluster, PARAMS, key_prefix="c")
+    memory = MemoryStore(PARAMS)
+    mine = ActivityUpdate(lead, "e1", T0, RULES[0])
+
+    slots = {cluster.keyslot(key) for key in store.keys(lead)}
+    got = store.apply([mine])
+
+    assert len(slots) == 1
+    assert got == memory.apply([mine])
+    assert list(store.lead_ids()) == [lead]

@@ -102,3 +102,16 @@ def test_keys_carry_the_lead_as_hash_tag(redis_client: redis.Redis) -> None:
         "scorer:{acme:42}:seen",
         "scorer:{acme:42}:out",
     )
+
+
+@pytest.mark.parametrize("lead", ["}acme", "~acme", "~}acme", "a}b", "plain"])
+def test_a_lead_id_maps_to_one_hash_tag_and_back(
+    redis_client: redis.Redis, lead: str
+) -> None:
+    store = RedisStore(redis_client, PARAMS, key_prefix="tag")
+    store.apply([ActivityUpdate(lead, "e1", T0, RULES[0])])
+
+    tag = store.keys(lead)[0][len("tag:{") : -len("}:s")]
+
+    assert tag and not tag.startswith("}")
+    assert list(store.lead_ids()) == [lead]
