@@ -38,7 +38,7 @@ def unreachable_threshold(raw: dict[str, Any]) -> None:
 
 
 def duplicate_rule_names(raw: dict[str, Any]) -> None:
-    raw["scoring"]["engagement_rules"][2]["name"] = "pricing_page"
+    raw["scoring"]["engagement_rules"][0]["name"] = "pricing_page"
 
 
 # What each breakage does, and the words stderr must hold that name it.

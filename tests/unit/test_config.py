@@ -79,7 +79,7 @@ def test_duplicate_rule_names_are_refused() -> None:
     rules = raw["scoring"]["engagement_rules"]
     rules[1]["name"] = rules[0]["name"]
 
-    assert "duplicate rule names: demo_request" in error_of(raw).message
+    assert "duplicate rule names: blog_read" in error_of(raw).message
 
 
 def test_a_condition_for_another_event_type_is_refused() -> None:

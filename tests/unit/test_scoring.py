@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime
 
+import pytest
+
 from scorer.config import load_config
 from scorer.events import Activity, Firmographics, Forget
 from scorer.lead import MemoryStore, Params
@@ -183,3 +185,25 @@ def test_a_forgotten_lead_starts_from_zero() -> None:
     scorer.score([page("/blog/a", T0 + 1, "b1")])
 
     assert score_of(scorer) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("/blog/pricing-models-explained", "blog_read"),
+        ("/blog/demo-day-recap", "blog_read"),
+        ("/demo-request", "demo_request"),
+        ("https://example.com/Demo?ref=ad", "demo_request"),
+        ("/pricing.html", "pricing_page"),
+        ("/en/pricing/enterprise", "pricing_page"),
+        ("/jobs/", "careers_page"),
+        ("/demographics", None),
+        ("/pricingplans-archive", None),
+        ("/jobsite-partners", None),
+    ],
+)
+def test_default_page_rules_match_whole_path_words(url: str, rule: str | None) -> None:
+    result = new_scorer().score([page(url, T0, "e")])[0]
+
+    fired = result.outputs[0]["reason"]["rule"] if result.outputs else None
+    assert fired == rule
