@@ -83,6 +83,25 @@ def test_replay_writes_outputs_and_the_final_state(tmp_path: Path) -> None:
     assert summary["leads in state"] == "2"
 
 
+def test_a_redelivered_crossing_is_counted_once(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    crossing = page("a1", "A", T0 + 1000, "/demo")
+    events.write_text(
+        "\n".join([firmographics("A", T0, "Director of IT"), crossing, crossing]) + "\n"
+    )
+
+    result = run("replay", str(events))
+
+    assert result.returncode == 0, result.stderr
+    outputs = result.stdout.splitlines()
+    assert outputs[3:] == outputs[1:3], "the copy re-publishes byte for byte"
+    summary = summary_rows(result.stderr)
+    assert summary["MQL crossings up"] == "1"
+    assert summary["duplicates"] == "1"
+    assert summary["outputs"] == "5"
+    assert summary["re-published copies"] == "2"
+
+
 def test_as_of_decays_the_state_and_skips_later_events(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text(
