@@ -222,6 +222,19 @@ def test_an_output_that_is_an_input_is_refused_untouched(
         assert events.read_bytes() == before
 
 
+@pytest.mark.parametrize("flag", ["--dead-letter", "--state-out"])
+def test_dash_is_no_output_file(tmp_path: Path, flag: str) -> None:
+    # Standard output carries the output events; a file named "-" would
+    # surprise whoever meant standard output.
+    result = run("replay", flag, "-", str(good_file(tmp_path)))
+
+    assert result.returncode == 2
+    assert f"argument {flag}: - is standard output" in result.stderr
+    assert "./-" in result.stderr
+    assert result.stdout == ""
+    assert not Path("-").exists()
+
+
 def test_the_two_outputs_must_be_two_files(tmp_path: Path) -> None:
     events = good_file(tmp_path)
     output = tmp_path / "out.jsonl"
