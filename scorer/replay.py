@@ -233,7 +233,7 @@ def read_lines(paths: Iterable[str]) -> Iterator[Line]:
 def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
     return {
         "lead_id": snapshot.lead_id,
-        "fit": round(snapshot.fit, 4),
+        "fit": round(snapshot.fit, 4) + 0.0,
         "engagement": round(snapshot.engagement, 4) + 0.0,
         "score": round(snapshot.score, 4) + 0.0,
         "as_of": format_time(snapshot.as_of_ms) if snapshot.as_of_ms else None,

@@ -29,12 +29,12 @@ def page(event_id: str, lead: str, at_ms: int, url: str) -> str:
     return json.dumps(record)
 
 
-def firmographics(lead: str, at_ms: int, title: str) -> str:
+def firmographics(lead: str, at_ms: int, title: str, employees: int = 900) -> str:
     record = {
         "lead_id": lead,
         "type": "firmographics",
         "title": title,
-        "employees": 900,
+        "employees": employees,
         "updated_at": format_time(at_ms),
     }
     return json.dumps(record)
@@ -100,6 +100,30 @@ def test_a_redelivered_crossing_is_counted_once(tmp_path: Path) -> None:
     assert summary["duplicates"] == "1"
     assert summary["outputs"] == "5"
     assert summary["re-published copies"] == "2"
+
+
+def test_every_number_in_the_state_is_a_float(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "\n".join(
+            [
+                firmographics("A", T0, "Director of IT"),
+                firmographics("B", T0, "Intern", employees=3),  # no fit rule
+                page("b1", "B", T0 + 1000, "/blog/post"),
+            ]
+        )
+        + "\n"
+    )
+    state = tmp_path / "state.jsonl"
+
+    result = run("replay", "--state-out", str(state), str(events))
+
+    assert result.returncode == 0, result.stderr
+    finals = [json.loads(line) for line in state.read_text().splitlines()]
+    outputs = [json.loads(line) for line in result.stdout.splitlines()]
+    for document in [*finals, *outputs]:
+        numbers = {key: document[key] for key in ("fit", "engagement", "score")}
+        assert all(type(n) is float for n in numbers.values()), document
 
 
 def test_as_of_decays_the_state_and_skips_later_events(tmp_path: Path) -> None:
