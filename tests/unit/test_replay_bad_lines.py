@@ -294,6 +294,20 @@ def test_a_byte_order_mark_opening_a_file_is_ignored(tmp_path: Path) -> None:
     assert summary_rows(result.stderr)["dead-lettered"] == "0"
 
 
+def test_a_json_error_names_the_file_line_and_a_column(tmp_path: Path) -> None:
+    unclosed = b'{"lead_id": "L1", "type": "page_view"'
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(unclosed + b"\n" + good_lines()[0] + b"\n")
+
+    result = run("replay", str(path))
+
+    reports = [line for line in result.stderr.splitlines() if "bad_json" in line]
+    end = len(unclosed) + 1  # the column just past the line's last character
+    assert reports[0] == (
+        f"{path}:1: bad_json: not JSON: Expecting ',' delimiter: column {end}"
+    )
+
+
 def test_a_byte_order_mark_inside_a_file_is_a_bad_line(tmp_path: Path) -> None:
     first, second = good_lines()[:2]
     path = tmp_path / "events.jsonl"
