@@ -112,9 +112,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     _config_option(replay)
     replay.add_argument("--as-of", help="RFC 3339 time to evaluate the state at")
-    replay.add_argument("--state-out", type=Path, help="write each lead's final state")
     replay.add_argument(
-        "--dead-letter", type=Path, help="write unscorable lines here as JSON lines"
+        "--state-out",
+        type=_output_file,
+        metavar="FILE",
+        help="write each lead's final state to FILE (not -: stdout has the outputs)",
+    )
+    replay.add_argument(
+        "--dead-letter",
+        type=_output_file,
+        metavar="FILE",
+        help="write unscorable lines to FILE as JSON lines "
+        "(not -: stdout has the outputs)",
     )
     replay.add_argument(
         "--progress",
@@ -452,6 +461,20 @@ def _produce(args: argparse.Namespace) -> int:
     stats = produce.Sender(producer, routing).send(read_lines(args.inputs))
     print(stats.summary(), file=sys.stderr)
     return EXIT_OK if stats.succeeded else EXIT_FAILED
+
+
+def _output_file(text: str) -> Path:
+    """A file `replay` writes besides stdout: '-' is refused, not a file name.
+
+    '-' reads stdin as an input, so as an output it would be taken for stdout,
+    which already carries the output events.
+    """
+    if text == "-":
+        raise argparse.ArgumentTypeError(
+            "- is standard output, which carries the output events; name a file "
+            "(./- for one named -)"
+        )
+    return Path(text)
 
 
 def _speed(text: str) -> float:

@@ -32,8 +32,10 @@ class FitModel:
 
     def score(self, record: Firmographics) -> FitScore:
         matched = [rule for rule in self._rules if rule.matches(record)]
+        # Start at 0.0: sum() of no rules is the int 0, which a lead's state
+        # kept and the replay's state file wrote as "fit": 0.
         return FitScore(
-            points=sum(rule.points for rule in matched),
+            points=sum((rule.points for rule in matched), 0.0),
             rules=tuple(rule.name for rule in matched),
         )
 

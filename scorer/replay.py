@@ -65,9 +65,27 @@ class ReplayStats:
     bad: Counter[str] = field(default_factory=Counter)
     after_as_of: int = 0
     outputs: int = 0
+    copies: int = 0
     mql_up: int = 0
     mql_down: int = 0
     latest_ms: int | None = None
+
+    def count_output(self, event: dict[str, Any], status: str) -> None:
+        """Tally one output written for a record of this scoring status."""
+        self.outputs += 1
+
+        # A redelivered record re-publishes its first outputs byte for byte,
+        # so that consumers can drop them; they are no new crossings.
+        if status == DUPLICATE_RECORD:
+            self.copies += 1
+            return
+
+        if event["type"] != MQL_CROSSED:
+            return
+        if event["direction"] == "up":
+            self.mql_up += 1
+        else:
+            self.mql_down += 1
 
     def table(self, leads: int, elapsed_s: float) -> str:
         """The end-of-run summary, one figure a row."""
@@ -81,9 +99,11 @@ class ReplayStats:
         rows += [(f"  {reason}", f"{n:,}") for reason, n in sorted(self.bad.items())]
         if self.after_as_of:
             rows.append(("after --as-of", f"{self.after_as_of:,}"))
+        rows.append(("outputs", f"{self.outputs:,}"))
+        if self.copies:
+            rows.append(("  re-published copies", f"{self.copies:,}"))
         rate = self.lines / elapsed_s if elapsed_s > 0 else 0.0
         rows += [
-            ("outputs", f"{self.outputs:,}"),
             ("MQL crossings up", f"{self.mql_up:,}"),
             ("MQL crossings down", f"{self.mql_down:,}"),
             ("leads in state", f"{leads:,}"),
@@ -194,13 +214,7 @@ class Replay:
         self.stats.outcomes[result.status] += 1
         for event in result.outputs:
             out.write(self._codec.encode(event) + b"\n")
-            self.stats.outputs += 1
-            if event["type"] != MQL_CROSSED:
-                continue
-            if event["direction"] == "up":
-                self.stats.mql_up += 1
-            else:
-                self.stats.mql_down += 1
+            self.stats.count_output(event, result.status)
 
 
 def read_lines(paths: Iterable[str]) -> Iterator[Line]:
@@ -219,7 +233,7 @@ def read_lines(paths: Iterable[str]) -> Iterator[Line]:
 def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
     return {
         "lead_id": snapshot.lead_id,
-        "fit": round(snapshot.fit, 4),
+        "fit": round(snapshot.fit, 4) + 0.0,
         "engagement": round(snapshot.engagement, 4) + 0.0,
         "score": round(snapshot.score, 4) + 0.0,
         "as_of": format_time(snapshot.as_of_ms) if snapshot.as_of_ms else None,

@@ -60,6 +60,8 @@ TIMESTAMP_FIELDS = ("occurred_at", "updated_at")
 _FILE_NAME = re.compile(r"[a-z][a-z0-9_]*\.v(?P<version>[1-9][0-9]*)\.avsc")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
+# JSON's whitespace (RFC 8259, section 2); str.rstrip() alone takes more.
+_JSON_WHITESPACE = " \t\n\r"
 
 # What fastavro raises on a truncated or corrupt body: EOFError when a length
 # runs past the end, UnicodeDecodeError (a ValueError) for bad UTF-8,
@@ -248,6 +250,8 @@ class JsonCodec:
 
         try:
             data = _JSON_DECODER.decode(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidRecord("bad_json", _json_problem(text, exc)) from exc
         except (ValueError, RecursionError) as exc:
             raise InvalidRecord("bad_json", f"not JSON: {exc}") from exc
 
@@ -492,6 +496,24 @@ def _epoch_ms(field: str, value: Any) -> int:
         return value
     message = f"{field} must be a datetime, epoch ms or RFC 3339 string"
     raise InvalidRecord("unencodable", message, field)
+
+
+def _json_problem(text: str, exc: json.JSONDecodeError) -> str:
+    """json's reason and where: a column, and a line only in a multi-line value.
+
+    `scorer replay` decodes each file line with its newline, after which json
+    placed an error at the line's end on "line 2 column 1": beside the file's
+    own line number, that read as the wrong line. So trailing whitespace is
+    left out of the count, and a one-line value gets no line of its own.
+    """
+    content = text.rstrip(_JSON_WHITESPACE)
+    at = min(exc.pos, len(content))
+    column = at - content.rfind("\n", 0, at)
+
+    if "\n" not in content:
+        return f"not JSON: {exc.msg}: column {column}"
+    line = content.count("\n", 0, at) + 1
+    return f"not JSON: {exc.msg}: line {line} column {column}"
 
 
 def _reject_constant(name: str) -> NoReturn:

@@ -29,12 +29,12 @@ def page(event_id: str, lead: str, at_ms: int, url: str) -> str:
     return json.dumps(record)
 
 
-def firmographics(lead: str, at_ms: int, title: str) -> str:
+def firmographics(lead: str, at_ms: int, title: str, employees: int = 900) -> str:
     record = {
         "lead_id": lead,
         "type": "firmographics",
         "title": title,
-        "employees": 900,
+        "employees": employees,
         "updated_at": format_time(at_ms),
     }
     return json.dumps(record)
@@ -81,6 +81,49 @@ def test_replay_writes_outputs_and_the_final_state(tmp_path: Path) -> None:
     assert summary["records read"] == "4"
     assert summary["MQL crossings up"] == "1"
     assert summary["leads in state"] == "2"
+
+
+def test_a_redelivered_crossing_is_counted_once(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    crossing = page("a1", "A", T0 + 1000, "/demo")
+    events.write_text(
+        "\n".join([firmographics("A", T0, "Director of IT"), crossing, crossing]) + "\n"
+    )
+
+    result = run("replay", str(events))
+
+    assert result.returncode == 0, result.stderr
+    outputs = result.stdout.splitlines()
+    assert outputs[3:] == outputs[1:3], "the copy re-publishes byte for byte"
+    summary = summary_rows(result.stderr)
+    assert summary["MQL crossings up"] == "1"
+    assert summary["duplicates"] == "1"
+    assert summary["outputs"] == "5"
+    assert summary["re-published copies"] == "2"
+
+
+def test_every_number_in_the_state_is_a_float(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "\n".join(
+            [
+                firmographics("A", T0, "Director of IT"),
+                firmographics("B", T0, "Intern", employees=3),  # no fit rule
+                page("b1", "B", T0 + 1000, "/blog/post"),
+            ]
+        )
+        + "\n"
+    )
+    state = tmp_path / "state.jsonl"
+
+    result = run("replay", "--state-out", str(state), str(events))
+
+    assert result.returncode == 0, result.stderr
+    finals = [json.loads(line) for line in state.read_text().splitlines()]
+    outputs = [json.loads(line) for line in result.stdout.splitlines()]
+    for document in [*finals, *outputs]:
+        numbers = {key: document[key] for key in ("fit", "engagement", "score")}
+        assert all(type(n) is float for n in numbers.values()), document
 
 
 def test_as_of_decays_the_state_and_skips_later_events(tmp_path: Path) -> None:

@@ -222,6 +222,19 @@ def test_an_output_that_is_an_input_is_refused_untouched(
         assert events.read_bytes() == before
 
 
+@pytest.mark.parametrize("flag", ["--dead-letter", "--state-out"])
+def test_dash_is_no_output_file(tmp_path: Path, flag: str) -> None:
+    # Standard output carries the output events; a file named "-" would
+    # surprise whoever meant standard output.
+    result = run("replay", flag, "-", str(good_file(tmp_path)))
+
+    assert result.returncode == 2
+    assert f"argument {flag}: - is standard output" in result.stderr
+    assert "./-" in result.stderr
+    assert result.stdout == ""
+    assert not Path("-").exists()
+
+
 def test_the_two_outputs_must_be_two_files(tmp_path: Path) -> None:
     events = good_file(tmp_path)
     output = tmp_path / "out.jsonl"
@@ -279,6 +292,20 @@ def test_a_byte_order_mark_opening_a_file_is_ignored(tmp_path: Path) -> None:
     assert "bad_json" not in result.stderr
     assert result.stdout == reference.stdout
     assert summary_rows(result.stderr)["dead-lettered"] == "0"
+
+
+def test_a_json_error_names_the_file_line_and_a_column(tmp_path: Path) -> None:
+    unclosed = b'{"lead_id": "L1", "type": "page_view"'
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(unclosed + b"\n" + good_lines()[0] + b"\n")
+
+    result = run("replay", str(path))
+
+    reports = [line for line in result.stderr.splitlines() if "bad_json" in line]
+    end = len(unclosed) + 1  # the column just past the line's last character
+    assert reports[0] == (
+        f"{path}:1: bad_json: not JSON: Expecting ',' delimiter: column {end}"
+    )
 
 
 def test_a_byte_order_mark_inside_a_file_is_a_bad_line(tmp_path: Path) -> None:

@@ -609,6 +609,30 @@ def test_json_malformed_is_bad_json(value: bytes) -> None:
     assert caught.value.reason == "bad_json"
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (b'{"a": 1\n', "not JSON: Expecting ',' delimiter: column 8"),
+        (b'{"a": 1\r\n', "not JSON: Expecting ',' delimiter: column 8"),
+        (
+            b'{"a": 1,}',
+            "not JSON: Expecting property name enclosed in double quotes: column 9",
+        ),
+        (b'{"a": 1} {"b": 2}\n', "not JSON: Extra data: column 10"),
+        (b'{"a": 1,\n"b"}\n', "not JSON: Expecting ':' delimiter: line 2 column 4"),
+    ],
+)
+def test_json_error_says_where_without_counting_the_newline(
+    value: bytes, message: str
+) -> None:
+    # replay passes each file line with its newline; json put an error at
+    # its end on "line 2", next to the file's own line number.
+    with pytest.raises(InvalidRecord) as caught:
+        JSON.decode(value)
+
+    assert caught.value.message == message
+
+
 @pytest.mark.parametrize("value", [b"[]", b'"page_view"', b"42", b"null", b"true"])
 def test_json_non_object_is_not_an_object(value: bytes) -> None:
     with pytest.raises(InvalidRecord) as caught:
