@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -51,6 +52,18 @@ _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _UNIT_MS["w"] = 7 * _UNIT_MS["d"]
 _RULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_DURATION_EXPECTED = "a duration such as '30s', '15m', '12h', '7d' or '2w'"
+# Far longer than any decay, cap window or horizon a scoring model needs; it
+# keeps every duration exact as a double (Lua, JSON) and a 1 ms cap window a
+# visible share of any half-life (Scoring.max_engagement divides by it).
+MAX_DURATION_MS = 1000 * 365 * 86_400_000
+# Points of a rule, either sign: far beyond any scoring model (the default's
+# rules give 1 to 30), and small enough that no score can overflow a double.
+MAX_POINTS = 1_000_000
+# A weight rescales fit against engagement; a thousandfold is plenty. With
+# MAX_POINTS, an event adds at most 1e9 to the total, so reaching a double's
+# 1.8e308 would take about 1e299 events.
+MAX_WEIGHT = 1_000
 # librdkafka settings that hold credentials (sasl.password, ssl.key.password,
 # sasl.oauthbearer.client.secret, an inline private key, ...).
 _SECRET_SETTING = re.compile(
@@ -69,29 +82,59 @@ def is_secret_setting(name: str) -> bool:
 def _duration_ms(value: Any) -> Any:
     """'90s', '15m', '12h', '7d', '2w' or a number of seconds, as milliseconds."""
     if isinstance(value, bool):
-        return value
+        raise ValueError(f"{_DURATION_EXPECTED}, not a boolean")
     if isinstance(value, int | float):
-        return int(value * 1000)
+        return _whole_ms(value * 1000)
     if isinstance(value, str):
         found = _DURATION.match(value)
         if found is None:
-            raise ValueError("a duration such as '30s', '15m', '12h', '7d' or '2w'")
+            raise ValueError(_DURATION_EXPECTED)
         amount, unit = found.groups()
-        return int(float(amount) * _UNIT_MS[unit])
+        return _whole_ms(float(amount) * _UNIT_MS[unit])
+    return value
+
+
+def _whole_ms(ms: float) -> int:
+    # Checked before int(), whose OverflowError for inf (a duration of 400
+    # digits reads as one) pydantic would not turn into a validation error.
+    in_range = -MAX_DURATION_MS <= ms <= MAX_DURATION_MS  # False for NaN too
+    if not in_range:
+        days = MAX_DURATION_MS // _UNIT_MS["d"]
+        raise ValueError(f"must be a finite duration of at most {days}d")
+    return int(ms)
+
+
+def _not_boolean(value: Any) -> Any:
+    # YAML reads `true` as a boolean, and pydantic would take it as 1.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+def _within_points_limit(value: float) -> float:
+    if abs(value) > MAX_POINTS:
+        raise ValueError(f"must be between -{MAX_POINTS:,} and {MAX_POINTS:,}")
     return value
 
 
 DurationMs = Annotated[int, BeforeValidator(_duration_ms)]
+# Every number of the config is one of these: no boolean passes as 0 or 1.
+# NaN and infinities are refused by `Frozen` (allow_inf_nan) for every float.
+Number = Annotated[float, BeforeValidator(_not_boolean)]
+Integer = Annotated[int, BeforeValidator(_not_boolean)]
+Points = Annotated[Number, AfterValidator(_within_points_limit)]
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No NaN or infinity: an infinite threshold passed the reachability check
+    # and then made scores that no JSON output can hold.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Cap(Frozen):
     """At most `points` from one rule per clock-aligned window of `window`."""
 
-    points: float = Field(gt=0, description="most points the rule adds per window")
+    points: Number = Field(gt=0, description="most points the rule adds per window")
     window: DurationMs = Field(gt=0, description="window length, aligned to UTC")
 
 
@@ -114,7 +157,7 @@ class Match(Frozen):
     status: Literal["registered", "attended"] | None = Field(
         default=None, description="webinar: registered or attended"
     )
-    min_minutes_watched: float | None = Field(
+    min_minutes_watched: Number | None = Field(
         default=None, ge=0, description="webinar: watched at least this many minutes"
     )
 
@@ -148,7 +191,10 @@ class EngagementRule(Frozen):
     name: str
     description: str = ""
     match: Match
-    points: float = Field(description="points per event; negative lowers the score")
+    points: Points = Field(
+        description="points per event; negative lowers the score; "
+        f"at most {MAX_POINTS:,} either way"
+    )
     cap: Cap | None = None
     half_life: DurationMs | None = Field(
         default=None, gt=0, description="overrides scoring.half_life for this rule"
@@ -162,14 +208,14 @@ class EngagementRule(Frozen):
     @field_validator("points")
     @classmethod
     def _points(cls, value: float) -> float:
-        if value == 0 or not math.isfinite(value):
-            raise ValueError("must be a finite number other than 0")
+        if value == 0:
+            raise ValueError("must be a number other than 0")
         return value
 
 
 class Range(Frozen):
-    min: float | None = None
-    max: float | None = None
+    min: Number | None = None
+    max: Number | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -193,7 +239,10 @@ class FitRule(Frozen):
     pattern: str | None = Field(
         default=None, description="a regular expression searched in the text"
     )
-    points: float
+    points: Points = Field(
+        description=f"points when the criterion matches; at most {MAX_POINTS:,} "
+        "either way"
+    )
 
     @field_validator("name")
     @classmethod
@@ -218,15 +267,15 @@ class FitRule(Frozen):
 class Total(Frozen):
     """score = fit_weight * fit + engagement_weight * engagement."""
 
-    fit_weight: float = Field(default=1.0, ge=0)
-    engagement_weight: float = Field(default=1.0, ge=0)
+    fit_weight: Number = Field(default=1.0, ge=0, le=MAX_WEIGHT)
+    engagement_weight: Number = Field(default=1.0, ge=0, le=MAX_WEIGHT)
 
 
 class Mql(Frozen):
     """A lead becomes an MQL at `threshold` and stops below threshold-hysteresis."""
 
-    threshold: float = Field(gt=0)
-    hysteresis: float = Field(default=10.0, ge=0)
+    threshold: Number = Field(gt=0)
+    hysteresis: Number = Field(default=10.0, ge=0)
 
     @model_validator(mode="after")
     def _band(self) -> Self:
@@ -353,6 +402,10 @@ PRODUCER_RESERVED = ("transactional.id",)
 
 
 class Kafka(Frozen):
+    # librdkafka checks the values of its own settings; refused here, an inf
+    # would be reported once per branch of the settings' type union.
+    model_config = ConfigDict(allow_inf_nan=True)
+
     bootstrap_servers: str = Field(
         default="127.0.0.1:9092", description="host:port[,host:port...] of the brokers"
     )
@@ -477,8 +530,8 @@ class Redis(Frozen):
     tls: RedisTls | None = Field(default=None, description="needs a rediss:// url")
     cluster: bool = False
     key_prefix: str = Field(default="scorer", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
-    timeout_s: float = Field(default=5.0, gt=0)
-    ops_per_call: int = Field(
+    timeout_s: Number = Field(default=5.0, gt=0)
+    ops_per_call: Integer = Field(
         default=64, ge=1, le=1000, description="score updates per Lua script call"
     )
 
@@ -521,8 +574,8 @@ class Redis(Frozen):
 
 
 class Pipeline(Frozen):
-    batch_size: int = Field(default=1000, ge=1, le=100_000)
-    batch_timeout_ms: int = Field(default=50, ge=1, le=60_000)
+    batch_size: Integer = Field(default=1000, ge=1, le=100_000)
+    batch_timeout_ms: Integer = Field(default=50, ge=1, le=60_000)
     max_future: DurationMs = Field(default=_UNIT_MS["d"], ge=0)
     transactional: bool = Field(
         default=False,
@@ -546,7 +599,7 @@ class Pipeline(Frozen):
 class Metrics(Frozen):
     """The HTTP server of /metrics, /healthz and /readyz."""
 
-    port: int | None = Field(
+    port: Integer | None = Field(
         default=None, ge=0, le=65535, description="no port, no server; 0 picks one"
     )
     host: str = Field(default="127.0.0.1", description="address to listen on")
@@ -589,8 +642,8 @@ class SchemaRegistry(Frozen):
         description="register the output schema at start-up; false: look it up "
         "and refuse to start if it is not registered",
     )
-    timeout_s: float = Field(default=5.0, gt=0, description="per HTTP request")
-    retries: int = Field(
+    timeout_s: Number = Field(default=5.0, gt=0, description="per HTTP request")
+    retries: Integer = Field(
         default=4,
         ge=0,
         le=10,

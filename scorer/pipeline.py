@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,7 +66,7 @@ from scorer.events import (
 from scorer.lane import StoreLane
 from scorer.lead import LATE, TOO_LATE, Outcome
 from scorer.metrics import Metrics
-from scorer.publish import MQL_CROSSED
+from scorer.publish import MQL_CROSSED, encode_outputs
 from scorer.registry import RegistryClient, RegistryError
 from scorer.scoring import Item, Plan, Scored, Scorer
 from scorer.wire import SCORE_SCHEMA, Codec, SchemaCatalog
@@ -103,6 +103,8 @@ class Rejected:
     error: InvalidRecord
     error_class: str = "InvalidRecord"
     """The class of the exception; another than InvalidRecord is a bug."""
+    scored: bool = False
+    """Scored, but its outputs cannot be encoded: counted as dead-lettered only."""
 
 
 @dataclass(slots=True)
@@ -395,8 +397,10 @@ class ScorerPipeline:
 
         A part's outputs are encoded while Redis applies the parts behind it.
         """
+        rejected = in_flight.batch.rejected
         if in_flight.retried is not None:
-            return in_flight.retried, self._outputs(in_flight.batch, in_flight.retried)
+            retried = in_flight.retried
+            return retried, self._outputs(in_flight.batch, retried, rejected)
 
         results: list[Scored] = []
         outputs: list[Outgoing] = []
@@ -405,16 +409,20 @@ class ScorerPipeline:
                 outcomes = applied.result()
             except StateStoreError as exc:
                 again, again_out = self._scored_again(
-                    in_flight.parts[index:], behind, exc
+                    in_flight.parts[index:], behind, exc, rejected
                 )
                 return results + again, outputs + again_out
             scored = self.scorer.finish(plan, outcomes)
             results += scored
-            outputs += self._outputs(part, scored)
+            outputs += self._outputs(part, scored, rejected)
         return results, outputs
 
     def _scored_again(
-        self, parts: list[Part], behind: InFlight | None, failure: StateStoreError
+        self,
+        parts: list[Part],
+        behind: InFlight | None,
+        failure: StateStoreError,
+        rejected: list[Rejected],
     ) -> tuple[list[Scored], list[Outgoing]]:
         """Score the parts from a failed one on, then the batch behind, in order.
 
@@ -432,7 +440,7 @@ class ScorerPipeline:
         results = self._score_when_redis_returns(rest.items, failure)
         if behind is not None:
             behind.retried = self._score_now(behind.batch.items)
-        return results, self._outputs(rest, results)
+        return results, self._outputs(rest, results, rejected)
 
     def _score_now(self, items: list[Item]) -> list[Scored]:
         try:
@@ -477,19 +485,34 @@ class ScorerPipeline:
 
     # -- publishing --------------------------------------------------------
 
-    def _outputs(self, batch: Batch, results: list[Scored]) -> list[Outgoing]:
+    def _outputs(
+        self, batch: Batch, results: list[Scored], rejected: list[Rejected]
+    ) -> list[Outgoing]:
+        """The outputs of `batch`'s records, in consumed order.
+
+        A record whose outputs cannot be encoded joins `rejected` (its
+        in-flight batch's), which `_send` turns into dead letters: they are
+        acknowledged before the offsets are committed, as outputs are.
+        """
         outputs = []
         for message, result in zip(batch.sources, results, strict=True):
-            for event in result.outputs:
-                outputs.append(self._output(message, event))
+            if not result.outputs:
+                continue
+            try:
+                values = encode_outputs(result.outputs, self.output_codec.encode)
+            except InvalidRecord as exc:
+                rejected.append(Rejected(message, exc, scored=True))
+                continue
+            for event, value in zip(result.outputs, values, strict=True):
+                outputs.append(self._output(message, event, value))
         return outputs
 
-    def _output(self, source: Message, event: dict[str, Any]) -> Outgoing:
+    def _output(self, source: Message, event: dict[str, Any], value: bytes) -> Outgoing:
         topic, partition, _ = _where(source)
         return Outgoing(
             topic=self.config.topics.output.name,
             key=str(event["lead_id"]).encode(),
-            value=self.output_codec.encode(event),
+            value=value,
             headers=[("type", str(event["type"]).encode())],
             source=(topic, partition),
         )
@@ -564,7 +587,7 @@ class ScorerPipeline:
 
     def _observe_latency(self, batch: Batch, results: list[Scored]) -> None:
         now_ms = time.time() * 1000
-        for message, result in zip(batch.sources, results, strict=True):
+        for message, result in _published(batch, results):
             if not result.outputs:
                 continue
             kind, created_ms = message.timestamp()
@@ -617,7 +640,7 @@ class ScorerPipeline:
             records[(topic, "dead_lettered")] += 1
             dead[(topic, rejected.error.reason)] += 1
         outputs: Counter[str] = Counter()
-        for message, result in zip(batch.sources, results, strict=True):
+        for message, result in _published(batch, results):
             records[(message.topic(), result.status)] += 1
             _tally_outputs(result, outputs)
 
@@ -629,6 +652,18 @@ class ScorerPipeline:
         for (topic, reason), count in dead.items():
             m.dead_lettered.labels(topic, reason).inc(count)
         _count_outputs(m, outputs)
+
+
+def _published(batch: Batch, results: list[Scored]) -> Iterator[tuple[Message, Scored]]:
+    """The scored records with their results, but those dead-lettered after all.
+
+    A record whose outputs could not be encoded is in `batch.rejected` too,
+    and counted there: once, as dead-lettered, with none of its outputs.
+    """
+    dead = {id(r.message) for r in batch.rejected if r.scored}
+    for message, result in zip(batch.sources, results, strict=True):
+        if id(message) not in dead:
+            yield message, result
 
 
 def _tally_outputs(result: Scored, tally: Counter[str]) -> None:

@@ -8,16 +8,21 @@ produces byte-identical outputs that consumers can recognise as copies.
 
 import hashlib
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from scorer.errors import InvalidRecord
 from scorer.lead import DUPLICATE, ActivityUpdate, FitUpdate, Outcome
 
 ScoredUpdate = ActivityUpdate | FitUpdate
 
 SCORE_CHANGED = "score_changed"
 MQL_CROSSED = "mql_crossed"
+# The dead-letter reason of a record whose output events the output format
+# cannot hold (see `encode_outputs`).
+OUTPUT_NOT_ENCODABLE = "output_not_encodable"
 
 # Namespace of output event ids; fixed forever so ids stay stable across
 # versions of the scorer.
@@ -63,6 +68,28 @@ def output_events(
     if crossed:
         events.append(_mql_crossed(base, outcome))
     return events
+
+
+def encode_outputs(
+    events: list[dict[str, Any]], encode: Callable[[Mapping[str, Any]], bytes]
+) -> list[bytes]:
+    """Each of a record's output events encoded, or none of them.
+
+    An event the codec refuses (a score JSON cannot hold, say) raises
+    `InvalidRecord` with reason OUTPUT_NOT_ENCODABLE for the record, which
+    then goes to the dead letters like one that cannot be scored, instead
+    of stopping the scorer for good: the same record consumed again would
+    fail the same way. Its other events are left out with it, so no reader
+    sees an mql_crossed without its score_changed.
+    """
+    encoded = []
+    for event in events:
+        try:
+            encoded.append(encode(event))
+        except InvalidRecord as exc:
+            message = f"{event['type']} output: {exc.message}"
+            raise InvalidRecord(OUTPUT_NOT_ENCODABLE, message, exc.field) from exc
+    return encoded
 
 
 def is_redelivery(outcome: Outcome) -> bool:

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from scorer.config import ENV_PREFIX, RDKAFKA_ENV_PREFIX, Config
+from scorer.config import ENV_PREFIX, MAX_WEIGHT, RDKAFKA_ENV_PREFIX, Config
 
 REQUIRED = "required"
 # The generated table sits between these lines of docs/configuration.md.
@@ -32,7 +32,7 @@ NOTES = {
     "scoring.allowed_lateness": "events this far behind a lead's newest are exact",
     "scoring.dedupe_horizon": "update ids are remembered this long (event time)",
     "scoring.total.fit_weight": "score = fit_weight * fit + engagement_weight * "
-    "engagement",
+    f"engagement; each weight from 0 to {MAX_WEIGHT:,}",
     "scoring.total.engagement_weight": "see fit_weight",
     "scoring.mql.threshold": "a lead becomes an MQL at this score",
     "scoring.mql.hysteresis": "and stops being one below threshold - hysteresis",
@@ -48,7 +48,6 @@ NOTES = {
     "scoring.fit_rules[].range": "employees: min..max",
     "scoring.fit_rules[].range.min": "lowest head count that matches",
     "scoring.fit_rules[].range.max": "highest head count that matches",
-    "scoring.fit_rules[].points": "points when the criterion matches",
     "kafka.bootstrap_servers": "librdkafka's bootstrap.servers",
     "kafka.group_id": "the consumer group all instances share",
     "redis.password": "kept out of logs",

@@ -26,7 +26,7 @@ from scorer.events import (
     unexpected_error,
 )
 from scorer.lead import MemoryStore, Params, Snapshot
-from scorer.publish import MQL_CROSSED
+from scorer.publish import MQL_CROSSED, encode_outputs
 from scorer.scoring import (
     DUPLICATE_RECORD,
     FORGOTTEN,
@@ -146,9 +146,14 @@ class Replay:
         self, lines: Iterable[Line], out: IO[bytes], progress: Progress | None = None
     ) -> ReplayStats:
         for batch in _chunks(lines, BATCH_LINES):
-            items = [item for item in map(self._parse, batch) if item is not None]
-            for result in self.scorer.score(items):
-                self._write(result, out)
+            parsed = [
+                (line, item)
+                for line in batch
+                if (item := self._parse(line)) is not None
+            ]
+            results = self.scorer.score([item for _, item in parsed])
+            for (line, _), result in zip(parsed, results, strict=True):
+                self._write(line, result, out)
             if progress is not None:
                 progress.advance(len(batch), sum(len(line.text) for line in batch))
         return self.stats
@@ -210,10 +215,17 @@ class Replay:
             }
             self.dead_letters.write(json.dumps(entry) + "\n")
 
-    def _write(self, result: Scored, out: IO[bytes]) -> None:
+    def _write(self, line: Line, result: Scored, out: IO[bytes]) -> None:
+        """The line's outputs, or its report if they cannot be encoded."""
+        try:
+            encoded = encode_outputs(result.outputs, self._codec.encode)
+        except InvalidRecord as exc:
+            self._reject(line, exc)
+            return
+
         self.stats.outcomes[result.status] += 1
-        for event in result.outputs:
-            out.write(self._codec.encode(event) + b"\n")
+        for event, text in zip(result.outputs, encoded, strict=True):
+            out.write(text + b"\n")
             self.stats.count_output(event, result.status)
 
 

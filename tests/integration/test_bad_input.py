@@ -11,6 +11,7 @@ headers.
 
 import io
 import json
+import math
 import random
 import time
 import uuid
@@ -769,6 +770,68 @@ def test_an_unexpected_error_dead_letters_the_record_and_scoring_goes_on(
     )
     assert "reason=internal_error" in caplog.text
     assert secret not in caplog.text
+
+
+def test_a_record_whose_outputs_cannot_be_encoded_is_dead_lettered_and_committed(
+    kafka_bootstrap: str, redis_url: str, fresh_topics: Any
+) -> None:
+    """An infinite score (from a config past validation) has no JSON form.
+
+    The scorer exited at it, and met it again after every restart.
+    """
+    pages, out, dlq = fresh_topics("pages", "out", "dlq", partitions=1)
+    config = make_config(
+        kafka_bootstrap,
+        redis_url,
+        {
+            "events": [{"name": pages, "format": "json"}],
+            "output": {"name": out, "format": "json"},
+            "dead_letter": dlq,
+        },
+    )
+    rules = list(config.scoring.engagement_rules)
+    assert rules[0].name == "demo_request"
+    rules[0] = rules[0].model_copy(update={"points": math.inf, "cap": None})
+    scoring = config.scoring.model_copy(update={"engagement_rules": tuple(rules)})
+    config = config.model_copy(update={"scoring": scoring})
+    records = [
+        page_view("p1", "L1", T0_MS, "/pricing"),
+        page_view("p2", "L2", T0_MS, "/demo"),
+        page_view("p3", "L3", T0_MS, "/pricing"),
+    ]
+    sent = [Sent(str(r["lead_id"]).encode(), JSON.encode(r), None, r) for r in records]
+    produce_tracked(kafka_bootstrap, pages, sent)
+
+    metrics = Metrics()
+    with running_scorer(config, metrics):
+        wait_until(
+            lambda: counter_total(metrics, "scorer_records_total") >= 3,
+            "three records to be handled",
+        )
+    letters = read_everything(kafka_bootstrap, dlq)
+    scored = [JSON.decode(m.value()) for m in read_everything(kafka_bootstrap, out)]
+
+    assert [(e["lead_id"], e["score"]) for e in scored] == [("L1", 20.0), ("L3", 20.0)]
+    assert [m.value() for m in letters] == [sent[1].value]
+    headers = dict(letters[0].headers())
+    assert headers["scorer.error.reason"] == b"output_not_encodable"
+    assert headers["scorer.error.offset"] == b"1"
+    assert committed(kafka_bootstrap, config.kafka.group_id, pages) == 3
+    dead = counter_total(
+        metrics, "scorer_dead_lettered_total", reason="output_not_encodable"
+    )
+    assert dead == 1.0
+    assert counter_total(metrics, "scorer_records_total", outcome="scored") == 2.0
+
+
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    """The offset `group` committed on partition 0 of `topic`."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        (found,) = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+    finally:
+        consumer.close()
+    return int(found.offset)
 
 
 def test_a_tombstone_leaves_nothing_of_the_lead_in_redis(

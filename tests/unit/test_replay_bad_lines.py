@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from command import scorer as run
+from unencodable import with_infinite_demo_points
 
 from scorer.config import default_config_path, load_config
 from scorer.events import format_time
@@ -180,6 +181,33 @@ def test_an_unexpected_error_is_reported_as_a_bad_line(
     assert PERSONAL not in errors.getvalue()
     scored = [json.loads(line)["lead_id"] for line in out.getvalue().splitlines()]
     assert scored == ["L1", "L3"]
+
+
+def test_a_line_whose_outputs_cannot_be_encoded_is_a_bad_line() -> None:
+    """An infinite score has no JSON form; replay stopped at the first one."""
+    config = with_infinite_demo_points(load_config(environ={}))
+    lines = [
+        encoded(page(1, "L1", "/pricing")),
+        encoded(page(2, "L2", "/demo")),  # infinite points
+        encoded(page(3, "L3", "/pricing")),
+    ]
+    errors, dead, out = io.StringIO(), io.StringIO(), io.BytesIO()
+
+    stats = Replay(config, errors=errors, dead_letters=dead).run(
+        [Line("in", n, text) for n, text in enumerate(lines, 1)], out
+    )
+
+    assert errors.getvalue() == (
+        "in:2: output_not_encodable: score_changed output: "
+        "record is not encodable as JSON: ValueError\n"
+    )
+    (letter,) = [json.loads(line) for line in dead.getvalue().splitlines()]
+    assert (letter["line"], letter["raw"]) == (2, lines[1].decode())
+    assert stats.bad == {"output_not_encodable": 1}
+    assert stats.outcomes == {"scored": 2}
+    assert (stats.outputs, stats.mql_up) == (2, 0)
+    scored = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e["lead_id"], e["score"]) for e in scored] == [("L1", 20.0), ("L3", 20.0)]
 
 
 def good_file(tmp_path: Path) -> Path:

@@ -1,0 +1,237 @@
+"""Numbers in the config: finite, within their limits, and never booleans.
+
+An infinite threshold or points once passed `check-config` and then made
+scores no JSON output could hold; `true` passed as the number 1.
+"""
+
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from scorer.config import Config, default_config_path, load_config, parse_config
+from scorer.errors import ConfigError
+
+INF, NAN = float("inf"), float("nan")
+# The default's blog_read rule; uncapped, it makes every threshold reachable.
+BLOG_READ = "scoring.engagement_rules.3"
+
+
+def default_raw() -> dict[str, Any]:
+    raw = yaml.safe_load(default_config_path().read_text())
+    assert isinstance(raw, dict)
+    return raw
+
+
+def put(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `dotted` in `raw`; a number in the path is a list index."""
+    *parents, last = dotted.split(".")
+    node: Any = raw
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    node[last] = value
+
+
+def uncapped(raw: dict[str, Any]) -> dict[str, Any]:
+    put(raw, f"{BLOG_READ}.cap", None)
+    return raw
+
+
+def error_at(field: str, value: Any, raw: dict[str, Any] | None = None) -> ConfigError:
+    raw = default_raw() if raw is None else raw
+    put(raw, field, value)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+
+    assert caught.value.field == field
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("scoring.mql.threshold", INF),
+        ("scoring.mql.hysteresis", NAN),
+        ("scoring.engagement_rules.0.points", -INF),
+        ("scoring.engagement_rules.1.cap.points", INF),
+        ("scoring.engagement_rules.5.match.min_minutes_watched", INF),
+        ("scoring.fit_rules.1.points", NAN),
+        ("scoring.fit_rules.0.range.max", INF),
+        ("scoring.total.engagement_weight", INF),
+        # YAML 1.1 reads 1e400 as text, which pydantic turns into inf.
+        ("scoring.total.fit_weight", "1e400"),
+    ],
+)
+def test_nan_and_infinity_are_refused_with_the_field(field: str, value: Any) -> None:
+    error = error_at(field, value, uncapped(default_raw()))
+
+    assert error.message == "Input should be a finite number"
+
+
+def test_an_infinite_threshold_is_refused_though_any_score_is_reachable(
+    tmp_path: Path,
+) -> None:
+    """The user's report: with an uncapped rule it passed the reachability check."""
+    path = tmp_path / "uncapped.yaml"
+    path.write_text(yaml.safe_dump(uncapped(default_raw())))
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={"SCORER_SCORING__MQL__THRESHOLD": ".inf"})
+
+    assert caught.value.details == [
+        "scoring.mql.threshold: Input should be a finite number "
+        "(from SCORER_SCORING__MQL__THRESHOLD)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("scoring.half_life", INF),
+        ("scoring.allowed_lateness", NAN),
+        ("scoring.dedupe_horizon", "1" + "0" * 400 + "ms"),
+        ("scoring.engagement_rules.0.cap.window", "365001d"),
+        ("scoring.engagement_rules.0.half_life", -(10**400)),
+    ],
+)
+def test_a_duration_beyond_a_thousand_years_is_refused(field: str, value: Any) -> None:
+    """inf and a 400-digit duration raised OverflowError, a traceback."""
+    error = error_at(field, value)
+
+    assert error.message == "must be a finite duration of at most 365000d"
+
+
+def test_a_thousand_years_is_the_longest_duration() -> None:
+    raw = default_raw()
+    put(raw, "scoring.half_life", "365000d")
+
+    assert parse_config(raw).scoring.half_life == 365_000 * 86_400_000
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        (f"{BLOG_READ}.points", 1e308),
+        ("scoring.engagement_rules.2.points", -1_000_001),
+        ("scoring.fit_rules.0.points", 2e6),
+    ],
+)
+def test_points_beyond_a_million_are_refused(field: str, value: float) -> None:
+    error = error_at(field, value, uncapped(default_raw()))
+
+    assert error.message == "must be between -1,000,000 and 1,000,000"
+
+
+def test_a_million_points_either_way_is_accepted() -> None:
+    raw = default_raw()
+    put(raw, "scoring.engagement_rules.0.points", 1_000_000)
+    put(raw, "scoring.engagement_rules.0.cap.points", 1_000_000)
+    put(raw, "scoring.fit_rules.0.points", -1e6)
+
+    config = parse_config(raw)
+
+    assert config.scoring.engagement_rules[0].points == 1_000_000
+    assert config.scoring.fit_rules[0].points == -1_000_000
+
+
+def test_a_weight_above_a_thousand_is_refused() -> None:
+    error = error_at("scoring.total.fit_weight", 1000.5)
+
+    assert error.message == "Input should be less than or equal to 1000"
+
+
+def numeric_settings(
+    model: type[BaseModel] = Config, prefix: str = ""
+) -> Iterator[str]:
+    """The dotted path of every number outside lists, in every section."""
+    for name, info in model.model_fields.items():
+        if typing.get_origin(info.annotation) is tuple:
+            continue
+        kinds = [_bare(kind) for kind in typing.get_args(info.annotation)]
+        kinds = kinds or [info.annotation]
+        models = [k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)]
+        if models:
+            yield from numeric_settings(models[0], f"{prefix}{name}.")
+        elif int in kinds or float in kinds:
+            yield f"{prefix}{name}"
+
+
+def _bare(kind: Any) -> Any:
+    """`int` for `Annotated[int, ...]` (as in `Integer | None`)."""
+    if typing.get_origin(kind) is typing.Annotated:
+        return typing.get_args(kind)[0]
+    return kind
+
+
+NUMERIC_SETTINGS = list(numeric_settings())
+
+
+def test_the_numeric_settings_are_found() -> None:
+    expected = {
+        "scoring.mql.threshold",
+        "scoring.half_life",
+        "scoring.total.fit_weight",
+        "pipeline.batch_size",
+        "metrics.port",
+        "schema_registry.retries",
+    }
+
+    assert expected <= set(NUMERIC_SETTINGS)
+
+
+@pytest.mark.parametrize("path", NUMERIC_SETTINGS)
+def test_a_boolean_is_not_taken_as_a_number(path: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides={path: "true"}, environ={})
+
+    mine = [d for d in caught.value.details if d.startswith(f"{path}: ")]
+    assert len(mine) == 1
+    assert mine[0].endswith(", not a boolean (from the command line)")
+
+
+def test_a_boolean_threshold_is_named_instead_of_a_hysteresis_error() -> None:
+    """`--set scoring.mql.threshold=true` was read as 1, below the hysteresis."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides={"scoring.mql.threshold": "true"}, environ={})
+
+    assert caught.value.details == [
+        "scoring.mql.threshold: must be a number, not a boolean (from the command line)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("scoring.engagement_rules.0.points", True),
+        ("scoring.engagement_rules.0.cap.points", True),
+        ("scoring.engagement_rules.5.match.min_minutes_watched", False),
+        ("scoring.fit_rules.0.range.min", True),
+        ("scoring.fit_rules.2.points", True),
+    ],
+)
+def test_a_boolean_in_a_rule_is_not_taken_as_a_number(field: str, value: bool) -> None:
+    error = error_at(field, value)
+
+    assert error.message == "must be a number, not a boolean"
+
+
+def test_a_boolean_duration_is_refused() -> None:
+    error = error_at("scoring.engagement_rules.0.cap.window", True)
+
+    assert error.message.endswith("'2w', not a boolean")
+
+
+def test_numbers_written_as_text_are_still_read() -> None:
+    """YAML 1.1 reads 1e6 as text; it was a number before and still is."""
+    raw = default_raw()
+    put(raw, "scoring.engagement_rules.0.points", "1e6")
+    put(raw, "scoring.mql.threshold", "60")
+
+    config = parse_config(raw)
+
+    assert config.scoring.engagement_rules[0].points == 1_000_000
+    assert config.scoring.mql.threshold == 60
