@@ -790,8 +790,8 @@ def test_a_record_whose_outputs_cannot_be_encoded_is_dead_lettered_and_committed
         },
     )
     rules = list(config.scoring.engagement_rules)
-    assert rules[0].name == "demo_request"
-    rules[0] = rules[0].model_copy(update={"points": math.inf, "cap": None})
+    demo = [rule.name for rule in rules].index("demo_request")
+    rules[demo] = rules[demo].model_copy(update={"points": math.inf, "cap": None})
     scoring = config.scoring.model_copy(update={"engagement_rules": tuple(rules)})
     config = config.model_copy(update={"scoring": scoring})
     records = [

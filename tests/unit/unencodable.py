@@ -13,7 +13,7 @@ def with_infinite_demo_points(config: Config) -> Config:
     infinite, which a JSON output cannot hold.
     """
     rules = list(config.scoring.engagement_rules)
-    assert rules[0].name == "demo_request"
-    rules[0] = rules[0].model_copy(update={"points": math.inf, "cap": None})
+    demo = [rule.name for rule in rules].index("demo_request")
+    rules[demo] = rules[demo].model_copy(update={"points": math.inf, "cap": None})
     scoring = config.scoring.model_copy(update={"engagement_rules": tuple(rules)})
     return config.model_copy(update={"scoring": scoring})
