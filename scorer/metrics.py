@@ -52,11 +52,13 @@ class Metrics:
             registry=r,
         )
         self.score_changes = Counter(
-            "scorer_score_changes_total", "score_changed events published", registry=r
+            "scorer_score_changes_total",
+            "score_changed events published (re-published copies left out)",
+            registry=r,
         )
         self.mql_crossings = Counter(
             "scorer_mql_crossings_total",
-            "mql_crossed events published",
+            "mql_crossed events published (re-published copies left out)",
             ["direction"],
             registry=r,
         )

@@ -68,7 +68,7 @@ from scorer.lead import LATE, TOO_LATE, Outcome
 from scorer.metrics import Metrics
 from scorer.publish import MQL_CROSSED, encode_outputs
 from scorer.registry import RegistryClient, RegistryError
-from scorer.scoring import Item, Plan, Scored, Scorer
+from scorer.scoring import DUPLICATE_RECORD, Item, Plan, Scored, Scorer
 from scorer.wire import SCORE_SCHEMA, Codec, SchemaCatalog
 
 log = logging.getLogger(__name__)
@@ -667,6 +667,10 @@ def _published(batch: Batch, results: list[Scored]) -> Iterator[tuple[Message, S
 
 
 def _tally_outputs(result: Scored, tally: Counter[str]) -> None:
+    # A redelivered record re-publishes its first outputs byte for byte: they
+    # are copies, counted as a duplicate record, not as new changes.
+    if result.status == DUPLICATE_RECORD:
+        return
     if result.outcome is not None and result.outcome.late in (LATE, TOO_LATE):
         tally["too_late" if result.too_late else "late"] += 1
     for event in result.outputs:
