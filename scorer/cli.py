@@ -283,7 +283,8 @@ def _sandbox(args: argparse.Namespace) -> int:
 
     config = _load(args)
     stop = _stop_on_signal("stopping the servers")
-    stack.serve(config, stop, say=lambda text: print(text, flush=True))
+    say = lambda text: print(text, flush=True)  # noqa: E731
+    stack.serve(config, stop, say, config_path=args.config)
     return EXIT_OK
 
 

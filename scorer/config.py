@@ -125,6 +125,9 @@ Integer = Annotated[int, BeforeValidator(_not_boolean)]
 Points = Annotated[Number, AfterValidator(_within_points_limit)]
 
 
+EventType = Literal["page_view", "content_download", "webinar"]
+
+
 class Frozen(BaseModel):
     # No NaN or infinity: an infinite threshold passed the reachability check
     # and then made scores that no JSON output can hold.
@@ -141,7 +144,7 @@ class Cap(Frozen):
 class Match(Frozen):
     """Which activity events a rule scores. Omitted conditions match anything."""
 
-    type: Literal["page_view", "content_download", "webinar"]
+    type: EventType
     url_contains: tuple[str, ...] = Field(
         default=(), description="page view: any of these substrings of the URL"
     )
@@ -357,8 +360,16 @@ class Topic(Frozen):
     )
 
 
+class EventTopic(Topic):
+    types: tuple[EventType, ...] = Field(
+        default=(),
+        description="the event types this topic carries; `scorer produce` routes "
+        "records of these types to it (the scorer reads any type on any topic)",
+    )
+
+
 class Topics(Frozen):
-    events: tuple[Topic, ...] = Field(min_length=1)
+    events: tuple[EventTopic, ...] = Field(min_length=1)
     firmographics: Topic | None = None
     output: Topic
     dead_letter: str = Field(min_length=1, max_length=249)
@@ -381,7 +392,15 @@ class Topics(Frozen):
             raise ValueError(f"dead_letter {self.dead_letter!r} is also an input topic")
         if self.dead_letter == self.output.name:
             raise ValueError(f"dead_letter {self.dead_letter!r} is also the output")
+        self._one_topic_per_type()
         return self
+
+    def _one_topic_per_type(self) -> None:
+        """A record's type names one topic, or `scorer produce` cannot choose."""
+        carried = [kind for topic in self.events for kind in topic.types]
+        twice = sorted({kind for kind in carried if carried.count(kind) > 1})
+        if twice:
+            raise ValueError(f"types carried by two event topics: {', '.join(twice)}")
 
     def named_with(self, fmt: WireFormat) -> list[str]:
         """The names of the topics in wire format `fmt`, inputs first."""

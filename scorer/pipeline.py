@@ -44,7 +44,7 @@ from confluent_kafka import (
 )
 
 from scorer.assignment import Assignment, Key
-from scorer.config import Config
+from scorer.config import Config, Topic
 from scorer.confluent_wire import topic_codec
 from scorer.delivery import (
     AtLeastOnce,
@@ -160,7 +160,7 @@ class ScorerPipeline:
         self.metrics = metrics
         topics = config.topics
         catalog = catalog if catalog is not None else SchemaCatalog.load()
-        inputs = [*topics.events]
+        inputs: list[Topic] = [*topics.events]
         if topics.firmographics is not None:
             inputs.append(topics.firmographics)
         if registry is None and config.schema_registry is not None:

@@ -4,7 +4,8 @@ Each line is one JSON object (an event or a firmographic record, as
 `scorer import-access-log` and `scorer replay` read them). Its topic is, in
 this order: the topic routed for its `type` (``--route TYPE=TOPIC``), the
 one ``--topic``, or the config's: the firmographics topic for firmographic
-records, the only event topic when there is one. The value is written in the
+records, the event topic whose ``types`` name the record's type, or the only
+event topic when there is one. The value is written in the
 topic's format from the config (JSON when the topic is not in the config, or
 ``--format`` for all): JSON lines go out as they are, Avro is encoded from
 them. A line that cannot be sent is reported as ``file:line: reason`` on
@@ -242,4 +243,6 @@ def _config_routes(config: Config | None) -> dict[str, str]:
     if len(config.topics.events) == 1:
         only = config.topics.events[0].name
         routes |= dict.fromkeys(("page_view", "content_download", "webinar"), only)
+    for topic in config.topics.events:
+        routes |= dict.fromkeys(topic.types, topic.name)
     return routes

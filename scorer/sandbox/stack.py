@@ -10,6 +10,7 @@ and `scorer produce` at them, and stops both when asked to.
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 
 from scorer.config import Config
 from scorer.sandbox.kafka import KafkaBroker, create_topics
@@ -36,28 +37,47 @@ def create_config_topics(bootstrap_servers: str, config: Config) -> list[str]:
     return names
 
 
-def serve(config: Config, stop: threading.Event, say: Callable[[str], None]) -> None:
-    """Run both servers until `stop` is set; then stop them and drop their data."""
+def serve(
+    config: Config,
+    stop: threading.Event,
+    say: Callable[[str], None],
+    config_path: Path | None = None,
+) -> None:
+    """Run both servers until `stop` is set; then stop them and drop their data.
+
+    `config_path`, the file `config` came from, is repeated in the commands
+    printed for the other terminal.
+    """
     say("Starting a local Kafka broker (KRaft) and redis-server ...")
     with ExitStack() as stack:
         broker = stack.enter_context(KafkaBroker())
         redis_server = stack.enter_context(RedisServer())
         names = create_config_topics(broker.bootstrap_servers, config)
 
-        say(instructions(broker.bootstrap_servers, redis_server.url, names))
+        say(
+            instructions(broker.bootstrap_servers, redis_server.url, names, config_path)
+        )
         stop.wait()
         say("Stopping the servers; their data is deleted.")
 
 
-def instructions(bootstrap_servers: str, redis_url: str, topics: list[str]) -> str:
+def instructions(
+    bootstrap_servers: str,
+    redis_url: str,
+    topics: list[str],
+    config_path: Path | None,
+) -> str:
+    """What to run against the servers, with the config they were made for."""
     flags = f"--bootstrap-servers {bootstrap_servers}"
+    if config_path is not None:
+        flags = f"--config {config_path} {flags}"
     return "\n".join(
         [
             f"  Kafka  {bootstrap_servers}",
             f"  Redis  {redis_url}",
             f"  Topics {', '.join(topics)} ({PARTITIONS} partitions each)",
             "",
-            "In another terminal (add --config CONFIG if you gave one here):",
+            "In another terminal:",
             f"  scorer run {flags} --redis-url {redis_url}",
             f"  scorer produce {flags} RECORDS.jsonl",
             "",

@@ -231,3 +231,20 @@ def test_a_blank_group_id_or_broker_list_is_refused(field: str, value: str) -> N
     error = error_of(raw)
     assert error.field == f"kafka.{field}"
     assert error.message.startswith("must not be empty")
+
+
+def test_an_event_type_carried_by_two_topics_is_refused() -> None:
+    raw = default_raw()
+    raw["topics"]["events"][1]["types"] = ["content_download", "page_view"]
+
+    message = error_of(raw).message
+    assert "types carried by two event topics: page_view" in message
+
+
+def test_a_topic_carries_only_known_event_types() -> None:
+    raw = default_raw()
+    raw["topics"]["events"][0]["types"] = ["page_views"]
+
+    error = error_of(raw)
+    assert "topics.events.0.types.0" in str(error)
+    assert "'page_view', 'content_download' or 'webinar'" in error.message

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from confluent_kafka import KafkaError, Producer
 
-from scorer.config import load_config
+from scorer.config import Config, default_config_path, load_config, parse_config
 from scorer.errors import ConfigError, InvalidRecord
 from scorer.produce import ProduceStats, Routing, Sender, parse_routes
 from scorer.replay import Line, read_lines
@@ -56,8 +57,16 @@ FIRMO = {
 }
 
 
+def untyped_config() -> Config:
+    """The packaged config with event topics that do not say what they carry."""
+    raw = yaml.safe_load(default_config_path().read_text())
+    for topic in raw["topics"]["events"]:
+        del topic["types"]
+    return parse_config(raw)
+
+
 def test_records_go_by_route_then_firmographics_then_topic_then_config() -> None:
-    config = load_config(environ={})
+    config = untyped_config()
     routing = Routing.of(config, {"webinar": "w"}, None, None)
 
     assert routing.topic_for({"type": "webinar"}) == "w"
@@ -75,8 +84,19 @@ def test_records_go_by_route_then_firmographics_then_topic_then_config() -> None
     assert routing.topic_for({"type": "firmographics"}) == "crm2"
 
 
+def test_the_packaged_config_routes_each_type_to_its_topic() -> None:
+    routing = Routing.of(load_config(environ={}), {"webinar": "w"}, None, None)
+
+    assert routing.topic_for({"type": "page_view"}) == "web.page_views"
+    assert routing.topic_for({"type": "content_download"}) == (
+        "marketing.content_downloads"
+    )
+    assert routing.topic_for({"type": "webinar"}) == "w"
+    assert routing.topic_for({"type": "firmographics"}) == "crm.firmographics"
+
+
 def test_a_record_without_a_route_says_how_to_give_one() -> None:
-    routing = Routing.of(load_config(environ={}), {}, None, None)
+    routing = Routing.of(untyped_config(), {}, None, None)
 
     with pytest.raises(InvalidRecord) as caught:
         routing.topic_for({"type": "page_view"})

@@ -1,0 +1,140 @@
+"""`scorer sandbox`, then `scorer produce` and `scorer run` as the README says.
+
+A user trying the service by hand runs three commands in three terminals;
+this runs them as child processes and reads the scores they publish.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer
+
+from scorer.wire import make_codec
+
+pytestmark = pytest.mark.integration
+
+READY_TIMEOUT_S = 120.0  # the sandbox starts a JVM
+OUTPUT_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+T0 = "2026-12-01T10:00:00.000Z"
+RECORDS: list[dict[str, Any]] = [
+    {"event_id": "v1", "lead_id": "L1", "type": "page_view", "occurred_at": T0},
+    {"event_id": "d1", "lead_id": "L1", "type": "content_download", "occurred_at": T0},
+    {"event_id": "w1", "lead_id": "L1", "type": "webinar", "occurred_at": T0},
+]
+RECORDS[0]["url"] = "/pricing"
+RECORDS[1] |= {"asset_id": "a1", "asset_type": "whitepaper"}
+RECORDS[2] |= {"webinar_id": "w", "status": "registered", "minutes_watched": 0}
+
+
+def scorer(*args: str) -> list[str]:
+    return [sys.executable, "-m", "scorer.cli", *args]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[tuple[str, str]]:
+    """The running `scorer sandbox`: (bootstrap servers, Redis url)."""
+    process = subprocess.Popen(
+        scorer("sandbox"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        printed = _read_until(process, "Ctrl-C")
+        kafka = re.search(r"^  Kafka  (\S+)$", printed, re.M)
+        redis_url = re.search(r"^  Redis  (\S+)$", printed, re.M)
+        assert kafka and redis_url, printed
+        assert f"scorer produce --bootstrap-servers {kafka[1]}" in printed
+        yield kafka[1], redis_url[1]
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(STOP_TIMEOUT_S) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_records_produced_by_hand_are_scored_by_hand(
+    sandbox: tuple[str, str], tmp_path: Path
+) -> None:
+    bootstrap, redis_url = sandbox
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+
+    produced = subprocess.run(
+        scorer("produce", "--bootstrap-servers", bootstrap, str(records)),
+        capture_output=True,
+        text=True,
+        timeout=STOP_TIMEOUT_S,
+    )
+    assert produced.returncode == 0, produced.stderr
+    run = subprocess.Popen(
+        scorer(
+            *("run", "--bootstrap-servers", bootstrap, "--redis-url", redis_url),
+            *("--set", "metrics.port=null"),
+            *("--set", f"kafka.group_id=by-hand-{uuid.uuid4().hex[:8]}"),
+        ),
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        outputs = _outputs(bootstrap, count=3)
+    finally:
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(STOP_TIMEOUT_S) == 0
+
+    # One topic per type: each record reached the scorer and scored by its rule.
+    reasons = {o["source_event_id"]: o["reason"]["rule"] for o in outputs}
+    assert reasons == {
+        "v1": "pricing_page",
+        "d1": "proof_download",
+        "w1": "webinar_registered",
+    }
+    assert max(o["score"] for o in outputs) == 35.0
+
+
+def _read_until(process: subprocess.Popen[str], marker: str) -> str:
+    assert process.stdout is not None
+    printed = ""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while marker not in printed and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break  # the command ended: its output says why
+        printed += line
+    assert marker in printed, printed
+    return printed
+
+
+def _outputs(bootstrap: str, count: int) -> list[dict[str, Any]]:
+    codec = make_codec("avro")
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe(["lead.scores"])
+    outputs: list[dict[str, Any]] = []
+    deadline = time.monotonic() + OUTPUT_TIMEOUT_S
+    try:
+        while len(outputs) < count and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                outputs.append(codec.decode(message.value() or b""))
+    finally:
+        consumer.close()
+    assert len(outputs) == count, outputs
+    return outputs
