@@ -51,7 +51,7 @@ FREE_FORM_MAPS = frozenset(
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _UNIT_MS["w"] = 7 * _UNIT_MS["d"]
-_RULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_RULE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _DURATION_EXPECTED = "a duration such as '30s', '15m', '12h', '7d' or '2w'"
 # Far longer than any decay, cap window or horizon a scoring model needs; it
 # keeps every duration exact as a double (Lua, JSON) and a 1 ms cap window a
@@ -915,6 +915,6 @@ def _set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
 
 
 def _rule_name(value: str) -> str:
-    if not _RULE_NAME.match(value):
+    if not _RULE_NAME.fullmatch(value):
         raise ValueError("use lower-case letters, digits and _ (at most 64)")
     return value

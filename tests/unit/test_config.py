@@ -248,3 +248,10 @@ def test_a_topic_carries_only_known_event_types() -> None:
     error = error_of(raw)
     assert "topics.events.0.types.0" in str(error)
     assert "'page_view', 'content_download' or 'webinar'" in error.message
+
+
+def test_a_rule_name_with_a_trailing_newline_is_refused() -> None:
+    raw = default_raw()
+    raw["scoring"]["engagement_rules"][0]["name"] = "blog_read\n"
+
+    assert "scoring.engagement_rules.0.name" in str(error_of(raw))
