@@ -32,6 +32,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from scorer import accesslog
 from scorer.calibrate import GOOD_BAND, TOO_HIGH_ABOVE, TOO_LOW_BELOW, Row
 from scorer.config import Config, parse_config
+from scorer.events import FIRMOGRAPHICS_TYPE
 from scorer.metrics import Metrics
 from scorer.publish import MQL_CROSSED
 from scorer.sandbox.kafka import KafkaBroker
@@ -99,6 +100,7 @@ def _access_log_part(bootstrap: str, redis_url: str, speed: float) -> None:
         f"({sum(stats.dropped.values())} dropped: crawlers, assets, errors)"
     )
     config = _config(ACCESS_RULES, bootstrap, redis_url, "access")
+    _rules_line(config, ACCESS_RULES)
     watch, elapsed = _stream(config, records, speed)
     _summary(watch, len(records), elapsed)
 
@@ -122,9 +124,18 @@ def _x_education_part(bootstrap: str, redis_url: str, data: Path) -> None:
         labels = _labels(labels_path)
     say(f"  {len(labels)} leads -> {len(records)} events and firmographic records")
     config = _config(XEDU_RULES, bootstrap, redis_url, "xedu")
+    _rules_line(config, XEDU_RULES)
     watch, elapsed = _stream(config, records, speed=0.0)
     _summary(watch, len(records), elapsed)
     _conversion(watch, labels, config.scoring.mql.threshold)
+
+
+def _rules_line(config: Config, rules: Path) -> None:
+    mql = config.scoring.mql
+    say(
+        f"  rules {rules.relative_to(REPO_ROOT)}: MQL at score {mql.threshold:g} "
+        f"(out below {mql.threshold - mql.hysteresis:g})"
+    )
 
 
 def _convert_x_education(csv_path: Path, events: Path, labels: Path) -> None:
@@ -183,7 +194,15 @@ def _stream(
     if not watch.assigned.wait(WATCH_TIMEOUT_S):
         say("  (the alert watcher could not join its group; alerts are missing)")
 
-    _produce(config, records, speed)
+    # The CRM knows a lead before the scorer sees its visits: firmographic
+    # records go first, so an alert shows the fit the lead crossed with.
+    # (Streamed together, the topics are read in no fixed order, and most
+    # alerts came before the lead's fit.)
+    profiles = [r for r in records if r["type"] == FIRMOGRAPHICS_TYPE]
+    events = [r for r in records if r["type"] != FIRMOGRAPHICS_TYPE]
+    _produce(config, profiles, speed=0.0)
+    _drain(metrics, len(profiles))
+    _produce(config, events, speed)
     _drain(metrics, len(records))
 
     # Stopping the scorer publishes and flushes its last outputs; then the
@@ -340,8 +359,8 @@ def _alert(event: dict[str, Any], watch: Watch) -> None:
         watch.shown += 1
         moment = event["occurred_at"].strftime("%Y-%m-%d %H:%M:%S")
         say(
-            f"  MQL ALERT  {event['lead_id']}  score {event['score']:.1f} "
-            f"(fit {event['fit']:.0f}, engagement {event['engagement']:.1f})"
+            f"  MQL ALERT  {event['lead_id']}  score {event['score']:.2f} "
+            f"(fit {event['fit']:.2f}, engagement {event['engagement']:.2f})"
             f"  at {moment}"
         )
     elif watch.shown == ALERTS_SHOWN:
