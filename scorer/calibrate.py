@@ -22,6 +22,10 @@ GOOD_BAND = (0.25, 0.40)
 MIN_REACHED = 30
 TOO_LOW_BELOW = 0.15
 TOO_HIGH_ABOVE = 0.50
+# The band assumes few leads convert at all. Where many do, a threshold that
+# nearly everyone reaches can sit in it while telling sales nothing: its MQLs
+# must convert at least this many times as often as the leads as a whole.
+MIN_LIFT = 1.2
 
 LABEL_COLUMNS = ("lead_id", "converted")
 CONVERTED_VALUES = {"1": True, "true": True, "0": False, "false": False}
@@ -51,6 +55,12 @@ class Row:
         return self.converted / self.conversions if self.conversions else 0.0
 
     @property
+    def lift(self) -> float:
+        """How many times as often its MQLs convert as all the leads do."""
+        base = self.conversions / self.leads if self.leads else 0.0
+        return self.share / base if base else 0.0
+
+    @property
     def verdict(self) -> str:
         if self.reached == 0:
             return "nobody"
@@ -58,6 +68,8 @@ class Row:
             return "too low"
         if self.share > TOO_HIGH_ABOVE:
             return "too high"
+        if self.lift < MIN_LIFT:
+            return "not selective"
         low, high = GOOD_BAND
         return "good" if low <= self.share <= high else "acceptable"
 
@@ -134,7 +146,7 @@ def recommend(rows: list[Row]) -> Row | None:
 
 def render(rows: list[Row], current: float | None) -> str:
     header = "threshold  reached  share_of_leads  converted  share_converted"
-    lines = [header + "  recall  verdict"]
+    lines = [header + "  lift  recall  verdict"]
     for row in rows:
         mark = (
             "  <- configured"
@@ -143,7 +155,8 @@ def render(rows: list[Row], current: float | None) -> str:
         )
         lines.append(
             f"{row.threshold:9g}  {row.reached:7d}  {row.reached / row.leads:14.1%}"
-            f"  {row.converted:9d}  {row.share:15.1%}  {row.recall:6.1%}"
+            f"  {row.converted:9d}  {row.share:15.1%}  {row.lift:4.1f}"
+            f"  {row.recall:6.1%}"
             f"  {row.verdict}{mark}"
         )
     return "\n".join(lines)

@@ -382,7 +382,8 @@ def _conversion(watch: Watch, labels: dict[str, bool], threshold: float) -> None
     converted = sum(labels[lead] for lead in mqls)
     base = sum(labels.values()) / len(labels)
     share = converted / len(mqls) if mqls else 0.0
-    verdict = Row(threshold, len(mqls), converted, len(labels), 0).verdict
+    conversions = sum(labels.values())
+    verdict = Row(threshold, len(mqls), converted, len(labels), conversions).verdict
     low, high = GOOD_BAND
     say(
         f"  X Education: {converted} of {len(mqls)} MQLs converted ({share:.1%}; "

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from command import scorer as run
 
-from scorer.calibrate import UnusableFile, read_labels, read_peaks
+from scorer.calibrate import Row, UnusableFile, read_labels, read_peaks, recommend
 
 EXPECTED = "expected 0, 1, true or false"
 LABELS = "lead_id,converted\nL1,1\nL2,0\nL3,true\nL4,FALSE\nL5, True \n"
@@ -161,3 +161,16 @@ def test_a_lead_labelled_twice_is_refused_with_its_line(tmp_path: Path) -> None:
     with pytest.raises(UnusableFile) as caught:
         read_labels(labels)
     assert str(caught.value) == f"{labels}:4: lead L1 is labelled twice"
+
+
+def test_a_threshold_no_better_than_all_the_leads_is_not_selective() -> None:
+    # 40% of all leads convert: a threshold that 90 of 100 leads reach, with
+    # 40 of them converted, is in no band's sense a choice.
+    loose = Row(5.0, reached=90, converted=36, leads=100, conversions=40)
+    tight = Row(25.0, reached=30, converted=15, leads=100, conversions=40)
+
+    assert loose.lift == pytest.approx(1.0)
+    assert loose.verdict == "not selective"
+    assert tight.lift == pytest.approx(1.25)
+    assert tight.verdict == "acceptable"
+    assert recommend([loose, tight]) == tight

@@ -11,20 +11,26 @@ def _watch(mqls: int) -> Watch:
 
 @pytest.mark.parametrize(
     ("converted", "verdict"),
-    [(1, "too low"), (2, "acceptable"), (3, "good"), (6, "too high")],
+    [
+        (1, "too low"),
+        (2, "not selective"),  # 20%, as often as all the leads
+        (3, "good"),
+        (5, "acceptable"),
+        (6, "too high"),
+    ],
 )
 def test_conversion_names_the_band_the_share_falls_in(
     capsys: pytest.CaptureFixture[str], converted: int, verdict: str
 ) -> None:
-    # Ten MQLs of which `converted` converted, among 40 leads, 10 converted.
+    # Ten MQLs of which `converted` converted, among 40 leads, 8 converted.
     labels = {f"lead-{n}": n < converted for n in range(10)}
-    labels |= {f"other-{n}": n < 10 - converted for n in range(30)}
+    labels |= {f"other-{n}": n < 8 - converted for n in range(30)}
 
     _conversion(_watch(10), labels, threshold=25)
 
     text = capsys.readouterr().out
     assert f"{converted} of 10 MQLs converted ({converted / 10:.1%}" in text
-    assert "all leads 25.0%" in text
+    assert "all leads 20.0%" in text
     assert f"Verdict: {verdict} (marketing-ops target 25%-40%" in text
 
 
