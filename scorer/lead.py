@@ -11,7 +11,8 @@ State of one lead:
   points). A window closes (folds into ``b:``) once the allowed lateness has
   passed its end, so events up to that late still meet the cap exactly.
 - fit, the time of the firmographic record it came from, and the MQL flag.
-- the ids of recent updates with their outcomes, for dedupe and re-publishing.
+- the ids of recent updates with their outcomes, for dedupe and re-publishing,
+  each with ``ref_ms`` as it was right after the update was applied.
 """
 
 from collections.abc import Iterator, Sequence
@@ -254,7 +255,9 @@ def apply_activity(state: LeadState, update: ActivityUpdate, params: Params) -> 
     outcome = _settle(state, params, previous_score, applied, decay_lost)
     outcome = replace(outcome, capped=capped, late=late)
 
-    state.seen[update.op_id] = (update.at_ms, outcome)
+    # Remembered by the lead's newest time, not the event's own: an event
+    # older than the horizon must be known again when it is redelivered.
+    state.seen[update.op_id] = (state.ref_ms, outcome)
     return outcome
 
 
@@ -312,9 +315,10 @@ def _remembered(state: LeadState, op_id: str, params: Params) -> Outcome | None:
     entry = state.seen.get(op_id)
     if entry is None or state.ref_ms is None:
         return None
-    at_ms, outcome = entry
-    # Ids older than the horizon are forgotten, as Redis prunes them.
-    if at_ms < state.ref_ms - params.dedupe_horizon_ms:
+    applied_at_ms, outcome = entry
+    # An id is forgotten once the lead's newest time has moved a whole
+    # horizon past the moment it was applied, as Redis prunes it.
+    if applied_at_ms < state.ref_ms - params.dedupe_horizon_ms:
         del state.seen[op_id]
         return None
     return outcome

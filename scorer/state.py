@@ -3,7 +3,8 @@
 Each lead has three keys sharing the hash tag ``{lead_id}``, so they live in
 one Redis Cluster slot and one script may touch them together:
 - ``<prefix>:{<lead>}:s``, a hash: the state described in `scorer.lead`;
-- ``<prefix>:{<lead>}:seen``, a sorted set: recent update ids by event time;
+- ``<prefix>:{<lead>}:seen``, a sorted set: recent update ids, each scored
+  by the lead's newest event time right after it was applied;
 - ``<prefix>:{<lead>}:out``, a hash: the outcome of each remembered update, so
   a redelivered event re-publishes exactly what the first delivery did.
 
@@ -353,16 +354,16 @@ end
 
 local function remembered(st, seen, outs, op_id)
   if st.ref == nil then return nil end
-  local at = call('ZSCORE', seen, op_id)
-  if not at or tonumber(at) < st.ref - HORIZON then return nil end
+  -- The score is the lead's newest time when the update was applied.
+  local applied_at = call('ZSCORE', seen, op_id)
+  if not applied_at or tonumber(applied_at) < st.ref - HORIZON then return nil end
   local encoded = call('HGET', outs, op_id)
   if not encoded then return nil end
   return as_duplicate(encoded)
 end
 
 -- Ids expire only as the lead's newest time moves, so only then can there be
--- any to prune. (An id that arrives already expired waits for that moment;
--- `remembered` ignores it meanwhile.)
+-- any to prune.
 local function forget_old(st, seen, outs)
   local limit = '(' .. num(st.ref - HORIZON)
   local old = call('ZRANGEBYSCORE', seen, '-inf', limit)
@@ -372,10 +373,7 @@ local function forget_old(st, seen, outs)
   if #old > 0 then call('ZREMRANGEBYSCORE', seen, '-inf', limit) end
 end
 
--- `at_text` is the time as the caller sent it: ZADD reads the same number
--- from it, and a Lua number would first be printed with %.17g.
-local function activity(key, seen, outs, op_id, at_text, rule)
-  local at = tonumber(at_text)
+local function activity(key, seen, outs, op_id, at, rule)
   local st = load(key)
   local again = remembered(st, seen, outs, op_id)
   if again then return again end
@@ -396,7 +394,9 @@ local function activity(key, seen, outs, op_id, at_text, rule)
   local encoded = settle(st, applied, lost, capped, late)
 
   save(key, st)
-  call('ZADD', seen, at_text, op_id)
+  -- By the lead's newest time, not the event's: an event older than the
+  -- horizon is still recognised when it comes again (scorer.lead does so).
+  call('ZADD', seen, st.ref_text, op_id)
   call('HSET', outs, op_id, encoded)
   if moved then forget_old(st, seen, outs) end
   return encoded
@@ -428,7 +428,7 @@ for i = 0, #KEYS / 3 - 1 do
   local update = ARGV[first + i]
   local kind, at, what, op_id = string.match(update, '^(%a) (%S+) (%S+) (.*)$')
   if kind == 'a' then
-    results[#results + 1] = activity(key, seen, outs, op_id, at,
+    results[#results + 1] = activity(key, seen, outs, op_id, tonumber(at),
                                      rules[number(what)])
   elseif kind == 'f' then
     results[#results + 1] = fit_update(key, tonumber(at), tonumber(what))

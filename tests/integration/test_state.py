@@ -8,7 +8,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scorer.events import Forget
-from scorer.lead import ActivityUpdate, FitUpdate, MemoryStore, Params, Update
+from scorer.lead import (
+    APPLIED,
+    DUPLICATE,
+    ActivityUpdate,
+    FitUpdate,
+    MemoryStore,
+    Params,
+    Update,
+)
 from scorer.rules import ScoringRule
 from scorer.state import RedisStore
 
@@ -92,6 +100,28 @@ def test_old_update_ids_are_pruned_after_the_horizon(redis_client: redis.Redis) 
 
     assert redis_client.zrange(seen_key, 0, -1) == [b"late"]
     assert redis_client.hkeys(outcomes_key) == [b"late"]
+
+
+def test_an_update_older_than_the_horizon_is_remembered(
+    redis_client: redis.Redis,
+) -> None:
+    store = RedisStore(redis_client, PARAMS, key_prefix="p")
+    newest = T0 + 40 * DAY_MS
+    old = ActivityUpdate("L1", "old", newest - 37 * DAY_MS, RULES[3])
+    updates: list[Update] = [ActivityUpdate("L1", "new", newest, RULES[3])]
+    updates += [old, old, old]
+
+    outcomes = store.apply(updates)
+
+    assert outcomes == MemoryStore(PARAMS).apply(updates)
+    assert [o.status for o in outcomes if o is not None] == [
+        APPLIED,
+        APPLIED,
+        DUPLICATE,
+        DUPLICATE,
+    ]
+    # Kept by the lead's newest time when it was applied, not its own time.
+    assert redis_client.zscore(store.keys("L1")[1], "old") == newest
 
 
 def test_keys_carry_the_lead_as_hash_tag(redis_client: redis.Redis) -> None:

@@ -2,6 +2,7 @@
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -121,6 +122,37 @@ def test_a_redelivery_after_later_events_is_still_recognised() -> None:
 
     assert again is not None and again.status == DUPLICATE
     assert store.snapshot("L1") == before
+
+
+def test_an_event_older_than_the_horizon_counts_once() -> None:
+    store = MemoryStore(PARAMS)
+    newest = T0 + 40 * DAY_MS
+    store.apply([visit(PLAIN, newest, "recent")])
+    old = visit(PLAIN, newest - 37 * DAY_MS, "old")  # beyond the 30-day horizon
+
+    first, second, third = store.apply([old, old, old])
+    after_first = store.snapshot("L1")
+
+    assert first is not None and first.status == APPLIED
+    assert second == third == replace(first, status=DUPLICATE)
+    assert store.snapshot("L1") == after_first
+
+
+def test_an_update_id_is_forgotten_a_horizon_after_it_was_applied() -> None:
+    # Remembered by the lead's newest time when applied, not by its own time.
+    store = MemoryStore(PARAMS)
+    newest = T0 + 40 * DAY_MS
+    old = visit(PLAIN, T0, "old")
+    store.apply([visit(PLAIN, newest, "recent"), old])
+    horizon_end = newest + PARAMS.dedupe_horizon_ms
+
+    store.apply([visit(PLAIN, horizon_end, "on_the_edge")])
+    on_the_edge = store.apply([old])[0]
+    store.apply([visit(PLAIN, horizon_end + 1, "past_it")])
+    past_it = store.apply([old])[0]
+
+    assert on_the_edge is not None and on_the_edge.status == DUPLICATE
+    assert past_it is not None and past_it.status == APPLIED
 
 
 def test_negative_points_lower_the_score() -> None:
