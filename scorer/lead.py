@@ -10,7 +10,8 @@ State of one lead:
   engagement, ``w:<rule>:<window>`` an open capped window (raw points, decayed
   points). A window closes (folds into ``b:``) once the allowed lateness has
   passed its end, so events up to that late still meet the cap exactly.
-- fit, the time of the firmographic record it came from, and the MQL flag.
+- fit, the time and digest of the firmographic record it came from, and the
+  MQL flag.
 - the ids of recent updates with their outcomes, for dedupe and re-publishing,
   each with ``ref_ms`` as it was right after the update was applied.
 """
@@ -43,10 +44,13 @@ class ActivityUpdate:
 
 @dataclass(frozen=True, slots=True)
 class FitUpdate:
+    """A firmographic record's fit; `digest` orders records stamped alike."""
+
     lead_id: str
     op_id: str
     at_ms: int
     fit: float
+    digest: str
 
 
 Update = ActivityUpdate | FitUpdate | Forget
@@ -163,6 +167,7 @@ class LeadState:
     ref_ms: int | None = None
     fit: float = 0.0
     fit_at_ms: int | None = None
+    fit_digest: str = ""  # also what a state from before digests holds
     fit_outcome: Outcome | None = None
     is_mql: bool = False
     score: float = 0.0
@@ -262,8 +267,12 @@ def apply_activity(state: LeadState, update: ActivityUpdate, params: Params) -> 
 
 
 def apply_fit(state: LeadState, update: FitUpdate, params: Params) -> Outcome | None:
-    if state.fit_at_ms is not None and update.at_ms <= state.fit_at_ms:
-        if update.at_ms == state.fit_at_ms and state.fit_outcome is not None:
+    # Records stamped alike are ordered by digest, so that any arrival order
+    # ends in the same fit; the same time and digest is the same record.
+    record = (update.at_ms, update.digest)
+    current = (state.fit_at_ms, state.fit_digest)
+    if state.fit_at_ms is not None and record <= current:
+        if record == current and state.fit_outcome is not None:
             return replace(state.fit_outcome, status=DUPLICATE)
         return None
 
@@ -271,6 +280,7 @@ def apply_fit(state: LeadState, update: FitUpdate, params: Params) -> Outcome | 
     change = update.fit - state.fit
     state.fit = update.fit
     state.fit_at_ms = update.at_ms
+    state.fit_digest = update.digest
     outcome = _settle(state, params, previous_score, change, 0.0)
     if state.ref_ms is None:
         outcome = replace(outcome, as_of_ms=update.at_ms)

@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 #   per rule: name, points, half_life_ms, cap, window_ms (cap and window are
 #   '' for an uncapped rule).
 # ARGV from 8 + 5R, one per update: 'a <at_ms> <rule number> <op_id>' for an
-#   activity, 'f <at_ms> <fit> <op_id>' for a fit change, 'x' for a forget.
-#   The op id is last, so it may hold spaces.
+#   activity, 'f <at_ms> <fit> <digest>' for a fit change (the digest of the
+#   firmographic record), 'x' for a forget. The op id is last, so it may hold
+#   spaces.
 # Returns one encoded Outcome per update; '' for a forget or a stale fit.
 #
 # Speed (bench/state.py; bench/pipeline.py for the whole loop): most of an
@@ -145,6 +146,18 @@ local function window_acc(text)
           share = share(t[2], raw), tail = tail, text = text, raw_text = raw_text}
 end
 
+-- a < b comparing bytes, as Python compares ASCII text. Lua's own < on
+-- strings calls strcoll, and redis-server sets LC_COLLATE from its locale.
+local function bytes_less(a, b)
+  local n = #a
+  if #b < n then n = #b end
+  for i = 1, n do
+    local x, y = byte(a, i), byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
 local B, W, COLON = byte('b'), byte('w'), byte(':')
 
 local function load(key)
@@ -168,6 +181,7 @@ local function load(key)
   st.fit = tonumber(saved.fit) or 0
   st.fit_text = saved.fit or '0'
   st.fa_text = saved.fa
+  st.fd = saved.fd
   st.fo = saved.fo
   st.mql = saved.m == '1'
   st.score_text = saved.s or '0'
@@ -194,6 +208,7 @@ local function save(key, st)
   put(args, saved, 's', st.score_text)
   put(args, saved, 'r', st.ref_text)
   put(args, saved, 'fa', st.fa_text)
+  put(args, saved, 'fd', st.fd)
   put(args, saved, 'fo', st.fo)
   for name, a in pairs(st.acc) do
     if not a.text then
@@ -402,14 +417,17 @@ local function activity(key, seen, outs, op_id, at, rule)
   return encoded
 end
 
-local function fit_update(key, at, fit)
+-- Records stamped alike are ordered by digest, as in scorer.lead.apply_fit;
+-- a state from before digests has none, which orders first.
+local function fit_update(key, at, fit, digest)
   local st = load(key)
-  local fa = tonumber(st.fa_text)
-  if fa ~= nil and at <= fa then
-    if at == fa and st.fo then return as_duplicate(st.fo) end
+  local fa, fd = tonumber(st.fa_text), st.fd or ''
+  local same = at == fa and digest == fd
+  if fa ~= nil and (at < fa or at == fa and not bytes_less(fd, digest)) then
+    if same and st.fo then return as_duplicate(st.fo) end
     return ''
   end
-  st.fa_text = num(at)
+  st.fa_text, st.fd = num(at), digest
   local change = fit - st.fit
   st.fit, st.fit_text = fit, num(fit)
   local encoded = settle(st, change, 0, false, 0)
@@ -426,12 +444,13 @@ local first = 8 + 5 * RULE_COUNT
 for i = 0, #KEYS / 3 - 1 do
   local key, seen, outs = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
   local update = ARGV[first + i]
-  local kind, at, what, op_id = string.match(update, '^(%a) (%S+) (%S+) (.*)$')
+  -- `id` is an activity's op id, a fit change's digest.
+  local kind, at, what, id = string.match(update, '^(%a) (%S+) (%S+) (.*)$')
   if kind == 'a' then
-    results[#results + 1] = activity(key, seen, outs, op_id, tonumber(at),
+    results[#results + 1] = activity(key, seen, outs, id, tonumber(at),
                                      rules[number(what)])
   elseif kind == 'f' then
-    results[#results + 1] = fit_update(key, tonumber(at), tonumber(what))
+    results[#results + 1] = fit_update(key, tonumber(at), tonumber(what), id)
   else
     call('DEL', key, seen, outs)
     results[#results + 1] = ''
@@ -573,7 +592,7 @@ def _update_arg(update: Update, rules: dict[ScoringRule, int]) -> str:
         number = rules.setdefault(update.rule, len(rules) + 1)
         return f"a {update.at_ms} {number} {update.op_id}"
     if isinstance(update, FitUpdate):
-        return f"f {update.at_ms} {update.fit!r} {update.op_id}"
+        return f"f {update.at_ms} {update.fit!r} {update.digest}"
     assert isinstance(update, Forget)
     return "x"
 
@@ -596,6 +615,7 @@ def parse_state(raw: dict[Any, Any]) -> LeadState:
         ref_ms=int(float(fields["r"])) if "r" in fields else None,
         fit=float(fields.get("fit", "0")),
         fit_at_ms=int(float(fields["fa"])) if "fa" in fields else None,
+        fit_digest=fields.get("fd", ""),
         fit_outcome=Outcome.decode(fields["fo"]) if "fo" in fields else None,
         is_mql=fields.get("m") == "1",
         score=float(fields.get("s", "0")),

@@ -1,6 +1,8 @@
 """The Redis Lua script against its Python twin, on a real redis-server."""
 
+import itertools
 import random
+from dataclasses import replace
 
 import pytest
 import redis
@@ -23,6 +25,9 @@ from scorer.state import RedisStore
 DAY_MS = 86_400_000
 T0 = 1_750_000_000_000
 PARAMS = Params(1.0, 0.8, 60.0, 10.0, DAY_MS, 20 * DAY_MS)
+# Digests of firmographic records; of unequal lengths, so that one is a
+# prefix of another.
+DIGESTS = ["0a", "a0", "a", "9f"]
 RULES = [
     ScoringRule("pricing", 20.0, 7 * DAY_MS, 40.0, DAY_MS),
     ScoringRule("blog", 1.0, 14 * DAY_MS, 5.0, 3_600_000),
@@ -38,8 +43,11 @@ def random_updates(seed: int, count: int) -> list[Update]:
         lead = f"L{rng.randrange(12)}"
         roll = rng.random()
         if roll < 0.06:
-            at = T0 + rng.randrange(40) * DAY_MS // 2
-            updates.append(FitUpdate(lead, f"f:{at}", at, float(rng.randrange(60))))
+            # Few times and digests: records stamped alike meet often.
+            at = T0 + rng.randrange(20) * DAY_MS
+            digest = rng.choice(DIGESTS)
+            fit = float(rng.randrange(60))
+            updates.append(FitUpdate(lead, f"f:{at}:{digest}", at, fit, digest))
         elif roll < 0.07:
             updates.append(Forget(lead))
         else:
@@ -122,6 +130,35 @@ def test_an_update_older_than_the_horizon_is_remembered(
     ]
     # Kept by the lead's newest time when it was applied, not its own time.
     assert redis_client.zscore(store.keys("L1")[1], "old") == newest
+
+
+def test_firmographic_records_in_any_order_give_the_same_fit(
+    redis_client: redis.Redis,
+) -> None:
+    records = [
+        FitUpdate("L", "f:a0", T0, 30.0, "a0"),
+        FitUpdate("L", "f:0a", T0, 10.0, "0a"),
+        FitUpdate("L", "f:a", T0, 20.0, "a"),
+        FitUpdate("L", "f:old", T0 - DAY_MS, 40.0, "ff"),
+        FitUpdate("L", "f:a0", T0, 30.0, "a0"),  # a redelivery
+    ]
+    # Each order on a lead of its own, all in one batch.
+    updates: list[Update] = []
+    for number, order in enumerate(itertools.permutations(records)):
+        lead = f"L{number}"
+        updates.append(ActivityUpdate(lead, "e", T0, RULES[3]))
+        updates += [replace(record, lead_id=lead) for record in order]
+    store = RedisStore(redis_client, PARAMS, key_prefix="p")
+    memory = MemoryStore(PARAMS)
+
+    assert store.apply(updates) == memory.apply(updates)
+    finals = set()
+    for lead in memory.lead_ids():
+        snapshot = store.snapshot(lead)
+        assert snapshot is not None and snapshot == memory.snapshot(lead)
+        finals.add(replace(snapshot, lead_id=""))
+    assert len(finals) == 1
+    assert finals.pop().fit == 30.0
 
 
 def test_keys_carry_the_lead_as_hash_tag(redis_client: redis.Redis) -> None:
