@@ -69,6 +69,7 @@ local RULE_COUNT = tonumber(ARGV[7])
 
 local call = redis.call
 local format, find, sub, byte = string.format, string.find, string.sub, string.byte
+local insert = table.insert
 
 -- %.17g runs printf's exact decimal conversion; a whole number below 1e15
 -- (a time, a cap, raw points) prints the same digits with %d for half the
@@ -255,20 +256,16 @@ local function sorted_names(st)
   return st.names
 end
 
-local function sorts_after(a, b)
-  if name_less then return name_less(b, a) end
-  return a > b
-end
-
 local function add_name(st, name)
   local names = st.names
   if names == nil then return end
   local i = #names
-  while i > 0 and sorts_after(names[i], name) do
-    names[i + 1] = names[i]
-    i = i - 1
+  if name_less == nil then
+    while i > 0 and names[i] > name do i = i - 1 end
+  else
+    while i > 0 and name_less(name, names[i]) do i = i - 1 end
   end
-  names[i + 1] = name
+  insert(names, i + 1, name)
 end
 
 local function engagement(st)
