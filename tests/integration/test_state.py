@@ -41,8 +41,6 @@ RULES = [
     ScoringRule("careers", -15.0, 14 * DAY_MS, 15.0, DAY_MS),
     ScoringRule("webinar", 12.5, 3 * DAY_MS, None, None),
 ]
-
-
 # Their accumulators' names sort one way by bytes (Python) and another under
 # a language's collation, which skips '_' and ':' at first (glibc's en_US).
 LOCALE_RULES = [
@@ -179,7 +177,6 @@ def test_the_lua_comparator_orders_names_as_python_does(
     assert [name.decode() for name in got] == sorted(TRICKY_NAMES)
 
 
-@pytest.mark.integration
 def test_the_probe_tells_a_language_collation_from_bytes(
     redis_client: redis.Redis, en_us_redis: redis.Redis
 ) -> None:
