@@ -191,7 +191,11 @@ def _prepared(
     if isinstance(record, Firmographics):
         score = fit.score(record)
         update = FitUpdate(
-            record.lead_id, record.op_id, record.updated_at_ms, score.points
+            record.lead_id,
+            record.op_id,
+            record.updated_at_ms,
+            score.points,
+            record.digest,
         )
         return update, Reason(None, score.points, score.rules)
     rule = rules.match(record)

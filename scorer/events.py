@@ -6,6 +6,8 @@ field. Validation is strict on purpose: a record the scorer cannot trust goes
 to the dead-letter topic rather than into a lead's score.
 """
 
+import hashlib
+import json
 import math
 import re
 import time
@@ -27,6 +29,8 @@ MAX_URL_CHARS = 4096
 MAX_TEXT_CHARS = 500
 MAX_MINUTES_WATCHED = 100_000.0
 MAX_EMPLOYEES = 10_000_000
+# 64 bits: two versions of a record stamped alike collide with odds of 2**-64.
+DIGEST_BYTES = 8
 
 # Anything before this is a zeroed or garbled clock, not a real visit.
 EARLIEST_EVENT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
@@ -71,9 +75,21 @@ class Firmographics:
     country: str | None = None
 
     @property
+    def digest(self) -> str:
+        """A digest of the content the fit is made from, as hex.
+
+        A CRM may stamp two versions of a record with the same `updated_at`;
+        the state keeps the one with the larger digest, so that the final fit
+        does not depend on their arrival order.
+        """
+        content = [self.company, self.employees, self.industry, self.title]
+        text = json.dumps([*content, self.country])
+        return hashlib.blake2b(text.encode(), digest_size=DIGEST_BYTES).hexdigest()
+
+    @property
     def op_id(self) -> str:
         """A stable id for this version of the record (it has no event id)."""
-        return f"firmographics:{self.updated_at_ms}"
+        return f"firmographics:{self.updated_at_ms}:{self.digest}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,10 @@ State of one lead:
   engagement, ``w:<rule>:<window>`` an open capped window (raw points, decayed
   points). A window closes (folds into ``b:``) once the allowed lateness has
   passed its end, so events up to that late still meet the cap exactly.
-- fit, the time of the firmographic record it came from, and the MQL flag.
-- the ids of recent updates with their outcomes, for dedupe and re-publishing.
+- fit, the time and digest of the firmographic record it came from, and the
+  MQL flag.
+- the ids of recent updates with their outcomes, for dedupe and re-publishing,
+  each with ``ref_ms`` as it was right after the update was applied.
 """
 
 from collections.abc import Iterator, Sequence
@@ -42,10 +44,13 @@ class ActivityUpdate:
 
 @dataclass(frozen=True, slots=True)
 class FitUpdate:
+    """A firmographic record's fit; `digest` orders records stamped alike."""
+
     lead_id: str
     op_id: str
     at_ms: int
     fit: float
+    digest: str
 
 
 Update = ActivityUpdate | FitUpdate | Forget
@@ -162,6 +167,7 @@ class LeadState:
     ref_ms: int | None = None
     fit: float = 0.0
     fit_at_ms: int | None = None
+    fit_digest: str = ""  # also what a state from before digests holds
     fit_outcome: Outcome | None = None
     is_mql: bool = False
     score: float = 0.0
@@ -254,13 +260,19 @@ def apply_activity(state: LeadState, update: ActivityUpdate, params: Params) -> 
     outcome = _settle(state, params, previous_score, applied, decay_lost)
     outcome = replace(outcome, capped=capped, late=late)
 
-    state.seen[update.op_id] = (update.at_ms, outcome)
+    # Remembered by the lead's newest time, not the event's own: an event
+    # older than the horizon must be known again when it is redelivered.
+    state.seen[update.op_id] = (state.ref_ms, outcome)
     return outcome
 
 
 def apply_fit(state: LeadState, update: FitUpdate, params: Params) -> Outcome | None:
-    if state.fit_at_ms is not None and update.at_ms <= state.fit_at_ms:
-        if update.at_ms == state.fit_at_ms and state.fit_outcome is not None:
+    # Records stamped alike are ordered by digest, so that any arrival order
+    # ends in the same fit; the same time and digest is the same record.
+    record = (update.at_ms, update.digest)
+    current = (state.fit_at_ms, state.fit_digest)
+    if state.fit_at_ms is not None and record <= current:
+        if record == current and state.fit_outcome is not None:
             return replace(state.fit_outcome, status=DUPLICATE)
         return None
 
@@ -268,6 +280,7 @@ def apply_fit(state: LeadState, update: FitUpdate, params: Params) -> Outcome | 
     change = update.fit - state.fit
     state.fit = update.fit
     state.fit_at_ms = update.at_ms
+    state.fit_digest = update.digest
     outcome = _settle(state, params, previous_score, change, 0.0)
     if state.ref_ms is None:
         outcome = replace(outcome, as_of_ms=update.at_ms)
@@ -312,9 +325,10 @@ def _remembered(state: LeadState, op_id: str, params: Params) -> Outcome | None:
     entry = state.seen.get(op_id)
     if entry is None or state.ref_ms is None:
         return None
-    at_ms, outcome = entry
-    # Ids older than the horizon are forgotten, as Redis prunes them.
-    if at_ms < state.ref_ms - params.dedupe_horizon_ms:
+    applied_at_ms, outcome = entry
+    # An id is forgotten once the lead's newest time has moved a whole
+    # horizon past the moment it was applied, as Redis prunes it.
+    if applied_at_ms < state.ref_ms - params.dedupe_horizon_ms:
         del state.seen[op_id]
         return None
     return outcome

@@ -30,7 +30,8 @@ NOTES = {
     "scoring.version": "published as rules_version, with a digest of the rules",
     "scoring.half_life": "engagement halves in this time (event time)",
     "scoring.allowed_lateness": "events this far behind a lead's newest are exact",
-    "scoring.dedupe_horizon": "update ids are remembered this long (event time)",
+    "scoring.dedupe_horizon": "update ids are remembered until the lead's newest "
+    "event time moves this far on",
     "scoring.total.fit_weight": "score = fit_weight * fit + engagement_weight * "
     f"engagement; each weight from 0 to {MAX_WEIGHT:,}",
     "scoring.total.engagement_weight": "see fit_weight",

@@ -116,7 +116,9 @@ class Scorer:
             return item, None
         if isinstance(item, Firmographics):
             fit = self.fit.score(item)
-            update = FitUpdate(item.lead_id, item.op_id, item.updated_at_ms, fit.points)
+            update = FitUpdate(
+                item.lead_id, item.op_id, item.updated_at_ms, fit.points, item.digest
+            )
             return update, Reason(None, fit.points, fit.rules)
         rule = self.rules.match(item)
         if rule is None:

@@ -3,7 +3,8 @@
 Each lead has three keys sharing the hash tag ``{lead_id}``, so they live in
 one Redis Cluster slot and one script may touch them together:
 - ``<prefix>:{<lead>}:s``, a hash: the state described in `scorer.lead`;
-- ``<prefix>:{<lead>}:seen``, a sorted set: recent update ids by event time;
+- ``<prefix>:{<lead>}:seen``, a sorted set: recent update ids, each scored
+  by the lead's newest event time right after it was applied;
 - ``<prefix>:{<lead>}:out``, a hash: the outcome of each remembered update, so
   a redelivered event re-publishes exactly what the first delivery did.
 
@@ -52,8 +53,9 @@ ESCAPE = "~"
 #   per rule: name, points, half_life_ms, cap, window_ms (cap and window are
 #   '' for an uncapped rule).
 # ARGV from 8 + 5R, one per update: 'a <at_ms> <rule number> <op_id>' for an
-#   activity, 'f <at_ms> <fit> <op_id>' for a fit change, 'x' for a forget.
-#   The op id is last, so it may hold spaces.
+#   activity, 'f <at_ms> <fit> <digest>' for a fit change (the digest of the
+#   firmographic record), 'x' for a forget. The op id is last, so it may hold
+#   spaces.
 # Returns one encoded Outcome per update; '' for a forget or a stale fit.
 #
 # Speed (bench/state.py; bench/pipeline.py for the whole loop): most of an
@@ -71,6 +73,7 @@ local RULE_COUNT = tonumber(ARGV[7])
 
 local call = redis.call
 local format, find, sub, byte = string.format, string.find, string.sub, string.byte
+local insert = table.insert
 
 -- %.17g runs printf's exact decimal conversion; a whole number below 1e15
 -- (a time, a cap, raw points) prints the same digits with %d for half the
@@ -148,6 +151,41 @@ local function window_acc(text)
           share = share(t[2], raw), tail = tail, text = text, raw_text = raw_text}
 end
 
+-- a < b comparing bytes, as Python compares ASCII text. Lua's own < on
+-- strings calls strcoll, and redis-server sets LC_COLLATE from its locale.
+local function bytes_less(a, b)
+  local n = #a
+  if #b < n then n = #b end
+  for i = 1, n do
+    local x, y = byte(a, i), byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+-- Python sums the accumulators in the byte order of their names, but Lua's
+-- < on strings and table.sort call strcoll, and redis-server takes
+-- LC_COLLATE from its environment: a language's collation may skip '_' and
+-- ':', sort them before digits, or read 'ch' as one letter. So names shaped
+-- like ours, in byte order, are compared once per call; if each pair keeps
+-- its order (as in the C, POSIX and C.UTF-8 collations), Lua's own < sorts
+-- the names, else the slower `bytes_less` does. Known limitation: a
+-- collation that departs from byte order only on pairs the probe lacks goes
+-- unnoticed; a redis-server run with LC_COLLATE=C needs no probe at all.
+local function collation_is_bytewise()
+  local probe = {'b:0', 'b:9', 'b:Z', 'b:_', 'b:a', 'b:a_', 'b:a_c', 'b:aa',
+                 'b:ab', 'b:ch', 'b:ci', 'b:z', 'w:a0:z', 'w:a:0', 'w:a:z',
+                 'w:a_a', 'w:z'}
+  for i = 2, #probe do
+    if not (probe[i - 1] < probe[i]) then return false end
+  end
+  return true
+end
+
+-- nil gives table.sort its own <, the fast way.
+local name_less = nil
+if not collation_is_bytewise() then name_less = bytes_less end
+
 local B, W, COLON = byte('b'), byte('w'), byte(':')
 
 local function load(key)
@@ -171,6 +209,7 @@ local function load(key)
   st.fit = tonumber(saved.fit) or 0
   st.fit_text = saved.fit or '0'
   st.fa_text = saved.fa
+  st.fd = saved.fd
   st.fo = saved.fo
   st.mql = saved.m == '1'
   st.score_text = saved.s or '0'
@@ -197,6 +236,7 @@ local function save(key, st)
   put(args, saved, 's', st.score_text)
   put(args, saved, 'r', st.ref_text)
   put(args, saved, 'fa', st.fa_text)
+  put(args, saved, 'fd', st.fd)
   put(args, saved, 'fo', st.fo)
   for name, a in pairs(st.acc) do
     if not a.text then
@@ -214,7 +254,7 @@ local function sorted_names(st)
   if st.names == nil then
     local names = {}
     for name in pairs(st.acc) do names[#names + 1] = name end
-    table.sort(names)
+    table.sort(names, name_less)
     st.names = names
   end
   return st.names
@@ -224,11 +264,12 @@ local function add_name(st, name)
   local names = st.names
   if names == nil then return end
   local i = #names
-  while i > 0 and names[i] > name do
-    names[i + 1] = names[i]
-    i = i - 1
+  if name_less == nil then
+    while i > 0 and names[i] > name do i = i - 1 end
+  else
+    while i > 0 and name_less(name, names[i]) do i = i - 1 end
   end
-  names[i + 1] = name
+  insert(names, i + 1, name)
 end
 
 local function engagement(st)
@@ -357,16 +398,16 @@ end
 
 local function remembered(st, seen, outs, op_id)
   if st.ref == nil then return nil end
-  local at = call('ZSCORE', seen, op_id)
-  if not at or tonumber(at) < st.ref - HORIZON then return nil end
+  -- The score is the lead's newest time when the update was applied.
+  local applied_at = call('ZSCORE', seen, op_id)
+  if not applied_at or tonumber(applied_at) < st.ref - HORIZON then return nil end
   local encoded = call('HGET', outs, op_id)
   if not encoded then return nil end
   return as_duplicate(encoded)
 end
 
 -- Ids expire only as the lead's newest time moves, so only then can there be
--- any to prune. (An id that arrives already expired waits for that moment;
--- `remembered` ignores it meanwhile.)
+-- any to prune.
 local function forget_old(st, seen, outs)
   local limit = '(' .. num(st.ref - HORIZON)
   local old = call('ZRANGEBYSCORE', seen, '-inf', limit)
@@ -376,10 +417,7 @@ local function forget_old(st, seen, outs)
   if #old > 0 then call('ZREMRANGEBYSCORE', seen, '-inf', limit) end
 end
 
--- `at_text` is the time as the caller sent it: ZADD reads the same number
--- from it, and a Lua number would first be printed with %.17g.
-local function activity(key, seen, outs, op_id, at_text, rule)
-  local at = tonumber(at_text)
+local function activity(key, seen, outs, op_id, at, rule)
   local st = load(key)
   local again = remembered(st, seen, outs, op_id)
   if again then return again end
@@ -400,20 +438,25 @@ local function activity(key, seen, outs, op_id, at_text, rule)
   local encoded = settle(st, applied, lost, capped, late)
 
   save(key, st)
-  call('ZADD', seen, at_text, op_id)
+  -- By the lead's newest time, not the event's: an event older than the
+  -- horizon is still recognised when it comes again (scorer.lead does so).
+  call('ZADD', seen, st.ref_text, op_id)
   call('HSET', outs, op_id, encoded)
   if moved then forget_old(st, seen, outs) end
   return encoded
 end
 
-local function fit_update(key, at, fit)
+-- Records stamped alike are ordered by digest, as in scorer.lead.apply_fit;
+-- a state from before digests has none, which orders first.
+local function fit_update(key, at, fit, digest)
   local st = load(key)
-  local fa = tonumber(st.fa_text)
-  if fa ~= nil and at <= fa then
-    if at == fa and st.fo then return as_duplicate(st.fo) end
+  local fa, fd = tonumber(st.fa_text), st.fd or ''
+  local same = at == fa and digest == fd
+  if fa ~= nil and (at < fa or at == fa and not bytes_less(fd, digest)) then
+    if same and st.fo then return as_duplicate(st.fo) end
     return ''
   end
-  st.fa_text = num(at)
+  st.fa_text, st.fd = num(at), digest
   local change = fit - st.fit
   st.fit, st.fit_text = fit, num(fit)
   local encoded = settle(st, change, 0, false, 0)
@@ -430,12 +473,13 @@ local first = 8 + 5 * RULE_COUNT
 for i = 0, #KEYS / 3 - 1 do
   local key, seen, outs = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
   local update = ARGV[first + i]
-  local kind, at, what, op_id = string.match(update, '^(%a) (%S+) (%S+) (.*)$')
+  -- `id` is an activity's op id, a fit change's digest.
+  local kind, at, what, id = string.match(update, '^(%a) (%S+) (%S+) (.*)$')
   if kind == 'a' then
-    results[#results + 1] = activity(key, seen, outs, op_id, at,
+    results[#results + 1] = activity(key, seen, outs, id, tonumber(at),
                                      rules[number(what)])
   elseif kind == 'f' then
-    results[#results + 1] = fit_update(key, tonumber(at), tonumber(what))
+    results[#results + 1] = fit_update(key, tonumber(at), tonumber(what), id)
   else
     call('DEL', key, seen, outs)
     results[#results + 1] = ''
@@ -597,7 +641,7 @@ def _update_arg(update: Update, rules: dict[ScoringRule, int]) -> str:
         number = rules.setdefault(update.rule, len(rules) + 1)
         return f"a {update.at_ms} {number} {update.op_id}"
     if isinstance(update, FitUpdate):
-        return f"f {update.at_ms} {update.fit!r} {update.op_id}"
+        return f"f {update.at_ms} {update.fit!r} {update.digest}"
     assert isinstance(update, Forget)
     return "x"
 
@@ -620,6 +664,7 @@ def parse_state(raw: dict[Any, Any]) -> LeadState:
         ref_ms=int(float(fields["r"])) if "r" in fields else None,
         fit=float(fields.get("fit", "0")),
         fit_at_ms=int(float(fields["fa"])) if "fa" in fields else None,
+        fit_digest=fields.get("fd", ""),
         fit_outcome=Outcome.decode(fields["fo"]) if "fo" in fields else None,
         is_mql=fields.get("m") == "1",
         score=float(fields.get("s", "0")),

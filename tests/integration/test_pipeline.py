@@ -19,7 +19,7 @@ from harness import (
 )
 
 from scorer import accesslog
-from scorer.events import format_time
+from scorer.events import Firmographics, format_time
 from scorer.replay import Line, Replay
 from scorer.wire import JsonCodec, make_codec
 
@@ -77,12 +77,8 @@ def test_avro_events_become_score_and_mql_events(
         topics_config([pages, webinars], "avro", out, dlq, firmo),
     )
     avro = make_codec("avro")
-    produce(
-        kafka_bootstrap,
-        firmo,
-        [firmographics("L1", T0_MS, employees=800, title="VP Sales")],
-        avro,
-    )
+    record = firmographics("L1", T0_MS, employees=800, title="VP Sales")
+    produce(kafka_bootstrap, firmo, [record], avro)
     produce(
         kafka_bootstrap,
         pages,
@@ -117,7 +113,8 @@ def test_avro_events_become_score_and_mql_events(
     assert crossings[0]["fit"] == 35.0
     assert crossings[0]["engagement"] == pytest.approx(35.0, abs=0.01)
     sources = {e["source_event_id"] for e in events}
-    assert sources == {"e1", "w1", f"L1/firmographics:{T0_MS}"}
+    fit_op = Firmographics("L1", T0_MS, employees=800, title="VP Sales").op_id
+    assert sources == {"e1", "w1", f"L1/{fit_op}"}
     assert all(m.key() == b"L1" for m in reader.messages)
 
 

@@ -1,6 +1,13 @@
 """The Redis Lua script against its Python twin, on a real redis-server."""
 
+import itertools
 import random
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import redis
@@ -8,36 +15,68 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scorer.events import Forget
-from scorer.lead import ActivityUpdate, FitUpdate, MemoryStore, Params, Update
+from scorer.lead import (
+    APPLIED,
+    DUPLICATE,
+    ActivityUpdate,
+    FitUpdate,
+    MemoryStore,
+    Params,
+    Update,
+)
 from scorer.rules import ScoringRule
-from scorer.state import RedisStore
+from scorer.sandbox.redis import RedisServer
+from scorer.state import APPLY_UPDATES, RedisStore
 
 DAY_MS = 86_400_000
 T0 = 1_750_000_000_000
 PARAMS = Params(1.0, 0.8, 60.0, 10.0, DAY_MS, 20 * DAY_MS)
+EN_US_SOURCE = "/usr/share/i18n/locales/en_US"  # Debian's locales package
+# Digests of firmographic records; of unequal lengths, so that one is a
+# prefix of another.
+DIGESTS = ["0a", "a0", "a", "9f"]
 RULES = [
     ScoringRule("pricing", 20.0, 7 * DAY_MS, 40.0, DAY_MS),
     ScoringRule("blog", 1.0, 14 * DAY_MS, 5.0, 3_600_000),
     ScoringRule("careers", -15.0, 14 * DAY_MS, 15.0, DAY_MS),
     ScoringRule("webinar", 12.5, 3 * DAY_MS, None, None),
 ]
+# Their accumulators' names sort one way by bytes (Python) and another under
+# a language's collation, which skips '_' and ':' at first (glibc's en_US).
+LOCALE_RULES = [
+    ScoringRule("page", 20.0, 7 * DAY_MS, 40.0, DAY_MS),
+    ScoringRule("page_view", 1.0, 14 * DAY_MS, 5.0, 3_600_000),
+    ScoringRule("pageb", -15.0, 14 * DAY_MS, None, None),
+    ScoringRule("pag_z", 12.5, 3 * DAY_MS, 30.0, DAY_MS),
+]
+# Names in byte order, each pair of neighbours ordered otherwise by some
+# language's collation.
+TRICKY_NAMES = [
+    *("b:0", "b:9", "b:Z", "b:_", "b:a", "b:a_", "b:a_c", "b:aa", "b:ab"),
+    *("b:ch", "b:ci", "w:a0:z", "w:a:0", "w:a:10", "w:a:9", "w:a:z", "w:a_a"),
+]
 
 
-def random_updates(seed: int, count: int) -> list[Update]:
+def random_updates(
+    seed: int, count: int, rules: list[ScoringRule] = RULES
+) -> list[Update]:
     rng = random.Random(seed)
     updates: list[Update] = []
     for _ in range(count):
         lead = f"L{rng.randrange(12)}"
         roll = rng.random()
         if roll < 0.06:
-            at = T0 + rng.randrange(40) * DAY_MS // 2
-            updates.append(FitUpdate(lead, f"f:{at}", at, float(rng.randrange(60))))
+            # Few times and digests: records stamped alike meet often.
+            at = T0 + rng.randrange(20) * DAY_MS
+            digest = rng.choice(DIGESTS)
+            fit = float(rng.randrange(60))
+            updates.append(FitUpdate(lead, f"f:{at}:{digest}", at, fit, digest))
         elif roll < 0.07:
             updates.append(Forget(lead))
         else:
             event_id = f"e{rng.randrange(count)}"  # repeats are redeliveries
             at = T0 + rng.randrange(45 * DAY_MS)
-            updates.append(ActivityUpdate(lead, event_id, at, rng.choice(RULES)))
+            updates.append(ActivityUpdate(lead, event_id, at, rng.choice(rules)))
     return updates
 
 
@@ -53,9 +92,15 @@ def test_lua_and_python_agree_to_the_bit(
     redis_client: redis.Redis, seed: int, per_call: int
 ) -> None:
     redis_client.flushdb()
-    updates = random_updates(seed, 400)
+
+    assert_twins_agree(redis_client, random_updates(seed, 400), per_call)
+
+
+def assert_twins_agree(
+    client: redis.Redis, updates: list[Update], per_call: int
+) -> None:
     memory = MemoryStore(PARAMS)
-    store = RedisStore(redis_client, PARAMS, key_prefix="p", ops_per_call=per_call)
+    store = RedisStore(client, PARAMS, key_prefix="p", ops_per_call=per_call)
 
     expected = memory.apply(updates)
     got = []
@@ -68,6 +113,78 @@ def test_lua_and_python_agree_to_the_bit(
     for lead in leads:
         as_of = T0 + 50 * DAY_MS
         assert store.snapshot(lead, as_of) == memory.snapshot(lead, as_of)
+
+
+@pytest.fixture(scope="module")
+def en_us_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
+    """A redis-server whose Lua compares strings as glibc's en_US.UTF-8 does.
+
+    redis-server takes LC_COLLATE from its environment; the locale is built
+    here, as a machine may have only C locales installed.
+    """
+    localedef = shutil.which("localedef")
+    if localedef is None or not Path(EN_US_SOURCE).exists():
+        pytest.skip("needs localedef and glibc's en_US locale source")
+    locales = tmp_path_factory.mktemp("locales")
+    command = [localedef, "-i", "en_US", "-f", "UTF-8", f"{locales}/en_US.UTF-8"]
+    subprocess.run(command, check=True, capture_output=True)
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LOCPATH", str(locales))
+        env.setenv("LC_ALL", "en_US.UTF-8")
+        server = RedisServer()
+        server.start()
+    try:
+        client = server.client()
+        # Proof the locale took: bytes put '_' (95) before 'b' (98).
+        assert client.eval("return 'b:ab' < 'b:a_c' and 1 or 0", 0) == 1
+        yield client
+        client.close()
+    finally:
+        server.close()
+
+
+@pytest.mark.integration
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32))
+def test_lua_and_python_agree_under_a_language_locale(
+    en_us_redis: redis.Redis, seed: int
+) -> None:
+    en_us_redis.flushdb()
+
+    assert_twins_agree(en_us_redis, random_updates(seed, 400, LOCALE_RULES), 64)
+
+
+def lua_functions(*names: str) -> str:
+    """Local functions of the scoring script, to call on their own."""
+    texts = ["local byte = string.byte"]
+    for name in names:
+        pattern = rf"^local function {name}\(.*?^end$"
+        found = re.search(pattern, APPLY_UPDATES, re.DOTALL | re.MULTILINE)
+        assert found is not None, name
+        texts.append(found.group(0))
+    return "\n".join(texts) + "\n"
+
+
+def test_the_lua_comparator_orders_names_as_python_does(
+    redis_client: redis.Redis,
+) -> None:
+    script = lua_functions("bytes_less") + "table.sort(ARGV, bytes_less)\n"
+    shuffled = random.Random(1).sample(TRICKY_NAMES, k=len(TRICKY_NAMES))
+
+    got = redis_client.eval(script + "return ARGV", 0, *shuffled)
+
+    assert [name.decode() for name in got] == sorted(TRICKY_NAMES)
+
+
+def test_the_probe_tells_a_language_collation_from_bytes(
+    redis_client: redis.Redis, en_us_redis: redis.Redis
+) -> None:
+    script = lua_functions("collation_is_bytewise")
+    script += "return collation_is_bytewise() and 1 or 0"
+
+    assert redis_client.eval(script, 0) == 1
+    assert en_us_redis.eval(script, 0) == 0
 
 
 def test_a_flushed_script_is_reloaded(redis_client: redis.Redis) -> None:
@@ -92,6 +209,57 @@ def test_old_update_ids_are_pruned_after_the_horizon(redis_client: redis.Redis) 
 
     assert redis_client.zrange(seen_key, 0, -1) == [b"late"]
     assert redis_client.hkeys(outcomes_key) == [b"late"]
+
+
+def test_an_update_older_than_the_horizon_is_remembered(
+    redis_client: redis.Redis,
+) -> None:
+    store = RedisStore(redis_client, PARAMS, key_prefix="p")
+    newest = T0 + 40 * DAY_MS
+    old = ActivityUpdate("L1", "old", newest - 37 * DAY_MS, RULES[3])
+    updates: list[Update] = [ActivityUpdate("L1", "new", newest, RULES[3])]
+    updates += [old, old, old]
+
+    outcomes = store.apply(updates)
+
+    assert outcomes == MemoryStore(PARAMS).apply(updates)
+    assert [o.status for o in outcomes if o is not None] == [
+        APPLIED,
+        APPLIED,
+        DUPLICATE,
+        DUPLICATE,
+    ]
+    # Kept by the lead's newest time when it was applied, not its own time.
+    assert redis_client.zscore(store.keys("L1")[1], "old") == newest
+
+
+def test_firmographic_records_in_any_order_give_the_same_fit(
+    redis_client: redis.Redis,
+) -> None:
+    records = [
+        FitUpdate("L", "f:a0", T0, 30.0, "a0"),
+        FitUpdate("L", "f:0a", T0, 10.0, "0a"),
+        FitUpdate("L", "f:a", T0, 20.0, "a"),
+        FitUpdate("L", "f:old", T0 - DAY_MS, 40.0, "ff"),
+        FitUpdate("L", "f:a0", T0, 30.0, "a0"),  # a redelivery
+    ]
+    # Each order on a lead of its own, all in one batch.
+    updates: list[Update] = []
+    for number, order in enumerate(itertools.permutations(records)):
+        lead = f"L{number}"
+        updates.append(ActivityUpdate(lead, "e", T0, RULES[3]))
+        updates += [replace(record, lead_id=lead) for record in order]
+    store = RedisStore(redis_client, PARAMS, key_prefix="p")
+    memory = MemoryStore(PARAMS)
+
+    assert store.apply(updates) == memory.apply(updates)
+    finals = set()
+    for lead in memory.lead_ids():
+        snapshot = store.snapshot(lead)
+        assert snapshot is not None and snapshot == memory.snapshot(lead)
+        finals.add(replace(snapshot, lead_id=""))
+    assert len(finals) == 1
+    assert finals.pop().fit == 30.0
 
 
 def test_keys_carry_the_lead_as_hash_tag(redis_client: redis.Redis) -> None:

@@ -1,7 +1,9 @@
 """The scoring state machine: decay, caps, dedupe, ordering, hysteresis."""
 
+import itertools
 import math
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -123,6 +125,37 @@ def test_a_redelivery_after_later_events_is_still_recognised() -> None:
     assert store.snapshot("L1") == before
 
 
+def test_an_event_older_than_the_horizon_counts_once() -> None:
+    store = MemoryStore(PARAMS)
+    newest = T0 + 40 * DAY_MS
+    store.apply([visit(PLAIN, newest, "recent")])
+    old = visit(PLAIN, newest - 37 * DAY_MS, "old")  # beyond the 30-day horizon
+
+    first, second, third = store.apply([old, old, old])
+    after_first = store.snapshot("L1")
+
+    assert first is not None and first.status == APPLIED
+    assert second == third == replace(first, status=DUPLICATE)
+    assert store.snapshot("L1") == after_first
+
+
+def test_an_update_id_is_forgotten_a_horizon_after_it_was_applied() -> None:
+    # Remembered by the lead's newest time when applied, not by its own time.
+    store = MemoryStore(PARAMS)
+    newest = T0 + 40 * DAY_MS
+    old = visit(PLAIN, T0, "old")
+    store.apply([visit(PLAIN, newest, "recent"), old])
+    horizon_end = newest + PARAMS.dedupe_horizon_ms
+
+    store.apply([visit(PLAIN, horizon_end, "on_the_edge")])
+    on_the_edge = store.apply([old])[0]
+    store.apply([visit(PLAIN, horizon_end + 1, "past_it")])
+    past_it = store.apply([old])[0]
+
+    assert on_the_edge is not None and on_the_edge.status == DUPLICATE
+    assert past_it is not None and past_it.status == APPLIED
+
+
 def test_negative_points_lower_the_score() -> None:
     store = MemoryStore(PARAMS)
     store.apply([visit(PRICING, T0, "p"), visit(CAREERS, T0 + 1, "c")])
@@ -191,7 +224,7 @@ def test_no_flapping_when_the_score_wobbles_around_the_threshold() -> None:
 def test_fit_joins_engagement_in_the_total() -> None:
     params = Params(0.5, 2.0, 60.0, 10.0, DAY_MS, 30 * DAY_MS)
     store = MemoryStore(params)
-    store.apply([FitUpdate("L1", "f1", T0, 40.0), visit(PLAIN, T0, "e1")])
+    store.apply([FitUpdate("L1", "f1", T0, 40.0, "d1"), visit(PLAIN, T0, "e1")])
     snapshot = store.snapshot("L1")
 
     assert snapshot is not None
@@ -202,12 +235,60 @@ def test_fit_joins_engagement_in_the_total() -> None:
 def test_an_older_firmographic_record_does_not_override_a_newer_one() -> None:
     store = MemoryStore(PARAMS)
     outcomes = store.apply(
-        [FitUpdate("L1", "new", T0 + DAY_MS, 30.0), FitUpdate("L1", "old", T0, 5.0)]
+        [fit_record(T0 + DAY_MS, 30.0, "d1"), fit_record(T0, 5.0, "d2")]
     )
     snapshot = store.snapshot("L1")
 
     assert outcomes[1] is None
     assert snapshot is not None and snapshot.fit == 30.0
+
+
+def fit_record(at_ms: int, fit: float, digest: str) -> FitUpdate:
+    return FitUpdate("L1", f"firmographics:{at_ms}:{digest}", at_ms, fit, digest)
+
+
+def test_of_two_records_stamped_alike_the_larger_digest_wins() -> None:
+    small, large = fit_record(T0, 10.0, "0a"), fit_record(T0, 30.0, "a0")
+    first, second = MemoryStore(PARAMS), MemoryStore(PARAMS)
+
+    in_order = first.apply([small, large])
+    reversed_order = second.apply([large, small])
+
+    assert [o is not None and o.status for o in in_order] == [APPLIED, APPLIED]
+    assert reversed_order[1] is None  # stale, as an older record is
+    assert first.snapshot("L1") == second.snapshot("L1")
+    snapshot = first.snapshot("L1")
+    assert snapshot is not None and snapshot.fit == 30.0
+
+
+def test_a_firmographic_record_delivered_again_is_a_duplicate() -> None:
+    store = MemoryStore(PARAMS)
+    record = fit_record(T0, 20.0, "5f")
+
+    first, other, again = store.apply([record, fit_record(T0, 5.0, "10"), record])
+
+    assert first is not None and first.status == APPLIED
+    assert other is None
+    assert again == replace(first, status=DUPLICATE)
+
+
+def test_firmographic_records_in_any_order_give_the_same_fit() -> None:
+    records = [
+        fit_record(T0, 10.0, "0a"),
+        fit_record(T0, 30.0, "a0"),
+        fit_record(T0, 20.0, "a"),
+        fit_record(T0 - DAY_MS, 40.0, "ff"),
+        fit_record(T0, 30.0, "a0"),  # a redelivery
+    ]
+    finals = set()
+    for order in itertools.permutations(records):
+        store = MemoryStore(PARAMS)
+        store.apply([visit(PLAIN, T0, "e1"), *order])
+        finals.add(store.snapshot("L1"))
+
+    assert len(finals) == 1
+    (final,) = finals
+    assert final is not None and final.fit == 30.0
 
 
 def test_forget_removes_the_lead() -> None:

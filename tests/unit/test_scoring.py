@@ -7,7 +7,7 @@ import pytest
 from scorer.config import load_config
 from scorer.events import Activity, Firmographics, Forget
 from scorer.lead import MemoryStore, Params
-from scorer.scoring import DUPLICATE_RECORD, NO_RULE, SCORED, Scorer
+from scorer.scoring import DUPLICATE_RECORD, NO_RULE, SCORED, STALE, Scorer
 
 DAY_MS = 86_400_000
 T0 = 1_750_000_000_000
@@ -167,6 +167,38 @@ def test_a_redelivered_event_republishes_identical_outputs() -> None:
     assert again.status == DUPLICATE_RECORD
     assert again.outputs == first.outputs
     assert score_of(scorer) == 20.0
+
+
+# Two versions of one CRM record stamped the same second: fit 35 and fit 15.
+SENIOR = Firmographics("L1", T0, employees=500, title="Head of Ops")
+JUNIOR = Firmographics("L1", T0, employees=500, title="Analyst")
+
+
+def test_records_stamped_alike_end_in_the_same_fit_in_any_order() -> None:
+    fits = set()
+    for order in ([SENIOR, JUNIOR], [JUNIOR, SENIOR]):
+        scorer = new_scorer()
+        outputs = [o for r in scorer.score(order) for o in r.outputs]
+        # Each record publishes under ids of its own.
+        assert len({o["event_id"] for o in outputs}) == len(outputs)
+        snapshot = scorer.store.snapshot("L1")
+        assert snapshot is not None
+        fits.add(snapshot.fit)
+
+    assert len(fits) == 1
+
+
+def test_a_redelivered_firmographic_record_republishes_identical_outputs() -> None:
+    small, large = sorted([SENIOR, JUNIOR], key=lambda record: record.digest)
+    scorer = new_scorer()
+
+    first = scorer.score([large])[0]
+    lost = scorer.score([small])[0]
+    again = scorer.score([large])[0]
+
+    assert lost.status == STALE and lost.outputs == []
+    assert again.status == DUPLICATE_RECORD
+    assert first.outputs and again.outputs == first.outputs
 
 
 def test_output_ids_are_deterministic_and_distinct() -> None:
