@@ -324,29 +324,41 @@ def _choice(data: Mapping[str, Any], field: str, allowed: tuple[str, ...]) -> st
 def _minutes(data: Mapping[str, Any]) -> float:
     value = data.get("minutes_watched", 0.0)
     if value is None:
-        value = 0.0
+        return 0.0
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidRecord(
             "wrong_type", "minutes_watched must be a number", "minutes_watched"
         )
-    minutes = float(value)
-    if not math.isfinite(minutes):
+    if isinstance(value, float) and not math.isfinite(value):
         raise InvalidRecord(
             "not_finite", "minutes_watched is not finite", "minutes_watched"
         )
-    if not 0.0 <= minutes <= MAX_MINUTES_WATCHED:
+    # Compared before float(): a JSON integer can be too large for a float
+    # (OverflowError), and Python compares an int with a float exactly.
+    if not 0 <= value <= MAX_MINUTES_WATCHED:
         raise InvalidRecord(
             "bad_value", "minutes_watched is out of range", "minutes_watched"
         )
-    return minutes
+    return float(value)
 
 
 def _employees(data: Mapping[str, Any]) -> int | None:
     value = data.get("employees")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, float):
+        value = _whole_number(value, "employees")
+    elif isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRecord("wrong_type", "employees must be an integer", "employees")
     if not 0 <= value <= MAX_EMPLOYEES:
         raise InvalidRecord("bad_value", "employees is out of range", "employees")
     return value
+
+
+def _whole_number(value: float, field: str) -> int:
+    # JSON has a single number type: a producer may well write 500 as 500.0.
+    if not math.isfinite(value):
+        raise InvalidRecord("not_finite", f"{field} is not finite", field)
+    if not value.is_integer():
+        raise InvalidRecord("bad_value", f"{field} must be a whole number", field)
+    return int(value)

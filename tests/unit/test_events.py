@@ -9,7 +9,10 @@ from hypothesis import strategies as st
 
 from scorer.errors import InvalidRecord
 from scorer.events import (
+    MAX_EMPLOYEES,
+    MAX_MINUTES_WATCHED,
     Activity,
+    Firmographics,
     TimeBounds,
     parse_record,
     parse_time,
@@ -31,11 +34,35 @@ WEBINAR = {
     "status": "attended",
     "minutes_watched": 30,
 }
+FIRMOGRAPHICS = {
+    "lead_id": "lead-1",
+    "type": "firmographics",
+    "updated_at": "2026-11-05T10:00:00Z",
+    "employees": 500,
+}
 
 
 def rejection(value: Any, field: str = "occurred_at") -> InvalidRecord:
     with pytest.raises(InvalidRecord) as caught:
         parse_time(value, field)
+    return caught.value
+
+
+def webinar(**changes: Any) -> Activity:
+    record = parse_record({**WEBINAR, **changes}, BOUNDS)
+    assert isinstance(record, Activity)
+    return record
+
+
+def firmographics(**changes: Any) -> Firmographics:
+    record = parse_record({**FIRMOGRAPHICS, **changes}, BOUNDS)
+    assert isinstance(record, Firmographics)
+    return record
+
+
+def refused(base: dict[str, Any], **changes: Any) -> InvalidRecord:
+    with pytest.raises(InvalidRecord) as caught:
+        parse_record({**base, **changes}, BOUNDS)
     return caught.value
 
 
@@ -197,3 +224,97 @@ def test_json_event_with_lowercase_rfc3339_time_is_accepted() -> None:
 
     assert isinstance(record, Activity)
     assert record.occurred_at_ms == AT_MS
+
+
+# Numbers
+
+
+def test_integral_float_employees_is_an_integer() -> None:
+    employees = firmographics(employees=500.0).employees
+
+    assert employees == 500
+    assert type(employees) is int
+
+
+@pytest.mark.parametrize("value", [500.5, 0.1, -0.5])
+def test_fractional_employees_is_refused(value: float) -> None:
+    error = refused(FIRMOGRAPHICS, employees=value)
+
+    assert (error.reason, error.field) == ("bad_value", "employees")
+    assert error.message == "employees must be a whole number"
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_employees_is_refused(value: float) -> None:
+    error = refused(FIRMOGRAPHICS, employees=value)
+
+    assert (error.reason, error.field) == ("not_finite", "employees")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        -1,
+        -1.0,
+        MAX_EMPLOYEES + 1,
+        1e300,
+        pytest.param(10**400, id="10**400"),
+        pytest.param(-(10**400), id="-10**400"),
+    ],
+)
+def test_employees_out_of_range_is_bad_value(value: float) -> None:
+    error = refused(FIRMOGRAPHICS, employees=value)
+
+    assert (error.reason, error.field) == ("bad_value", "employees")
+    assert "employees" in error.message
+
+
+@pytest.mark.parametrize("value", ["500", True, [500]])
+def test_employees_of_another_type_is_wrong_type(value: Any) -> None:
+    assert refused(FIRMOGRAPHICS, employees=value).reason == "wrong_type"
+
+
+@pytest.mark.parametrize("value", [0, 0.0, 30, 12.5, MAX_MINUTES_WATCHED, 100_000])
+def test_minutes_in_range_are_a_float(value: float) -> None:
+    minutes = webinar(minutes_watched=value).minutes_watched
+
+    assert minutes == value
+    assert type(minutes) is float
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        -1,
+        -0.5,
+        100_001,
+        100_000.5,
+        pytest.param(10**400, id="10**400"),
+        pytest.param(-(10**400), id="-10**400"),
+        pytest.param(2**1024, id="2**1024"),  # the first int no float can hold
+    ],
+)
+def test_minutes_out_of_range_are_bad_value(value: float) -> None:
+    error = refused(WEBINAR, minutes_watched=value)
+
+    assert (error.reason, error.field) == ("bad_value", "minutes_watched")
+    assert "minutes_watched" in error.message
+
+
+def test_huge_json_integer_minutes_are_bad_value_not_an_internal_error() -> None:
+    digits = b"1" + b"0" * 400
+    value = b'{"type":"webinar","event_id":"e","lead_id":"l",'
+    value += b'"occurred_at":"2026-11-05T10:00:00Z","webinar_id":"w",'
+    value += b'"status":"attended","minutes_watched":' + digits + b"}"
+
+    with pytest.raises(InvalidRecord) as caught:
+        parse_record(JsonCodec().decode(value), BOUNDS)
+
+    assert (caught.value.reason, caught.value.field) == ("bad_value", "minutes_watched")
+
+
+def test_huge_json_float_minutes_are_not_finite() -> None:
+    # json reads 1e400 as infinity.
+    error = refused(WEBINAR, minutes_watched=float("inf"))
+
+    assert (error.reason, error.field) == ("not_finite", "minutes_watched")
