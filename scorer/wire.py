@@ -366,8 +366,16 @@ def _reading(
 
 
 def _reject_header(value: bytes) -> NoReturn:
-    if len(value) < HEADER_BYTES or value[:2] != SINGLE_OBJECT_MARKER:
+    if value[:2] != SINGLE_OBJECT_MARKER:
         message = "not Avro single-object encoding (no C3 01 header)"
+        raise InvalidRecord("bad_marker", message)
+    if len(value) < HEADER_BYTES:
+        # Still bad_marker: without the whole fingerprint there is no header.
+        after = len(value) - len(SINGLE_OBJECT_MARKER)
+        message = (
+            f"too short: {after} of the {FINGERPRINT_BYTES} schema fingerprint "
+            "bytes after the C3 01 marker"
+        )
         raise InvalidRecord("bad_marker", message)
 
     # Shown in wire order, the order fastavro and the Java tools print it in.
