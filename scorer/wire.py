@@ -263,7 +263,7 @@ class JsonCodec:
         for field in TIMESTAMP_FIELDS:
             value = document.get(field)
             if value is not None and not isinstance(value, str):
-                document[field] = format_time(_epoch_ms(field, value))
+                document[field] = _rfc3339_text(field, value)
 
         try:
             return _JSON_ENCODER.encode(document).encode("utf-8")
@@ -488,6 +488,16 @@ def _reject_naive(field: str, value: Any) -> None:
     # and so does the writer.
     if isinstance(value, datetime) and value.tzinfo is None:
         raise InvalidRecord("unencodable", f"{field} has no time zone", field)
+
+
+def _rfc3339_text(field: str, value: Any) -> str:
+    try:
+        return format_time(_epoch_ms(field, value))
+    except (OverflowError, ValueError, OSError) as exc:
+        # datetime holds the years 1 to 9999 only, and the platform's
+        # fromtimestamp may refuse a narrower range with OSError.
+        message = f"{field} is outside the years 1 to 9999"
+        raise InvalidRecord("unencodable", message, field) from exc
 
 
 def _epoch_ms(field: str, value: Any) -> int:

@@ -664,6 +664,9 @@ def test_json_random_bytes_raise_only_invalid_record(value: bytes) -> None:
         ({"occurred_at": datetime(2024, 5, 1)}, "occurred_at"),
         ({"occurred_at": 1.5}, "occurred_at"),
         ({"occurred_at": True}, "occurred_at"),
+        ({"occurred_at": 10**400}, "occurred_at"),
+        ({"occurred_at": 2**62}, "occurred_at"),
+        ({"occurred_at": -(2**62)}, "occurred_at"),
     ],
 )
 def test_json_unencodable(change: dict[str, Any], field: str | None) -> None:
