@@ -6,6 +6,7 @@ field. Validation is strict on purpose: a record the scorer cannot trust goes
 to the dead-letter topic rather than into a lead's score.
 """
 
+import calendar
 import hashlib
 import json
 import math
@@ -41,6 +42,19 @@ _ONE_MS = timedelta(milliseconds=1)
 # A value that looks like a type name may be quoted in an error; anything
 # else (an e-mail address, a name) is not: errors end up in logs.
 _QUOTABLE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+# RFC 3339 section 5.6, date-time: full-date, "T", hh:mm:ss with an optional
+# fraction of any length, then "Z" or +hh:mm / -hh:mm. The section's notes
+# allow a lowercase "t" and "z", and let an application put a space for the
+# "T": this one does (Python's str() of a datetime writes one). [0-9], not \d,
+# which also matches other scripts' digits. fromisoformat checks the ranges
+# of the date and time, but would take an offset of +05:60 as six hours.
+_LOCAL_DATE_TIME = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+)
+_OFFSET = r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+_RFC3339 = re.compile(_LOCAL_DATE_TIME + _OFFSET)
+_LOCAL_TIME = re.compile(_LOCAL_DATE_TIME)
+_SECOND = slice(17, 19)  # fixed by the pattern: yyyy-mm-ddThh:mm:ss
 INTERNAL_ERROR = "internal_error"
 
 
@@ -170,14 +184,50 @@ def format_time(value_ms: int) -> str:
 
 
 def _rfc3339(value: str, field: str) -> datetime:
-    # fromisoformat also takes a bare date or a week date; RFC 3339 needs the
-    # full date-time, so insist on the separator first.
-    if len(value) < 20 or value[10] not in "Tt ":
-        raise InvalidRecord("bad_timestamp", f"{field} is not RFC 3339", field)
+    # fromisoformat alone is lenient: it takes week dates, no seconds, +05 or
+    # +0530 offsets, comma fractions and no offset at all.
+    if _RFC3339.fullmatch(value) is None:
+        lacks_zone = _LOCAL_TIME.fullmatch(value) is not None
+        problem = "has no time zone" if lacks_zone else "is not RFC 3339"
+        raise InvalidRecord("bad_timestamp", f"{field} {problem}", field)
     try:
         return datetime.fromisoformat(value)
+    except ValueError:
+        pass
+    # Rare, so kept off the path of every other time: a lowercase "z" (which
+    # fromisoformat refuses), second 60, or a date or time out of range.
+    if value[-1] == "z":
+        value = value[:-1] + "Z"
+    leap = value[_SECOND] == "60"
+    if leap:
+        value = f"{value[:17]}59{value[19:]}"
+    try:
+        moment = datetime.fromisoformat(value)
     except ValueError as exc:
         raise InvalidRecord("bad_timestamp", f"{field} is not RFC 3339", field) from exc
+    return _leap_second(moment, field) if leap else moment
+
+
+def _leap_second(moment: datetime, field: str) -> datetime:
+    """A time written with second 60, read as second 59 into `moment`.
+
+    RFC 3339 section 5.7: second 60 exists only at 23:59 UTC on the last day
+    of a month (whether that month had a leap second is not checked). Python's
+    datetime cannot hold it, so it counts as the last millisecond of its
+    minute: after every earlier time of the minute, before the next minute,
+    on the date it was written with.
+    """
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError as exc:  # past year 9999 or before year 1 in UTC
+        raise InvalidRecord("bad_timestamp", f"{field} is not RFC 3339", field) from exc
+
+    last_day = calendar.monthrange(utc.year, utc.month)[1]
+    at_month_end = utc.day == last_day and (utc.hour, utc.minute) == (23, 59)
+    if not at_month_end:
+        message = f"{field} has second 60 away from a leap second (23:59:60Z)"
+        raise InvalidRecord("bad_timestamp", message, field)
+    return moment.replace(microsecond=999_000)
 
 
 def _activity(kind: str, data: Mapping[str, Any], bounds: TimeBounds) -> Activity:
@@ -290,29 +340,41 @@ def _choice(data: Mapping[str, Any], field: str, allowed: tuple[str, ...]) -> st
 def _minutes(data: Mapping[str, Any]) -> float:
     value = data.get("minutes_watched", 0.0)
     if value is None:
-        value = 0.0
+        return 0.0
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidRecord(
             "wrong_type", "minutes_watched must be a number", "minutes_watched"
         )
-    minutes = float(value)
-    if not math.isfinite(minutes):
+    if isinstance(value, float) and not math.isfinite(value):
         raise InvalidRecord(
             "not_finite", "minutes_watched is not finite", "minutes_watched"
         )
-    if not 0.0 <= minutes <= MAX_MINUTES_WATCHED:
+    # Compared before float(): a JSON integer can be too large for a float
+    # (OverflowError), and Python compares an int with a float exactly.
+    if not 0 <= value <= MAX_MINUTES_WATCHED:
         raise InvalidRecord(
             "bad_value", "minutes_watched is out of range", "minutes_watched"
         )
-    return minutes
+    return float(value)
 
 
 def _employees(data: Mapping[str, Any]) -> int | None:
     value = data.get("employees")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, float):
+        value = _whole_number(value, "employees")
+    elif isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRecord("wrong_type", "employees must be an integer", "employees")
     if not 0 <= value <= MAX_EMPLOYEES:
         raise InvalidRecord("bad_value", "employees is out of range", "employees")
     return value
+
+
+def _whole_number(value: float, field: str) -> int:
+    # JSON has a single number type: a producer may well write 500 as 500.0.
+    if not math.isfinite(value):
+        raise InvalidRecord("not_finite", f"{field} is not finite", field)
+    if not value.is_integer():
+        raise InvalidRecord("bad_value", f"{field} must be a whole number", field)
+    return int(value)

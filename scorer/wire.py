@@ -267,7 +267,7 @@ class JsonCodec:
         for field in TIMESTAMP_FIELDS:
             value = document.get(field)
             if value is not None and not isinstance(value, str):
-                document[field] = format_time(_epoch_ms(field, value))
+                document[field] = _rfc3339_text(field, value)
 
         try:
             return _JSON_ENCODER.encode(document).encode("utf-8")
@@ -370,8 +370,16 @@ def _reading(
 
 
 def _reject_header(value: bytes) -> NoReturn:
-    if len(value) < HEADER_BYTES or value[:2] != SINGLE_OBJECT_MARKER:
+    if value[:2] != SINGLE_OBJECT_MARKER:
         message = "not Avro single-object encoding (no C3 01 header)"
+        raise InvalidRecord("bad_marker", message)
+    if len(value) < HEADER_BYTES:
+        # Still bad_marker: without the whole fingerprint there is no header.
+        after = len(value) - len(SINGLE_OBJECT_MARKER)
+        message = (
+            f"too short: {after} of the {FINGERPRINT_BYTES} schema fingerprint "
+            "bytes after the C3 01 marker"
+        )
         raise InvalidRecord("bad_marker", message)
 
     # Shown in wire order, the order fastavro and the Java tools print it in.
@@ -484,6 +492,16 @@ def _reject_naive(field: str, value: Any) -> None:
     # and so does the writer.
     if isinstance(value, datetime) and value.tzinfo is None:
         raise InvalidRecord("unencodable", f"{field} has no time zone", field)
+
+
+def _rfc3339_text(field: str, value: Any) -> str:
+    try:
+        return format_time(_epoch_ms(field, value))
+    except (OverflowError, ValueError, OSError) as exc:
+        # datetime holds the years 1 to 9999 only, and the platform's
+        # fromtimestamp may refuse a narrower range with OSError.
+        message = f"{field} is outside the years 1 to 9999"
+        raise InvalidRecord("unencodable", message, field) from exc
 
 
 def _epoch_ms(field: str, value: Any) -> int:

@@ -268,6 +268,24 @@ def json_makers() -> dict[str, Maker]:
             text({**base(n), "occurred_at": "2025-02-30T00:00:00Z"}),
             "bad_timestamp",
         ),
+        "time without seconds": lambda n: (
+            text({**base(n), "occurred_at": "2025-06-01T10:00+05:30"}),
+            "bad_timestamp",
+        ),
+        "offset without colon": lambda n: (
+            text({**base(n), "occurred_at": "2025-06-01T10:00:00+0530"}),
+            "bad_timestamp",
+        ),
+        "week date": lambda n: (
+            text({**base(n), "occurred_at": "2025-W22-7T10:00:00Z"}),
+            "bad_timestamp",
+        ),
+        "integer beyond float": lambda n: (
+            text(webinar(f"xj{n}", f"x-j{n}", T0_MS, 1.0)).replace(
+                b"1.0", b"1" + b"0" * 400
+            ),
+            "bad_value",
+        ),
     }
     for name in ("event_id", "lead_id", "type", "occurred_at", "url"):
         makers[f"missing {name}"] = without(name)
@@ -322,6 +340,7 @@ def avro_makers() -> dict[str, Maker]:
             SINGLE_OBJECT_MARKER + b"\x00",
             "bad_marker",
         ),
+        "marker alone": lambda n: (SINGLE_OBJECT_MARKER, "bad_marker"),
         "empty value": lambda n: (b"", "bad_marker"),
         "JSON on an Avro topic": lambda n: (
             json.dumps(base(n)).encode(),

@@ -373,6 +373,28 @@ def test_wrong_marker_is_bad_marker() -> None:
     assert caught.value.reason == "bad_marker"
 
 
+@pytest.mark.parametrize("after_marker", [0, 1, 7])
+def test_marker_without_whole_fingerprint_is_too_short(after_marker: int) -> None:
+    value = SINGLE_OBJECT_MARKER + bytes(after_marker)
+
+    with pytest.raises(InvalidRecord) as caught:
+        INPUTS.decode(value)
+
+    assert caught.value.reason == "bad_marker"
+    assert caught.value.message == (
+        f"too short: {after_marker} of the 8 schema fingerprint bytes "
+        "after the C3 01 marker"
+    )
+
+
+@pytest.mark.parametrize("value", [b"", b"\xc3", b"\xc3\x02" + bytes(8)])
+def test_value_without_marker_says_so(value: bytes) -> None:
+    with pytest.raises(InvalidRecord, match="no C3 01 header") as caught:
+        INPUTS.decode(value)
+
+    assert caught.value.reason == "bad_marker"
+
+
 def test_json_sent_to_avro_codec_is_bad_marker() -> None:
     with pytest.raises(InvalidRecord) as caught:
         INPUTS.decode(JSON.encode(PAGE_VIEW))
@@ -666,6 +688,9 @@ def test_json_random_bytes_raise_only_invalid_record(value: bytes) -> None:
         ({"occurred_at": datetime(2024, 5, 1)}, "occurred_at"),
         ({"occurred_at": 1.5}, "occurred_at"),
         ({"occurred_at": True}, "occurred_at"),
+        ({"occurred_at": 10**400}, "occurred_at"),
+        ({"occurred_at": 2**62}, "occurred_at"),
+        ({"occurred_at": -(2**62)}, "occurred_at"),
     ],
 )
 def test_json_unencodable(change: dict[str, Any], field: str | None) -> None:
