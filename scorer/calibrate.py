@@ -95,20 +95,27 @@ def read_labels(path: Path) -> dict[str, bool]:
     return labels
 
 
-def read_peaks(path: Path) -> dict[str, float]:
+def read_peaks(path: Path, min_engagement: float = 0.0) -> dict[str, float]:
     """The highest score each lead reached, from the output events in `path`."""
     with path.open("rb") as handle:
-        return peak_scores(handle, str(path))
+        return peak_scores(handle, str(path), min_engagement)
 
 
-def peak_scores(output_lines: Iterable[bytes], source: str) -> dict[str, float]:
-    """The highest score each lead reached, from score_changed events."""
+def peak_scores(
+    output_lines: Iterable[bytes], source: str, min_engagement: float = 0.0
+) -> dict[str, float]:
+    """The highest score each lead reached with `min_engagement` or more.
+
+    A lead becomes an MQL only with that much engagement (`mql.min_engagement`),
+    so a score reached on fit alone does not count as reaching a threshold.
+    """
     peaks: dict[str, float] = {}
     for number, line in enumerate(output_lines, start=1):
         if not line.strip():
             continue
-        lead, score = _scored(line, f"{source}:{number}")
-        peaks[lead] = max(peaks.get(lead, float("-inf")), score)
+        lead, score, engagement = _scored(line, f"{source}:{number}")
+        if engagement >= min_engagement:
+            peaks[lead] = max(peaks.get(lead, float("-inf")), score)
     return peaks
 
 
@@ -204,7 +211,7 @@ def _quoted(value: str | None) -> str:
     return repr(value)
 
 
-def _scored(line: bytes, where: str) -> tuple[str, float]:
+def _scored(line: bytes, where: str) -> tuple[str, float, float]:
     try:
         event = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -216,7 +223,12 @@ def _scored(line: bytes, where: str) -> tuple[str, float]:
 
     if not isinstance(event, dict) or not isinstance(event.get("lead_id"), str):
         raise UnusableFile(f"{where}: not an output event (no lead_id)")
-    score = event.get("score")
-    if isinstance(score, bool) or not isinstance(score, int | float):
-        raise UnusableFile(f"{where}: not an output event (no numeric score)")
-    return event["lead_id"], float(score)
+    score = _number(event.get("score"), "score", where)
+    engagement = _number(event.get("engagement", 0.0), "engagement", where)
+    return event["lead_id"], score, engagement
+
+
+def _number(value: Any, name: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UnusableFile(f"{where}: not an output event (no numeric {name})")
+    return float(value)

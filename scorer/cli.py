@@ -427,9 +427,10 @@ def _check_config(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from scorer import calibrate
 
-    threshold = _load(args).scoring.mql.threshold
+    mql = _load(args).scoring.mql
+    threshold = mql.threshold
     labels = calibrate.read_labels(args.labels)
-    peaks = calibrate.read_peaks(args.outputs)
+    peaks = calibrate.read_peaks(args.outputs, mql.min_engagement)
     thresholds = calibrate.default_thresholds(peaks)
     if threshold is not None and threshold not in thresholds:
         thresholds = sorted([*thresholds, threshold])

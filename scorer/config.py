@@ -279,6 +279,12 @@ class Mql(Frozen):
 
     threshold: Number = Field(gt=0)
     hysteresis: Number = Field(default=10.0, ge=0)
+    min_engagement: Number = Field(
+        default=0.0,
+        ge=0,
+        description="engagement a lead needs besides the threshold to become an "
+        "MQL, so that fit alone never alerts sales (0: the threshold alone)",
+    )
 
     @model_validator(mode="after")
     def _band(self) -> Self:
@@ -320,6 +326,11 @@ class Scoring(Frozen):
             raise ValueError(
                 f"mql.threshold {self.mql.threshold:g} cannot be reached: "
                 f"the highest possible score is {best:g}"
+            )
+        if self.max_engagement() < self.mql.min_engagement:
+            raise ValueError(
+                f"mql.min_engagement {self.mql.min_engagement:g} cannot be reached: "
+                f"the highest possible engagement is {self.max_engagement():g}"
             )
 
     @cached_property

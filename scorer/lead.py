@@ -66,6 +66,7 @@ class Params:
     hysteresis: float
     lateness_ms: int
     dedupe_horizon_ms: int
+    min_engagement: float = 0.0
 
     @classmethod
     def of(cls, scoring: Scoring) -> "Params":
@@ -76,16 +77,21 @@ class Params:
             hysteresis=scoring.mql.hysteresis,
             lateness_ms=scoring.allowed_lateness,
             dedupe_horizon_ms=scoring.dedupe_horizon,
+            min_engagement=scoring.mql.min_engagement,
         )
 
     def total(self, fit: float, engagement: float) -> float:
         return self.fit_weight * fit + self.engagement_weight * engagement
 
-    def is_mql(self, was_mql: bool, score: float) -> bool:
-        """Hysteresis: up at the threshold, down only below the band."""
+    def is_mql(self, was_mql: bool, score: float, engagement: float) -> bool:
+        """Hysteresis: up at the threshold, down only below the band.
+
+        Going up also needs `min_engagement`: a buying signal, not fit alone.
+        Staying up needs the score only, so decay cannot flap the flag.
+        """
         if was_mql:
             return score >= self.threshold - self.hysteresis
-        return score >= self.threshold
+        return score >= self.threshold and engagement >= self.min_engagement
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +312,7 @@ def evaluate(
         engagement=engagement,
         score=score,
         as_of_ms=as_of_ms,
-        is_mql=params.is_mql(state.is_mql, score),
+        is_mql=params.is_mql(state.is_mql, score, engagement),
     )
 
 
@@ -375,7 +381,7 @@ def _settle(
     engagement = state.engagement()
     score = params.total(state.fit, engagement)
     was_mql = state.is_mql
-    state.is_mql = params.is_mql(was_mql, score)
+    state.is_mql = params.is_mql(was_mql, score, engagement)
     state.score = score
     return Outcome(
         status=APPLIED,

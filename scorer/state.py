@@ -47,12 +47,12 @@ ESCAPE = "~"
 # arithmetic in the same order as the Python so both give identical doubles.
 # KEYS, three per update i: [3i-2] state hash, [3i-1] seen-ids sorted set,
 #   [3i] outcomes hash.
-# ARGV[1..6]: fit_weight, engagement_weight, threshold, hysteresis,
-#   allowed_lateness_ms, dedupe_horizon_ms.
-# ARGV[7]: the number R of rules the call's activity updates use; then five
+# ARGV[1..7]: fit_weight, engagement_weight, threshold, hysteresis,
+#   allowed_lateness_ms, dedupe_horizon_ms, min_engagement.
+# ARGV[8]: the number R of rules the call's activity updates use; then five
 #   per rule: name, points, half_life_ms, cap, window_ms (cap and window are
 #   '' for an uncapped rule).
-# ARGV from 8 + 5R, one per update: 'a <at_ms> <rule number> <op_id>' for an
+# ARGV from 9 + 5R, one per update: 'a <at_ms> <rule number> <op_id>' for an
 #   activity, 'f <at_ms> <fit> <digest>' for a fit change (the digest of the
 #   firmographic record), 'x' for a forget. The op id is last, so it may hold
 #   spaces.
@@ -69,7 +69,8 @@ APPLY_UPDATES = r"""
 local FW, EW = tonumber(ARGV[1]), tonumber(ARGV[2])
 local T, H = tonumber(ARGV[3]), tonumber(ARGV[4])
 local LATENESS, HORIZON = tonumber(ARGV[5]), tonumber(ARGV[6])
-local RULE_COUNT = tonumber(ARGV[7])
+local MIN_ENGAGEMENT = tonumber(ARGV[7])
+local RULE_COUNT = tonumber(ARGV[8])
 
 local call = redis.call
 local format, find, sub, byte = string.format, string.find, string.sub, string.byte
@@ -88,7 +89,7 @@ end
 -- Per rule, the texts its accumulators' names and tails start with.
 local rules = {}
 for r = 1, RULE_COUNT do
-  local base = 2 + 5 * r
+  local base = 3 + 5 * r
   local name, hl = ARGV[base + 1], tonumber(ARGV[base + 3])
   local cap = tonumber(ARGV[base + 4])
   rules[r] = {name = name, points = tonumber(ARGV[base + 2]), hl = hl, cap = cap,
@@ -385,7 +386,11 @@ local function settle(st, applied, lost, capped, late)
   local eng = engagement(st)
   local score = FW * st.fit + EW * eng
   local was = st.mql
-  if was then st.mql = score >= T - H else st.mql = score >= T end
+  if was then
+    st.mql = score >= T - H
+  else
+    st.mql = score >= T and eng >= MIN_ENGAGEMENT
+  end
   st.score_text = num(score)
   return table.concat({'applied', previous_text, st.score_text, st.fit_text,
     num(eng), num(applied), num(lost), capped and '1' or '0', tostring(late),
@@ -469,7 +474,7 @@ local function fit_update(key, at, fit, digest)
 end
 
 local results = {}
-local first = 8 + 5 * RULE_COUNT
+local first = 9 + 5 * RULE_COUNT
 for i = 0, #KEYS / 3 - 1 do
   local key, seen, outs = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
   local update = ARGV[first + i]
@@ -513,6 +518,7 @@ class RedisStore:
             repr(params.hysteresis),
             str(params.lateness_ms),
             str(params.dedupe_horizon_ms),
+            repr(params.min_engagement),
         ]
         self.script = script
         self._sha = ""

@@ -87,20 +87,28 @@ def random_updates(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(seed=st.integers(0, 2**32), per_call=st.sampled_from([1, 3, 64]))
+@given(
+    seed=st.integers(0, 2**32),
+    per_call=st.sampled_from([1, 3, 64]),
+    min_engagement=st.sampled_from([0.0, 12.5]),
+)
 def test_lua_and_python_agree_to_the_bit(
-    redis_client: redis.Redis, seed: int, per_call: int
+    redis_client: redis.Redis, seed: int, per_call: int, min_engagement: float
 ) -> None:
     redis_client.flushdb()
+    params = replace(PARAMS, min_engagement=min_engagement)
 
-    assert_twins_agree(redis_client, random_updates(seed, 400), per_call)
+    assert_twins_agree(redis_client, random_updates(seed, 400), per_call, params)
 
 
 def assert_twins_agree(
-    client: redis.Redis, updates: list[Update], per_call: int
+    client: redis.Redis,
+    updates: list[Update],
+    per_call: int,
+    params: Params = PARAMS,
 ) -> None:
-    memory = MemoryStore(PARAMS)
-    store = RedisStore(client, PARAMS, key_prefix="p", ops_per_call=per_call)
+    memory = MemoryStore(params)
+    store = RedisStore(client, params, key_prefix="p", ops_per_call=per_call)
 
     expected = memory.apply(updates)
     got = []

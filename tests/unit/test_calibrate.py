@@ -174,3 +174,16 @@ def test_a_threshold_no_better_than_all_the_leads_is_not_selective() -> None:
     assert tight.lift == pytest.approx(1.25)
     assert tight.verdict == "acceptable"
     assert recommend([loose, tight]) == tight
+
+
+def test_a_score_reached_on_fit_alone_is_not_a_peak(tmp_path: Path) -> None:
+    path = tmp_path / "outputs.jsonl"
+    events = [
+        {"lead_id": "L1", "score": 30.0, "engagement": 0.0},  # fit alone
+        {"lead_id": "L1", "score": 12.0, "engagement": 6.0},
+        {"lead_id": "L2", "score": 9.0, "engagement": 9.0},
+    ]
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+
+    assert read_peaks(path) == {"L1": 30.0, "L2": 9.0}
+    assert read_peaks(path, min_engagement=5.0) == {"L1": 12.0, "L2": 9.0}

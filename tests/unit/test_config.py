@@ -255,3 +255,10 @@ def test_a_rule_name_with_a_trailing_newline_is_refused() -> None:
     raw["scoring"]["engagement_rules"][0]["name"] = "blog_read\n"
 
     assert "scoring.engagement_rules.0.name" in str(error_of(raw))
+
+
+def test_a_min_engagement_no_engagement_can_reach_is_refused() -> None:
+    raw = default_raw()
+    raw["scoring"]["mql"]["min_engagement"] = 10_000
+
+    assert "mql.min_engagement 10000 cannot be reached" in error_of(raw).message

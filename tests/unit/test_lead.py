@@ -392,3 +392,22 @@ def test_outcome_text_decodes_however_its_numbers_are_spelt(
     assert outcome.is_mql is bool(int(float(is_mql)))
     assert outcome.as_of_ms == int(float(as_of))
     assert Outcome.decode(outcome.encode()) == outcome
+
+
+def test_fit_alone_does_not_make_an_mql_when_engagement_is_required() -> None:
+    params = Params(1.0, 1.0, 60.0, 10.0, DAY_MS, 30 * DAY_MS, min_engagement=15.0)
+    store = MemoryStore(params)
+    small = ScoringRule("small", 10.0, 7 * DAY_MS, None, None)
+    outcomes = store.apply(
+        [
+            FitUpdate("L1", "f", T0, 70.0, "d1"),  # 70: over the threshold, no activity
+            visit(small, T0 + 1, "a"),  # 80, engagement 10: still below 15
+            visit(small, T0 + 2, "b"),  # 90, engagement 20: crosses up
+            FitUpdate("L1", "g", T0 + 3, 32.0, "d2"),  # 52: inside the band, stays
+        ]
+    )
+
+    flags = [o.is_mql for o in outcomes if o is not None]
+    assert flags == [False, False, True, True]
+    snapshot = store.snapshot("L1")
+    assert snapshot is not None and snapshot.is_mql
