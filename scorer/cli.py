@@ -419,7 +419,8 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{args.config}: ok; rules {scoring.rules_version}: "
         f"{len(scoring.engagement_rules)} engagement and {len(scoring.fit_rules)} "
         f"fit rules, MQL at {scoring.mql.threshold:g} "
-        f"(hysteresis {scoring.mql.hysteresis:g})"
+        f"(hysteresis {scoring.mql.hysteresis:g}, "
+        f"min engagement {scoring.mql.min_engagement:g})"
     )
     return EXIT_OK
 
