@@ -25,6 +25,7 @@ import redis
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from harness import make_config, running_scorer
 
+from scorer.config import Config
 from scorer.events import format_time
 from scorer.metrics import Metrics
 from scorer.replay import Line, Replay
@@ -758,19 +759,8 @@ def test_an_unexpected_error_dead_letters_the_record_and_scoring_goes_on(
         page_view("p2", "L2", T0_MS, f"/pricing?ref={secret}"),
         page_view("p3", "L3", T0_MS, "/demo"),
     ]
-    sent = [Sent(str(r["lead_id"]).encode(), JSON.encode(r), None, r) for r in records]
-    produce_tracked(kafka_bootstrap, pages, sent)
-
-    metrics = Metrics()
-    with running_scorer(config, metrics):
-        wait_until(
-            lambda: counter_total(metrics, "scorer_records_total") >= 3,
-            "three records to be handled",
-        )
-    letters = read_everything(kafka_bootstrap, dlq)
-    scored = [
-        JSON.decode(m.value())["lead_id"] for m in read_everything(kafka_bootstrap, out)
-    ]
+    sent, metrics, letters, outputs = three_scored(config, records)
+    scored = [JSON.decode(m.value())["lead_id"] for m in outputs]
 
     assert scored == ["L1", "L3"]
     assert [m.value() for m in letters] == [sent[1].value]
@@ -818,17 +808,8 @@ def test_a_record_whose_outputs_cannot_be_encoded_is_dead_lettered_and_committed
         page_view("p2", "L2", T0_MS, "/demo"),
         page_view("p3", "L3", T0_MS, "/pricing"),
     ]
-    sent = [Sent(str(r["lead_id"]).encode(), JSON.encode(r), None, r) for r in records]
-    produce_tracked(kafka_bootstrap, pages, sent)
-
-    metrics = Metrics()
-    with running_scorer(config, metrics):
-        wait_until(
-            lambda: counter_total(metrics, "scorer_records_total") >= 3,
-            "three records to be handled",
-        )
-    letters = read_everything(kafka_bootstrap, dlq)
-    scored = [JSON.decode(m.value()) for m in read_everything(kafka_bootstrap, out)]
+    sent, metrics, letters, outputs = three_scored(config, records)
+    scored = [JSON.decode(m.value()) for m in outputs]
 
     assert [(e["lead_id"], e["score"]) for e in scored] == [("L1", 20.0), ("L3", 20.0)]
     assert [m.value() for m in letters] == [sent[1].value]
@@ -841,6 +822,29 @@ def test_a_record_whose_outputs_cannot_be_encoded_is_dead_lettered_and_committed
     )
     assert dead == 1.0
     assert counter_total(metrics, "scorer_records_total", outcome="scored") == 2.0
+
+
+def three_scored(
+    config: Config, records: list[dict[str, Any]]
+) -> tuple[list[Sent], Metrics, list[Message], list[Message]]:
+    """Produce three records to the one event topic and score them.
+
+    Returns what was sent, the scorer's metrics, the dead letters and the
+    outputs.
+    """
+    topics = config.topics
+    bootstrap = config.kafka.bootstrap_servers
+    sent = [Sent(str(r["lead_id"]).encode(), JSON.encode(r), None, r) for r in records]
+    produce_tracked(bootstrap, topics.events[0].name, sent)
+
+    metrics = Metrics()
+    with running_scorer(config, metrics):
+        wait_until(
+            lambda: counter_total(metrics, "scorer_records_total") >= 3,
+            "three records to be handled",
+        )
+    letters = read_everything(bootstrap, topics.dead_letter)
+    return sent, metrics, letters, read_everything(bootstrap, topics.output.name)
 
 
 def committed(bootstrap: str, group: str, topic: str) -> int:
