@@ -95,14 +95,14 @@ def read_labels(path: Path) -> dict[str, bool]:
     return labels
 
 
-def read_peaks(path: Path, min_engagement: float = 0.0) -> dict[str, float]:
+def read_peaks(path: Path, min_engagement: float | None = None) -> dict[str, float]:
     """The highest score each lead reached, from the output events in `path`."""
     with path.open("rb") as handle:
         return peak_scores(handle, str(path), min_engagement)
 
 
 def peak_scores(
-    output_lines: Iterable[bytes], source: str, min_engagement: float = 0.0
+    output_lines: Iterable[bytes], source: str, min_engagement: float | None = None
 ) -> dict[str, float]:
     """The highest score each lead reached with `min_engagement` or more.
 
@@ -114,7 +114,7 @@ def peak_scores(
         if not line.strip():
             continue
         lead, score, engagement = _scored(line, f"{source}:{number}")
-        if engagement >= min_engagement:
+        if min_engagement is None or engagement >= min_engagement:
             peaks[lead] = max(peaks.get(lead, float("-inf")), score)
     return peaks
 

@@ -419,10 +419,13 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{args.config}: ok; rules {scoring.rules_version}: "
         f"{len(scoring.engagement_rules)} engagement and {len(scoring.fit_rules)} "
         f"fit rules, MQL at {scoring.mql.threshold:g} "
-        f"(hysteresis {scoring.mql.hysteresis:g}, "
-        f"min engagement {scoring.mql.min_engagement:g})"
+        f"(hysteresis {scoring.mql.hysteresis:g}{_least(scoring.mql.min_engagement)})"
     )
     return EXIT_OK
+
+
+def _least(min_engagement: float | None) -> str:
+    return "" if min_engagement is None else f", min engagement {min_engagement:g}"
 
 
 def _calibrate(args: argparse.Namespace) -> int:

@@ -279,11 +279,11 @@ class Mql(Frozen):
 
     threshold: Number = Field(gt=0)
     hysteresis: Number = Field(default=10.0, ge=0)
-    min_engagement: Number = Field(
-        default=0.0,
+    min_engagement: Number | None = Field(
+        default=None,
         ge=0,
         description="engagement a lead needs besides the threshold to become an "
-        "MQL, so that fit alone never alerts sales (0: the threshold alone)",
+        "MQL, so that fit alone never alerts sales (unset: the threshold alone)",
     )
 
     @model_validator(mode="after")
@@ -327,9 +327,10 @@ class Scoring(Frozen):
                 f"mql.threshold {self.mql.threshold:g} cannot be reached: "
                 f"the highest possible score is {best:g}"
             )
-        if self.max_engagement() < self.mql.min_engagement:
+        least = self.mql.min_engagement
+        if least is not None and self.max_engagement() < least:
             raise ValueError(
-                f"mql.min_engagement {self.mql.min_engagement:g} cannot be reached: "
+                f"mql.min_engagement {least:g} cannot be reached: "
                 f"the highest possible engagement is {self.max_engagement():g}"
             )
 

@@ -66,7 +66,8 @@ class Params:
     hysteresis: float
     lateness_ms: int
     dedupe_horizon_ms: int
-    min_engagement: float = 0.0
+    # None: the threshold alone (engagement may be negative, so 0 would differ).
+    min_engagement: float | None = None
 
     @classmethod
     def of(cls, scoring: Scoring) -> "Params":
@@ -91,7 +92,9 @@ class Params:
         """
         if was_mql:
             return score >= self.threshold - self.hysteresis
-        return score >= self.threshold and engagement >= self.min_engagement
+        if score < self.threshold:
+            return False
+        return self.min_engagement is None or engagement >= self.min_engagement
 
 
 @dataclass(frozen=True, slots=True)

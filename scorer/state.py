@@ -48,7 +48,7 @@ ESCAPE = "~"
 # KEYS, three per update i: [3i-2] state hash, [3i-1] seen-ids sorted set,
 #   [3i] outcomes hash.
 # ARGV[1..7]: fit_weight, engagement_weight, threshold, hysteresis,
-#   allowed_lateness_ms, dedupe_horizon_ms, min_engagement.
+#   allowed_lateness_ms, dedupe_horizon_ms, min_engagement ('' for none).
 # ARGV[8]: the number R of rules the call's activity updates use; then five
 #   per rule: name, points, half_life_ms, cap, window_ms (cap and window are
 #   '' for an uncapped rule).
@@ -389,7 +389,7 @@ local function settle(st, applied, lost, capped, late)
   if was then
     st.mql = score >= T - H
   else
-    st.mql = score >= T and eng >= MIN_ENGAGEMENT
+    st.mql = score >= T and (MIN_ENGAGEMENT == nil or eng >= MIN_ENGAGEMENT)
   end
   st.score_text = num(score)
   return table.concat({'applied', previous_text, st.score_text, st.fit_text,
@@ -518,7 +518,7 @@ class RedisStore:
             repr(params.hysteresis),
             str(params.lateness_ms),
             str(params.dedupe_horizon_ms),
-            repr(params.min_engagement),
+            "" if params.min_engagement is None else repr(params.min_engagement),
         ]
         self.script = script
         self._sha = ""

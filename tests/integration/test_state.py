@@ -90,10 +90,10 @@ def random_updates(
 @given(
     seed=st.integers(0, 2**32),
     per_call=st.sampled_from([1, 3, 64]),
-    min_engagement=st.sampled_from([0.0, 12.5]),
+    min_engagement=st.sampled_from([None, 0.0, 12.5]),
 )
 def test_lua_and_python_agree_to_the_bit(
-    redis_client: redis.Redis, seed: int, per_call: int, min_engagement: float
+    redis_client: redis.Redis, seed: int, per_call: int, min_engagement: float | None
 ) -> None:
     redis_client.flushdb()
     params = replace(PARAMS, min_engagement=min_engagement)

@@ -411,3 +411,17 @@ def test_fit_alone_does_not_make_an_mql_when_engagement_is_required() -> None:
     assert flags == [False, False, True, True]
     snapshot = store.snapshot("L1")
     assert snapshot is not None and snapshot.is_mql
+
+
+def test_without_a_minimum_negative_engagement_does_not_block_an_mql() -> None:
+    # A careers visit pulls engagement below zero; fit alone still qualifies,
+    # as it did before the minimum existed.
+    params = Params(1.0, 1.0, 30.0, 10.0, DAY_MS, 30 * DAY_MS)
+    store = MemoryStore(params)
+    outcomes = store.apply(
+        [FitUpdate("L1", "f", T0, 50.0, "d1"), visit(CAREERS, T0 + 1, "c")]
+    )
+
+    assert [o.is_mql for o in outcomes if o is not None] == [True, True]
+    assert params.is_mql(False, 35.0, -15.0)
+    assert not replace(params, min_engagement=0.0).is_mql(False, 35.0, -15.0)
