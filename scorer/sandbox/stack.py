@@ -7,6 +7,7 @@ creates the topics a config names, prints the flags that point `scorer run`
 and `scorer produce` at them, and stops both when asked to.
 """
 
+import sys
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -61,6 +62,12 @@ def serve(
         say("Stopping the servers; their data is deleted.")
 
 
+def program() -> str:
+    """The command as the user typed it (`.venv/bin/scorer`, say), else `scorer`."""
+    typed = sys.argv[0] if sys.argv else ""
+    return typed if Path(typed).name == "scorer" else "scorer"
+
+
 def instructions(
     bootstrap_servers: str,
     redis_url: str,
@@ -78,8 +85,8 @@ def instructions(
             f"  Topics {', '.join(topics)} ({PARTITIONS} partitions each)",
             "",
             "In another terminal:",
-            f"  scorer run {flags} --redis-url {redis_url}",
-            f"  scorer produce {flags} RECORDS.jsonl",
+            f"  {program()} run {flags} --redis-url {redis_url}",
+            f"  {program()} produce {flags} RECORDS.jsonl",
             "",
             "Ctrl-C (or SIGTERM) stops both servers.",
         ]
