@@ -409,6 +409,10 @@ class Topics(Frozen):
 
     def _one_topic_per_type(self) -> None:
         """A record's type names one topic, or `scorer produce` cannot choose."""
+        for topic in self.events:
+            listed = [kind for kind in topic.types if topic.types.count(kind) > 1]
+            if listed:
+                raise ValueError(f"{topic.name} lists {listed[0]} twice in types")
         carried = [kind for topic in self.events for kind in topic.types]
         twice = sorted({kind for kind in carried if carried.count(kind) > 1})
         if twice:

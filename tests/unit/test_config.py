@@ -262,3 +262,10 @@ def test_a_min_engagement_no_engagement_can_reach_is_refused() -> None:
     raw["scoring"]["mql"]["min_engagement"] = 10_000
 
     assert "mql.min_engagement 10000 cannot be reached" in error_of(raw).message
+
+
+def test_a_type_listed_twice_on_one_topic_is_named_as_such() -> None:
+    raw = default_raw()
+    raw["topics"]["events"][0]["types"] = ["page_view", "page_view"]
+
+    assert "web.page_views lists page_view twice" in error_of(raw).message
