@@ -62,7 +62,11 @@ class Row:
 
     @property
     def lift(self) -> float:
-        """How many times as often its MQLs convert as all the leads do."""
+        """How many times as often its MQLs convert as all the leads do.
+
+        Printed with two decimals: with one, 1.17 showed as 1.2 beside the
+        verdict that it is below MIN_LIFT.
+        """
         base = self.conversions / self.leads if self.leads else 0.0
         return self.share / base if base else 0.0
 
@@ -165,7 +169,7 @@ def recommend(rows: list[Row]) -> Row | None:
 
 def render(rows: list[Row], current: float | None) -> str:
     header = "threshold  reached  share_of_leads  converted  share_converted"
-    lines = [header + "  lift  recall  verdict"]
+    lines = [header + "   lift  recall  verdict"]
     for row in rows:
         mark = (
             "  <- configured"
@@ -174,7 +178,7 @@ def render(rows: list[Row], current: float | None) -> str:
         )
         lines.append(
             f"{row.threshold:9g}  {row.reached:7d}  {row.reached / row.leads:14.1%}"
-            f"  {row.converted:9d}  {row.share:15.1%}  {row.lift:4.1f}"
+            f"  {row.converted:9d}  {row.share:15.1%}  {row.lift:5.2f}"
             f"  {row.recall:6.1%}"
             f"  {row.verdict}{mark}"
         )

@@ -19,6 +19,7 @@ from scorer.calibrate import (
     read_labels,
     read_peaks,
     recommend,
+    render,
 )
 
 EXPECTED = "expected 0, 1, true or false"
@@ -238,3 +239,17 @@ def test_scores_below_500_are_swept_in_steps_of_5() -> None:
     assert default_thresholds({"L1": 23.0}) == [5.0, 10.0, 15.0, 20.0]
     assert default_thresholds({"L1": 500.0})[:2] == [5.0, 10.0]
     assert default_thresholds({"L1": 501.0})[:2] == [10.0, 20.0]
+
+
+def test_the_printed_lift_agrees_with_the_verdict_at_the_edge() -> None:
+    # 40% of all leads convert and 47% of the MQLs: a lift of 1.175, which
+    # one decimal printed as 1.2 beside "not selective".
+    row = Row(5.0, reached=100, converted=47, leads=200, conversions=80)
+
+    header, line = render([row], None).splitlines()
+    lift = line.split()[header.split().index("lift")]
+
+    assert row.lift == pytest.approx(1.175)
+    assert row.verdict == "not selective"
+    assert float(lift) < 1.2
+    assert header.index("lift") + len("lift") == line.index(lift) + len(lift)
