@@ -10,6 +10,7 @@ thresholds, how many leads reached each and what share converted.
 import csv
 import io
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,11 @@ CONVERTED_VALUES = {"1": True, "true": True, "0": False, "false": False}
 # A wrong `converted` value is quoted up to this length: a shifted column
 # could put personal data there, which an error message must not repeat.
 QUOTED_MAX_CHARS = 16
+# The default sweep steps by this many points, or by a multiple of it.
+THRESHOLD_STEP = 5.0
+# A sweep is read by a person, so it has at most this many rows; steps of 5
+# up to a top score of 1e308 would also never finish being built.
+MAX_THRESHOLDS = 100
 
 
 class UnusableFile(ScorerError):
@@ -56,7 +62,11 @@ class Row:
 
     @property
     def lift(self) -> float:
-        """How many times as often its MQLs convert as all the leads do."""
+        """How many times as often its MQLs convert as all the leads do.
+
+        Printed with two decimals: with one, 1.17 showed as 1.2 beside the
+        verdict that it is below MIN_LIFT.
+        """
         base = self.conversions / self.leads if self.leads else 0.0
         return self.share / base if base else 0.0
 
@@ -132,12 +142,18 @@ def sweep(
 
 
 def default_thresholds(peaks: dict[str, float]) -> list[float]:
-    """Multiples of 5 up to the score that 1% of the leads reach."""
+    """Multiples of a step up to the score that 1% of the leads reach.
+
+    The step is 5, or the smallest multiple of 5 that keeps the sweep to
+    MAX_THRESHOLDS rows.
+    """
     ranked = sorted(peaks.values(), reverse=True)
     if not ranked:
-        return [5.0]
+        return [THRESHOLD_STEP]
     top = ranked[len(ranked) // 100]
-    return [5.0 * i for i in range(1, max(1, int(top // 5)) + 1)]
+    steps_of_5 = math.ceil(top / (THRESHOLD_STEP * MAX_THRESHOLDS))
+    step = THRESHOLD_STEP * max(1, steps_of_5)
+    return [step * i for i in range(1, max(1, int(top // step)) + 1)]
 
 
 def recommend(rows: list[Row]) -> Row | None:
@@ -153,7 +169,7 @@ def recommend(rows: list[Row]) -> Row | None:
 
 def render(rows: list[Row], current: float | None) -> str:
     header = "threshold  reached  share_of_leads  converted  share_converted"
-    lines = [header + "  lift  recall  verdict"]
+    lines = [header + "   lift  recall  verdict"]
     for row in rows:
         mark = (
             "  <- configured"
@@ -162,7 +178,7 @@ def render(rows: list[Row], current: float | None) -> str:
         )
         lines.append(
             f"{row.threshold:9g}  {row.reached:7d}  {row.reached / row.leads:14.1%}"
-            f"  {row.converted:9d}  {row.share:15.1%}  {row.lift:4.1f}"
+            f"  {row.converted:9d}  {row.share:15.1%}  {row.lift:5.2f}"
             f"  {row.recall:6.1%}"
             f"  {row.verdict}{mark}"
         )
@@ -220,6 +236,9 @@ def _scored(line: bytes, where: str) -> tuple[str, float, float]:
         raise UnusableFile(f"{where}: not JSON ({exc.msg})") from exc
     except RecursionError as exc:
         raise UnusableFile(f"{where}: not JSON (nested too deep)") from exc
+    except ValueError as exc:
+        # Python's own limit on integer digits (4300), not a JSON rule.
+        raise UnusableFile(f"{where}: not an output event (a number too long)") from exc
 
     if not isinstance(event, dict) or not isinstance(event.get("lead_id"), str):
         raise UnusableFile(f"{where}: not an output event (no lead_id)")
@@ -231,4 +250,14 @@ def _scored(line: bytes, where: str) -> tuple[str, float, float]:
 def _number(value: Any, name: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UnusableFile(f"{where}: not an output event (no numeric {name})")
-    return float(value)
+    # Python's json reads NaN, Infinity and integers too large for a float,
+    # which the scorer never writes; no threshold can be compared with them.
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise UnusableFile(
+            f"{where}: not an output event ({name} is not a finite number)"
+        )
+    return number

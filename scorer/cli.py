@@ -329,16 +329,17 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _inputs(args: argparse.Namespace) -> dict[Path, str]:
-    """What replay reads, by resolved path: its inputs and its config."""
-    inputs = {Path(name).resolve(): "an input" for name in args.inputs if name != "-"}
+def _inputs(args: argparse.Namespace) -> dict[Path | tuple[int, int], str]:
+    """What replay reads, by file identity: its inputs and its config."""
+    files = [Path(name) for name in args.inputs if name != "-"]
+    inputs = {_identity(path): "an input" for path in files}
     if args.config is not None:
-        inputs[args.config.resolve()] = "the config"
+        inputs[_identity(args.config)] = "the config"
     return inputs
 
 
 def _refuse_overwriting(
-    inputs: dict[Path, str], outputs: dict[str, Path | None]
+    inputs: dict[Path | tuple[int, int], str], outputs: dict[str, Path | None]
 ) -> None:
     """Refuse an output that is an input or another output.
 
@@ -349,12 +350,22 @@ def _refuse_overwriting(
     for flag, path in outputs.items():
         if path is None:
             continue
-        resolved = path.resolve()
-        if resolved in taken:
+        identity = _identity(path)
+        if identity in taken:
             raise UsageError(
-                f"{flag}: {path} is also {taken[resolved]}; refusing to write over it"
+                f"{flag}: {path} is also {taken[identity]}; refusing to write over it"
             )
-        taken[resolved] = f"the {flag} file"
+        taken[identity] = f"the {flag} file"
+
+
+def _identity(path: Path) -> Path | tuple[int, int]:
+    """The file `path` names: device and inode where it exists, so that a hard
+    link to an input is caught too; else the resolved path."""
+    try:
+        status = path.stat()
+    except OSError:
+        return path.resolve()
+    return (status.st_dev, status.st_ino)
 
 
 def _open_output(files: ExitStack, path: Path | None) -> IO[str] | None:

@@ -535,14 +535,16 @@ class ScorerPipeline:
         headers += [
             (DLQ_HEADER_PREFIX + k, v.encode()) for k, v in reason_headers.items()
         ]
-        # The message stays out of the log: it may quote the record.
+        # The message stays out of the log: it may quote the record. A field
+        # is named only where there is one (not as `field=None`).
+        field = f" field={error.field}" if error.field else ""
         log.warning(
-            "dead-lettered topic=%s partition=%d offset=%d reason=%s field=%s error=%s",
+            "dead-lettered topic=%s partition=%d offset=%d reason=%s%s error=%s",
             message.topic(),
             message.partition(),
             message.offset(),
             error.reason,
-            error.field,
+            field,
             rejected.error_class,
         )
         letter = Outgoing(

@@ -5,14 +5,25 @@ the line, where there is one), run as a user runs it: no traceback.
 """
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from command import scorer as run
 
-from scorer.calibrate import Row, UnusableFile, read_labels, read_peaks, recommend
+from scorer.calibrate import (
+    MAX_THRESHOLDS,
+    Row,
+    UnusableFile,
+    default_thresholds,
+    read_labels,
+    read_peaks,
+    recommend,
+    render,
+)
 
 EXPECTED = "expected 0, 1, true or false"
+NOT_FINITE = "not an output event (%s is not a finite number)"
 LABELS = "lead_id,converted\nL1,1\nL2,0\nL3,true\nL4,FALSE\nL5, True \n"
 
 
@@ -106,6 +117,15 @@ def test_a_converted_value_that_may_be_personal_is_not_quoted(
         (b'{"lead_id": "L1"}\n', ":1: not an output event (no numeric score)"),
         (b'{"lead_id": "L1", "score": "3"}\n', ":1: not an output event (no numeric"),
         (b"[" * 100_000 + b"]" * 100_000 + b"\n", ":1: not JSON"),
+        (b'{"lead_id": "L1", "score": NaN}\n', f":1: {NOT_FINITE % 'score'}"),
+        (b'{"lead_id": "L1", "score": Infinity}\n', f":1: {NOT_FINITE % 'score'}"),
+        (b'{"lead_id": "L1", "score": 1e999}\n', f":1: {NOT_FINITE % 'score'}"),
+        (b'{"lead_id": "L1", "score": 1' + b"0" * 400 + b"}\n", ":1: not an output"),
+        (b'{"lead_id": "L1", "score": 1' + b"0" * 5000 + b"}\n", ":1: not an output"),
+        (
+            b'{"lead_id": "L1", "score": 3, "engagement": -Infinity}\n',
+            f":1: {NOT_FINITE % 'engagement'}",
+        ),
     ],
 )
 def test_unusable_outputs_are_named_by_file_and_line(
@@ -187,3 +207,49 @@ def test_a_score_reached_on_fit_alone_is_not_a_peak(tmp_path: Path) -> None:
 
     assert read_peaks(path) == {"L1": 30.0, "L2": 9.0}
     assert read_peaks(path, min_engagement=5.0) == {"L1": 12.0, "L2": 9.0}
+
+
+def test_a_score_that_is_not_a_number_is_one_line_from_the_command(
+    tmp_path: Path,
+) -> None:
+    labels = written(tmp_path, "labels.csv", LABELS)
+    scores = written(tmp_path, "out.jsonl", b'{"lead_id": "L1", "score": NaN}\n')
+
+    result = run("calibrate", "--outputs", str(scores), "--labels", str(labels))
+
+    assert result.returncode == 1
+    assert result.stderr == f"error: {scores}:1: {NOT_FINITE % 'score'}\n"
+
+
+@pytest.mark.parametrize("top", [60.0, 499.0, 501.0, 1e308, sys.float_info.max])
+def test_the_default_sweep_is_a_table_to_read_whatever_the_top_score(
+    top: float,
+) -> None:
+    thresholds = default_thresholds({"L1": top})
+
+    assert 1 <= len(thresholds) <= MAX_THRESHOLDS
+    assert thresholds == sorted(thresholds)
+    assert thresholds[-1] <= top
+    # Near 1e308 floats are too far apart to be exact multiples of 5.
+    if top < 1e15:
+        assert all(t % 5 == 0 for t in thresholds)
+
+
+def test_scores_below_500_are_swept_in_steps_of_5() -> None:
+    assert default_thresholds({"L1": 23.0}) == [5.0, 10.0, 15.0, 20.0]
+    assert default_thresholds({"L1": 500.0})[:2] == [5.0, 10.0]
+    assert default_thresholds({"L1": 501.0})[:2] == [10.0, 20.0]
+
+
+def test_the_printed_lift_agrees_with_the_verdict_at_the_edge() -> None:
+    # 40% of all leads convert and 47% of the MQLs: a lift of 1.175, which
+    # one decimal printed as 1.2 beside "not selective".
+    row = Row(5.0, reached=100, converted=47, leads=200, conversions=80)
+
+    header, line = render([row], None).splitlines()
+    lift = line.split()[header.split().index("lift")]
+
+    assert row.lift == pytest.approx(1.175)
+    assert row.verdict == "not selective"
+    assert float(lift) < 1.2
+    assert header.index("lift") + len("lift") == line.index(lift) + len(lift)

@@ -8,6 +8,7 @@ are stored, and the records around it are published as usual.
 """
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -195,3 +196,17 @@ def test_the_record_is_counted_once_as_dead_lettered_and_its_outputs_not_at_all(
     assert sample(m, "scorer_dead_lettered_total", **topic, **reason) == 1
     assert sample(m, "scorer_score_changes_total") == 2
     assert sample(m, "scorer_mql_crossings_total", direction="up") == 0
+
+
+def test_the_log_line_names_a_field_only_where_there_is_one(
+    pipeline: ScorerPipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="scorer.pipeline")
+
+    run_one_batch(pipeline, [Consumed(0, "", "/pricing"), Consumed(1, "L2", "/demo")])
+
+    where = f"dead-lettered topic={EVENTS} partition=0"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{where} offset=0 reason=empty_field field=lead_id error=InvalidRecord",
+        f"{where} offset=1 reason=output_not_encodable error=InvalidRecord",
+    ]

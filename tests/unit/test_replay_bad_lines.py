@@ -237,9 +237,11 @@ def test_an_output_that_is_an_input_is_refused_untouched(
     before = events.read_bytes()
     (tmp_path / "sub").mkdir()
     (tmp_path / "link.jsonl").symlink_to(events)
+    (tmp_path / "hard.jsonl").hardlink_to(events)
     spellings = [str(events), str(tmp_path / "sub" / ".." / "good.jsonl")]
+    links = [str(tmp_path / "link.jsonl"), str(tmp_path / "hard.jsonl")]
 
-    for output in [*spellings, str(tmp_path / "link.jsonl")]:
+    for output in [*spellings, *links]:
         result = run("replay", flag, output, str(events))
 
         assert result.returncode == 2
