@@ -78,7 +78,8 @@ class Row:
             return "too low"
         if self.share > TOO_HIGH_ABOVE:
             return "too high"
-        if self.lift < MIN_LIFT:
+        # Judged as printed (two decimals), so the table never contradicts itself.
+        if round(self.lift, 2) < MIN_LIFT:
             return "not selective"
         low, high = GOOD_BAND
         return "good" if low <= self.share <= high else "acceptable"

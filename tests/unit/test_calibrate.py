@@ -253,3 +253,11 @@ def test_the_printed_lift_agrees_with_the_verdict_at_the_edge() -> None:
     assert row.verdict == "not selective"
     assert float(lift) < 1.2
     assert header.index("lift") + len("lift") == line.index(lift) + len(lift)
+
+
+def test_the_lift_is_judged_as_printed() -> None:
+    # 0.4785 / 0.4 = 1.196...: printed 1.20, so not called "not selective".
+    row = Row(30.0, reached=2000, converted=957, leads=10000, conversions=4000)
+
+    assert f"{row.lift:.2f}" == "1.20"
+    assert row.verdict == "acceptable"
