@@ -35,7 +35,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from scorer.config import Config, WireFormat
 from scorer.errors import BrokerError, ConfigError, InvalidRecord
-from scorer.events import TimeBounds, record_fields
+from scorer.events import ACTIVITY_TYPES, FIRMOGRAPHICS_TYPE, TimeBounds, record_fields
 from scorer.replay import Line, parse_line
 from scorer.wire import Codec, JsonCodec, make_codec
 
@@ -43,6 +43,8 @@ Format = WireFormat
 # How long the end of a run waits for the broker to acknowledge the rest.
 FLUSH_TIMEOUT_S = 60.0
 POLL_EVERY_LINES = 1000
+# The record types a --route may name: what the scorer's parse_record accepts.
+ROUTABLE_TYPES = (*ACTIVITY_TYPES, FIRMOGRAPHICS_TYPE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +86,12 @@ class Routing:
         chosen = self.by_type.get(kind) if isinstance(kind, str) else None
         chosen = chosen or self.topic
         if chosen is None:
+            # A type value may hold anything (an e-mail address): name known
+            # types only, as parse_record does.
+            shown = repr(kind) if kind in ROUTABLE_TYPES else "(not a type name)"
             raise InvalidRecord(
                 "no_route",
-                f"no topic for type {kind!r}: the config has several event "
+                f"no topic for type {shown}: the config has several event "
                 "topics; give --route TYPE=TOPIC or --topic",
                 "type",
             )

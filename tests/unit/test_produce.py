@@ -225,6 +225,28 @@ def test_json_topics_get_a_valid_line_as_written() -> None:
     assert producer.sent == [("t", b"L2", json.dumps(firmo).encode())]
 
 
+def test_a_type_with_no_route_is_named_only_if_it_is_a_type() -> None:
+    routing = Routing.of(untyped_config(), {}, None, None)
+
+    with pytest.raises(InvalidRecord) as caught:
+        routing.topic_for({"type": "jane.doe@example.com"})
+    assert "jane" not in caught.value.message
+    assert "no topic for type (not a type name)" in caught.value.message
+    with pytest.raises(InvalidRecord, match="no topic for type 'webinar'"):
+        routing.topic_for({"type": "webinar"})
+
+
+def test_a_record_of_an_unknown_type_is_reported_without_its_type() -> None:
+    errors = io.StringIO()
+    routing = Routing.of(untyped_config(), {}, None, None)
+    sender = Sender(RecordingProducer(), routing, errors)  # type: ignore[arg-type]
+
+    sender.send(lines({**VIEW, "type": "jane.doe@example.com"}))
+
+    assert "jane" not in errors.getvalue()
+    assert "(not a type name)" in errors.getvalue()
+
+
 def test_routes_must_be_type_equals_topic() -> None:
     assert parse_routes(["page_view=a", "webinar=b"]) == {
         "page_view": "a",
