@@ -226,6 +226,13 @@ def parse_routes(pairs: Iterable[str]) -> dict[str, str]:
         kind, sep, topic = pair.partition("=")
         if not sep or not kind or not topic:
             raise ConfigError("--route", f"{pair!r} is not TYPE=TOPIC")
+        if kind not in ROUTABLE_TYPES:
+            # The scorer would dead-letter such records: the route is a typo.
+            message = (
+                f"the TYPE routed to {topic!r} is not one of "
+                f"{', '.join(ROUTABLE_TYPES)}"
+            )
+            raise ConfigError("--route", message)
         routes[kind] = topic
     return routes
 

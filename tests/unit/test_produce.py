@@ -16,6 +16,7 @@ from scorer.events import TimeBounds, parse_record
 from scorer.produce import Format, ProduceStats, Routing, Sender, parse_routes
 from scorer.replay import Line, Replay, read_lines
 from scorer.wire import make_codec
+from tests.unit.command import scorer
 
 
 class RecordingProducer:
@@ -245,6 +246,22 @@ def test_a_record_of_an_unknown_type_is_reported_without_its_type() -> None:
 
     assert "jane" not in errors.getvalue()
     assert "(not a type name)" in errors.getvalue()
+
+
+def test_a_route_must_name_a_record_type() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_routes(["page_view=a", "spam=topic"])
+    assert caught.value.field == "--route"
+    assert "TYPE routed to 'topic' is not one of page_view" in caught.value.message
+    assert parse_routes(["firmographics=crm"]) == {"firmographics": "crm"}
+
+
+def test_the_command_refuses_an_unknown_route_type_as_a_usage_error() -> None:
+    # Refused before a producer is made: no broker is needed.
+    result = scorer("produce", "--route", "spam=topic", "-", stdin="")
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("config error: --route: the TYPE routed to")
 
 
 def test_routes_must_be_type_equals_topic() -> None:
