@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING
 from scorer import __version__, accesslog, logs
 from scorer.config import Config, load_config
 from scorer.errors import ConfigError, InvalidRecord, ScorerError
-from scorer.events import parse_time
+from scorer.events import TimeBounds, parse_time
 
 if TYPE_CHECKING:
     from scorer.progress import ProgressLine
@@ -475,7 +475,9 @@ def _produce(args: argparse.Namespace) -> int:
     producer = Producer(
         service.producer_settings(config), logger=service.client_logger("producer")
     )
-    stats = produce.Sender(producer, routing).send(read_lines(args.inputs))
+    bounds = TimeBounds(max_future_ms=config.pipeline.max_future)
+    sender = produce.Sender(producer, routing, bounds=bounds)
+    stats = sender.send(read_lines(args.inputs))
     print(stats.summary(), file=sys.stderr)
     return EXIT_OK if stats.succeeded else EXIT_FAILED
 

@@ -14,7 +14,7 @@ import re
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -145,6 +145,21 @@ def parse_record(data: Mapping[str, Any], bounds: TimeBounds) -> Record:
         return _activity(kind, data, bounds)
     shown = repr(kind) if _QUOTABLE.fullmatch(kind) else "(not a type name)"
     raise InvalidRecord("unknown_type", f"unknown event type {shown}", "type")
+
+
+def record_fields(record: Record) -> dict[str, Any]:
+    """A validated record as the mapping a codec writes: its normalised values.
+
+    Times are epoch ms (`occurred_at`, `updated_at`); fields the record's
+    type does not carry, and absent optional ones, are left out.
+    """
+    values = {f.name: getattr(record, f.name) for f in fields(record)}
+    if isinstance(record, Activity):
+        values["occurred_at"] = values.pop("occurred_at_ms")
+    else:
+        values["type"] = FIRMOGRAPHICS_TYPE
+        values["updated_at"] = values.pop("updated_at_ms")
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def unexpected_error(exc: Exception) -> InvalidRecord:

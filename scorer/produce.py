@@ -7,13 +7,22 @@ one ``--topic``, or the config's: the firmographics topic for firmographic
 records, the event topic whose ``types`` name the record's type, or the only
 event topic when there is one. The value is written in the
 topic's format from the config (JSON when the topic is not in the config, or
-``--format`` for all): JSON lines go out as they are, Avro is encoded from
-them. A line that cannot be sent is reported as ``file:line: reason`` on
-stderr (not its content: it may hold personal data) and the rest go on:
-a line that is not a record, a message over the producer's
-``message.max.bytes`` (reason ``too_large``), or one the broker did not
-acknowledge (``delivery_failed``). The summary counts as produced only what
-the broker acknowledged.
+``--format`` for all).
+
+Each line is validated first, as `scorer replay` and the scorer validate it:
+a record the scorer would dead-letter is not sent, on any topic, but reported
+with the scorer's reason and field. A valid line goes to a JSON topic as
+written, byte for byte; an Avro topic gets its normalised values, as the
+scorer reads them (``"employees": 500.0`` as 500, fields the scorer does not
+read left out). To feed the dead-letter topic on purpose, use another
+producer.
+
+A line that cannot be sent is reported as ``file:line: reason field=F:
+message`` on stderr (not its content: it may hold personal data) and the rest
+go on: a record the scorer would refuse, one with no route, a message over the
+producer's ``message.max.bytes`` (reason ``too_large``), or one the broker did
+not acknowledge (``delivery_failed``). The summary counts as produced only
+what the broker acknowledged.
 """
 
 import sys
@@ -26,13 +35,16 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from scorer.config import Config, WireFormat
 from scorer.errors import BrokerError, ConfigError, InvalidRecord
-from scorer.replay import Line
+from scorer.events import ACTIVITY_TYPES, FIRMOGRAPHICS_TYPE, TimeBounds, record_fields
+from scorer.replay import Line, parse_line
 from scorer.wire import Codec, JsonCodec, make_codec
 
 Format = WireFormat
 # How long the end of a run waits for the broker to acknowledge the rest.
 FLUSH_TIMEOUT_S = 60.0
 POLL_EVERY_LINES = 1000
+# The record types a --route may name: what the scorer's parse_record accepts.
+ROUTABLE_TYPES = (*ACTIVITY_TYPES, FIRMOGRAPHICS_TYPE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +86,12 @@ class Routing:
         chosen = self.by_type.get(kind) if isinstance(kind, str) else None
         chosen = chosen or self.topic
         if chosen is None:
+            # A type value may hold anything (an e-mail address): name known
+            # types only, as parse_record does.
+            shown = repr(kind) if kind in ROUTABLE_TYPES else "(not a type name)"
             raise InvalidRecord(
                 "no_route",
-                f"no topic for type {kind!r}: the config has several event "
+                f"no topic for type {shown}: the config has several event "
                 "topics; give --route TYPE=TOPIC or --topic",
                 "type",
             )
@@ -123,9 +138,11 @@ class Sender:
         routing: Routing,
         errors: IO[str] | None = None,
         codec_of: Callable[[Format], Codec] = make_codec,
+        bounds: TimeBounds | None = None,
     ) -> None:
         self.producer = producer
         self.routing = routing
+        self.bounds = bounds if bounds is not None else TimeBounds()
         self.errors = errors if errors is not None else sys.stderr
         self.stats = ProduceStats()
         self._codec_of = codec_of
@@ -153,17 +170,16 @@ class Sender:
             self._reject(line, exc)
 
     def _message(self, text: bytes) -> tuple[str, bytes, bytes]:
-        record = self._json.decode(text)
-        lead_id = record.get("lead_id")
-        if not isinstance(lead_id, str) or not lead_id:
-            raise InvalidRecord("missing_lead_id", "no lead_id to key by", "lead_id")
+        # What the scorer would dead-letter is reported here, with its reason.
+        record = parse_line(text, self.bounds, self._json)
+        values = record_fields(record)
 
-        topic = self.routing.topic_for(record)
+        topic = self.routing.topic_for(values)
         fmt = self.routing.format_of(topic)
-        # JSON goes out as written, so a test can send a record the scorer
-        # will refuse; Avro has to be encoded.
-        value = text if fmt == "json" else self._codec(fmt).encode(record)
-        return topic, lead_id.encode(), value
+        # JSON goes out as written; Avro carries the values as the scorer
+        # reads them, so that what it accepts always fits the schema.
+        value = text if fmt == "json" else self._codec(fmt).encode(values)
+        return topic, record.lead_id.encode(), value
 
     def _produce(self, topic: str, key: bytes, value: bytes, where: str) -> None:
         def delivered(error: KafkaError | None, _message: Message) -> None:
@@ -210,6 +226,13 @@ def parse_routes(pairs: Iterable[str]) -> dict[str, str]:
         kind, sep, topic = pair.partition("=")
         if not sep or not kind or not topic:
             raise ConfigError("--route", f"{pair!r} is not TYPE=TOPIC")
+        if kind not in ROUTABLE_TYPES:
+            # The scorer would dead-letter such records: the route is a typo.
+            message = (
+                f"the TYPE routed to {topic!r} is not one of "
+                f"{', '.join(ROUTABLE_TYPES)}"
+            )
+            raise ConfigError("--route", message)
         routes[kind] = topic
     return routes
 

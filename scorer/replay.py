@@ -171,13 +171,9 @@ class Replay:
     def _parse(self, line: Line) -> Item | None:
         self.stats.lines += 1
         try:
-            record = self._record(line)
+            record = parse_line(line.text, self.bounds, self._codec)
         except InvalidRecord as exc:
             self._reject(line, exc)
-            return None
-        except Exception as exc:
-            # A bug must not end the replay at one line: report it as one.
-            self._reject(line, unexpected_error(exc))
             return None
 
         moment = (
@@ -192,11 +188,6 @@ class Replay:
             latest = self.stats.latest_ms
             self.stats.latest_ms = moment if latest is None else max(latest, moment)
         return record
-
-    def _record(self, line: Line) -> Record:
-        if not line.text.strip():
-            raise InvalidRecord("empty_line", "the line is empty")
-        return parse_record(self._codec.decode(line.text), self.bounds)
 
     def _reject(self, line: Line, exc: InvalidRecord) -> None:
         self.stats.bad[exc.reason] += 1
@@ -227,6 +218,22 @@ class Replay:
         for event, text in zip(result.outputs, encoded, strict=True):
             out.write(text + b"\n")
             self.stats.count_output(event, result.status)
+
+
+def parse_line(text: bytes, bounds: TimeBounds, codec: JsonCodec) -> Record:
+    """The record on one input line, validated as the scorer validates it.
+
+    Every refusal is an `InvalidRecord`, a bug met on the way too
+    (`internal_error`): it must not end a run at one line.
+    """
+    try:
+        if not text.strip():
+            raise InvalidRecord("empty_line", "the line is empty")
+        return parse_record(codec.decode(text), bounds)
+    except InvalidRecord:
+        raise
+    except Exception as exc:
+        raise unexpected_error(exc) from exc
 
 
 def read_lines(paths: Iterable[str]) -> Iterator[Line]:

@@ -12,9 +12,11 @@ from confluent_kafka import KafkaError, Producer
 
 from scorer.config import Config, default_config_path, load_config, parse_config
 from scorer.errors import ConfigError, InvalidRecord
-from scorer.produce import ProduceStats, Routing, Sender, parse_routes
-from scorer.replay import Line, read_lines
+from scorer.events import TimeBounds, parse_record
+from scorer.produce import Format, ProduceStats, Routing, Sender, parse_routes
+from scorer.replay import Line, Replay, read_lines
 from scorer.wire import make_codec
+from tests.unit.command import scorer
 
 
 class RecordingProducer:
@@ -122,7 +124,7 @@ def test_bad_lines_are_reported_by_place_not_content() -> None:
     routing = Routing.of(None, {}, "t", "json")
     producer = RecordingProducer()
     errors = io.StringIO()
-    secret = {"lead_id": "", "type": "page_view", "email": "ann@example.com"}
+    secret = {**VIEW, "lead_id": "", "email": "ann@example.com"}
 
     stats = Sender(producer, routing, errors).send(  # type: ignore[arg-type]
         lines("{not json", secret, "", VIEW)
@@ -130,12 +132,136 @@ def test_bad_lines_are_reported_by_place_not_content() -> None:
 
     assert [sent[1] for sent in producer.sent] == [b"L1"]
     assert stats.lines == 4
-    assert stats.bad == {"bad_json": 1, "missing_lead_id": 1}
+    assert stats.bad == {"bad_json": 1, "empty_field": 1}
     report = errors.getvalue()
     assert "in.jsonl:1: bad_json" in report
-    assert "in.jsonl:2: missing_lead_id field=lead_id" in report
+    assert "in.jsonl:2: empty_field field=lead_id" in report
     assert "ann@example.com" not in report
     assert stats.summary().startswith("produce: lines=4 produced=1 topic.t=1 bad=2")
+
+
+WEBINAR = {
+    "event_id": "w1",
+    "lead_id": "L3",
+    "type": "webinar",
+    "occurred_at": "2026-12-01T10:00:00.000Z",
+    "webinar_id": "web-1",
+    "status": "attended",
+}
+DOWNLOAD = {
+    "event_id": "d1",
+    "lead_id": "L4",
+    "type": "content_download",
+    "occurred_at": "2026-12-01T10:00:00.000Z",
+    "asset_id": "a1",
+    "asset_type": "pdf",
+}
+
+
+def test_avro_gets_the_values_the_scorer_reads() -> None:
+    # README: in JSON a whole number such as 500.0 counts as 500; a field the
+    # scorer does not read is no reason to refuse the record either.
+    firmo: dict[str, Any] = {**FIRMO, "employees": 500.0, "crm_owner": "x"}
+    webinar: dict[str, Any] = {**WEBINAR, "minutes_watched": 12}
+    producer = RecordingProducer()
+    errors = io.StringIO()
+    routing = Routing.of(None, {}, "t", "avro")
+    sender = Sender(producer, routing, errors)  # type: ignore[arg-type]
+
+    stats = sender.send(lines(firmo, webinar))
+
+    assert errors.getvalue() == ""
+    assert stats.produced == {"t": 2}
+    decoded = [make_codec("avro").decode(value) for _, _, value in producer.sent]
+    assert decoded[0]["employees"] == 500
+    bounds = TimeBounds()
+    for sent, original in zip(decoded, (firmo, webinar), strict=True):
+        assert parse_record(sent, bounds) == parse_record(original, bounds)
+
+
+@pytest.mark.parametrize("fmt", ["avro", "json"])
+def test_what_the_scorer_would_dead_letter_is_reported_as_replay_does(
+    fmt: Format,
+) -> None:
+    bad = lines(
+        {**WEBINAR, "minutes_watched": True},
+        {k: v for k, v in DOWNLOAD.items() if k != "asset_id"},
+        {**FIRMO, "employees": 500.5},
+        {**VIEW, "type": "jane.doe@example.com"},
+    )
+    producer = RecordingProducer()
+    errors = io.StringIO()
+    routing = Routing.of(None, {}, "t", fmt)
+    sender = Sender(producer, routing, errors)  # type: ignore[arg-type]
+    replayed = io.StringIO()
+    Replay(load_config(environ={}), errors=replayed).run(bad, io.BytesIO())
+
+    stats = sender.send(bad)
+
+    assert producer.sent == []
+    assert errors.getvalue() == replayed.getvalue()
+    assert errors.getvalue().splitlines() == [
+        "in.jsonl:1: wrong_type field=minutes_watched: "
+        "minutes_watched must be a number",
+        "in.jsonl:2: missing_field field=asset_id: asset_id is missing",
+        "in.jsonl:3: bad_value field=employees: employees must be a whole number",
+        "in.jsonl:4: unknown_type field=type: unknown event type (not a type name)",
+    ]
+    assert stats.bad == {
+        "wrong_type": 1,
+        "missing_field": 1,
+        "bad_value": 1,
+        "unknown_type": 1,
+    }
+
+
+def test_json_topics_get_a_valid_line_as_written() -> None:
+    firmo = {**FIRMO, "employees": 500.0, "crm_owner": "x"}
+    producer = RecordingProducer()
+    routing = Routing.of(None, {}, "t", "json")
+    sender = Sender(producer, routing)  # type: ignore[arg-type]
+
+    sender.send(lines(firmo))
+
+    assert producer.sent == [("t", b"L2", json.dumps(firmo).encode())]
+
+
+def test_a_type_with_no_route_is_named_only_if_it_is_a_type() -> None:
+    routing = Routing.of(untyped_config(), {}, None, None)
+
+    with pytest.raises(InvalidRecord) as caught:
+        routing.topic_for({"type": "jane.doe@example.com"})
+    assert "jane" not in caught.value.message
+    assert "no topic for type (not a type name)" in caught.value.message
+    with pytest.raises(InvalidRecord, match="no topic for type 'webinar'"):
+        routing.topic_for({"type": "webinar"})
+
+
+def test_a_record_of_an_unknown_type_is_reported_without_its_type() -> None:
+    errors = io.StringIO()
+    routing = Routing.of(untyped_config(), {}, None, None)
+    sender = Sender(RecordingProducer(), routing, errors)  # type: ignore[arg-type]
+
+    sender.send(lines({**VIEW, "type": "jane.doe@example.com"}))
+
+    assert "jane" not in errors.getvalue()
+    assert "(not a type name)" in errors.getvalue()
+
+
+def test_a_route_must_name_a_record_type() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_routes(["page_view=a", "spam=topic"])
+    assert caught.value.field == "--route"
+    assert "TYPE routed to 'topic' is not one of page_view" in caught.value.message
+    assert parse_routes(["firmographics=crm"]) == {"firmographics": "crm"}
+
+
+def test_the_command_refuses_an_unknown_route_type_as_a_usage_error() -> None:
+    # Refused before a producer is made: no broker is needed.
+    result = scorer("produce", "--route", "spam=topic", "-", stdin="")
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("config error: --route: the TYPE routed to")
 
 
 def test_routes_must_be_type_equals_topic() -> None:
