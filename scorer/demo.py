@@ -370,7 +370,7 @@ def _alert(event: dict[str, Any], watch: Watch) -> None:
 
 def _summary(watch: Watch, records: int, elapsed_s: float) -> None:
     say(
-        f"  Summary: {records} records processed in {elapsed_s:.1f} s "
+        f"  Summary: {records} records processed in {elapsed_s:.2f} s "
         f"({records / elapsed_s:,.0f} events/s from first to last batch); "
         f"{len(watch.leads)} leads scored, {len(watch.mql_up)} became MQLs "
         f"({watch.mql_down} crossings back down); {watch.outputs} output events"

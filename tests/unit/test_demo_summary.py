@@ -44,5 +44,5 @@ def test_summary_counts_records_processed_not_scored(
     _summary(watch, records=50, elapsed_s=2.0)
 
     text = capsys.readouterr().out
-    assert "50 records processed in 2.0 s (25 events/s" in text
+    assert "50 records processed in 2.00 s (25 events/s" in text
     assert "3 leads scored, 2 became MQLs" in text
