@@ -333,6 +333,11 @@ def _inputs(args: argparse.Namespace) -> dict[Path | tuple[int, int], str]:
     """What replay reads, by file identity: its inputs and its config."""
     files = [Path(name) for name in args.inputs if name != "-"]
     inputs = {_identity(path): "an input" for path in files}
+    if "-" in args.inputs:
+        # stdin may be a file redirected in (`< in.jsonl`), or a pipe whose
+        # writing end would block for ever: either way, not an output.
+        stdin = os.fstat(sys.stdin.fileno())
+        inputs[(stdin.st_dev, stdin.st_ino)] = "the standard input"
     if args.config is not None:
         inputs[_identity(args.config)] = "the config"
     return inputs

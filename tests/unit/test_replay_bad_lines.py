@@ -9,10 +9,13 @@ import base64
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from command import TIMEOUT_S
 from command import scorer as run
 from unencodable import with_infinite_demo_points
 
@@ -250,6 +253,29 @@ def test_an_output_that_is_an_input_is_refused_untouched(
         )
         assert result.stdout == ""
         assert events.read_bytes() == before
+
+
+@pytest.mark.parametrize("flag", ["--dead-letter", "--state-out"])
+def test_an_output_that_is_the_standard_input_is_refused_untouched(
+    tmp_path: Path, flag: str
+) -> None:
+    events = good_file(tmp_path)
+    before = events.read_bytes()
+
+    # `scorer replay --state-out in.jsonl - < in.jsonl`: stdin is the file.
+    with events.open("rb") as redirected:
+        result = subprocess.run(
+            [sys.executable, "-m", "scorer.cli", "replay", flag, str(events), "-"],
+            stdin=redirected,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+
+    assert result.returncode == 2
+    assert f"{events} is also the standard input" in result.stderr
+    assert events.read_bytes() == before
 
 
 @pytest.mark.parametrize("flag", ["--dead-letter", "--state-out"])
