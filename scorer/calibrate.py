@@ -19,6 +19,10 @@ from typing import Any
 from scorer.errors import ScorerError
 
 GOOD_BAND = (0.25, 0.40)
+# check-config bounds points to 1e6 and weights to 1e3: a lead would need a
+# million events at both limits, undecayed, to reach this. A larger number in
+# an outputs file is garbage, and would stretch the sweep over nothing.
+MAX_SCORE = 1e15
 # A share measured on fewer leads than this is noise, not a verdict.
 MIN_REACHED = 30
 TOO_LOW_BELOW = 0.15
@@ -260,5 +264,10 @@ def _number(value: Any, name: str, where: str) -> float:
     if not math.isfinite(number):
         raise UnusableFile(
             f"{where}: not an output event ({name} is not a finite number)"
+        )
+    if abs(number) > MAX_SCORE:
+        raise UnusableFile(
+            f"{where}: not an output event ({name} {number:g} is beyond "
+            f"{MAX_SCORE:g}, more than any config lets a lead earn)"
         )
     return number

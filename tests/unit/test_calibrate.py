@@ -261,3 +261,10 @@ def test_the_lift_is_judged_as_printed() -> None:
 
     assert f"{row.lift:.2f}" == "1.20"
     assert row.verdict == "acceptable"
+
+
+def test_a_score_no_config_can_give_is_refused_by_line(tmp_path: Path) -> None:
+    scores = outputs(tmp_path, ("L1", 12.0), ("L2", 1e308))
+
+    with pytest.raises(UnusableFile, match=r"outputs.jsonl:2: .*score 1e\+308"):
+        read_peaks(scores)
