@@ -208,6 +208,11 @@ def _parser() -> argparse.ArgumentParser:
         "sandbox",
         help="start local Kafka and Redis with the config's topics for `scorer "
         "run`; Ctrl-C stops them",
+        description="Start a Kafka broker (KRaft, on the JDK; its jars are fetched "
+        "with mvn on first use, about 43 MB) and redis-server on free loopback "
+        "ports, create the topics the config names, and print the `scorer run` "
+        "and `scorer produce` commands that use them. Runs until Ctrl-C or "
+        "SIGTERM, then stops both servers and deletes their data.",
     )
     _config_option(sandbox)
     sandbox.set_defaults(handler=_sandbox)
@@ -284,7 +289,7 @@ def _sandbox(args: argparse.Namespace) -> int:
     config = _load(args)
     stop = _stop_on_signal("stopping the servers")
     say = lambda text: print(text, flush=True)  # noqa: E731
-    stack.serve(config, stop, say, config_path=args.config)
+    stack.serve(config, stop, say, config_path=args.config, settings=args.settings)
     return EXIT_OK
 
 

@@ -7,9 +7,10 @@ creates the topics a config names, prints the flags that point `scorer run`
 and `scorer produce` at them, and stops both when asked to.
 """
 
+import shlex
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -43,11 +44,13 @@ def serve(
     stop: threading.Event,
     say: Callable[[str], None],
     config_path: Path | None = None,
+    settings: Sequence[str] = (),
 ) -> None:
     """Run both servers until `stop` is set; then stop them and drop their data.
 
-    `config_path`, the file `config` came from, is repeated in the commands
-    printed for the other terminal.
+    `config_path`, the file `config` came from, and `settings`, the `--set`
+    overrides it was read with, are repeated in the commands printed for the
+    other terminal, so they use the same topics.
     """
     say("Starting a local Kafka broker (KRaft) and redis-server ...")
     with ExitStack() as stack:
@@ -55,9 +58,8 @@ def serve(
         redis_server = stack.enter_context(RedisServer())
         names = create_config_topics(broker.bootstrap_servers, config)
 
-        say(
-            instructions(broker.bootstrap_servers, redis_server.url, names, config_path)
-        )
+        bootstrap, url = broker.bootstrap_servers, redis_server.url
+        say(instructions(bootstrap, url, names, config_path, settings))
         stop.wait()
         say("Stopping the servers; their data is deleted.")
 
@@ -73,11 +75,14 @@ def instructions(
     redis_url: str,
     topics: list[str],
     config_path: Path | None,
+    settings: Sequence[str] = (),
 ) -> str:
     """What to run against the servers, with the config they were made for."""
     flags = f"--bootstrap-servers {bootstrap_servers}"
+    for setting in reversed(settings):
+        flags = f"--set {shlex.quote(setting)} {flags}"
     if config_path is not None:
-        flags = f"--config {config_path} {flags}"
+        flags = f"--config {shlex.quote(str(config_path))} {flags}"
     return "\n".join(
         [
             f"  Kafka  {bootstrap_servers}",
