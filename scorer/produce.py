@@ -148,21 +148,31 @@ class Sender:
         self._codec_of = codec_of
         self._codecs: dict[Format, Codec] = {}
         self._json = JsonCodec()
+        # Where each message awaiting its acknowledgement came from.
+        self._pending: dict[str, None] = {}  # in the order produced
 
     def send(self, lines: Iterable[Line]) -> ProduceStats:
         for line in lines:
             self._send_line(line)
             if self.stats.lines % POLL_EVERY_LINES == 0:
                 self.producer.poll(0)
-        unacknowledged = self.producer.flush(FLUSH_TIMEOUT_S)
-        self.stats.failed += unacknowledged
+        self.producer.flush(FLUSH_TIMEOUT_S)
+
+        # Lines the broker has not answered for by now are failures too, and
+        # are named like the others (librdkafka would go on trying for longer).
+        for where in self._pending:
+            self.stats.failed += 1
+            print(
+                f"{where}: delivery_failed: not acknowledged within "
+                f"{FLUSH_TIMEOUT_S:g} s (is the broker reachable?)",
+                file=self.errors,
+            )
+        self._pending.clear()
         return self.stats
 
     def _send_line(self, line: Line) -> None:
         self.stats.lines += 1
         text = line.text.strip()
-        if not text:
-            return
         try:
             topic, key, value = self._message(text)
             self._produce(topic, key, value, _where(line))
@@ -183,6 +193,7 @@ class Sender:
 
     def _produce(self, topic: str, key: bytes, value: bytes, where: str) -> None:
         def delivered(error: KafkaError | None, _message: Message) -> None:
+            self._pending.pop(where, None)
             self._delivered(where, topic, error)
 
         while True:
@@ -190,6 +201,7 @@ class Sender:
                 self.producer.produce(
                     topic, key=key, value=value, on_delivery=delivered
                 )
+                self._pending[where] = None
                 return
             except BufferError:
                 # The local queue is full: let deliveries drain it.

@@ -132,12 +132,35 @@ def test_bad_lines_are_reported_by_place_not_content() -> None:
 
     assert [sent[1] for sent in producer.sent] == [b"L1"]
     assert stats.lines == 4
-    assert stats.bad == {"bad_json": 1, "empty_field": 1}
+    # Every line is accounted for, the empty one too, as replay reports it.
+    assert stats.bad == {"bad_json": 1, "empty_field": 1, "empty_line": 1}
     report = errors.getvalue()
     assert "in.jsonl:1: bad_json" in report
     assert "in.jsonl:2: empty_field field=lead_id" in report
+    assert "in.jsonl:3: empty_line" in report
     assert "ann@example.com" not in report
-    assert stats.summary().startswith("produce: lines=4 produced=1 topic.t=1 bad=2")
+    assert stats.summary().startswith("produce: lines=4 produced=1 topic.t=1 bad=3")
+
+
+class SilentProducer(RecordingProducer):
+    """A broker that never answers: flush gives up with everything queued."""
+
+    def flush(self, _timeout: float) -> int:
+        return len(self._callbacks)
+
+
+def test_lines_the_broker_never_acknowledged_are_named() -> None:
+    routing = Routing.of(None, {}, "t", "json")
+    errors = io.StringIO()
+
+    stats = Sender(SilentProducer(), routing, errors).send(  # type: ignore[arg-type]
+        lines(VIEW, FIRMO)
+    )
+
+    assert stats.failed == 2
+    report = errors.getvalue().splitlines()
+    assert [line.split(": ")[0] for line in report] == ["in.jsonl:1", "in.jsonl:2"]
+    assert all("delivery_failed: not acknowledged within 60 s" in r for r in report)
 
 
 WEBINAR = {
