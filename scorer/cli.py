@@ -162,6 +162,15 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("config", type=Path, metavar="CONFIG")
+    check.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="settings",
+        metavar="KEY=VALUE",
+        help="check the config with this field set, as the other commands "
+        "would read it (repeatable)",
+    )
     check.set_defaults(handler=_check_config)
 
     importer = commands.add_parser(
@@ -429,7 +438,7 @@ def _lacks_zone(text: str) -> bool:
 
 def _check_config(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, overrides=_overrides(args))
     except ConfigError as exc:
         for detail in exc.details:
             print(f"{args.config}: {detail}", file=sys.stderr)

@@ -234,3 +234,16 @@ def test_calibrate_validates_settings_without_a_config_file(tmp_path: Path) -> N
 
     assert result.returncode == 2
     assert result.stderr.strip() == "config error: foo: unknown field"
+
+
+def test_check_config_checks_the_overrides_the_other_commands_take() -> None:
+    config = str(default_config_path())
+
+    refused = run("check-config", config, "--set", "scoring.mql.threshold=1e400")
+    accepted = run("check-config", config, "--set", "scoring.mql.min_engagement=5")
+
+    assert refused.returncode == 1
+    assert "scoring.mql.threshold: Input should be a finite number" in refused.stderr
+    assert "(from the command line)" in refused.stderr
+    assert accepted.returncode == 0
+    assert "min engagement 5)" in accepted.stdout
