@@ -103,7 +103,12 @@ class Firmographics:
     @property
     def op_id(self) -> str:
         """A stable id for this version of the record (it has no event id)."""
-        return f"firmographics:{self.updated_at_ms}:{self.digest}"
+        return firmographics_op_id(self.updated_at_ms, self.digest)
+
+
+def firmographics_op_id(updated_at_ms: int, digest: str) -> str:
+    """The id of a firmographic record's version, from its time and digest."""
+    return f"firmographics:{updated_at_ms}:{digest}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from scorer.config import Scoring
-from scorer.events import Activity, Firmographics, Forget
+from scorer.events import Activity, Firmographics, Forget, firmographics_op_id
 from scorer.fit import FitModel
 from scorer.lead import (
     DUPLICATE,
@@ -116,9 +116,10 @@ class Scorer:
             return item, None
         if isinstance(item, Firmographics):
             fit = self.fit.score(item)
-            update = FitUpdate(
-                item.lead_id, item.op_id, item.updated_at_ms, fit.points, item.digest
-            )
+            # The digest hashes the record: worked out once, for both fields.
+            digest, at_ms = item.digest, item.updated_at_ms
+            op_id = firmographics_op_id(at_ms, digest)
+            update = FitUpdate(item.lead_id, op_id, at_ms, fit.points, digest)
             return update, Reason(None, fit.points, fit.rules)
         rule = self.rules.match(item)
         if rule is None:
