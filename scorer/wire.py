@@ -62,6 +62,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 # JSON's whitespace (RFC 8259, section 2); str.rstrip() alone takes more.
 _JSON_WHITESPACE = " \t\n\r"
+KEY_SHOWN_CHARS = 40  # of a repeated JSON key, in the rejection's message
 
 # What fastavro raises on a truncated or corrupt body: EOFError when a length
 # runs past the end, UnicodeDecodeError (a ValueError) for bad UTF-8,
@@ -538,6 +539,30 @@ def _reject_constant(name: str) -> NoReturn:
     raise InvalidRecord("bad_json", f"not JSON: {name} is not a JSON value")
 
 
+def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused if a key repeats.
+
+    RFC 8259 leaves a repeated name's meaning open, and json keeps the last
+    one silently: `{"lead_id": "a", "lead_id": "b"}` would be scored as b
+    although a producer may have meant a. Refused, nothing is guessed.
+    """
+    data = dict(pairs)
+    if len(data) == len(pairs):
+        return data
+
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
+            shown = (
+                key if len(key) <= KEY_SHOWN_CHARS else key[:KEY_SHOWN_CHARS] + "..."
+            )
+            # Not named as the field: that is logged, and a key is any text.
+            message = f"a JSON object repeats the key {shown!r}"
+            raise InvalidRecord("bad_json", message)
+        seen.add(key)
+    raise AssertionError("a shorter dict without a repeated key")
+
+
 def _reject_lone_surrogates(data: dict[str, Any]) -> None:
     # Only reached when the text holds a \u escape, which is rare; re-encoding
     # the whole object is the simplest complete check of keys and values.
@@ -549,7 +574,9 @@ def _reject_lone_surrogates(data: dict[str, Any]) -> None:
 
 
 # Built once: json.loads and json.dumps with options build a new one per call.
-_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_JSON_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant, object_pairs_hook=_object_without_repeats
+)
 _JSON_ENCODER = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, separators=(",", ":")
 )

@@ -632,6 +632,41 @@ def test_json_malformed_is_bad_json(value: bytes) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "key"),
+    [
+        (b'{"lead_id": "a", "type": "page_view", "lead_id": "b"}', "lead_id"),
+        (b'{"lead_id": "a", "lead_id": "a"}', "lead_id"),
+        (b'{"why": {"rule": "x", "rule": "y"}}', "rule"),
+        (b'{"\\u0061": 1, "a": 2}', "a"),
+    ],
+)
+def test_json_repeated_key_is_bad_json_naming_the_key(value: bytes, key: str) -> None:
+    # json would keep the last value silently: which lead was meant is a guess.
+    with pytest.raises(InvalidRecord) as caught:
+        JSON.decode(value)
+
+    assert caught.value.reason == "bad_json"
+    assert caught.value.message == f"a JSON object repeats the key {key!r}"
+    assert caught.value.field is None  # a field is logged; a key is any text
+
+
+def test_json_repeated_key_is_shortened_in_the_message() -> None:
+    key = "k" * 100
+    value = f'{{"{key}": 1, "{key}": 2}}'.encode()
+
+    with pytest.raises(InvalidRecord) as caught:
+        JSON.decode(value)
+
+    assert caught.value.message == f"a JSON object repeats the key '{'k' * 40}...'"
+
+
+def test_json_same_key_in_different_objects_is_fine() -> None:
+    value = b'{"a": {"x": 1}, "b": {"x": 2}, "x": 3}'
+
+    assert JSON.decode(value) == {"a": {"x": 1}, "b": {"x": 2}, "x": 3}
+
+
+@pytest.mark.parametrize(
     ("value", "message"),
     [
         (b'{"a": 1\n', "not JSON: Expecting ',' delimiter: column 8"),
