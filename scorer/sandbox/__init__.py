@@ -40,6 +40,7 @@ LOG_READ_BYTES = 1024 * 1024  # of a log that may be huge; covers a failed start
 LOG_ERROR_LINES = 5  # error lines quoted first: a failed start's tail is shutdown noise
 PORT_ATTEMPTS = 3  # fresh ports tried when another process binds ours first
 BIND_ERROR = "Address already in use"  # the OS text that Java and Redis both log
+SHELL_SIGNAL_BASE = 128  # exit code 128 + N: ended on signal N, shell style
 
 # From <linux/prctl.h>: deliver a signal to this process when its parent dies.
 _PR_SET_PDEATHSIG = 1
@@ -363,10 +364,28 @@ class LocalServer(abc.ABC):
     def _forget_process(self, how: str) -> None:
         process = self._running_process()
         logger.info(
-            "%s %s pid=%d exit_code=%s", self.kind, how, process.pid, process.returncode
+            "%s %s pid=%d %s", self.kind, how, process.pid, _ending(process.returncode)
         )
         self._process = None
         self._paused = False
+
+
+def _ending(exit_code: int | None) -> str:
+    """How a process ended, for the log: the JVM answers SIGTERM with 143.
+
+    128 + 15 is the shell's way of saying "ended by SIGTERM", which the JVM
+    copies after a clean shutdown; shown bare, it read like a failure.
+    """
+    if exit_code is None:
+        return "exit_code=unknown"
+    if exit_code < 0:
+        try:
+            return f"signal={signal.Signals(-exit_code).name}"
+        except ValueError:
+            return f"signal={-exit_code}"
+    if exit_code == SHELL_SIGNAL_BASE + signal.SIGTERM:
+        return f"exit_code={exit_code} (shut down on SIGTERM)"
+    return f"exit_code={exit_code}"
 
 
 def _is_error_line(line: str) -> bool:

@@ -1,9 +1,10 @@
-"""What `scorer sandbox` prints for the other terminal."""
+"""What `scorer sandbox` prints for the other terminal, and of a stopped server."""
 
 from pathlib import Path
 
 import pytest
 
+from scorer.sandbox import _ending
 from scorer.sandbox.stack import instructions
 
 
@@ -33,3 +34,21 @@ def test_the_commands_repeat_the_overrides_quoted(
 
     flags = "--set topics.output.name=x --set 'kafka.group_id=a b'"
     assert f"  scorer produce {flags} --bootstrap-servers h:9 RECORDS.jsonl" in text
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "shown"),
+    [
+        (0, "exit_code=0"),
+        (143, "exit_code=143 (shut down on SIGTERM)"),
+        (1, "exit_code=1"),
+        (-9, "signal=SIGKILL"),
+        (-15, "signal=SIGTERM"),
+        (None, "exit_code=unknown"),
+    ],
+)
+def test_a_stopped_servers_ending_reads_as_what_happened(
+    exit_code: int | None, shown: str
+) -> None:
+    # The JVM's 143 after SIGTERM is a clean stop, not a failure.
+    assert _ending(exit_code) == shown
