@@ -495,7 +495,8 @@ def _produce(args: argparse.Namespace) -> int:
         service.producer_settings(config), logger=service.client_logger("producer")
     )
     bounds = TimeBounds(max_future_ms=config.pipeline.max_future)
-    sender = produce.Sender(producer, routing, bounds=bounds)
+    codecs = produce.codecs_for(config)
+    sender = produce.Sender(producer, routing, codec_of=codecs, bounds=bounds)
     stats = sender.send(read_lines(args.inputs))
     print(stats.summary(), file=sys.stderr)
     return EXIT_OK if stats.succeeded else EXIT_FAILED

@@ -7,7 +7,9 @@ one ``--topic``, or the config's: the firmographics topic for firmographic
 records, the event topic whose ``types`` name the record's type, or the only
 event topic when there is one. The value is written in the
 topic's format from the config (JSON when the topic is not in the config, or
-``--format`` for all).
+``--format`` for all). A `confluent_avro` topic gets each record type's
+schema registered (or looked up) under its subject, as the scorer does for
+its output topic.
 
 Each line is validated first, as `scorer replay` and the scorer validate it:
 a record the scorer would dead-letter is not sent, on any topic, but reported
@@ -33,13 +35,17 @@ from typing import IO, Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from scorer.config import Config, WireFormat
+from scorer.config import Config, Topic, WireFormat
+from scorer.confluent_wire import topic_codec
 from scorer.errors import BrokerError, ConfigError, InvalidRecord
 from scorer.events import ACTIVITY_TYPES, FIRMOGRAPHICS_TYPE, TimeBounds, record_fields
+from scorer.registry import RegistryClient
 from scorer.replay import Line, parse_line
-from scorer.wire import Codec, JsonCodec, make_codec
+from scorer.wire import INPUT_SCHEMAS, Codec, JsonCodec, SchemaCatalog, make_codec
 
 Format = WireFormat
+CodecOf = Callable[[str, Format, str], Codec]
+"""The codec for records of a type (third) on a topic (first) in a format."""
 # How long the end of a run waits for the broker to acknowledge the rest.
 FLUSH_TIMEOUT_S = 60.0
 POLL_EVERY_LINES = 1000
@@ -137,7 +143,7 @@ class Sender:
         producer: Producer,
         routing: Routing,
         errors: IO[str] | None = None,
-        codec_of: Callable[[Format], Codec] = make_codec,
+        codec_of: CodecOf | None = None,
         bounds: TimeBounds | None = None,
     ) -> None:
         self.producer = producer
@@ -145,8 +151,8 @@ class Sender:
         self.bounds = bounds if bounds is not None else TimeBounds()
         self.errors = errors if errors is not None else sys.stderr
         self.stats = ProduceStats()
-        self._codec_of = codec_of
-        self._codecs: dict[Format, Codec] = {}
+        self._codec_of = codec_of if codec_of is not None else codecs_for(None)
+        self._codecs: dict[tuple[str, Format, str], Codec] = {}
         self._json = JsonCodec()
         # Where each message awaiting its acknowledgement came from.
         self._pending: dict[str, None] = {}  # in the order produced
@@ -188,7 +194,10 @@ class Sender:
         fmt = self.routing.format_of(topic)
         # JSON goes out as written; Avro carries the values as the scorer
         # reads them, so that what it accepts always fits the schema.
-        value = text if fmt == "json" else self._codec(fmt).encode(values)
+        if fmt == "json":
+            value = text
+        else:
+            value = self._codec(topic, fmt, str(values["type"])).encode(values)
         return topic, record.lead_id.encode(), value
 
     def _produce(self, topic: str, key: bytes, value: bytes, where: str) -> None:
@@ -219,16 +228,40 @@ class Sender:
             file=self.errors,
         )
 
-    def _codec(self, fmt: Format) -> Codec:
-        if fmt not in self._codecs:
-            self._codecs[fmt] = self._codec_of(fmt)
-        return self._codecs[fmt]
+    def _codec(self, topic: str, fmt: Format, kind: str) -> Codec:
+        # A Confluent frame names the schema id of the topic's subject;
+        # the other formats write any topic and type alike.
+        key = (topic, fmt, kind) if fmt == "confluent_avro" else ("", fmt, "")
+        if key not in self._codecs:
+            self._codecs[key] = self._codec_of(topic, fmt, kind)
+        return self._codecs[key]
 
     def _reject(self, line: Line, exc: InvalidRecord) -> None:
         self.stats.bad[exc.reason] += 1
         field_note = f" field={exc.field}" if exc.field else ""
         message = f"{exc.reason}{field_note}: {exc.message}"
         print(f"{_where(line)}: {message}", file=self.errors)
+
+
+def codecs_for(config: Config | None) -> CodecOf:
+    """The codecs of `config`'s formats; its schema registry for confluent_avro.
+
+    The registry is reached only once a record goes to a confluent_avro
+    topic, and a failure to reach it stops the run with the registry's error.
+    """
+    catalog = SchemaCatalog.load()
+    registry = None
+    if config is not None and config.schema_registry is not None:
+        registry = RegistryClient.from_config(config.schema_registry)
+
+    def codec_of(topic: str, fmt: Format, kind: str) -> Codec:
+        if fmt != "confluent_avro":
+            return make_codec(fmt, catalog=catalog)
+        return topic_codec(
+            Topic(name=topic, format=fmt), catalog, registry, INPUT_SCHEMAS[kind]
+        )
+
+    return codec_of
 
 
 def parse_routes(pairs: Iterable[str]) -> dict[str, str]:

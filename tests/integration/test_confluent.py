@@ -17,16 +17,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from harness import TopicReader, make_config, produce, running_scorer
 
 from scorer.config import Config
 from scorer.errors import ConfigError
 from scorer.events import format_time
+from scorer.produce import Routing, Sender, codecs_for
 from scorer.registry import RegistryUnavailable
+from scorer.replay import Line
 from scorer.sandbox.registry import SchemaRegistryServer
-from scorer.service import build_pipeline
+from scorer.service import build_pipeline, producer_settings
 from scorer.wire import DEFAULT_SCHEMAS_DIR, SCORE_SCHEMA, AvroCodec, SchemaCatalog
 
 REGISTRY_ENV = "SCHEMA_REGISTRY_URL"
@@ -259,6 +261,49 @@ def test_a_registry_gone_for_good_stops_the_scorer_without_losing_the_record(
     dead = TopicReader(kafka_bootstrap, dlq, None)
     assert dead.read_quiet(1.0) == []
     dead.close()
+
+
+def test_scorer_produce_writes_confluent_frames_the_scorer_reads(
+    kafka_bootstrap: str, redis_url: str, registry_url: str, fresh_topics: Any
+) -> None:
+    pages, out, dlq = fresh_topics("pages", "out", "dlq")
+    config = confluent_config(kafka_bootstrap, redis_url, registry_url, pages, out, dlq)
+    records = [
+        {**view("p1", "L1", "/pricing"), "occurred_at": format_time(T0_MS)},
+        {**view("p2", "L1", "/demo"), "occurred_at": format_time(T0_MS)},
+        {**view("p3", "L1", "/pricing"), "occurred_at": format_time(T0_MS)},
+    ]
+    texts = [(json.dumps(r) + "\n").encode() for r in records]
+    producer = Producer(producer_settings(config))
+    sender = Sender(
+        producer, Routing.of(config, {}, None, None), codec_of=codecs_for(config)
+    )
+
+    stats = sender.send([Line("in.jsonl", n, t) for n, t in enumerate(texts, 1)])
+
+    assert stats.produced == {pages: 3} and not stats.bad and stats.failed == 0
+    # Framed with the page-view schema, registered under the topic's subject.
+    written = TopicReader(kafka_bootstrap, pages, None)
+    values = [m.value() for m in written.read_until(lambda ms: len(ms) >= 3)]
+    written.close()
+    latest = get_json(f"{registry_url}/subjects/{pages}-value/versions/latest")
+    assert json.loads(latest["schema"])["name"] == "PageView"
+    frames = [read_framed(registry_url, value) for value in values]
+    assert [schema_id for schema_id, _ in frames] == [latest["id"]] * 3
+    # One key per lead, so one partition, in the order of the lines.
+    assert [record["url"] for _, record in frames] == ["/pricing", "/demo", "/pricing"]
+
+    outputs = TopicReader(kafka_bootstrap, out, None)
+    with running_scorer(config):
+        outputs.read_until(lambda messages: len(messages) >= 4)
+    outputs.close()
+    events = [read_framed(registry_url, m.value())[1] for m in outputs.messages]
+    assert [(e["type"], e["score"], e["source_event_id"]) for e in events] == [
+        ("score_changed", 20.0, "p1"),
+        ("score_changed", 50.0, "p2"),
+        ("score_changed", 70.0, "p3"),
+        ("mql_crossed", 70.0, "p3"),
+    ]
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str) -> list[int]:
