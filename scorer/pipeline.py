@@ -188,8 +188,9 @@ class ScorerPipeline:
         self.on_batch: Callable[[Batch, list[Scored]], None] | None = None
         self._last_lag_s = 0.0
         # Read by /readyz from the probe thread (scorer.probes): monotonic
-        # times of the last poll and commit, and the lag of the last reading.
-        self.polled_at_s = time.monotonic()
+        # times of the last poll (None before the first) and commit, and
+        # the lag of the last reading.
+        self.polled_at_s: float | None = None
         self.committed_at_s = time.monotonic()
         self.lag_records = 0
         metrics.set_rules_version(scorer.rules_version)

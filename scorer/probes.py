@@ -62,7 +62,7 @@ class Progressing(Protocol):
     def lag_records(self) -> int: ...
 
     @property
-    def polled_at_s(self) -> float: ...
+    def polled_at_s(self) -> float | None: ...
 
     @property
     def committed_at_s(self) -> float: ...
@@ -159,14 +159,17 @@ class Readiness:
         return judge(progress, redis_ok, self.stall_after_s, self.stop.is_set())
 
     def _progress(self) -> Progress | None:
+        # Starting until the consume loop has polled: a loop that never
+        # polled has not shown it works, however young it is.
         pipeline = self.pipeline
-        if pipeline is None:
+        polled_at_s = None if pipeline is None else pipeline.polled_at_s
+        if pipeline is None or polled_at_s is None:
             return None
         now = self.clock()
         return Progress(
             assigned_partitions=len(pipeline.assignment),
             lag_records=pipeline.lag_records,
-            polled_ago_s=now - pipeline.polled_at_s,
+            polled_ago_s=now - polled_at_s,
             committed_ago_s=now - pipeline.committed_at_s,
         )
 

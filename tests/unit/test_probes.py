@@ -116,7 +116,7 @@ class FakePipeline:
 
     assignment: set[tuple[str, int]] = field(default_factory=set)
     lag_records: int = 0
-    polled_at_s: float = 100.0
+    polled_at_s: float | None = 100.0
     committed_at_s: float = 100.0
 
 
@@ -151,6 +151,14 @@ def test_the_server_answers_health_readiness_and_metrics(
     status, body, kind = get(f"{base}/readyz")
     assert (status, kind) == (503, "application/json")
     assert json.loads(body)["checks"]["running"]["ok"] is False
+
+    # Built, but the consume loop has not polled yet: still starting.
+    readiness.pipeline = FakePipeline(assignment={("t", 0)}, polled_at_s=None)
+    status, body, _ = get(f"{base}/readyz")
+    assert status == 503
+    assert json.loads(body)["checks"] == {
+        "running": {"ok": False, "detail": "starting: connecting to Kafka and Redis"}
+    }
 
     readiness.pipeline = FakePipeline(assignment={("t", 0)})
     status, body, _ = get(f"{base}/readyz")
