@@ -97,10 +97,13 @@ def transactional_id(config: Config) -> str:
     the consumer group's metadata sent with the offsets fences an instance
     that lost its partitions.
     """
-    pipeline = config.pipeline
+    pipeline, kafka = config.pipeline, config.kafka
+    # The consumer takes group.instance.id from either settings (the
+    # consumer's win); SCORER_RDKAFKA_GROUP_INSTANCE_ID lands in `settings`.
     instance = (
         pipeline.instance_id
-        or config.kafka.consumer_settings.get("group.instance.id")
+        or kafka.consumer_settings.get("group.instance.id")
+        or kafka.settings.get("group.instance.id")
         or socket.gethostname()
     )
     return f"{pipeline.transactional_id_prefix}-{instance}"

@@ -161,9 +161,18 @@ def test_the_transactional_id_is_the_prefix_and_a_stable_instance_name() -> None
         **{"group.instance.id": "static-1"},
     )
     plain = config(transactional=True, transactional_id_prefix="s")
+    shared = plain.model_copy(
+        update={
+            "kafka": plain.kafka.model_copy(
+                update={"settings": {"group.instance.id": "static-2"}}
+            )
+        }
+    )
 
     assert transactional_id(named) == "s-p-0"
     assert transactional_id(static) == "s-static-1"
+    # As SCORER_RDKAFKA_GROUP_INSTANCE_ID sets it: for every client.
+    assert transactional_id(shared) == "s-static-2"
     assert transactional_id(plain) == f"s-{socket.gethostname()}"
 
 
