@@ -48,6 +48,8 @@ OUTPUT_PRODUCER_DEFAULTS: dict[str, Any] = {"delivery.report.only.error": True}
 GC_YOUNG_OBJECTS = 20_000
 # Immediate retries of a Redis command whose connection broke.
 REDIS_RECONNECTS = 1
+# librdkafka warnings of a state it retries out of by itself: logged at INFO.
+TRANSIENT_CLIENT_WARNINGS = ("Coordinator load in progress",)
 # A librdkafka warning repeated within this many seconds is counted, not logged.
 REPEAT_WINDOW_S = 30.0
 
@@ -275,6 +277,9 @@ class Repeats(logging.Filter):
         self._held: dict[str, int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and _is_transient(record):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
         if record.levelno < logging.WARNING:
             return True
         kind = _facility(record)
@@ -296,6 +301,17 @@ class Repeats(logging.Filter):
 
 def _args(record: logging.LogRecord) -> tuple[object, ...]:
     return record.args if isinstance(record.args, tuple) else ()
+
+
+def _is_transient(record: logging.LogRecord) -> bool:
+    """A warning librdkafka retries away on its own, e.g. on a fresh broker.
+
+    Every start against a just-started broker logged "Failed to acquire
+    idempotence PID ... Coordinator load in progress: retrying" as a WARNING,
+    which the README reserves for trouble; it is logged at INFO instead.
+    """
+    text = record.getMessage()
+    return any(part in text for part in TRANSIENT_CLIENT_WARNINGS)
 
 
 def _facility(record: logging.LogRecord) -> str:

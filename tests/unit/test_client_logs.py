@@ -47,3 +47,27 @@ def test_kinds_are_limited_apart_and_debug_lines_all_pass() -> None:
     assert all(
         repeats.filter(client_record(logging.DEBUG, "FAIL", str(n))) for n in range(5)
     )
+
+
+def test_a_fresh_brokers_coordinator_load_is_info_not_a_warning() -> None:
+    repeats = Repeats(window_s=30.0, clock=lambda: 0.0)
+    text = (
+        "Failed to acquire idempotence PID from broker 127.0.0.1:9092/1: "
+        "Broker: Coordinator load in progress: retrying"
+    )
+    quiet = logging.getLogger("scorer.kafka.consumer")
+    quiet.setLevel(logging.WARNING)
+    try:
+        at_warning = client_record(logging.WARNING, "GETPID", text)
+        passed_at_warning = repeats.filter(at_warning)
+        quiet.setLevel(logging.INFO)
+        at_info = client_record(logging.WARNING, "GETPID", text)
+        passed_at_info = repeats.filter(at_info)
+    finally:
+        quiet.setLevel(logging.NOTSET)
+
+    assert not passed_at_warning
+    assert passed_at_info and at_info.levelname == "INFO"
+    # Other warnings of the same facility still pass as warnings.
+    other = client_record(logging.WARNING, "GETPID", "Failed to acquire PID: boom")
+    assert repeats.filter(other) and other.levelname == "WARNING"
