@@ -21,7 +21,9 @@ ENV PYTHONUNBUFFERED=1 \
     SCORER_METRICS__HOST=0.0.0.0 \
     SCORER_METRICS__PORT=9108
 EXPOSE 9108
+# The check follows SCORER_METRICS__PORT when a deployment changes it (a
+# port set only in a config file needs the check overridden as well).
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=2)"]
+    CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('SCORER_METRICS__PORT', '9108'); urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2)"]
 ENTRYPOINT ["scorer"]
 CMD ["run"]
