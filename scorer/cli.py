@@ -203,7 +203,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--data",
         type=Path,
-        help="folder of the public datasets (default: ../shared/data if present)",
+        help="folder of the public datasets (default: shared/data beside the "
+        "checkout, if present)",
     )
     demo.add_argument(
         "--speed",
