@@ -632,32 +632,24 @@ def test_json_malformed_is_bad_json(value: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "key"),
+    "value",
     [
-        (b'{"lead_id": "a", "type": "page_view", "lead_id": "b"}', "lead_id"),
-        (b'{"lead_id": "a", "lead_id": "a"}', "lead_id"),
-        (b'{"why": {"rule": "x", "rule": "y"}}', "rule"),
-        (b'{"\\u0061": 1, "a": 2}', "a"),
+        b'{"lead_id": "a", "type": "page_view", "lead_id": "b"}',
+        b'{"lead_id": "a", "lead_id": "a"}',
+        b'{"why": {"rule": "x", "rule": "y"}}',
+        b'{"\\u0061": 1, "a": 2}',
+        b'{"jane@example.com": 1, "jane@example.com": 2}',
     ],
 )
-def test_json_repeated_key_is_bad_json_naming_the_key(value: bytes, key: str) -> None:
+def test_json_repeated_key_is_bad_json_without_quoting_the_key(value: bytes) -> None:
     # json would keep the last value silently: which lead was meant is a guess.
     with pytest.raises(InvalidRecord) as caught:
         JSON.decode(value)
 
     assert caught.value.reason == "bad_json"
-    assert caught.value.message == f"a JSON object repeats the key {key!r}"
-    assert caught.value.field is None  # a field is logged; a key is any text
-
-
-def test_json_repeated_key_is_shortened_in_the_message() -> None:
-    key = "k" * 100
-    value = f'{{"{key}": 1, "{key}": 2}}'.encode()
-
-    with pytest.raises(InvalidRecord) as caught:
-        JSON.decode(value)
-
-    assert caught.value.message == f"a JSON object repeats the key '{'k' * 40}...'"
+    # A key is any text of the record: replay prints the message.
+    assert caught.value.message == "a JSON object repeats one of its keys"
+    assert caught.value.field is None
 
 
 def test_json_same_key_in_different_objects_is_fine() -> None:
