@@ -97,8 +97,11 @@ def env_name(path: str) -> str:
     if "[]" in path:
         return "-"
     parts = path.split(".")
-    if tuple(parts) == ("kafka", "settings"):
+    if tuple(parts) in (("kafka", "settings"), ("kafka", "secrets")):
+        # A credential's value is read verbatim, so not as a YAML mapping.
         return f"{RDKAFKA_ENV_PREFIX}<NAME>"
+    if len(parts) == 1:
+        return "-"  # a variable needs a `__`: a section is set field by field
     return ENV_PREFIX + "__".join(part.upper() for part in parts)
 
 
