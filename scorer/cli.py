@@ -160,6 +160,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     produce.set_defaults(handler=_produce)
 
+    watch = commands.add_parser(
+        "watch", help="print the output topic's events as JSON lines as they come"
+    )
+    _config_option(watch)
+    watch.add_argument(
+        "--bootstrap-servers", metavar="VALUE", help="sets kafka.bootstrap_servers"
+    )
+    watch.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="start at the oldest event on the topic (default: new ones only)",
+    )
+    watch.add_argument(
+        "--mql-only", action="store_true", help="print mql_crossed events only"
+    )
+    watch.set_defaults(handler=_watch)
+
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("config", type=Path, metavar="CONFIG")
     check.add_argument(
@@ -290,6 +307,15 @@ def _run(args: argparse.Namespace) -> int:
     config = _load(args)
     stop = _stop_on_signal("finishing the batch in flight")
     service.run(config, stop)
+    return EXIT_OK
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from scorer.watch import watch
+
+    config = _load(args)
+    stop = _stop_on_signal("stopping")
+    watch(config, stop, from_beginning=args.from_beginning, mql_only=args.mql_only)
     return EXIT_OK
 
 
