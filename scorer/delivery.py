@@ -107,6 +107,9 @@ class Waiting:
         self.assignment = assignment
         self.metrics = metrics
         self.stop = stop
+        # Told of each poll of the held consumer: it is the consume loop's
+        # poll while the loop waits (the pipeline's poll time and metric).
+        self.on_poll: Callable[[], None] | None = None
 
     @contextmanager
     def holding(self, dependency: str) -> Iterator[None]:
@@ -128,6 +131,8 @@ class Waiting:
             if left <= 0:
                 return
             self.assignment.serve(min(HOLD_POLL_S, left))
+            if self.on_poll is not None:
+                self.on_poll()
             if producer is not None:
                 producer.poll(0)
 

@@ -182,6 +182,7 @@ class ScorerPipeline:
         )
         # The stop event is run()'s; until then nothing waits.
         self.waiting = Waiting(self.partitions, metrics, threading.Event())
+        self.waiting.on_poll = self._polled
         mode = Transactional if config.pipeline.transactional else AtLeastOnce
         self.delivery = mode(make_producer, consumer, self.waiting, metrics)
         self.lane = StoreLane(scorer.store)
@@ -276,8 +277,7 @@ class ScorerPipeline:
                 # for a batch to fill up would hold back the batches ahead.
                 busy = in_flight is not None or sent is not None
                 messages = self.consumer.consume(size, 0.0 if busy else timeout_s)
-                self.polled_at_s = time.monotonic()
-                self.metrics.last_poll.set(time.time())
+                self._polled()
             self._report_lag()
             started = self._start(messages) if messages else None
             if sent is not None:
@@ -289,6 +289,11 @@ class ScorerPipeline:
             self._confirm(sent)
         if in_flight is not None:
             self._confirm(self._send(in_flight, behind=None))
+
+    def _polled(self) -> None:
+        """The loop polled Kafka: for /readyz and the last-poll metric."""
+        self.polled_at_s = time.monotonic()
+        self.metrics.last_poll.set(time.time())
 
     def _start(self, messages: Sequence[Message]) -> InFlight:
         """Decode a batch in parts, each sent to Redis once it is planned.

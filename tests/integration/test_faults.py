@@ -120,6 +120,9 @@ def pause_redis(
         time.sleep(REDIS_TIMEOUT_S * 3)
         waiting = scorer.metric("scorer_waiting_for_dependency", dependency="redis")
         time.sleep(PAUSE_S - REDIS_TIMEOUT_S * 3)
+        # The held consumer is polled while the batch waits: the loop is
+        # alive, and /readyz and LoopStuck must not say otherwise.
+        polled_ago_s = time.time() - scorer.metric("scorer_last_poll_timestamp_seconds")
     finally:
         server.resume()
     resumed = time.monotonic()
@@ -131,6 +134,7 @@ def pause_redis(
 
     assert waiting == 1.0
     assert still_waiting == 0.0
+    assert polled_ago_s < 5.0  # about PAUSE_S when the held polls went unseen
     # Still in the group: no partition was revoked or lost while it waited.
     assert after == before
     return {"pause_s": PAUSE_S, "pause_recovery_s": recovery}
