@@ -8,6 +8,7 @@ path (``scoring.mql.threshold``). Environment variables override the file
 
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -34,6 +35,8 @@ from pydantic import (
 )
 
 from scorer.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "SCORER_"
 RDKAFKA_ENV_PREFIX = "SCORER_RDKAFKA_"
@@ -756,7 +759,15 @@ def load_config(
     ``{"kafka.settings.socket.timeout.ms": "5000"}``.
     """
     raw = _read_yaml(path or default_config_path())
-    sources = _apply_environment(raw, os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    for name in unread_variables(environ):
+        log.warning(
+            "environment variable %s is not read: a section and its field are "
+            "separated by __ (%s)",
+            name,
+            _with_double_underscore(name),
+        )
+    sources = _apply_environment(raw, environ)
     for dotted, value in (overrides or {}).items():
         keys = split_dotted(dotted)
         _set_path(raw, keys, _environment_value(keys, value))
@@ -772,7 +783,11 @@ def _with_sources(exc: ConfigError, sources: Mapping[str, str]) -> ConfigError:
 
     def source_of(field: str) -> str | None:
         for dotted, source in sources.items():
+            # Either way round: an unknown section is named by its own
+            # name ("mql") although its variable set a field below it.
             if field == dotted or field.startswith(f"{dotted}."):
+                return source
+            if dotted.startswith(f"{field}."):
                 return source
         return None
 
@@ -885,6 +900,36 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     # A problem may quote a token too ("found undefined alias 'x'").
     problem = _QUOTED.sub("'...'", exc.problem or "syntax error")
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+
+
+def unread_variables(environ: Mapping[str, str]) -> list[str]:
+    """SCORER_ variables that look meant for a section but lack its `__`.
+
+    SCORER_PIPELINE_BATCH_SIZE was ignored without a word: a typo that
+    leaves a setting at its default. Only names that start with a section
+    count; other SCORER_ variables (SCORER_DATA, those Kubernetes makes of
+    a Service's name) are none of the config's business, so this warns
+    instead of stopping.
+    """
+    sections = tuple(name.upper() for name in Config.model_fields)
+    unread = []
+    for name in sorted(environ):
+        rest = name.removeprefix(ENV_PREFIX)
+        if rest == name or "__" in rest or name.startswith(RDKAFKA_ENV_PREFIX):
+            continue
+        if rest in sections or rest.startswith(tuple(f"{s}_" for s in sections)):
+            unread.append(name)
+    return unread
+
+
+def _with_double_underscore(name: str) -> str:
+    rest = name.removeprefix(ENV_PREFIX)
+    for section in sorted((n.upper() for n in Config.model_fields), key=len)[::-1]:
+        if rest == section:
+            return f"set its fields, e.g. {name}__<FIELD>"
+        if rest.startswith(f"{section}_"):
+            return f"did you mean {ENV_PREFIX}{section}__{rest[len(section) + 1 :]}?"
+    return "see docs/configuration.md"
 
 
 def _apply_environment(

@@ -269,3 +269,36 @@ def test_a_type_listed_twice_on_one_topic_is_named_as_such() -> None:
     raw["topics"]["events"][0]["types"] = ["page_view", "page_view"]
 
     assert "web.page_views lists page_view twice" in error_of(raw).message
+
+
+def test_a_section_variable_without_its_double_underscore_is_warned_of(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    environ = {
+        "SCORER_PIPELINE_BATCH_SIZE": "7",  # meant SCORER_PIPELINE__BATCH_SIZE
+        "SCORER_SCHEMA_REGISTRY": "{url: http://r}",
+        "SCORER_DATA": "/data",  # not the config's: no section of that name
+        "SCORER_RDKAFKA_CLIENT_ID": "c",
+        "SCORER_KAFKA__GROUP_ID": "g",
+    }
+
+    with caplog.at_level("WARNING", logger="scorer.config"):
+        config = load_config(environ=environ)
+
+    assert config.pipeline.batch_size != 7  # not read: hence the warning
+    assert config.kafka.group_id == "g"
+    assert [r.getMessage() for r in caplog.records] == [
+        "environment variable SCORER_PIPELINE_BATCH_SIZE is not read: a section "
+        "and its field are separated by __ (did you mean "
+        "SCORER_PIPELINE__BATCH_SIZE?)",
+        "environment variable SCORER_SCHEMA_REGISTRY is not read: a section and "
+        "its field are separated by __ (set its fields, e.g. "
+        "SCORER_SCHEMA_REGISTRY__<FIELD>)",
+    ]
+
+
+def test_an_unknown_section_from_a_variable_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={"SCORER_MQL__THRESHOLD": "5"})
+
+    assert str(caught.value) == "mql: unknown field (from SCORER_MQL__THRESHOLD)"
