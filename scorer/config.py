@@ -772,10 +772,30 @@ def load_config(
         keys = split_dotted(dotted)
         _set_path(raw, keys, _environment_value(keys, value))
         sources[".".join(keys)] = "the command line"
+    _refuse_list_items(sources)
     try:
         return parse_config(raw)
     except ConfigError as exc:
         raise _with_sources(exc, sources) from exc.__cause__
+
+
+def _refuse_list_items(sources: Mapping[str, str]) -> None:
+    """A path through a list (`topics.events.0.format`) sets nothing.
+
+    It would become a mapping keyed "0" in place of the list, refused as
+    "Input should be a valid tuple", which does not say what to do instead.
+    """
+    for dotted, source in sources.items():
+        keys = dotted.split(".")
+        if dotted.startswith("kafka.") or not any(k.isdigit() for k in keys):
+            continue  # librdkafka names are dotted, and never a bare number
+        at = next(i for i, k in enumerate(keys) if k.isdigit())
+        whole = ".".join(keys[:at])
+        message = (
+            f"a list item has no path of its own; set the whole list {whole} "
+            f"as YAML (from {source})"
+        )
+        raise ConfigError(dotted, message)
 
 
 def _with_sources(exc: ConfigError, sources: Mapping[str, str]) -> ConfigError:

@@ -233,7 +233,10 @@ def test_calibrate_validates_settings_without_a_config_file(tmp_path: Path) -> N
     result = run(*common, "--set", "foo.bar=1")
 
     assert result.returncode == 2
-    assert result.stderr.strip() == "config error: foo: unknown field"
+    assert (
+        result.stderr.strip()
+        == "config error: foo: unknown field (from the command line)"
+    )
 
 
 def test_check_config_checks_the_overrides_the_other_commands_take() -> None:

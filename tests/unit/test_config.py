@@ -302,3 +302,27 @@ def test_an_unknown_section_from_a_variable_names_the_variable() -> None:
         load_config(environ={"SCORER_MQL__THRESHOLD": "5"})
 
     assert str(caught.value) == "mql: unknown field (from SCORER_MQL__THRESHOLD)"
+
+
+@pytest.mark.parametrize(
+    ("environ", "overrides", "source"),
+    [
+        ({}, {"topics.events.0.format": "json"}, "the command line"),
+        (
+            {"SCORER_TOPICS__EVENTS__0__FORMAT": "json"},
+            {},
+            "SCORER_TOPICS__EVENTS__0__FORMAT",
+        ),
+    ],
+)
+def test_a_path_into_a_list_says_to_set_the_whole_list(
+    environ: dict[str, str], overrides: dict[str, str], source: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ=environ, overrides=overrides)
+
+    assert caught.value.field == "topics.events.0.format"
+    assert caught.value.message == (
+        "a list item has no path of its own; set the whole list topics.events "
+        f"as YAML (from {source})"
+    )
