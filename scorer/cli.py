@@ -492,6 +492,14 @@ def _calibrate(args: argparse.Namespace) -> int:
     threshold = mql.threshold
     labels = calibrate.read_labels(args.labels)
     peaks = calibrate.read_peaks(args.outputs, mql.min_engagement)
+    if peaks and not peaks.keys() & labels.keys():
+        # Every row would read "nobody": the files are of different data.
+        print(
+            f"calibrate: none of the {len(peaks)} leads in {args.outputs} is in "
+            f"{args.labels} ({len(labels)} leads); are they of the same data?",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     thresholds = calibrate.default_thresholds(peaks)
     if threshold is not None and threshold not in thresholds:
         thresholds = sorted([*thresholds, threshold])

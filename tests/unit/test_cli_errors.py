@@ -6,6 +6,7 @@ subprocess: what counts is the exit code and what reaches the terminal, and a
 traceback there is a failure.
 """
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -250,3 +251,22 @@ def test_check_config_checks_the_overrides_the_other_commands_take() -> None:
     assert "(from the command line)" in refused.stderr
     assert accepted.returncode == 0
     assert "min engagement 5)" in accepted.stdout
+
+
+def test_calibrate_refuses_outputs_and_labels_of_different_leads(
+    tmp_path: Path,
+) -> None:
+    outputs, labels = tmp_path / "outputs.jsonl", tmp_path / "labels.csv"
+    event = {"type": "score_changed", "lead_id": "web-1", "score": 70.0}
+    event |= {"engagement": 50.0, "fit": 20.0}
+    outputs.write_text(json.dumps(event) + "\n")
+    labels.write_text("lead_id,converted\ncrm-1,1\ncrm-2,0\n")
+
+    result = run("calibrate", "--outputs", str(outputs), "--labels", str(labels))
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        f"calibrate: none of the 1 leads in {outputs} is in {labels} (2 leads); "
+        "are they of the same data?"
+    )
