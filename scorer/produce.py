@@ -61,6 +61,8 @@ class Routing:
     topic: str | None
     formats: Mapping[str, Format]
     default_format: Format = "json"
+    configured: Mapping[str, Format] = field(default_factory=dict)
+    """The config's formats, also when --format overrides them."""
 
     @classmethod
     def of(
@@ -84,8 +86,8 @@ class Routing:
                 listed.append(topics.firmographics)
             formats = {t.name: t.format for t in listed}
         if fmt is not None:
-            return cls(by_type, topic, {}, fmt)
-        return cls(by_type, topic, formats)
+            return cls(by_type, topic, {}, fmt, formats)
+        return cls(by_type, topic, formats, configured=formats)
 
     def topic_for(self, record: Mapping[str, Any]) -> str:
         kind = record.get("type")
@@ -154,6 +156,7 @@ class Sender:
         self._codec_of = codec_of if codec_of is not None else codecs_for(None)
         self._codecs: dict[tuple[str, Format, str], Codec] = {}
         self._json = JsonCodec()
+        self._warned: set[str] = set()
         # Where each message awaiting its acknowledgement came from.
         self._pending: dict[str, None] = {}  # in the order produced
 
@@ -192,6 +195,7 @@ class Sender:
 
         topic = self.routing.topic_for(values)
         fmt = self.routing.format_of(topic)
+        self._warn_of_format(topic, fmt)
         # JSON goes out as written; Avro carries the values as the scorer
         # reads them, so that what it accepts always fits the schema.
         if fmt == "json":
@@ -199,6 +203,19 @@ class Sender:
         else:
             value = self._codec(topic, fmt, str(values["type"])).encode(values)
         return topic, record.lead_id.encode(), value
+
+    def _warn_of_format(self, topic: str, fmt: Format) -> None:
+        """Once per topic: --format writes what the config's scorer refuses."""
+        configured = self.routing.configured.get(topic)
+        if configured in (None, fmt) or topic in self._warned:
+            return
+        self._warned.add(topic)
+        print(
+            f"produce: warning: topic {topic} is {configured} in the config; "
+            f"writing {fmt} as --format says, which a scorer of that config "
+            "dead-letters",
+            file=self.errors,
+        )
 
     def _produce(self, topic: str, key: bytes, value: bytes, where: str) -> None:
         def delivered(error: KafkaError | None, _message: Message) -> None:

@@ -382,3 +382,21 @@ def test_a_run_succeeds_only_if_it_sent_something_and_lost_nothing() -> None:
     lost = ProduceStats(lines=2, failed=1)
     lost.produced["t"] = 1
     assert not lost.succeeded
+
+
+def test_format_flag_against_the_configs_format_is_warned_of_once_per_topic() -> None:
+    config = load_config(environ={})
+    routing = Routing.of(config, {}, None, "json")
+    producer = RecordingProducer()
+    errors = io.StringIO()
+
+    stats = Sender(producer, routing, errors).send(  # type: ignore[arg-type]
+        lines(VIEW, {**VIEW, "event_id": "e2"})
+    )
+
+    assert [sent[0] for sent in producer.sent] == ["web.page_views"] * 2
+    assert stats.produced == {"web.page_views": 2}
+    assert errors.getvalue().splitlines() == [
+        "produce: warning: topic web.page_views is avro in the config; writing "
+        "json as --format says, which a scorer of that config dead-letters"
+    ]
