@@ -841,12 +841,31 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
 
 def describe_errors(exc: ValidationError) -> list[str]:
     """Every problem of a failed validation as 'dotted.field: message'."""
-    return [": ".join(_where_and_what(err)) for err in exc.errors()]
+    return [": ".join(_where_and_what(err)) for err in _errors(exc)]
 
 
 def _first_error(exc: ValidationError) -> ConfigError:
-    where, what = _where_and_what(exc.errors()[0])
+    where, what = _where_and_what(_errors(exc)[0])
     return ConfigError(where, what, describe_errors(exc))
+
+
+def _errors(exc: ValidationError) -> list[Any]:
+    """The errors, less a list's "too short" caused by its own bad items.
+
+    pydantic counts only the valid items of a list against its minimum, so
+    one bad rule also said "Tuple should have at least 1 item ... not 0".
+    """
+    errors = exc.errors()
+    return [
+        err
+        for err in errors
+        if not (err["type"] == "too_short" and _has_items_below(err["loc"], errors))
+    ] or errors
+
+
+def _has_items_below(loc: tuple[Any, ...], errors: list[Any]) -> bool:
+    depth = len(loc)
+    return any(len(e["loc"]) > depth and e["loc"][:depth] == loc for e in errors)
 
 
 def _where_and_what(err: Mapping[str, Any]) -> tuple[str, str]:

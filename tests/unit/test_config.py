@@ -326,3 +326,23 @@ def test_a_path_into_a_list_says_to_set_the_whole_list(
         "a list item has no path of its own; set the whole list topics.events "
         f"as YAML (from {source})"
     )
+
+
+def test_a_lists_only_bad_item_is_the_one_error_not_the_list_too_short() -> None:
+    rules = "[{name: a, match: {type: webinar, url_contains: [x]}, points: 1}]"
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={}, overrides={"scoring.engagement_rules": rules})
+
+    assert caught.value.details == [
+        "scoring.engagement_rules.0.match: url_contains applies only to "
+        "page_view events (from the command line)"
+    ]
+
+
+def test_an_empty_rule_list_is_still_too_short() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={}, overrides={"scoring.engagement_rules": "[]"})
+
+    assert caught.value.field == "scoring.engagement_rules"
+    assert "at least 1 item" in caught.value.message
