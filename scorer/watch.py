@@ -2,28 +2,43 @@
 
 The scorer writes its outputs in the output topic's format (Avro by
 default), which a console consumer shows as bytes. This reads them as the
-scorer's downstream consumers would and prints each event as one JSON line
-on stdout: `score_changed` with its reason, `mql_crossed` with its
-direction. It joins no consumer group of the scorer's and commits nothing.
+scorer's downstream consumers would and prints each output event as one
+JSON line on stdout: `score_changed` with its reason, `mql_crossed` with
+its direction. A message that is not an output event is named on stderr by
+topic, partition and offset, never printed: it may hold anything.
+
+It reads every partition of the topic by assignment, so it joins no
+consumer group (the scorer's or one of its own) and commits nothing.
 """
 
+import logging
 import sys
 import threading
-import uuid
-from typing import IO
+from typing import IO, Any
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from scorer.config import Config
 from scorer.confluent_wire import topic_codec
-from scorer.errors import InvalidRecord
-from scorer.publish import MQL_CROSSED
+from scorer.errors import BrokerError, InvalidRecord
+from scorer.publish import MQL_CROSSED, SCORE_CHANGED
 from scorer.registry import RegistryClient
-from scorer.service import kafka_common
+from scorer.service import client_logger, kafka_common
 from scorer.wire import Codec, JsonCodec, SchemaCatalog
+
+log = logging.getLogger(__name__)
 
 POLL_S = 0.5
 BATCH = 500
+METADATA_TIMEOUT_S = 10.0
+OUTPUT_TYPES = (SCORE_CHANGED, MQL_CROSSED)
 
 
 def watch(
@@ -37,29 +52,54 @@ def watch(
     out = out if out is not None else sys.stdout
     codec = _output_codec(config)
     printer = JsonCodec()
-    consumer = Consumer(_settings(config, from_beginning))
-    consumer.subscribe([config.topics.output.name])
+    consumer = _consumer(config)
+    wanted = (MQL_CROSSED,) if mql_only else OUTPUT_TYPES
 
     printed = 0
     try:
+        consumer.assign(
+            _partitions(consumer, config.topics.output.name, from_beginning)
+        )
         while not stop.is_set():
             for message in consumer.consume(BATCH, POLL_S):
-                value = message.value()
-                if message.error() is not None or value is None:
-                    continue
-                try:
-                    event = codec.decode(value)
-                except InvalidRecord as exc:
-                    # Not the scorer's: say where, not what (it may be anything).
-                    print(_unreadable(message, exc), file=sys.stderr)
-                    continue
-                if mql_only and event.get("type") != MQL_CROSSED:
+                event = _event(message, codec)
+                if event is None or event["type"] not in wanted:
                     continue
                 print(printer.encode(event).decode("utf-8"), file=out, flush=True)
                 printed += 1
     finally:
         consumer.close()
     return printed
+
+
+def _consumer(config: Config) -> Consumer:
+    # The group id is required by the client but never used: assign(), no
+    # commits, so the broker keeps no group for it.
+    settings = {
+        **kafka_common(config),
+        "group.id": f"{config.kafka.group_id}-watch",
+        "enable.auto.commit": False,
+    }
+    try:
+        return Consumer(settings, logger=client_logger("watch"))
+    except KafkaException as exc:
+        raise BrokerError(f"cannot make a Kafka consumer: {exc.args[0].str()}") from exc
+
+
+def _partitions(
+    consumer: Consumer, topic: str, from_beginning: bool
+) -> list[TopicPartition]:
+    try:
+        metadata = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_S)
+    except KafkaException as exc:
+        message = f"cannot read the topics of the broker: {exc.args[0].str()}"
+        raise BrokerError(message) from exc
+
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        raise BrokerError(f"the output topic {topic} does not exist on the broker")
+    start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+    return [TopicPartition(topic, p, start) for p in sorted(found.partitions)]
 
 
 def _output_codec(config: Config) -> Codec:
@@ -69,17 +109,29 @@ def _output_codec(config: Config) -> Codec:
     return topic_codec(config.topics.output, SchemaCatalog.load(), registry)
 
 
-def _settings(config: Config, from_beginning: bool) -> dict[str, object]:
-    # A group of its own each time, so the scorer's offsets and members
-    # are not touched and every run starts where it is asked to.
-    return {
-        **kafka_common(config),
-        "group.id": f"{config.kafka.group_id}-watch-{uuid.uuid4().hex[:12]}",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest" if from_beginning else "latest",
-    }
+def _event(message: Message, codec: Codec) -> dict[str, Any] | None:
+    """The output event in `message`, or None (said on stderr if not one)."""
+    if message.error() is not None:
+        return None
+    value = message.value()
+    if value is None:
+        _skip(message, "tombstone", "no value")
+        return None
+    try:
+        event = codec.decode(value)
+    except InvalidRecord as exc:
+        _skip(message, exc.reason, exc.message)
+        return None
+    if event.get("type") not in OUTPUT_TYPES or not _is_number(event.get("score")):
+        _skip(message, "not_an_output", "not a score_changed or mql_crossed event")
+        return None
+    return event
 
 
-def _unreadable(message: Message, exc: InvalidRecord) -> str:
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _skip(message: Message, reason: str, detail: str) -> None:
     where = f"{message.topic()}/{message.partition()}@{message.offset()}"
-    return f"{where}: {exc.reason}: {exc.message}"
+    log.warning("skipped %s: %s: %s", where, reason, detail)

@@ -5,8 +5,10 @@ import json
 import threading
 from typing import Any
 
+import pytest
 from harness import WAIT_S, make_config, produce, running_scorer
 
+from scorer.errors import BrokerError
 from scorer.events import format_time
 from scorer.watch import watch
 from scorer.wire import AvroCodec, SchemaCatalog
@@ -25,7 +27,10 @@ def view(event_id: str, url: str) -> dict[str, Any]:
 
 
 def test_watch_prints_each_output_as_a_json_line(
-    kafka_bootstrap: str, redis_url: str, fresh_topics: Any
+    kafka_bootstrap: str,
+    redis_url: str,
+    fresh_topics: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     events, out, dlq = fresh_topics("events", "out", "dlq")
     topics = {
@@ -35,8 +40,12 @@ def test_watch_prints_each_output_as_a_json_line(
     }
     config = make_config(kafka_bootstrap, redis_url, topics)
     views = [view("w1", "/pricing"), view("w2", "/demo"), view("w3", "/pricing")]
-    produce(kafka_bootstrap, events, views, AvroCodec(SchemaCatalog.load()))
-    with running_scorer(config):
+    avro = AvroCodec(SchemaCatalog.load())
+    produce(kafka_bootstrap, events, views, avro)
+    # Not output events: named on stderr by place, never printed.
+    produce(kafka_bootstrap, out, [view("x1", "/not-an-output")], avro)
+    produce(kafka_bootstrap, out, [], None, keys=["L9"], raw_values=[b"garbage"])
+    with running_scorer(config), caplog.at_level("WARNING", logger="scorer.watch"):
         everything = _watched(config, expected=4, mql_only=False)
         alerts = _watched(config, expected=1, mql_only=True)
 
@@ -48,11 +57,32 @@ def test_watch_prints_each_output_as_a_json_line(
         ("mql_crossed", 70.0, "w3"),
     ]
     assert lines[0]["reason"]["rule"] == "pricing_page"
+    skipped = sorted(r.getMessage().split(": ")[1] for r in caplog.records)
+    # Each watcher (all, then --mql-only) skips the two foreign messages.
+    assert skipped == ["bad_marker", "bad_marker", "not_an_output", "not_an_output"]
     (alert,) = [json.loads(line) for line in alerts.splitlines()]
     assert (alert["type"], alert["direction"], alert["lead_id"]) == (
         "mql_crossed",
         "up",
         "L1",
+    )
+
+
+def test_watch_names_a_missing_output_topic(
+    kafka_bootstrap: str, redis_url: str
+) -> None:
+    topics = {
+        "events": [{"name": "watch.events", "format": "avro"}],
+        "output": {"name": "no.such.output", "format": "avro"},
+        "dead_letter": "watch.dlq",
+    }
+    config = make_config(kafka_bootstrap, redis_url, topics)
+
+    with pytest.raises(BrokerError) as caught:
+        watch(config, threading.Event(), io.StringIO())
+
+    assert str(caught.value) == (
+        "the output topic no.such.output does not exist on the broker"
     )
 
 

@@ -22,6 +22,7 @@ def test_the_commands_repeat_the_program_and_the_config(
     flags = "--config c.yaml --bootstrap-servers 127.0.0.1:9"
     assert f"  {shown} run {flags} --redis-url redis://127.0.0.1:7/0" in text
     assert f"  {shown} produce {flags} RECORDS.jsonl" in text
+    assert f"  {shown} watch {flags} --from-beginning" in text
 
 
 def test_the_commands_repeat_the_overrides_quoted(
