@@ -68,7 +68,7 @@ from scorer.lead import LATE, TOO_LATE, Outcome
 from scorer.metrics import Metrics
 from scorer.publish import MQL_CROSSED, encode_outputs
 from scorer.registry import RegistryClient, RegistryError
-from scorer.scoring import DUPLICATE_RECORD, Item, Plan, Scored, Scorer
+from scorer.scoring import DUPLICATE_RECORD, SCORED, Item, Plan, Scored, Scorer
 from scorer.wire import SCORE_SCHEMA, Codec, SchemaCatalog
 
 log = logging.getLogger(__name__)
@@ -487,7 +487,7 @@ class ScorerPipeline:
                 delay = min(delay * 2, MAX_RETRY_DELAY_S)
         waited_s = time.monotonic() - started
         log.warning("redis back waited_s=%.1f attempts=%d", waited_s, attempts)
-        return results
+        return [_as_first_delivery(result) for result in results]
 
     # -- publishing --------------------------------------------------------
 
@@ -660,6 +660,21 @@ class ScorerPipeline:
         for (topic, reason), count in dead.items():
             m.dead_lettered.labels(topic, reason).inc(count)
         _count_outputs(m, outputs)
+
+
+def _as_first_delivery(result: Scored) -> Scored:
+    """A retried record found applied, counted as the first delivery it is.
+
+    A Redis call that timed out may still run once Redis answers again; the
+    retry then finds its updates applied and gets their first outcomes back
+    (scorer.state), whose outputs were never published. Counted as
+    duplicates, they left the output counters short after every Redis stall
+    longer than redis.timeout_s. Known limitation: a record redelivered
+    from an earlier life that meets a Redis retry is counted as new.
+    """
+    if result.status != DUPLICATE_RECORD:
+        return result
+    return Scored(SCORED, result.outcome, result.outputs)
 
 
 def _published(batch: Batch, results: list[Scored]) -> Iterator[tuple[Message, Scored]]:

@@ -115,6 +115,7 @@ def pause_redis(
 ) -> dict[str, Any]:
     """SIGSTOP Redis for longer than the client timeout and max.poll.interval."""
     before = rebalances(scorer)
+    duplicates = scorer.metric("scorer_records_total", outcome="duplicate")
     server.pause()
     try:
         time.sleep(REDIS_TIMEOUT_S * 3)
@@ -131,10 +132,15 @@ def pause_redis(
     time.sleep(2.0)
     after = rebalances(scorer)
     still_waiting = scorer.metric("scorer_waiting_for_dependency", dependency="redis")
+    # The timed-out attempt ran once Redis resumed; its retry found it
+    # applied. Those records were delivered once: not duplicates, and their
+    # outputs counted (they were not, before the fix).
+    duplicates = scorer.metric("scorer_records_total", outcome="duplicate") - duplicates
 
     assert waiting == 1.0
     assert still_waiting == 0.0
     assert polled_ago_s < 5.0  # about PAUSE_S when the held polls went unseen
+    assert duplicates == 0
     # Still in the group: no partition was revoked or lost while it waited.
     assert after == before
     return {"pause_s": PAUSE_S, "pause_recovery_s": recovery}
