@@ -39,7 +39,7 @@ from scorer.config import Config, Topic, WireFormat
 from scorer.confluent_wire import topic_codec
 from scorer.errors import BrokerError, ConfigError, InvalidRecord
 from scorer.events import ACTIVITY_TYPES, FIRMOGRAPHICS_TYPE, TimeBounds, record_fields
-from scorer.registry import RegistryClient
+from scorer.registry import RegistryClient, RegistryError
 from scorer.replay import Line, parse_line
 from scorer.wire import INPUT_SCHEMAS, Codec, JsonCodec, SchemaCatalog, make_codec
 
@@ -157,6 +157,7 @@ class Sender:
         self._codecs: dict[tuple[str, Format, str], Codec] = {}
         self._json = JsonCodec()
         self._warned: set[str] = set()
+        self._refused: dict[tuple[str, Format, str], InvalidRecord] = {}
         # Where each message awaiting its acknowledgement came from.
         self._pending: dict[str, None] = {}  # in the order produced
 
@@ -249,8 +250,17 @@ class Sender:
         # A Confluent frame names the schema id of the topic's subject;
         # the other formats write any topic and type alike.
         key = (topic, fmt, kind) if fmt == "confluent_avro" else ("", fmt, "")
+        refused = self._refused.get(key)
+        if refused is not None:
+            raise refused
         if key not in self._codecs:
-            self._codecs[key] = self._codec_of(topic, fmt, kind)
+            try:
+                self._codecs[key] = self._codec_of(topic, fmt, kind)
+            except RegistryError as exc:
+                # Every line of this topic and type would fail alike: the
+                # reason is kept, and the lines are reported, not the run.
+                self._refused[key] = InvalidRecord("schema_registry", str(exc))
+                raise self._refused[key] from exc
         return self._codecs[key]
 
     def _reject(self, line: Line, exc: InvalidRecord) -> None:

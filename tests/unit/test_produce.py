@@ -14,6 +14,7 @@ from scorer.config import Config, default_config_path, load_config, parse_config
 from scorer.errors import ConfigError, InvalidRecord
 from scorer.events import TimeBounds, parse_record
 from scorer.produce import Format, ProduceStats, Routing, Sender, parse_routes
+from scorer.registry import RegistryError
 from scorer.replay import Line, Replay, read_lines
 from scorer.wire import make_codec
 from tests.unit.command import scorer
@@ -399,4 +400,32 @@ def test_format_flag_against_the_configs_format_is_warned_of_once_per_topic() ->
     assert errors.getvalue().splitlines() == [
         "produce: warning: topic web.page_views is avro in the config; writing "
         "json as --format says, which a scorer of that config dead-letters"
+    ]
+
+
+def test_a_schema_the_registry_refuses_fails_its_lines_not_the_run() -> None:
+    routing = Routing(
+        by_type={"page_view": "views.cf", "firmographics": "crm.json"},
+        topic=None,
+        formats={"views.cf": "confluent_avro", "crm.json": "json"},
+    )
+    asked: list[tuple[str, str, str]] = []
+
+    def refusing(topic: str, fmt: str, kind: str) -> Any:
+        asked.append((topic, fmt, kind))
+        raise RegistryError("POST /subjects/views.cf-value/versions: HTTP 409")
+
+    producer, errors = RecordingProducer(), io.StringIO()
+    stats = Sender(producer, routing, errors, codec_of=refusing).send(  # type: ignore[arg-type]
+        lines(VIEW, FIRMO, {**VIEW, "event_id": "e2"})
+    )
+
+    assert [sent[0] for sent in producer.sent] == ["crm.json"]
+    assert stats.produced == {"crm.json": 1}
+    assert stats.bad == {"schema_registry": 2}
+    assert asked == [("views.cf", "confluent_avro", "page_view")]  # asked once
+    refusal = "schema_registry: POST /subjects/views.cf-value/versions: HTTP 409"
+    assert errors.getvalue().splitlines() == [
+        f"in.jsonl:1: {refusal}",
+        f"in.jsonl:3: {refusal}",
     ]
