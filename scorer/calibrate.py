@@ -172,6 +172,20 @@ def recommend(rows: list[Row]) -> Row | None:
     return None
 
 
+def no_recommendation(rows: list[Row]) -> str:
+    """Why no threshold is suggested: too few leads, no lift, or the band."""
+    measured = [row for row in rows if row.reached >= MIN_REACHED]
+    if not measured:
+        return f"no threshold is reached by {MIN_REACHED} leads, too few to judge"
+    if any(row.verdict == "not selective" for row in measured):
+        return (
+            "no threshold is suggested: those with a converted share in the "
+            f"band convert less than {MIN_LIFT:g} times as often as all leads "
+            "(not selective)"
+        )
+    return "no threshold puts the converted share between 15% and 50%"
+
+
 def render(rows: list[Row], current: float | None) -> str:
     header = "threshold  reached  share_of_leads  converted  share_converted"
     lines = [header + "   lift  recall  verdict"]

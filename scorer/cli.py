@@ -491,15 +491,18 @@ def _calibrate(args: argparse.Namespace) -> int:
     mql = _load(args).scoring.mql
     threshold = mql.threshold
     labels = calibrate.read_labels(args.labels)
-    peaks = calibrate.read_peaks(args.outputs, mql.min_engagement)
-    if peaks and not peaks.keys() & labels.keys():
+    every_lead = calibrate.read_peaks(args.outputs)
+    if not every_lead.keys() & labels.keys():
         # Every row would read "nobody": the files are of different data.
         print(
-            f"calibrate: none of the {len(peaks)} leads in {args.outputs} is in "
-            f"{args.labels} ({len(labels)} leads); are they of the same data?",
+            f"calibrate: none of the {len(every_lead)} leads in {args.outputs} is "
+            f"in {args.labels} ({len(labels)} leads); are they of the same data?",
             file=sys.stderr,
         )
         return EXIT_FAILED
+    peaks = every_lead
+    if mql.min_engagement is not None:
+        peaks = calibrate.read_peaks(args.outputs, mql.min_engagement)
     thresholds = calibrate.default_thresholds(peaks)
     if threshold is not None and threshold not in thresholds:
         thresholds = sorted([*thresholds, threshold])
@@ -507,7 +510,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     print(calibrate.render(rows, threshold))
     best = calibrate.recommend(rows)
     if best is None:
-        print("no threshold puts the converted share between 15% and 50%")
+        print(calibrate.no_recommendation(rows))
         return EXIT_OK
     print(
         f"suggested threshold: {best.threshold:g} ({best.verdict}: {best.share:.1%} "

@@ -16,6 +16,7 @@ from scorer.calibrate import (
     Row,
     UnusableFile,
     default_thresholds,
+    no_recommendation,
     read_labels,
     read_peaks,
     recommend,
@@ -268,3 +269,31 @@ def test_a_score_no_config_can_give_is_refused_by_line(tmp_path: Path) -> None:
 
     with pytest.raises(UnusableFile, match=r"outputs.jsonl:2: .*score 1e\+308"):
         read_peaks(scores)
+
+
+def test_no_suggestion_says_why() -> None:
+    # 1,000 leads, 300 of them converted: a base rate of 30%.
+    unselective = [Row(10, 500, 150, 1000, 300), Row(20, 100, 31, 1000, 300)]
+    out_of_band = [Row(10, 500, 40, 1000, 300), Row(20, 100, 60, 1000, 300)]
+    too_few = [Row(10, 29, 20, 1000, 300)]
+
+    assert no_recommendation(unselective) == (
+        "no threshold is suggested: those with a converted share in the band "
+        "convert less than 1.2 times as often as all leads (not selective)"
+    )
+    assert no_recommendation(out_of_band) == (
+        "no threshold puts the converted share between 15% and 50%"
+    )
+    assert no_recommendation(too_few) == (
+        "no threshold is reached by 30 leads, too few to judge"
+    )
+
+
+def test_empty_outputs_are_refused_like_unrelated_ones(tmp_path: Path) -> None:
+    labels = written(tmp_path, "labels.csv", LABELS)
+    empty = written(tmp_path, "outputs.jsonl", "")
+
+    result = run("calibrate", "--outputs", str(empty), "--labels", str(labels))
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"calibrate: none of the 0 leads in {empty} is in")
