@@ -529,9 +529,10 @@ def _produce(args: argparse.Namespace) -> int:
     config = _load(args)
     routes = produce.parse_routes(args.route)
     routing = produce.Routing.of(config, routes, args.topic, args.format)
-    producer = Producer(
-        service.producer_settings(config), logger=service.client_logger("producer")
-    )
+    with service.settings_checked_by_librdkafka():
+        producer = Producer(
+            service.producer_settings(config), logger=service.client_logger("producer")
+        )
     bounds = TimeBounds(max_future_ms=config.pipeline.max_future)
     codecs = produce.codecs_for(config)
     sender = produce.Sender(producer, routing, codec_of=codecs, bounds=bounds)

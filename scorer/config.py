@@ -979,6 +979,8 @@ def _apply_environment(
     for name, value in sorted(environ.items()):
         if name.startswith(RDKAFKA_ENV_PREFIX):
             setting = name.removeprefix(RDKAFKA_ENV_PREFIX).lower().replace("_", ".")
+            if not setting.strip("."):
+                raise ConfigError(name, "names no librdkafka setting")
             section = "secrets" if is_secret_setting(setting) else "settings"
             path = ["kafka", section, setting]
             _set_path(raw, path, value)

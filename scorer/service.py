@@ -5,11 +5,12 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -162,16 +163,34 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
         # its batch and keeps the consumer in the group (scorer.pipeline).
         log.warning("redis unreachable at start; scoring waits for it: %s", exc)
     scorer = Scorer(config.scoring, store)
-    consumer = Consumer(
-        {**consumer_settings(config), "error_cb": _count_errors(metrics)},
-        logger=client_logger("consumer"),
-    )
     settings = {**output_producer_settings(config), "error_cb": _count_errors(metrics)}
 
     def make_producer() -> Producer:
         return Producer(settings, logger=client_logger("producer"))
 
-    return ScorerPipeline(config, scorer, consumer, make_producer, metrics)
+    with settings_checked_by_librdkafka():
+        consumer = Consumer(
+            {**consumer_settings(config), "error_cb": _count_errors(metrics)},
+            logger=client_logger("consumer"),
+        )
+        return ScorerPipeline(config, scorer, consumer, make_producer, metrics)
+
+
+@contextmanager
+def settings_checked_by_librdkafka() -> Iterator[None]:
+    """A Kafka client librdkafka refuses to make is a config error, not a crash.
+
+    Setting names are librdkafka's own, checked only when a client is made:
+    `socket_timeout_ms` for socket.timeout.ms passed check-config and then
+    ended `scorer run` in a traceback.
+    """
+    try:
+        yield
+    except KafkaException as exc:
+        error = exc.args[0]
+        if error.code() != KafkaError._INVALID_ARG:
+            raise
+        raise ConfigError("kafka.settings", f"librdkafka: {error.str()}") from exc
 
 
 def run(config: Config, stop: threading.Event) -> None:

@@ -30,7 +30,7 @@ from scorer.confluent_wire import topic_codec
 from scorer.errors import BrokerError, InvalidRecord
 from scorer.publish import MQL_CROSSED, SCORE_CHANGED
 from scorer.registry import RegistryClient
-from scorer.service import client_logger, kafka_common
+from scorer.service import client_logger, kafka_common, settings_checked_by_librdkafka
 from scorer.wire import Codec, JsonCodec, SchemaCatalog
 
 log = logging.getLogger(__name__)
@@ -80,10 +80,8 @@ def _consumer(config: Config) -> Consumer:
         "group.id": f"{config.kafka.group_id}-watch",
         "enable.auto.commit": False,
     }
-    try:
+    with settings_checked_by_librdkafka():
         return Consumer(settings, logger=client_logger("watch"))
-    except KafkaException as exc:
-        raise BrokerError(f"cannot make a Kafka consumer: {exc.args[0].str()}") from exc
 
 
 def _partitions(

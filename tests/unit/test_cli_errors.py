@@ -270,3 +270,26 @@ def test_calibrate_refuses_outputs_and_labels_of_different_leads(
         f"calibrate: none of the 1 leads in {outputs} is in {labels} (2 leads); "
         "are they of the same data?"
     )
+
+
+@pytest.mark.parametrize("command", ["run", "watch", "produce"])
+def test_a_setting_librdkafka_does_not_know_is_a_config_error(
+    command: str, tmp_path: Path
+) -> None:
+    records = tmp_path / "records.jsonl"
+    records.write_text("")
+    extra = {
+        "run": ["--redis-url", "redis://127.0.0.1:1/0", "--metrics-port", "0"],
+        "watch": [],
+        "produce": [str(records)],
+    }[command]
+    env = {"SCORER_KAFKA__SETTINGS__SOCKET_TIMEOUT_MS": "5"}
+
+    result = run(command, "--bootstrap-servers", "127.0.0.1:1", *extra, env=env)
+
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(
+        "config error: kafka.settings: librdkafka: No such configuration "
+        'property: "socket_timeout_ms"'
+    )
+    assert "Traceback" not in result.stderr

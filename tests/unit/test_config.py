@@ -346,3 +346,10 @@ def test_an_empty_rule_list_is_still_too_short() -> None:
 
     assert caught.value.field == "scoring.engagement_rules"
     assert "at least 1 item" in caught.value.message
+
+
+def test_an_rdkafka_variable_without_a_name_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={"SCORER_RDKAFKA_": "1"})
+
+    assert str(caught.value) == "SCORER_RDKAFKA_: names no librdkafka setting"
