@@ -255,7 +255,7 @@ def output_schema(
     else:
         schema_id = _registered_id(registry, subject, text, version.label)
     logger.info(
-        "output schema ready subject=%s schema_id=%d record=%s",
+        "writer schema ready subject=%s schema_id=%d record=%s",
         subject,
         schema_id,
         version.label,

@@ -213,8 +213,8 @@ class Sender:
         self._warned.add(topic)
         print(
             f"produce: warning: topic {topic} is {configured} in the config; "
-            f"writing {fmt} as --format says, which a scorer of that config "
-            "dead-letters",
+            f"writing {fmt} as --format says, which readers of that config "
+            "cannot read",
             file=self.errors,
         )
 

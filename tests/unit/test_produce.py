@@ -399,7 +399,7 @@ def test_format_flag_against_the_configs_format_is_warned_of_once_per_topic() ->
     assert stats.produced == {"web.page_views": 2}
     assert errors.getvalue().splitlines() == [
         "produce: warning: topic web.page_views is avro in the config; writing "
-        "json as --format says, which a scorer of that config dead-letters"
+        "json as --format says, which readers of that config cannot read"
     ]
 
 
