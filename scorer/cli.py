@@ -237,8 +237,9 @@ def _parser() -> argparse.ArgumentParser:
         "run`; Ctrl-C stops them",
         description="Start a Kafka broker (KRaft, on the JDK; its jars are fetched "
         "with mvn on first use, about 43 MB) and redis-server on free loopback "
-        "ports, create the topics the config names, and print the `scorer run` "
-        "and `scorer produce` commands that use them. Runs until Ctrl-C or "
+        "ports, create the topics the config names, and print the `scorer run`, "
+        "`scorer produce` and `scorer watch` commands that use them. Runs until "
+        "Ctrl-C or "
         "SIGTERM, then stops both servers and deletes their data.",
     )
     _config_option(sandbox)

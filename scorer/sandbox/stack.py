@@ -3,8 +3,8 @@
 The demo and the tests start their servers and stop them when they end. A
 user who wants to watch `scorer run` by hand needs servers that stay up:
 this starts both on free loopback ports (their data in a temporary folder),
-creates the topics a config names, prints the flags that point `scorer run`
-and `scorer produce` at them, and stops both when asked to.
+creates the topics a config names, prints the flags that point `scorer run`,
+`scorer produce` and `scorer watch` at them, and stops both when asked to.
 """
 
 import shlex
