@@ -19,6 +19,7 @@ import yaml
 
 from scorer.config import load_config, parse_config
 from scorer.metrics import Metrics
+from scorer.service import consumer_settings, transactional_id
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -347,7 +348,7 @@ def by_kind() -> dict[str, dict[str, Any]]:
 
 
 def test_deployment_probes_use_the_scorer_endpoints() -> None:
-    deployment = by_kind()["Deployment"]
+    deployment = by_kind()["StatefulSet"]
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -359,6 +360,30 @@ def test_deployment_probes_use_the_scorer_endpoints() -> None:
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert by_kind()["Service"]["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_each_pod_is_a_static_member_named_after_itself(tmp_path: Path) -> None:
+    # Its partitions come back at once after a crash, and with transactions
+    # on, its transactional id is the same across restarts.
+    pod = by_kind()["StatefulSet"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # Kubernetes expands $(POD_NAME) in a later variable's value.
+    value = env["SCORER_KAFKA__CONSUMER_SETTINGS"]["value"]
+    environ = {"SCORER_KAFKA__CONSUMER_SETTINGS": value.replace("$(POD_NAME)", "ls-1")}
+    raw = yaml.safe_load(by_kind()["ConfigMap"]["data"]["config.yaml"])
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+
+    config = load_config(path, environ=environ)
+
+    assert config.kafka.consumer_settings == {"group.instance.id": "ls-1"}
+    assert consumer_settings(config)["group.instance.id"] == "ls-1"
+    transactional = config.model_copy(
+        update={"pipeline": config.pipeline.model_copy(update={"transactional": True})}
+    )
+    assert transactional_id(transactional).endswith("-ls-1")
 
 
 def config_map_config() -> Any:
