@@ -786,10 +786,12 @@ def _refuse_list_items(sources: Mapping[str, str]) -> None:
     "Input should be a valid tuple", which does not say what to do instead.
     """
     for dotted, source in sources.items():
-        keys = dotted.split(".")
-        if dotted.startswith("kafka.") or not any(k.isdigit() for k in keys):
+        if dotted.startswith("kafka."):
             continue  # librdkafka names are dotted, and never a bare number
-        at = next(i for i, k in enumerate(keys) if k.isdigit())
+        keys = dotted.split(".")
+        at = next((i for i, key in enumerate(keys) if key.isdigit()), None)
+        if at is None:
+            continue
         whole = ".".join(keys[:at])
         message = (
             f"a list item has no path of its own; set the whole list {whole} "
@@ -950,25 +952,25 @@ def unread_variables(environ: Mapping[str, str]) -> list[str]:
     a Service's name) are none of the config's business, so this warns
     instead of stopping.
     """
-    sections = tuple(name.upper() for name in Config.model_fields)
-    unread = []
-    for name in sorted(environ):
-        rest = name.removeprefix(ENV_PREFIX)
-        if rest == name or "__" in rest or name.startswith(RDKAFKA_ENV_PREFIX):
-            continue
-        if rest in sections or rest.startswith(tuple(f"{s}_" for s in sections)):
-            unread.append(name)
-    return unread
+    return [name for name in sorted(environ) if _meant_section(name) is not None]
+
+
+def _meant_section(name: str) -> str | None:
+    """The section a SCORER_ variable without `__` starts with, if any."""
+    rest = name.removeprefix(ENV_PREFIX)
+    if rest == name or "__" in rest or name.startswith(RDKAFKA_ENV_PREFIX):
+        return None
+    # Longest first: SCHEMA_REGISTRY_URL is the section SCHEMA_REGISTRY's.
+    sections = sorted((n.upper() for n in Config.model_fields), key=len, reverse=True)
+    return next((s for s in sections if rest == s or rest.startswith(f"{s}_")), None)
 
 
 def _with_double_underscore(name: str) -> str:
+    section = _meant_section(name)
     rest = name.removeprefix(ENV_PREFIX)
-    for section in sorted((n.upper() for n in Config.model_fields), key=len)[::-1]:
-        if rest == section:
-            return f"set its fields, e.g. {name}__<FIELD>"
-        if rest.startswith(f"{section}_"):
-            return f"did you mean {ENV_PREFIX}{section}__{rest[len(section) + 1 :]}?"
-    return "see docs/configuration.md"
+    if rest == section:
+        return f"set its fields, e.g. {name}__<FIELD>"
+    return f"did you mean {ENV_PREFIX}{section}__{rest[len(f'{section}_') :]}?"
 
 
 def _apply_environment(
