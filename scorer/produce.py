@@ -154,10 +154,10 @@ class Sender:
         self.errors = errors if errors is not None else sys.stderr
         self.stats = ProduceStats()
         self._codec_of = codec_of if codec_of is not None else codecs_for(None)
-        self._codecs: dict[tuple[str, Format, str], Codec] = {}
+        # A codec per topic, format and type, or why the registry refused it.
+        self._codecs: dict[tuple[str, Format, str], Codec | InvalidRecord] = {}
         self._json = JsonCodec()
         self._warned: set[str] = set()
-        self._refused: dict[tuple[str, Format, str], InvalidRecord] = {}
         # Where each message awaiting its acknowledgement came from.
         self._pending: dict[str, None] = {}  # in the order produced
 
@@ -250,18 +250,17 @@ class Sender:
         # A Confluent frame names the schema id of the topic's subject;
         # the other formats write any topic and type alike.
         key = (topic, fmt, kind) if fmt == "confluent_avro" else ("", fmt, "")
-        refused = self._refused.get(key)
-        if refused is not None:
-            raise refused
         if key not in self._codecs:
             try:
                 self._codecs[key] = self._codec_of(topic, fmt, kind)
             except RegistryError as exc:
                 # Every line of this topic and type would fail alike: the
-                # reason is kept, and the lines are reported, not the run.
-                self._refused[key] = InvalidRecord("schema_registry", str(exc))
-                raise self._refused[key] from exc
-        return self._codecs[key]
+                # refusal is kept, and the lines are reported, not the run.
+                self._codecs[key] = InvalidRecord("schema_registry", str(exc))
+        found = self._codecs[key]
+        if isinstance(found, InvalidRecord):
+            raise found
+        return found
 
     def _reject(self, line: Line, exc: InvalidRecord) -> None:
         self.stats.bad[exc.reason] += 1
@@ -274,7 +273,7 @@ def codecs_for(config: Config | None) -> CodecOf:
     """The codecs of `config`'s formats; its schema registry for confluent_avro.
 
     The registry is reached only once a record goes to a confluent_avro
-    topic, and a failure to reach it stops the run with the registry's error.
+    topic; a RegistryError from it is the `Sender`'s to report per line.
     """
     catalog = SchemaCatalog.load()
     registry = None
