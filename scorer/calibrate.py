@@ -112,26 +112,36 @@ def read_labels(path: Path) -> dict[str, bool]:
 
 def read_peaks(path: Path, min_engagement: float | None = None) -> dict[str, float]:
     """The highest score each lead reached, from the output events in `path`."""
+    return read_outputs(path, min_engagement)[0]
+
+
+def read_outputs(
+    path: Path, min_engagement: float | None = None
+) -> tuple[dict[str, float], set[str]]:
+    """`read_peaks`, and every lead of the outputs, in one reading."""
     with path.open("rb") as handle:
-        return peak_scores(handle, str(path), min_engagement)
+        return _peaks_and_leads(handle, str(path), min_engagement)
 
 
-def peak_scores(
-    output_lines: Iterable[bytes], source: str, min_engagement: float | None = None
-) -> dict[str, float]:
-    """The highest score each lead reached with `min_engagement` or more.
+def _peaks_and_leads(
+    output_lines: Iterable[bytes], source: str, min_engagement: float | None
+) -> tuple[dict[str, float], set[str]]:
+    """The highest score each lead reached with `min_engagement` or more, and
+    every lead seen.
 
     A lead becomes an MQL only with that much engagement (`mql.min_engagement`),
     so a score reached on fit alone does not count as reaching a threshold.
     """
     peaks: dict[str, float] = {}
+    leads: set[str] = set()
     for number, line in enumerate(output_lines, start=1):
         if not line.strip():
             continue
         lead, score, engagement = _scored(line, f"{source}:{number}")
+        leads.add(lead)
         if min_engagement is None or engagement >= min_engagement:
             peaks[lead] = max(peaks.get(lead, float("-inf")), score)
-    return peaks
+    return peaks, leads
 
 
 def sweep(

@@ -239,8 +239,7 @@ def _parser() -> argparse.ArgumentParser:
         "with mvn on first use, about 43 MB) and redis-server on free loopback "
         "ports, create the topics the config names, and print the `scorer run`, "
         "`scorer produce` and `scorer watch` commands that use them. Runs until "
-        "Ctrl-C or "
-        "SIGTERM, then stops both servers and deletes their data.",
+        "Ctrl-C or SIGTERM, then stops both servers and deletes their data.",
     )
     _config_option(sandbox)
     sandbox.set_defaults(handler=_sandbox)
@@ -492,18 +491,15 @@ def _calibrate(args: argparse.Namespace) -> int:
     mql = _load(args).scoring.mql
     threshold = mql.threshold
     labels = calibrate.read_labels(args.labels)
-    every_lead = calibrate.read_peaks(args.outputs)
-    if not every_lead.keys() & labels.keys():
+    peaks, leads = calibrate.read_outputs(args.outputs, mql.min_engagement)
+    if not leads & labels.keys():
         # Every row would read "nobody": the files are of different data.
         print(
-            f"calibrate: none of the {len(every_lead)} leads in {args.outputs} is "
+            f"calibrate: none of the {len(leads)} leads in {args.outputs} is "
             f"in {args.labels} ({len(labels)} leads); are they of the same data?",
             file=sys.stderr,
         )
         return EXIT_FAILED
-    peaks = every_lead
-    if mql.min_engagement is not None:
-        peaks = calibrate.read_peaks(args.outputs, mql.min_engagement)
     thresholds = calibrate.default_thresholds(peaks)
     if threshold is not None and threshold not in thresholds:
         thresholds = sorted([*thresholds, threshold])
