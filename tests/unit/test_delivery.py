@@ -130,7 +130,8 @@ def test_records_arriving_while_held_are_carried_unless_their_partition_left() -
     owned.release()
     carried = owned.take_carried()
 
-    assert [(m.partition(), m.offset()) for m in carried] == [(0, 7)]  # type: ignore[attr-defined]
+    places = [(m.partition(), m.offset()) for m in carried]
+    assert places == [(0, 7)]
     assert owned.take_carried() == []
 
 

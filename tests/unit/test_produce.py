@@ -416,9 +416,13 @@ def test_a_schema_the_registry_refuses_fails_its_lines_not_the_run() -> None:
         raise RegistryError("POST /subjects/views.cf-value/versions: HTTP 409")
 
     producer, errors = RecordingProducer(), io.StringIO()
-    stats = Sender(producer, routing, errors, codec_of=refusing).send(  # type: ignore[arg-type]
-        lines(VIEW, FIRMO, {**VIEW, "event_id": "e2"})
+    sender = Sender(
+        producer,  # type: ignore[arg-type]
+        routing,
+        errors,
+        codec_of=refusing,
     )
+    stats = sender.send(lines(VIEW, FIRMO, {**VIEW, "event_id": "e2"}))
 
     assert [sent[0] for sent in producer.sent] == ["crm.json"]
     assert stats.produced == {"crm.json": 1}
