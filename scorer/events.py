@@ -113,9 +113,21 @@ def firmographics_op_id(updated_at_ms: int, digest: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Forget:
-    """A tombstone: delete everything the scorer holds about the lead."""
+    """A tombstone: delete everything the scorer holds about the lead.
+
+    `op_id` names the tombstone (its place in the log, so a redelivered one
+    is the same), `at_ms` is when it was written: the erasure's output
+    events carry both.
+    """
 
     lead_id: str
+    op_id: str = "tombstone"
+    at_ms: int = 0
+
+
+def tombstone_op_id(topic: str, partition: int, offset: int) -> str:
+    """The id of a tombstone: its place in the log never changes."""
+    return f"tombstone:{topic}:{partition}:{offset}"
 
 
 Record = Activity | Firmographics

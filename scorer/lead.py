@@ -226,6 +226,9 @@ class MemoryStore:
     def __init__(self, params: Params) -> None:
         self.params = params
         self._leads: dict[str, LeadState] = {}
+        # Per erased lead, its tombstone's id and outcome until the lead
+        # comes back: a redelivered tombstone publishes the same again.
+        self._erased: dict[str, tuple[str, Outcome]] = {}
 
     def apply(self, updates: Sequence[Update]) -> list[Outcome | None]:
         return [self._apply_one(update) for update in updates]
@@ -241,12 +244,48 @@ class MemoryStore:
 
     def _apply_one(self, update: Update) -> Outcome | None:
         if isinstance(update, Forget):
-            self._leads.pop(update.lead_id, None)
-            return None
+            return self._forget(update)
+
+        if update.lead_id not in self._leads:
+            self._erased.pop(update.lead_id, None)
         state = self._leads.setdefault(update.lead_id, LeadState())
         if isinstance(update, FitUpdate):
             return apply_fit(state, update, self.params)
         return apply_activity(state, update, self.params)
+
+    def _forget(self, update: Forget) -> Outcome | None:
+        state = self._leads.pop(update.lead_id, None)
+        if state is None:
+            erased = self._erased.get(update.lead_id)
+            if erased is not None and erased[0] == update.op_id:
+                return replace(erased[1], status=DUPLICATE)
+            return None
+
+        outcome = erasure(state, update)
+        self._erased[update.lead_id] = (update.op_id, outcome)
+        return outcome
+
+
+def erasure(state: LeadState, update: Forget) -> Outcome:
+    """What a tombstone does to a lead it holds: everything back to zero.
+
+    The outcome says so, so that readers of the output topic drop the lead
+    (and its MQL status) too instead of keeping its last score for ever.
+    """
+    return Outcome(
+        status=APPLIED,
+        previous_score=state.score,
+        score=0.0,
+        fit=0.0,
+        engagement=0.0,
+        points_applied=0.0,
+        decay=0.0,
+        capped=False,
+        late=ON_TIME,
+        was_mql=state.is_mql,
+        is_mql=False,
+        as_of_ms=update.at_ms,
+    )
 
 
 def apply_activity(state: LeadState, update: ActivityUpdate, params: Params) -> Outcome:

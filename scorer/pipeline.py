@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
     KafkaException,
@@ -61,6 +62,7 @@ from scorer.events import (
     Forget,
     TimeBounds,
     parse_record,
+    tombstone_op_id,
     unexpected_error,
 )
 from scorer.lane import StoreLane
@@ -68,7 +70,7 @@ from scorer.lead import LATE, TOO_LATE, Outcome
 from scorer.metrics import Metrics
 from scorer.publish import MQL_CROSSED, encode_outputs
 from scorer.registry import RegistryClient, RegistryError
-from scorer.scoring import DUPLICATE_RECORD, SCORED, Item, Plan, Scored, Scorer
+from scorer.scoring import DUPLICATE_RECORD, Item, Plan, Scored, Scorer
 from scorer.wire import SCORE_SCHEMA, Codec, SchemaCatalog
 
 log = logging.getLogger(__name__)
@@ -377,7 +379,7 @@ class ScorerPipeline:
         is_firmographics = topic == self.firmographics_topic
         if value is None:
             if is_firmographics:
-                return Forget(_lead_from_key(message))
+                return _tombstone(message)
             raise InvalidRecord("null_value", "the message has no value")
 
         record = parse_record(self.codecs[topic].decode(value), self.bounds)
@@ -674,7 +676,7 @@ def _as_first_delivery(result: Scored) -> Scored:
     """
     if result.status != DUPLICATE_RECORD:
         return result
-    return Scored(SCORED, result.outcome, result.outputs)
+    return Scored(result.first_status, result.outcome, result.outputs)
 
 
 def _published(batch: Batch, results: list[Scored]) -> Iterator[tuple[Message, Scored]]:
@@ -712,6 +714,15 @@ def _count_outputs(m: Metrics, tally: Counter[str]) -> None:
             m.mql_crossings.labels(direction).inc(tally[f"mql_{direction}"])
     if tally["score_changed"]:
         m.score_changes.inc(tally["score_changed"])
+
+
+def _tombstone(message: Message) -> Forget:
+    place = (str(message.topic()), message.partition() or 0, message.offset() or 0)
+    kind, at_ms = message.timestamp()
+    if kind == TIMESTAMP_NOT_AVAILABLE:
+        # The outcome is remembered, so a redelivery keeps this first time.
+        at_ms = int(time.time() * 1000)
+    return Forget(_lead_from_key(message), tombstone_op_id(*place), at_ms)
 
 
 def _lead_from_key(message: Message) -> str:

@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from scorer.errors import InvalidRecord
+from scorer.events import Forget
 from scorer.lead import DUPLICATE, ActivityUpdate, FitUpdate, Outcome
 
-ScoredUpdate = ActivityUpdate | FitUpdate
+ScoredUpdate = ActivityUpdate | FitUpdate | Forget
 
 SCORE_CHANGED = "score_changed"
 MQL_CROSSED = "mql_crossed"
@@ -44,6 +45,11 @@ class Reason:
     rule: str | None
     points: float
     fit_rules: tuple[str, ...] = ()
+
+
+# The reason of an erasure (a tombstone): no rule, no points. Readers tell it
+# by its source_event_id, which names the tombstone.
+ERASURE = Reason(None, 0.0)
 
 
 def output_events(
@@ -154,6 +160,7 @@ def _mql_crossed(base: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
 def _source_id(update: ScoredUpdate) -> str:
     if isinstance(update, ActivityUpdate):
         return update.op_id
+    # A firmographic version or a tombstone has no event id of its own.
     return f"{update.lead_id}/{update.op_id}"
 
 

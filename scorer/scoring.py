@@ -22,7 +22,7 @@ from scorer.lead import (
     Snapshot,
     Update,
 )
-from scorer.publish import Reason, ScoredUpdate, output_events
+from scorer.publish import ERASURE, Reason, output_events
 from scorer.rules import RuleBook
 
 Item = Activity | Firmographics | Forget
@@ -54,6 +54,8 @@ class Scored:
     status: str
     outcome: Outcome | None = None
     outputs: list[dict[str, Any]] = field(default_factory=list)
+    # The status the first delivery of this record had (or has).
+    first_status: str = SCORED
 
     @property
     def too_late(self) -> bool:
@@ -113,7 +115,7 @@ class Scorer:
 
     def _prepare(self, item: Item) -> tuple[Update, Reason | None] | None:
         if isinstance(item, Forget):
-            return item, None
+            return item, ERASURE
         if isinstance(item, Firmographics):
             fit = self.fit.score(item)
             # The digest hashes the record: worked out once, for both fields.
@@ -132,18 +134,14 @@ class Scorer:
     def _result(
         self, update: Update, reason: Reason | None, outcome: Outcome | None
     ) -> Scored:
-        if isinstance(update, Forget):
-            return Scored(FORGOTTEN)
         if outcome is None:
-            return Scored(STALE)
+            # A stale fit, or a tombstone of a lead not held: nothing moved.
+            return Scored(FORGOTTEN if isinstance(update, Forget) else STALE)
         assert reason is not None
         outputs = output_events(
-            _scored(update), outcome, reason, self.rules_version, self.threshold
+            update, outcome, reason, self.rules_version, self.threshold
         )
-        status = DUPLICATE_RECORD if outcome.status == DUPLICATE else SCORED
-        return Scored(status, outcome, outputs)
-
-
-def _scored(update: Update) -> ScoredUpdate:
-    assert not isinstance(update, Forget)
-    return update
+        first = FORGOTTEN if isinstance(update, Forget) else SCORED
+        if outcome.status == DUPLICATE:
+            return Scored(DUPLICATE_RECORD, outcome, outputs, first)
+        return Scored(first, outcome, outputs, first)

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # Marks a hash tag that is not the lead id itself (see `hash_tag`).
 ESCAPE = "~"
+# `RedisStore.lead_ids` checks this many keys per pipeline.
+LEAD_IDS_PER_ROUND_TRIP = 1000
 
 # APPLY_UPDATES: the twin of scorer.lead.apply_activity / apply_fit. Keep the
 # arithmetic in the same order as the Python so both give identical doubles.
@@ -54,9 +56,10 @@ ESCAPE = "~"
 #   '' for an uncapped rule).
 # ARGV from 9 + 5R, one per update: 'a <at_ms> <rule number> <op_id>' for an
 #   activity, 'f <at_ms> <fit> <digest>' for a fit change (the digest of the
-#   firmographic record), 'x' for a forget. The op id is last, so it may hold
-#   spaces.
-# Returns one encoded Outcome per update; '' for a forget or a stale fit.
+#   firmographic record), 'x <at_ms> 0 <op_id>' for a tombstone. The op id
+#   is last, so it may hold spaces.
+# Returns one encoded Outcome per update; '' for a stale fit or a tombstone
+#   of a lead the store does not hold.
 #
 # Speed (bench/state.py; bench/pipeline.py for the whole loop): most of an
 # update's cost is Lua's own work (tonumber's strtod, string.format, tables,
@@ -247,6 +250,12 @@ local function save(key, st)
   end
   if #args > 2 then call(unpack(args)) end
   if #st.deleted > 0 then call('HDEL', key, unpack(st.deleted)) end
+  -- The lead is back after an erasure: its state must not expire with the
+  -- erasure's memory.
+  if saved.x then
+    call('HDEL', key, 'x')
+    call('PERSIST', key)
+  end
 end
 
 -- The accumulator names in order, sorted once per load; `add_name` keeps
@@ -473,6 +482,31 @@ local function fit_update(key, at, fit, digest)
   return encoded
 end
 
+-- How long a tombstone's outcome is kept after the erasure (seconds): long
+-- enough for the same tombstone, redelivered after a crash, to publish the
+-- same outputs; short, since it keeps the lead's last score and MQL flag.
+local ERASURE_MEMORY_S = 86400
+
+-- A tombstone: the lead's keys go. What remains is the erasure's outcome,
+-- under 'x' with the tombstone's id, until it expires or the lead is back.
+local function forget(key, seen, outs, op_id, at)
+  local st = load(key)
+  if st.ref == nil and st.fa_text == nil then
+    local memory = st.saved.x
+    if memory == nil then return '' end
+    local gap = find(memory, '\n', 1, true)
+    if sub(memory, 1, gap - 1) ~= op_id then return '' end
+    return as_duplicate(sub(memory, gap + 1))
+  end
+
+  local encoded = table.concat({'applied', st.score_text, '0', '0', '0', '0',
+    '0', '0', '0', st.mql and '1' or '0', '0', num(at)}, '|')
+  call('DEL', key, seen, outs)
+  call('HSET', key, 'x', op_id .. '\n' .. encoded)
+  call('EXPIRE', key, ERASURE_MEMORY_S)
+  return encoded
+end
+
 local results = {}
 local first = 9 + 5 * RULE_COUNT
 for i = 0, #KEYS / 3 - 1 do
@@ -486,8 +520,7 @@ for i = 0, #KEYS / 3 - 1 do
   elseif kind == 'f' then
     results[#results + 1] = fit_update(key, tonumber(at), tonumber(what), id)
   else
-    call('DEL', key, seen, outs)
-    results[#results + 1] = ''
+    results[#results + 1] = forget(key, seen, outs, id, tonumber(at))
   end
 end
 return results
@@ -549,15 +582,23 @@ class RedisStore:
             raw = self.client.hgetall(self.keys(lead_id)[0])
         except redis.RedisError as exc:
             raise StateStoreError(f"cannot read lead_id={lead_id}: {exc}") from exc
-        if not raw:
-            return None
-        return evaluate(lead_id, parse_state(raw), self.params, as_of_ms)
+        state = parse_state(raw)
+        if state.ref_ms is None and state.fit_at_ms is None:
+            return None  # nothing, or only the memory of an erasure
+        return evaluate(lead_id, state, self.params, as_of_ms)
 
     def lead_ids(self) -> Iterator[str]:
+        """The leads held; not those of which only an erasure is remembered."""
         pattern = f"{self.prefix}:{{*}}:s"
-        for key in self.client.scan_iter(match=pattern, count=1000):
-            text = key.decode() if isinstance(key, bytes) else str(key)
-            yield lead_of_tag(text[len(self.prefix) + 2 : -3])
+        keys = [_text(k) for k in self.client.scan_iter(match=pattern, count=1000)]
+        for start in range(0, len(keys), LEAD_IDS_PER_ROUND_TRIP):
+            chunk = keys[start : start + LEAD_IDS_PER_ROUND_TRIP]
+            pipe = self.client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.hexists(key, "s")
+            for key, held in zip(chunk, pipe.execute(), strict=True):
+                if held:
+                    yield lead_of_tag(key[len(self.prefix) + 2 : -3])
 
     def _calls(self, updates: Sequence[Update]) -> list[list[int]]:
         """Group update positions into script calls, keeping per-lead order."""
@@ -649,7 +690,7 @@ def _update_arg(update: Update, rules: dict[ScoringRule, int]) -> str:
     if isinstance(update, FitUpdate):
         return f"f {update.at_ms} {update.fit!r} {update.digest}"
     assert isinstance(update, Forget)
-    return "x"
+    return f"x {update.at_ms} 0 {update.op_id}"
 
 
 @functools.cache

@@ -857,7 +857,7 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
     return int(found.offset)
 
 
-def test_a_tombstone_leaves_nothing_of_the_lead_in_redis(
+def test_a_tombstone_leaves_only_its_expiring_memory_in_redis(
     kafka_bootstrap: str,
     redis_url: str,
     redis_client: redis.Redis,
@@ -906,9 +906,14 @@ def test_a_tombstone_leaves_nothing_of_the_lead_in_redis(
             "the tombstone to be applied",
         )
 
-    assert mentions(redis_client, gone) == []
-    kept_keys = {key for key, _ in mentions(redis_client, kept)}
+    # The erasure's memory, for a redelivered tombstone: the key names the
+    # lead, and the field holds the tombstone's id and outcome, nothing else.
     prefix = config.redis.key_prefix
+    memory_key = f"{prefix}:{{{gone}}}:s"
+    assert mentions(redis_client, gone) == [(memory_key, "name")]
+    assert redis_client.hkeys(memory_key) == [b"x"]
+    assert 0 < redis_client.ttl(memory_key) <= 86_400
+    kept_keys = {key for key, _ in mentions(redis_client, kept)}
     assert kept_keys == {f"{prefix}:{{{kept}}}:{part}" for part in ("s", "seen", "out")}
 
 

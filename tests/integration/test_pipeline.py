@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -236,13 +237,33 @@ def test_a_firmographic_tombstone_forgets_the_lead(
     reader = TopicReader(kafka_bootstrap, out, json_codec)
     with running_scorer(config):
         reader.read_until(lambda messages: len(messages) >= 3)
-        assert client.keys(f"{prefix}:{{gone}}:*")
+        before = [e for e in reader.decoded() if e["lead_id"] == "gone"]
         produce(kafka_bootstrap, firmo, [None], None, keys=["gone"], raw_values=[None])
-        wait_until(lambda: not client.keys(f"{prefix}:{{gone}}:*"))
+        reader.read_until(lambda messages: len(messages) >= 3 + 1 + was_mql(before))
     reader.close()
 
-    assert client.keys(f"{prefix}:*gone*") == []
+    erasure = [e for e in reader.decoded() if e["lead_id"] == "gone"][len(before) :]
+    assert re.fullmatch(
+        f"gone/tombstone:{firmo}:[0-9]+:1", erasure[0]["source_event_id"]
+    )
+    assert (erasure[0]["score"], erasure[0]["fit"], erasure[0]["engagement"]) == (
+        0.0,
+        0.0,
+        0.0,
+    )
+    assert erasure[0]["previous_score"] == before[-1]["score"]
+    assert [e["direction"] for e in erasure[1:]] == ["down"] * was_mql(before)
+    # What remains is the erasure's own memory, and it expires.
+    assert client.keys(f"{prefix}:*gone*") == [f"{prefix}:{{gone}}:s".encode()]
+    assert client.hkeys(f"{prefix}:{{gone}}:s") == [b"x"]
+    assert 0 < client.ttl(f"{prefix}:{{gone}}:s") <= 86_400
     assert client.keys(f"{prefix}:{{kept}}:*")
+
+
+def was_mql(events: list[dict[str, Any]]) -> int:
+    """1 if the last crossing in `events` went up, else 0."""
+    crossings = [e["direction"] for e in events if e["type"] == "mql_crossed"]
+    return int(crossings[-1:] == ["up"])
 
 
 def test_a_redelivered_event_changes_nothing_and_republishes_copies(

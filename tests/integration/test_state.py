@@ -72,7 +72,10 @@ def random_updates(
             fit = float(rng.randrange(60))
             updates.append(FitUpdate(lead, f"f:{at}:{digest}", at, fit, digest))
         elif roll < 0.07:
-            updates.append(Forget(lead))
+            # Few tombstone ids: the same one redelivered meets often.
+            place = rng.randrange(3)
+            at = T0 + rng.randrange(45 * DAY_MS)
+            updates.append(Forget(lead, f"tombstone:crm:0:{place}", at))
         else:
             event_id = f"e{rng.randrange(count)}"  # repeats are redeliveries
             at = T0 + rng.randrange(45 * DAY_MS)

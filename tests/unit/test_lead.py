@@ -299,6 +299,55 @@ def test_forget_removes_the_lead() -> None:
     assert list(store.lead_ids()) == []
 
 
+def test_forget_takes_an_mql_back_to_zero() -> None:
+    store = MemoryStore(PARAMS)
+    store.apply([FitUpdate("L1", "f1", T0, 45.0, "d1"), visit(PRICING, T0, "e1")])
+    tombstone = Forget("L1", "tombstone:crm:0:7", T0 + DAY_MS)
+
+    (outcome,) = store.apply([tombstone])
+
+    assert outcome is not None
+    assert (outcome.status, outcome.previous_score, outcome.score) == (
+        APPLIED,
+        65.0,
+        0.0,
+    )
+    assert (outcome.fit, outcome.engagement) == (0.0, 0.0)
+    assert (outcome.was_mql, outcome.is_mql) == (True, False)
+    assert outcome.as_of_ms == T0 + DAY_MS
+
+
+def test_the_same_tombstone_again_repeats_its_outcome() -> None:
+    store = MemoryStore(PARAMS)
+    store.apply([visit(PRICING, T0, "e1")])
+    tombstone = Forget("L1", "tombstone:crm:0:7", T0)
+    (first,) = store.apply([tombstone])
+
+    again, other = store.apply([tombstone, Forget("L1", "tombstone:crm:0:9", T0)])
+
+    assert first is not None and again is not None
+    assert again == replace(first, status=DUPLICATE)
+    assert other is None  # nothing held, and not this tombstone
+
+
+def test_a_lead_back_after_an_erasure_ends_the_memory_of_it() -> None:
+    store = MemoryStore(PARAMS)
+    tombstone = Forget("L1", "tombstone:crm:0:7", T0)
+    store.apply([visit(PRICING, T0, "e1"), tombstone, visit(BLOG, T0, "e2")])
+
+    (again,) = store.apply([tombstone])
+
+    assert again is not None and again.status == APPLIED
+    assert again.previous_score == 1.0  # the blog read since, not the pricing
+
+
+def test_a_tombstone_of_an_unknown_lead_does_nothing() -> None:
+    store = MemoryStore(PARAMS)
+
+    assert store.apply([Forget("L1", "tombstone:crm:0:7", T0)]) == [None]
+    assert list(store.lead_ids()) == []
+
+
 def test_state_as_of_a_later_time_can_drop_an_mql() -> None:
     store = MemoryStore(PARAMS)
     rule = ScoringRule("big", 70.0, 7 * DAY_MS, None, None)

@@ -7,7 +7,15 @@ import pytest
 from scorer.config import load_config
 from scorer.events import Activity, Firmographics, Forget
 from scorer.lead import MemoryStore, Params
-from scorer.scoring import DUPLICATE_RECORD, NO_RULE, SCORED, STALE, Scorer
+from scorer.pipeline import _as_first_delivery
+from scorer.scoring import (
+    DUPLICATE_RECORD,
+    FORGOTTEN,
+    NO_RULE,
+    SCORED,
+    STALE,
+    Scorer,
+)
 
 DAY_MS = 86_400_000
 T0 = 1_750_000_000_000
@@ -209,6 +217,46 @@ def test_output_ids_are_deterministic_and_distinct() -> None:
 
     assert ids_one == ids_two
     assert len(set(ids_one)) == len(ids_one)
+
+
+def test_an_erased_mql_publishes_zero_and_a_crossing_down() -> None:
+    scorer = new_scorer()
+    scorer.score([page("/pricing", T0, f"p{i}") for i in range(2)])
+    scorer.score([page("/demo", T0, "d1"), page("/webinars/x", T0, "w1")])
+    snapshot = scorer.store.snapshot("L1")
+    assert snapshot is not None and snapshot.is_mql
+
+    (result,) = scorer.score([Forget("L1", "tombstone:crm:2:40", T0 + DAY_MS)])
+
+    changed, crossed = result.outputs
+    assert result.status == FORGOTTEN
+    assert (changed["type"], crossed["type"]) == ("score_changed", "mql_crossed")
+    assert changed["previous_score"] == round(snapshot.score, 2)
+    assert (changed["score"], changed["fit"], changed["engagement"]) == (0, 0, 0)
+    assert changed["source_event_id"] == "L1/tombstone:crm:2:40"
+    assert changed["occurred_at"] == datetime.fromtimestamp((T0 + DAY_MS) / 1000, UTC)
+    assert changed["reason"]["rule"] is None and changed["reason"]["points"] == 0
+    assert (crossed["direction"], crossed["is_mql"]) == ("down", False)
+
+
+def test_an_erasure_redelivered_publishes_the_same_events() -> None:
+    scorer = new_scorer()
+    tombstone = Forget("L1", "tombstone:crm:2:40", T0 + DAY_MS)
+    scorer.score([page("/pricing", T0, "p1")])
+    (first,) = scorer.score([tombstone])
+
+    (again,) = scorer.score([tombstone])
+
+    assert again.status == DUPLICATE_RECORD
+    assert again.outputs == first.outputs != []
+    # A Redis retry that finds it applied counts it as what it first was.
+    assert _as_first_delivery(again).status == FORGOTTEN
+
+
+def test_a_tombstone_of_an_unknown_lead_publishes_nothing() -> None:
+    (result,) = new_scorer().score([Forget("L9", "tombstone:crm:0:1", T0)])
+
+    assert (result.status, result.outputs) == (FORGOTTEN, [])
 
 
 def test_a_forgotten_lead_starts_from_zero() -> None:
