@@ -432,7 +432,21 @@ def _parse_time(stamp: str) -> int | None:
     except ValueError:
         # Day 31 of a 30-day month, hour 25 or a zone beyond +/-24 h.
         return None
-    return int(moment.timestamp() * 1000)
+
+    occurred_at_ms = int(moment.timestamp() * 1000)
+    return occurred_at_ms if _writable(occurred_at_ms) else None
+
+
+def _writable(occurred_at_ms: int) -> bool:
+    # Once its offset is taken away, a time near the year 9999 (or 1) can
+    # fall past it in UTC; datetime, and so the event's RFC 3339 text, holds
+    # the years 1 to 9999 only, and the platform's fromtimestamp may refuse
+    # a narrower range (OSError).
+    try:
+        format_time(occurred_at_ms)
+    except (OverflowError, ValueError, OSError):
+        return False
+    return True
 
 
 def _rejection(request: _Request, options: ImportOptions) -> str | None:

@@ -399,3 +399,17 @@ def test_a_page_query_string_is_dropped_unless_asked_for() -> None:
 
     assert plain["url"] == "/pricing"
     assert kept["url"] == "/pricing?email=alice%40example.com&name=Alice"
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "31/Dec/9999:23:59:59 -2359",  # 10000-01-01 in UTC
+        "01/Jan/0001:00:00:00 +2359",  # the year 0 in UTC
+    ],
+)
+def test_a_time_outside_the_years_1_to_9999_in_utc_is_a_bad_time(when: str) -> None:
+    events, stats = run([line(when=when), line()])
+
+    assert len(events) == 1
+    assert stats.dropped == Counter({"bad_time": 1})
