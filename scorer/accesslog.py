@@ -171,11 +171,13 @@ FEED_CATEGORY = "feed"
 
 # Why a line did not become an event, in the order the checks run; a line is
 # counted under the first reason that applies. Records the scorer itself
-# would refuse are counted as "invalid_<reason of InvalidRecord>".
+# would refuse are counted as "invalid_<reason of InvalidRecord>"; of those,
+# a time outside the scorer's bounds is checked right after "bad_time".
 DROP_REASONS = (
     "unparseable",
     "bad_request",
     "bad_time",
+    "invalid_timestamp_out_of_range",
     "bot",
     "no_user_agent",
     "method",
@@ -372,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _convert_line(line_number: int, line: str, options: ImportOptions) -> Event | str:
-    request = _parse_line(line)
+    request = _parse_line(line, options.bounds)
     if isinstance(request, str):
         return request
 
@@ -389,7 +391,7 @@ def _convert_line(line_number: int, line: str, options: ImportOptions) -> Event 
     return _validated(event, options.bounds)
 
 
-def _parse_line(line: str) -> _Request | str:
+def _parse_line(line: str, bounds: TimeBounds) -> _Request | str:
     fields = _LINE.fullmatch(line)
     if fields is None:
         return "unparseable"
@@ -401,6 +403,12 @@ def _parse_line(line: str) -> _Request | str:
     occurred_at_ms = _parse_time(stamp)
     if occurred_at_ms is None:
         return "bad_time"
+    # Checked before the other filters, so the count covers every line of a
+    # log older than the scorer takes, not only the lines worth an event.
+    try:
+        bounds.check("occurred_at", occurred_at_ms)
+    except InvalidRecord as exc:
+        return f"invalid_{exc.reason}"
 
     return _Request(
         host=host,

@@ -413,3 +413,19 @@ def test_a_time_outside_the_years_1_to_9999_in_utc_is_a_bad_time(when: str) -> N
 
     assert len(events) == 1
     assert stats.dropped == Counter({"bad_time": 1})
+
+
+def test_every_line_outside_the_scorers_time_bounds_is_counted_as_such() -> None:
+    """An archive older than 2000 shows as that, whatever else its lines are."""
+    old = "17/May/1999:10:05:03 +0000"
+    lines = [
+        line(when=old),
+        line(when=old, agent="Googlebot/2.1"),
+        line(when=old, request="GET /logo.png HTTP/1.1"),
+        line(when="17/May/2999:10:05:03 +0000", status=404),
+    ]
+
+    events, stats = run(lines)
+
+    assert events == []
+    assert stats.dropped == Counter({"invalid_timestamp_out_of_range": 4})
