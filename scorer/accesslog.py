@@ -67,6 +67,14 @@ EVENT_PREFIX = "accesslog:"
 LEAD_DIGEST_HEX_CHARS = 16
 EVENT_DIGEST_HEX_CHARS = 24
 
+# The longest line that is parsed. Apache and nginx refuse a request line or
+# a header over 8 KiB by default (LimitRequestLine, LimitRequestFieldSize,
+# large_client_header_buffers), so a combined line stays under about 25 KiB
+# unless most of its bytes were escaped; a longer one is damage or an attack.
+# Matching the line pattern costs some 200 bytes of memory per character, so
+# a longer line is refused before it is matched, and never read whole.
+MAX_LINE_CHARS = 64 * 1024
+
 # Case-insensitive substrings of user agents that belong to software, not to
 # a person reading: search crawlers, feed fetchers, link checkers, uptime
 # monitors and scripting clients. Scoring them would reward the site's most
@@ -174,6 +182,7 @@ FEED_CATEGORY = "feed"
 # would refuse are counted as "invalid_<reason of InvalidRecord>"; of those,
 # a time outside the scorer's bounds is checked right after "bad_time".
 DROP_REASONS = (
+    "line_too_long",
     "unparseable",
     "bad_request",
     "bad_time",
@@ -374,6 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _convert_line(line_number: int, line: str, options: ImportOptions) -> Event | str:
+    if len(line) > MAX_LINE_CHARS:
+        return "line_too_long"
+
     request = _parse_line(line, options.bounds)
     if isinstance(request, str):
         return request
@@ -605,12 +617,31 @@ def _digest(salt: str, text: str, hex_chars: int) -> str:
 
 def _read_lines(name: str) -> Iterator[str]:
     if name == "-":
-        yield from sys.stdin
+        yield from _bounded_lines(sys.stdin)
         return
     # Servers escape unusual bytes, but a damaged file must not stop the run;
     # only LF ends a line, so a stray CR cannot shift the line numbers.
     with Path(name).open(encoding="utf-8", errors="replace", newline="\n") as log:
-        yield from log
+        yield from _bounded_lines(log)
+
+
+def _bounded_lines(log: TextIO) -> Iterator[str]:
+    """The lines of `log`, each cut after MAX_LINE_CHARS + 1 characters.
+
+    A cut line is still one character too long to be parsed; the rest of it
+    is read in pieces and thrown away, so memory stays bounded.
+    """
+    while line := log.readline(MAX_LINE_CHARS + 1):
+        yield line
+        cut = len(line) > MAX_LINE_CHARS and not line.endswith("\n")
+        if cut:
+            _skip_rest_of_line(log)
+
+
+def _skip_rest_of_line(log: TextIO) -> None:
+    while piece := log.readline(MAX_LINE_CHARS):
+        if piece.endswith("\n"):
+            return
 
 
 def _write_events(events: Iterable[Event], out: TextIO) -> None:

@@ -1,5 +1,6 @@
 import json
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,7 @@ from command import scorer
 
 from scorer.accesslog import (
     DROP_REASONS,
+    MAX_LINE_CHARS,
     ImportOptions,
     ImportStats,
     import_log,
@@ -429,3 +431,78 @@ def test_every_line_outside_the_scorers_time_bounds_is_counted_as_such() -> None
 
     assert events == []
     assert stats.dropped == Counter({"invalid_timestamp_out_of_range": 4})
+
+
+def padded(chars: int, ending: str = "\n") -> str:
+    """A good line of `chars` characters before `ending`, by its user agent."""
+    short = line(agent="").rstrip("\n")
+    return line(agent="M" * (chars - len(short))).rstrip("\n") + ending
+
+
+def test_a_line_over_the_length_limit_is_dropped_before_it_is_parsed() -> None:
+    at_limit = padded(MAX_LINE_CHARS)
+    over = padded(MAX_LINE_CHARS + 1)
+
+    events, stats = run([at_limit, over])
+
+    assert len(at_limit.rstrip("\n")) == MAX_LINE_CHARS
+    assert len(events) == 1
+    assert stats.dropped == Counter({"line_too_long": 1})
+
+
+@pytest.mark.parametrize("stdin", [False, True])
+def test_a_long_line_is_skipped_to_its_end(tmp_path: Path, stdin: bool) -> None:
+    text = "".join(
+        [
+            padded(MAX_LINE_CHARS, "\r\n"),
+            padded(MAX_LINE_CHARS + 1),
+            padded(MAX_LINE_CHARS * 16 + 7),
+            line(),
+        ]
+    )
+    log = tmp_path / "access.log"
+    log.write_text(text, newline="")
+
+    result = (
+        scorer("import-access-log", "-", stdin=text) if stdin else command(str(log))
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
+    assert "lines_read=4" in result.stderr
+    assert "dropped.line_too_long=2" in result.stderr
+
+
+# Runs the import in a child and prints the child's peak memory in KiB.
+# VmHWM, not ru_maxrss: ru_maxrss keeps the peak of the process that forked
+# the child, which is the test runner's.
+PEAK_MEMORY = """
+import re, sys
+from pathlib import Path
+from scorer import cli
+cli.main(["--log-level", "ERROR", "import-access-log", "--salt", "s", sys.argv[1]])
+status = Path("/proc/self/status").read_text()
+print(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1), file=sys.stderr)
+"""
+
+
+def peak_memory_kib(log: Path) -> int:
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY, str(log)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(result.stderr.splitlines()[-1])
+
+
+def test_a_long_line_is_never_held_whole(tmp_path: Path) -> None:
+    # Without spaces the line pattern gives up cheaply, so only reading the
+    # line could cost memory: a 48 MiB line read whole costs at least that.
+    short, long = tmp_path / "short.log", tmp_path / "long.log"
+    short.write_text(line())
+    long.write_text("x" * (48 << 20) + "\n" + line())
+
+    growth_kib = peak_memory_kib(long) - peak_memory_kib(short)
+
+    assert growth_kib < 16 << 10
