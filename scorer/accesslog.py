@@ -49,13 +49,12 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import parse_qsl, urlsplit
 
 from scorer.errors import InvalidRecord
-from scorer.events import TimeBounds, format_time, parse_record
+from scorer.events import TimeBounds, format_time, parse_record, parse_time
 
 logger = logging.getLogger(__name__)
 
@@ -442,18 +441,16 @@ def _parse_time(stamp: str) -> int | None:
     if month is None:
         return None
 
-    offset_min = int(offset[:2]) * 60 + int(offset[2:])
-    zone_offset = timedelta(minutes=offset_min if sign == "+" else -offset_min)
+    # Rewritten as RFC 3339 for the scorer's own parser, so that a log time
+    # is read as the same time in a JSON event would be: ranges of date,
+    # time and offset checked (day 31 of June, +0060 and +2400 refused), a
+    # leap second kept as the last millisecond of its minute.
+    date = f"{year}-{month:02d}-{day}"
+    rfc3339 = f"{date}T{hour}:{minute}:{second}{sign}{offset[:2]}:{offset[2:]}"
     try:
-        zone = timezone(zone_offset)
-        moment = datetime(
-            int(year), month, int(day), int(hour), int(minute), int(second), 0, zone
-        )
-    except ValueError:
-        # Day 31 of a 30-day month, hour 25 or a zone beyond +/-24 h.
+        occurred_at_ms = parse_time(rfc3339, "occurred_at")
+    except InvalidRecord:
         return None
-
-    occurred_at_ms = int(moment.timestamp() * 1000)
     return occurred_at_ms if _writable(occurred_at_ms) else None
 
 

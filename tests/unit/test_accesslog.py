@@ -15,7 +15,7 @@ from scorer.accesslog import (
     ImportStats,
     import_log,
 )
-from scorer.events import DEFAULT_MAX_FUTURE_MS, TimeBounds, parse_record
+from scorer.events import DEFAULT_MAX_FUTURE_MS, TimeBounds, parse_record, parse_time
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "tests" / "data" / "apache_logs_sample"
@@ -506,3 +506,35 @@ def test_a_long_line_is_never_held_whole(tmp_path: Path) -> None:
     growth_kib = peak_memory_kib(long) - peak_memory_kib(short)
 
     assert growth_kib < 16 << 10
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "17/May/2015:10:05:03 +0060",
+        "17/May/2015:10:05:03 -0099",
+        "17/May/2015:10:05:03 +2400",
+        "17/May/2015:10:05:60 +0000",  # second 60 away from a month's end
+        "30/Jun/2015:22:59:60 +0000",
+        "30/Jun/2015:23:59:60 +0100",  # 22:59:60 in UTC
+    ],
+)
+def test_times_the_json_parser_refuses_are_bad_times(when: str) -> None:
+    assert dropped_as(line(when=when)) == "bad_time"
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "30/Jun/2015:23:59:60 +0000",
+        "01/Jul/2015:01:59:60 +0200",  # 23:59:60 in UTC
+        "30/Jun/2015:20:29:60 -0330",
+    ],
+)
+def test_a_leap_second_is_read_as_the_json_parser_reads_it(when: str) -> None:
+    event = only([line(when=when)])
+
+    assert event["occurred_at"] == "2015-06-30T23:59:59.999Z"
+    assert parse_time("2015-06-30T23:59:60Z", "t") == parse_time(
+        event["occurred_at"], "t"
+    )
