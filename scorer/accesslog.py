@@ -258,6 +258,8 @@ class ImportStats:
     lines_read: int = 0
     events: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
+    # The number of the first line dropped for each reason, to look at.
+    first_dropped: dict[str, int] = field(default_factory=dict)
     leads: set[str] = field(default_factory=set)
 
     @property
@@ -268,15 +270,26 @@ class ImportStats:
     def distinct_leads(self) -> int:
         return len(self.leads)
 
+    def drop(self, line_number: int, reason: str) -> None:
+        """Count a line that became no event."""
+        self.dropped[reason] += 1
+        self.first_dropped.setdefault(reason, line_number)
+
     def summary(self) -> list[str]:
-        """Stable ``key=value`` lines; they hold counts only."""
+        """Stable ``key=value`` lines of counts and line numbers, no content.
+
+        A drop reason's line also gives the first line it dropped.
+        """
         lines = [
             f"lines_read={self.lines_read}",
             f"events_emitted={self.events_emitted}",
         ]
         lines += [f"events.{kind}={n}" for kind, n in sorted(self.events.items())]
         lines.append(f"dropped={sum(self.dropped.values())}")
-        lines += [f"dropped.{why}={n}" for why, n in sorted(self.dropped.items())]
+        lines += [
+            f"dropped.{why}={n} first_line={self.first_dropped[why]}"
+            for why, n in sorted(self.dropped.items())
+        ]
         lines.append(f"distinct_leads={self.distinct_leads}")
         return lines
 
@@ -309,7 +322,7 @@ def import_log(
         tally.lines_read += 1
         outcome = _convert_line(line_number, raw.rstrip("\r\n"), chosen)
         if isinstance(outcome, str):
-            tally.dropped[outcome] += 1
+            tally.drop(line_number, outcome)
             logger.debug("line dropped line=%d reason=%s", line_number, outcome)
             continue
 

@@ -538,3 +538,20 @@ def test_a_leap_second_is_read_as_the_json_parser_reads_it(when: str) -> None:
     assert parse_time("2015-06-30T23:59:60Z", "t") == parse_time(
         event["occurred_at"], "t"
     )
+
+
+def test_the_summary_names_the_first_line_dropped_for_each_reason() -> None:
+    lines = [
+        line(),
+        line(when="32/May/2015:10:05:03 +0000"),
+        line(status=404),
+        line(when="17/May/2015:10:05:03 +0060"),
+    ]
+
+    result = scorer("import-access-log", "-", stdin="".join(lines))
+
+    assert result.returncode == 0, result.stderr
+    summary = result.stderr.splitlines()
+    assert "dropped=3" in summary
+    assert "dropped.bad_time=2 first_line=2" in summary
+    assert "dropped.error_status=1 first_line=3" in summary
