@@ -37,24 +37,33 @@ Decisions a reader may look for:
   anything, so no part of it is trusted.
 - Event ids are an HMAC of the line number and the line, so importing the
   same file twice yields the same ids and the scorer drops the repeats.
+- A gzip-compressed log (a rotated ``access.log.2.gz``) is read as its text,
+  from a file or stdin alike; it is known by its first two bytes, not by its
+  name, since stdin has none.
 """
 
 import argparse
+import gzip
 import hashlib
 import hmac
+import io
 import json
 import logging
 import re
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from urllib.parse import parse_qsl, urlsplit
 
-from scorer.errors import InvalidRecord
+from scorer.errors import InvalidRecord, ScorerError
 from scorer.events import TimeBounds, format_time, parse_record, parse_time
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +82,8 @@ EVENT_DIGEST_HEX_CHARS = 24
 # Matching the line pattern costs some 200 bytes of memory per character, so
 # a longer line is refused before it is matched, and never read whole.
 MAX_LINE_CHARS = 64 * 1024
+# RFC 1952, section 2.3.1: every gzip member starts with the bytes ID1, ID2.
+GZIP_MAGIC = b"\x1f\x8b"
 
 # Case-insensitive substrings of user agents that belong to software, not to
 # a person reading: search crawlers, feed fetchers, link checkers, uptime
@@ -222,6 +233,10 @@ _NOT_MODIFIED = 304
 _PARTIAL_CONTENT = 206
 
 
+class UnreadableLog(ScorerError):
+    """A gzip log's data is damaged or cut short; the message names the file."""
+
+
 @dataclass(frozen=True, slots=True)
 class ImportOptions:
     """How requests become events; every default is named above.
@@ -333,7 +348,11 @@ def import_log(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``scorer import-access-log``."""
-    parser.add_argument("file", metavar="FILE", help="access log path, or - for stdin")
+    parser.add_argument(
+        "file",
+        metavar="FILE",
+        help="access log path, or - for stdin; gzip-compressed or not",
+    )
     parser.add_argument(
         "--salt",
         default="",
@@ -627,12 +646,64 @@ def _digest(salt: str, text: str, hex_chars: int) -> str:
 
 def _read_lines(name: str) -> Iterator[str]:
     if name == "-":
-        yield from _bounded_lines(sys.stdin)
+        # Bytes, to look at the first two; fd 0 stays open for the process.
+        with open(sys.stdin.fileno(), "rb", closefd=False) as stdin:
+            yield from _decoded_lines("<stdin>", stdin)
         return
+    with Path(name).open("rb") as log:
+        yield from _decoded_lines(name, log)
+
+
+def _decoded_lines(name: str, log: io.BufferedReader) -> Iterator[str]:
     # Servers escape unusual bytes, but a damaged file must not stop the run;
     # only LF ends a line, so a stray CR cannot shift the line numbers.
-    with Path(name).open(encoding="utf-8", errors="replace", newline="\n") as log:
-        yield from _bounded_lines(log)
+    text = io.TextIOWrapper(
+        _uncompressed(log), encoding="utf-8", errors="replace", newline="\n"
+    )
+    lines_read = 0
+    try:
+        for line in _bounded_lines(text):
+            yield line
+            lines_read += 1
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        message = f"{name}: the gzip data is damaged or cut short after line"
+        raise UnreadableLog(f"{message} {lines_read}") from exc
+
+
+def _uncompressed(
+    log: io.BufferedReader,
+) -> "io.BufferedReader[_Replayed] | gzip.GzipFile":
+    head = log.read(len(GZIP_MAGIC))
+    whole = io.BufferedReader(_Replayed(head, log))
+    if head == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=whole, mode="rb")
+    return whole
+
+
+class _Replayed(io.RawIOBase):
+    """A stream whose first bytes were read to look at them, whole again."""
+
+    def __init__(self, head: bytes, rest: io.BufferedReader) -> None:
+        super().__init__()
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: "WriteableBuffer") -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            size = min(len(view), len(self._head))
+            view[:size] = self._head[:size]
+            self._head = self._head[size:]
+            return size
+
+        # read1 returns what a pipe holds now, so lines piped in one at a
+        # time (tail -f) are imported as they come, not by the buffer-full.
+        data = self._rest.read1(len(view))
+        view[: len(data)] = data
+        return len(data)
 
 
 def _bounded_lines(log: TextIO) -> Iterator[str]:

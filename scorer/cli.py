@@ -193,8 +193,9 @@ def _parser() -> argparse.ArgumentParser:
     importer = commands.add_parser(
         "import-access-log",
         help="turn a web access log into events (JSON lines)",
-        description="Convert an Apache/Nginx combined-format access log to "
-        "scorer events: JSON lines on stdout, counts on stderr.",
+        description="Convert an Apache/Nginx combined-format access log, "
+        "plain or gzip-compressed, to scorer events: JSON lines on stdout, "
+        "counts on stderr.",
     )
     accesslog.add_arguments(importer)
     importer.set_defaults(handler=accesslog.run)

@@ -1,3 +1,4 @@
+import gzip
 import json
 import subprocess
 import sys
@@ -555,3 +556,63 @@ def test_the_summary_names_the_first_line_dropped_for_each_reason() -> None:
     assert "dropped=3" in summary
     assert "dropped.bad_time=2 first_line=2" in summary
     assert "dropped.error_status=1 first_line=3" in summary
+
+
+def scorer_bytes(*args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "scorer.cli", "import-access-log", *args],
+        capture_output=True,
+        input=stdin,
+        check=False,
+    )
+
+
+def test_a_gzip_log_is_read_as_its_text(tmp_path: Path) -> None:
+    plain = SAMPLE.read_bytes()
+    packed = tmp_path / "apache.gz"
+    packed.write_bytes(gzip.compress(plain))
+    expected = command(str(SAMPLE), "--salt", "s")
+
+    from_file = command(str(packed), "--salt", "s")
+    from_stdin = scorer_bytes("-", "--salt", "s", stdin=packed.read_bytes())
+    plain_stdin = scorer_bytes("-", "--salt", "s", stdin=plain)
+
+    assert from_file.returncode == from_stdin.returncode == 0, from_file.stderr
+    assert "events.page_view=43" in from_file.stderr
+    assert from_file.stdout == expected.stdout
+    assert from_stdin.stdout.decode() == expected.stdout
+    assert plain_stdin.stdout.decode() == expected.stdout
+    assert "gzip-compressed or not" in command("--help").stdout
+
+
+def test_two_gzip_members_one_after_the_other_are_read_in_turn() -> None:
+    text = "".join([line(request="GET /a HTTP/1.1"), line(request="GET /b HTTP/1.1")])
+    halves = text.splitlines(keepends=True)
+    packed = b"".join(gzip.compress(half.encode()) for half in halves)
+
+    result = scorer_bytes("-", stdin=packed)
+
+    assert result.returncode == 0, result.stderr
+    urls = [json.loads(event)["url"] for event in result.stdout.splitlines()]
+    assert urls == ["/a", "/b"]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda packed: packed[: len(packed) // 2],  # cut short
+        lambda packed: packed[:40] + b"\xff" * 40 + packed[80:],  # corrupt
+    ],
+)
+def test_damaged_gzip_data_is_one_error_line(
+    tmp_path: Path, damage: Callable[[bytes], bytes]
+) -> None:
+    packed = tmp_path / "apache.gz"
+    packed.write_bytes(damage(gzip.compress(SAMPLE.read_bytes())))
+
+    result = command(str(packed), "--salt", "s")
+
+    assert result.returncode == 1
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(f"error: {packed}: the gzip data is damaged or cut short")
+    assert "Traceback" not in result.stderr
