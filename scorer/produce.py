@@ -13,11 +13,12 @@ its output topic.
 
 Each line is validated first, as `scorer replay` and the scorer validate it:
 a record the scorer would dead-letter is not sent, on any topic, but reported
-with the scorer's reason and field. A valid line goes to a JSON topic as
-written, byte for byte; an Avro topic gets its normalised values, as the
-scorer reads them (``"employees": 500.0`` as 500, fields the scorer does not
-read left out). To feed the dead-letter topic on purpose, use another
-producer.
+with the scorer's reason and field. That includes ``wrong_topic``: an event
+routed to the config's firmographics topic, or a firmographic record routed
+to one of its event topics. A valid line goes to a JSON topic as written,
+byte for byte; an Avro topic gets its normalised values, as the scorer reads
+them (``"employees": 500.0`` as 500, fields the scorer does not read left
+out). To feed the dead-letter topic on purpose, use another producer.
 
 A line that cannot be sent is reported as ``file:line: reason field=F:
 message`` on stderr (not its content: it may hold personal data) and the rest
@@ -63,6 +64,9 @@ class Routing:
     default_format: Format = "json"
     configured: Mapping[str, Format] = field(default_factory=dict)
     """The config's formats, also when --format overrides them."""
+    event_topics: frozenset[str] = frozenset()
+    firmographics_topic: str | None = None
+    """The topics whose role the config names; others take any record."""
 
     @classmethod
     def of(
@@ -78,16 +82,24 @@ class Routing:
         if topic is not None:
             by_type = {k: v for k, v in by_type.items() if k == "firmographics"}
         by_type.update(routes)
-        formats: dict[str, Format] = {}
-        if config is not None:
-            topics = config.topics
-            listed = [*topics.events, topics.output]
-            if topics.firmographics is not None:
-                listed.append(topics.firmographics)
-            formats = {t.name: t.format for t in listed}
-        if fmt is not None:
-            return cls(by_type, topic, {}, fmt, formats)
-        return cls(by_type, topic, formats, configured=formats)
+        if config is None:
+            return cls(by_type, topic, {}, fmt or "json")
+
+        topics = config.topics
+        firmographics = topics.firmographics
+        listed = [*topics.events, topics.output]
+        if firmographics is not None:
+            listed.append(firmographics)
+        formats = {t.name: t.format for t in listed}
+        return cls(
+            by_type,
+            topic,
+            {} if fmt is not None else formats,
+            fmt or "json",
+            configured=formats,
+            event_topics=frozenset(t.name for t in topics.events),
+            firmographics_topic=firmographics.name if firmographics else None,
+        )
 
     def topic_for(self, record: Mapping[str, Any]) -> str:
         kind = record.get("type")
@@ -103,7 +115,23 @@ class Routing:
                 "topics; give --route TYPE=TOPIC or --topic",
                 "type",
             )
+        self._check_role(chosen, kind == FIRMOGRAPHICS_TYPE)
         return chosen
+
+    def _check_role(self, topic: str, is_firmographics: bool) -> None:
+        # The scorer checks each record it consumes the same way (see
+        # pipeline's _item) and dead-letters a mismatch as wrong_topic.
+        on_firmographics_topic = topic == self.firmographics_topic
+        on_event_topic = topic in self.event_topics
+        if on_firmographics_topic and not is_firmographics:
+            expected = "firmographic records"
+        elif on_event_topic and is_firmographics:
+            expected = "events"
+        else:
+            return
+        raise InvalidRecord(
+            "wrong_topic", f"topic {topic} carries {expected} only", "type"
+        )
 
     def format_of(self, topic: str) -> Format:
         return self.formats.get(topic, self.default_format)

@@ -433,3 +433,49 @@ def test_a_schema_the_registry_refuses_fails_its_lines_not_the_run() -> None:
         f"in.jsonl:1: {refusal}",
         f"in.jsonl:3: {refusal}",
     ]
+
+
+def send_with(
+    routing: Routing, *records: dict[str, Any]
+) -> tuple[RecordingProducer, ProduceStats, str]:
+    producer = RecordingProducer()
+    errors = io.StringIO()
+    sender = Sender(producer, routing, errors)  # type: ignore[arg-type]
+    stats = sender.send(lines(*records))
+    return producer, stats, errors.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("routes", "topic", "record", "carries"),
+    [
+        ({"firmographics": "web.page_views"}, None, FIRMO, "events"),
+        ({"page_view": "crm.firmographics"}, None, VIEW, "firmographic records"),
+        ({}, "crm.firmographics", VIEW, "firmographic records"),
+    ],
+)
+def test_a_record_routed_to_a_topic_of_the_other_role_is_reported_not_sent(
+    routes: dict[str, str], topic: str | None, record: dict[str, Any], carries: str
+) -> None:
+    """The scorer would dead-letter it as wrong_topic."""
+    routing = Routing.of(load_config(environ={}), routes, topic, None)
+
+    producer, stats, errors = send_with(routing, record)
+
+    assert producer.sent == []
+    assert stats.bad == {"wrong_topic": 1}
+    assert errors.startswith("in.jsonl:1: wrong_topic field=type: topic ")
+    assert errors.endswith(f" carries {carries} only\n")
+
+
+def test_firmographics_go_to_no_event_topic_when_none_is_configured() -> None:
+    raw = yaml.safe_load(default_config_path().read_text())
+    del raw["topics"]["firmographics"]
+    config = parse_config(raw)
+
+    _, on_event_topic, _ = send_with(
+        Routing.of(config, {}, "web.page_views", "json"), FIRMO
+    )
+    _, elsewhere, _ = send_with(Routing.of(config, {}, "crm.other", "json"), FIRMO)
+
+    assert on_event_topic.bad == {"wrong_topic": 1}
+    assert elsewhere.produced == {"crm.other": 1}
