@@ -109,7 +109,12 @@ def _base(
     rules_version: str,
     threshold: float,
 ) -> dict[str, Any]:
-    """The fields both kinds of event share, in the order they are written."""
+    """The fields both kinds of event share, in the order they are written.
+
+    That is the order schemas/lead_score.v1.avsc declares, in which an Avro
+    reader returns them: `scorer watch` then prints an event read from an
+    Avro topic with its keys in the order `scorer replay` writes them.
+    """
     return {
         "lead_id": update.lead_id,
         "occurred_at": datetime.fromtimestamp(outcome.as_of_ms / 1000, tz=UTC),
@@ -118,10 +123,10 @@ def _base(
         "fit": _detail(outcome.fit),
         "engagement": _detail(outcome.engagement),
         "is_mql": outcome.is_mql,
+        "direction": None,
         "threshold": threshold,
         "rules_version": rules_version,
         "source_event_id": _source_id(update),
-        "direction": None,
         "reason": None,
     }
 
