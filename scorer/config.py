@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from scorer.errors import ConfigError
+from scorer.pattern import compile_pattern
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,8 @@ class Match(Frozen):
         default=(), description="page view: any of these substrings of the URL"
     )
     url_pattern: str | None = Field(
-        default=None, description="page view: a regular expression searched in the URL"
+        default=None,
+        description="page view: a regular expression (RE2 syntax) searched in the URL",
     )
     category: tuple[str, ...] = Field(
         default=(), description="page view: the page category is one of these"
@@ -171,10 +173,7 @@ class Match(Frozen):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from exc
+            compile_pattern(value)
         return value
 
     @model_validator(mode="after")
@@ -243,7 +242,8 @@ class FitRule(Frozen):
         default=(), description="text equals one of these (case and spaces ignored)"
     )
     pattern: str | None = Field(
-        default=None, description="a regular expression searched in the text"
+        default=None,
+        description="a regular expression (RE2 syntax) searched in the text",
     )
     points: Points = Field(
         description=f"points when the criterion matches; at most {MAX_POINTS:,} "

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from scorer.config import FitRule, Scoring
 from scorer.events import Firmographics
+from scorer.pattern import compile_pattern
 
 _SPACES = re.compile(r"\s+")
 
@@ -47,7 +48,7 @@ class _CompiledFitRule:
         self.field = rule.field
         self.range = rule.range
         self.any_of = frozenset(normalise(v) for v in rule.any_of)
-        self.pattern = re.compile(rule.pattern) if rule.pattern else None
+        self.pattern = compile_pattern(rule.pattern) if rule.pattern else None
 
     def matches(self, record: Firmographics) -> bool:
         value = getattr(record, self.field)

@@ -4,12 +4,12 @@ Rules are tried in the order the config lists them and the first match fires,
 so one visit is explained by exactly one rule (`score_changed.reason.rule`).
 """
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from scorer.config import EngagementRule, Match, Scoring
 from scorer.events import Activity
+from scorer.pattern import compile_pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,9 @@ class _Matcher:
     def __init__(self, match: Match) -> None:
         self.type = match.type
         self.url_contains = tuple(part.lower() for part in match.url_contains)
-        self.url_pattern = re.compile(match.url_pattern) if match.url_pattern else None
+        self.url_pattern = (
+            compile_pattern(match.url_pattern) if match.url_pattern else None
+        )
         self.categories = frozenset(c.lower() for c in match.category)
         self.asset_types = frozenset(a.lower() for a in match.asset_type)
         self.status = match.status

@@ -3,6 +3,7 @@
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from scorer.config import Scoring
 from scorer.events import Activity, Firmographics
@@ -142,3 +143,48 @@ def test_fit_rules_add_up(
     record = Firmographics("L", T0, employees=employees, industry=industry, title=title)
 
     assert model.score(record).points == points
+
+
+@pytest.mark.parametrize(
+    ("where", "pattern"),
+    [
+        ("url_pattern", "(?i)/demo(?![a-z])"),  # lookahead
+        ("url_pattern", "(?<=/en)/pricing"),  # lookbehind
+        ("url_pattern", r"/(blog)/\1"),  # backreference
+        ("url_pattern", "/blog/("),  # not a pattern at all
+        ("pattern", "(?i)(vp)(?= of sales)"),
+    ],
+)
+def test_a_pattern_re2_cannot_run_is_refused_naming_the_field(
+    where: str, pattern: str
+) -> None:
+    rule: dict[str, Any] = {"name": "r", "points": 5}
+    if where == "url_pattern":
+        rule["match"] = {"type": "page_view", where: pattern}
+    else:
+        rule |= {"field": "title", where: pattern}
+    size = {"name": "size", "field": "employees", "range": {"min": 1}, "points": 5}
+    rules, fit = (
+        (PAGE_RULES, [rule]) if where == "pattern" else ([*PAGE_RULES, rule], [size])
+    )
+
+    with pytest.raises(ValidationError) as caught:
+        scoring(rules, fit)
+
+    (error,) = caught.value.errors()
+    assert error["loc"][-1] == where
+    assert "not a regular expression RE2 accepts" in error["msg"]
+
+
+def test_a_backtracking_pattern_runs_in_re2_on_a_long_url() -> None:
+    # (a+)+$ against a long run of a's that fails at its end: Python's re
+    # takes time doubling with each 'a' (seconds at 27 of them); RE2 none.
+    rules = [
+        {"name": "r", "match": {"type": "page_view", "url_pattern": "(a+)+$"}},
+        {"name": "other", "match": {"type": "page_view"}},
+    ]
+    book = RuleBook(scoring([{**r, "points": 5} for r in rules], []))
+
+    matched = book.match(page("/" + "a" * 4000 + "!"))
+
+    assert matched is not None and matched.name == "other"

@@ -277,7 +277,10 @@ def test_a_forgotten_lead_starts_from_zero() -> None:
         ("/pricing.html", "pricing_page"),
         ("/en/pricing/enterprise", "pricing_page"),
         ("/jobs/", "careers_page"),
+        ("/pricing", "pricing_page"),  # the end of the text ends the word
+        ("/CAREERS", "careers_page"),
         ("/demographics", None),
+        ("/DEMOS", None),
         ("/pricingplans-archive", None),
         ("/jobsite-partners", None),
     ],
