@@ -11,8 +11,8 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,38 +110,67 @@ def read_labels(path: Path) -> dict[str, bool]:
     return labels
 
 
+@dataclass(slots=True)
+class Outputs:
+    """What calibration needs of a file of output events."""
+
+    # The highest score each lead reached with `min_engagement` or more.
+    peaks: dict[str, float] = field(default_factory=dict)
+    leads: set[str] = field(default_factory=set)
+    # Of the events that name theirs: peaks of other rules are not comparable.
+    rules_versions: set[str] = field(default_factory=set)
+
+
 def read_peaks(path: Path, min_engagement: float | None = None) -> dict[str, float]:
     """The highest score each lead reached, from the output events in `path`."""
-    return read_outputs(path, min_engagement)[0]
+    return read_outputs(path, min_engagement).peaks
 
 
-def read_outputs(
-    path: Path, min_engagement: float | None = None
-) -> tuple[dict[str, float], set[str]]:
-    """`read_peaks`, and every lead of the outputs, in one reading."""
-    with path.open("rb") as handle:
-        return _peaks_and_leads(handle, str(path), min_engagement)
+def read_outputs(path: Path, min_engagement: float | None = None) -> Outputs:
+    """The peaks, leads and rules versions of the outputs, in one reading.
 
-
-def _peaks_and_leads(
-    output_lines: Iterable[bytes], source: str, min_engagement: float | None
-) -> tuple[dict[str, float], set[str]]:
-    """The highest score each lead reached with `min_engagement` or more, and
-    every lead seen.
-
-    A lead becomes an MQL only with that much engagement (`mql.min_engagement`),
+    A lead becomes an MQL only with `min_engagement` (`mql.min_engagement`),
     so a score reached on fit alone does not count as reaching a threshold.
     """
-    peaks: dict[str, float] = {}
-    leads: set[str] = set()
-    for number, line in enumerate(output_lines, start=1):
-        if not line.strip():
-            continue
-        lead, score, engagement = _scored(line, f"{source}:{number}")
-        leads.add(lead)
-        if min_engagement is None or engagement >= min_engagement:
-            peaks[lead] = max(peaks.get(lead, float("-inf")), score)
-    return peaks, leads
+    outputs = Outputs()
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                _add(outputs, line, f"{path}:{number}", min_engagement)
+    return outputs
+
+
+def _add(
+    outputs: Outputs, line: bytes, where: str, min_engagement: float | None
+) -> None:
+    lead, score, engagement, rules_version = _scored(line, where)
+
+    outputs.leads.add(lead)
+    if rules_version is not None:
+        outputs.rules_versions.add(rules_version)
+    if min_engagement is None or engagement >= min_engagement:
+        outputs.peaks[lead] = max(outputs.peaks.get(lead, float("-inf")), score)
+
+
+def rules_warning(versions: set[str], configured: str) -> str | None:
+    """Why the sweep may mislead when the outputs are not all of these rules.
+
+    A threshold suits the rules whose scores reached it: peaks of rules
+    since changed (other points, caps, half-lives) say little of the new.
+    """
+    if len(versions) > 1:
+        listed = ", ".join(sorted(versions))
+        return (
+            f"the outputs come from {len(versions)} rules versions ({listed}); "
+            "their peaks are compared as if scored alike"
+        )
+    if versions and configured not in versions:
+        (version,) = versions
+        return (
+            f"the outputs were scored by rules {version}, the config's are "
+            f"{configured}; the sweep says how the old rules' scores converted"
+        )
+    return None
 
 
 def sweep(
@@ -256,7 +285,7 @@ def _quoted(value: str | None) -> str:
     return repr(value)
 
 
-def _scored(line: bytes, where: str) -> tuple[str, float, float]:
+def _scored(line: bytes, where: str) -> tuple[str, float, float, str | None]:
     try:
         event = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -273,7 +302,13 @@ def _scored(line: bytes, where: str) -> tuple[str, float, float]:
         raise UnusableFile(f"{where}: not an output event (no lead_id)")
     score = _number(event.get("score"), "score", where)
     engagement = _number(event.get("engagement", 0.0), "engagement", where)
-    return event["lead_id"], score, engagement
+    version = event.get("rules_version")
+    return (
+        event["lead_id"],
+        score,
+        engagement,
+        version if isinstance(version, str) else None,
+    )
 
 
 def _number(value: Any, name: str, where: str) -> float:

@@ -489,10 +489,15 @@ def _least(min_engagement: float | None) -> str:
 def _calibrate(args: argparse.Namespace) -> int:
     from scorer import calibrate
 
-    mql = _load(args).scoring.mql
+    scoring = _load(args).scoring
+    mql = scoring.mql
     threshold = mql.threshold
     labels = calibrate.read_labels(args.labels)
-    peaks, leads = calibrate.read_outputs(args.outputs, mql.min_engagement)
+    outputs = calibrate.read_outputs(args.outputs, mql.min_engagement)
+    peaks, leads = outputs.peaks, outputs.leads
+    warning = calibrate.rules_warning(outputs.rules_versions, scoring.rules_version)
+    if warning is not None:
+        print(f"calibrate: warning: {warning}", file=sys.stderr)
     if not leads & labels.keys():
         # Every row would read "nobody": the files are of different data.
         print(

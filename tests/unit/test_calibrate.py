@@ -22,6 +22,7 @@ from scorer.calibrate import (
     recommend,
     render,
 )
+from scorer.config import load_config
 
 EXPECTED = "expected 0, 1, true or false"
 NOT_FINITE = "not an output event (%s is not a finite number)"
@@ -297,3 +298,52 @@ def test_empty_outputs_are_refused_like_unrelated_ones(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert result.stderr.startswith(f"calibrate: none of the 0 leads in {empty} is in")
+
+
+def versioned(tmp_path: Path, *events: tuple[str, float, str]) -> Path:
+    path = tmp_path / "outputs.jsonl"
+    lines = [
+        json.dumps({"lead_id": lead, "score": score, "rules_version": version})
+        for lead, score, version in events
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_outputs_of_two_rules_versions_are_warned_of(tmp_path: Path) -> None:
+    labels = written(tmp_path, "labels.csv", LABELS)
+    scores = versioned(tmp_path, ("L1", 12.0, "v1+aa"), ("L2", 7.0, "v2+bb"))
+
+    result = run("calibrate", "--outputs", str(scores), "--labels", str(labels))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "calibrate: warning: the outputs come from 2 rules versions (v1+aa, "
+        "v2+bb); their peaks are compared as if scored alike\n"
+    )
+
+
+def test_outputs_of_other_rules_than_the_configs_are_warned_of(
+    tmp_path: Path,
+) -> None:
+    labels = written(tmp_path, "labels.csv", LABELS)
+    scores = versioned(tmp_path, ("L1", 12.0, "old+aa"), ("L2", 7.0, "old+aa"))
+
+    result = run("calibrate", "--outputs", str(scores), "--labels", str(labels))
+
+    configured = load_config(environ={}).scoring.rules_version
+    assert result.stderr == (
+        f"calibrate: warning: the outputs were scored by rules old+aa, the "
+        f"config's are {configured}; the sweep says how the old rules' scores "
+        "converted\n"
+    )
+
+
+def test_outputs_of_the_configs_rules_need_no_warning(tmp_path: Path) -> None:
+    labels = written(tmp_path, "labels.csv", LABELS)
+    configured = load_config(environ={}).scoring.rules_version
+    scores = versioned(tmp_path, ("L1", 12.0, configured), ("L2", 7.0, configured))
+
+    result = run("calibrate", "--outputs", str(scores), "--labels", str(labels))
+
+    assert (result.returncode, result.stderr) == (0, "")
