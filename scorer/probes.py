@@ -13,6 +13,7 @@ inputs from the running pipeline and a cached Redis PING.
 
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -222,6 +223,19 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.registry = registry
         self.readiness = readiness
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """One log line for a request that failed, instead of a traceback.
+
+        socketserver's own prints a traceback on stderr, past the log format
+        (JSON lines too). A probe client that gave up before the answer (a
+        timeout while the scorer was paused) is no fault of the scorer's.
+        """
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):  # broken pipe, reset, aborted
+            log.debug("probe client went away error=%s", type(error).__name__)
+            return
+        log.error("probe request failed error=%s: %s", type(error).__name__, error)
 
 
 class _Handler(BaseHTTPRequestHandler):

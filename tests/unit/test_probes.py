@@ -1,7 +1,11 @@
 """Readiness rules, the cached Redis PING and the HTTP endpoints."""
 
 import json
+import logging
+import socket
+import struct
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -179,3 +183,87 @@ def test_a_taken_port_is_a_clear_error(served: tuple[str, Readiness]) -> None:
 
     with pytest.raises(ScorerError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
         ProbeServer("127.0.0.1", port, Metrics().registry, readiness)
+
+
+class HeldReadiness(Readiness):
+    """Readiness that answers only once the test lets it: the client can leave."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__(CachedPing(lambda: True), STALL_S, threading.Event())
+        self.asked = threading.Event()
+        self.answer = threading.Event()
+        self.fail = fail
+
+    def checks(self) -> list[Check]:
+        self.asked.set()
+        self.answer.wait(timeout=5)
+        if self.fail:
+            raise RuntimeError("the readiness check broke")
+        return super().checks()
+
+
+def ask_and_leave(readiness: HeldReadiness) -> None:
+    """A probe client that gives up before the answer, as `curl -m 3` does."""
+    server = ProbeServer("127.0.0.1", 0, Metrics().registry, readiness)
+    server.start()
+    try:
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        client.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert readiness.asked.wait(timeout=5)
+        # Linger 0: close with a reset, so the answer cannot be written.
+        linger = struct.pack("ii", 1, 0)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        client.close()
+        readiness.answer.set()
+    finally:
+        server.close()  # waits for nothing: handler threads are daemons
+
+
+def handled(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The log records of the request's end, once its thread has logged."""
+    for _ in range(50):
+        records = [r for r in caplog.records if r.name == "scorer.probes"]
+        ends = ("probe client ", "probe request ")
+        done = [r for r in records if r.getMessage().startswith(ends)]
+        if done:
+            return done
+        time.sleep(0.1)
+    return []
+
+
+def test_a_client_that_went_away_is_one_debug_line_and_no_traceback(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="scorer.probes")
+
+    ask_and_leave(HeldReadiness())
+
+    records = handled(caplog)
+    assert [r.levelname for r in records] == ["DEBUG"]
+    assert records[0].getMessage().startswith("probe client went away ")
+    assert records[0].exc_info is None
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_failing_handler_is_one_error_line_and_no_traceback(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="scorer.probes")
+    readiness = HeldReadiness(fail=True)
+    readiness.answer.set()
+    server = ProbeServer("127.0.0.1", 0, Metrics().registry, readiness)
+    server.start()
+    try:
+        # The server closes the connection without an answer.
+        with pytest.raises(OSError):
+            get(f"http://127.0.0.1:{server.port}/readyz")
+    finally:
+        server.close()
+
+    records = handled(caplog)
+    assert [r.levelname for r in records] == ["ERROR"]
+    assert records[0].getMessage() == (
+        "probe request failed error=RuntimeError: the readiness check broke"
+    )
+    assert records[0].exc_info is None
+    assert "Traceback" not in capfd.readouterr().err
