@@ -364,10 +364,31 @@ class Scoring(Frozen):
 
 
 WireFormat = Literal["avro", "json", "confluent_avro"]
+# Kafka's rule for topic names (org.apache.kafka.common.internals.Topic):
+# the broker refuses any other, after the scorer has written to Redis.
+_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+TOPIC_NAME_EXPECTED = "1 to 249 letters, digits, '.', '_' or '-', not '.' or '..'"
+
+
+def topic_name_problem(name: str) -> str | None:
+    """Why Kafka would refuse `name` as a topic name, or None."""
+    if _TOPIC_NAME.fullmatch(name) and name not in (".", ".."):
+        return None
+    return f"not a Kafka topic name: use {TOPIC_NAME_EXPECTED}"
+
+
+def _topic_name(value: str) -> str:
+    problem = topic_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+TopicName = Annotated[str, AfterValidator(_topic_name)]
 
 
 class Topic(Frozen):
-    name: str = Field(min_length=1, max_length=249)
+    name: TopicName
     format: WireFormat = Field(
         default="avro",
         description="avro (single-object encoding), json, or confluent_avro "
@@ -387,7 +408,7 @@ class Topics(Frozen):
     events: tuple[EventTopic, ...] = Field(min_length=1)
     firmographics: Topic | None = None
     output: Topic
-    dead_letter: str = Field(min_length=1, max_length=249)
+    dead_letter: TopicName
 
     @model_validator(mode="after")
     def _apart(self) -> Self:

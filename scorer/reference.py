@@ -56,10 +56,10 @@ NOTES = {
     "redis.key_prefix": "prefix of every key the scorer writes",
     "redis.timeout_s": "socket timeout of each Redis call, seconds",
     "topics.events": "input topics of activity events",
-    "topics.events[].name": "topic name",
+    "topics.events[].name": "topic name: letters, digits, '.', '_', '-' (Kafka's rule)",
     "topics.firmographics": "the compacted topic of firmographic records (key: "
     "lead id); optional",
-    "topics.firmographics.name": "topic name",
+    "topics.firmographics.name": "topic name, as for events",
     "topics.output.name": "where score_changed and mql_crossed go",
     "topics.dead_letter": "where records that cannot be scored go",
     "pipeline.batch_size": "most records consumed per batch",
