@@ -531,6 +531,8 @@ def _produce(args: argparse.Namespace) -> int:
 
     config = _load(args)
     routes = produce.parse_routes(args.route)
+    if args.topic is not None:
+        produce.checked_topic("--topic", args.topic)
     routing = produce.Routing.of(config, routes, args.topic, args.format)
     with service.settings_checked_by_librdkafka():
         producer = Producer(

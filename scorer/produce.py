@@ -36,7 +36,7 @@ from typing import IO, Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from scorer.config import Config, Topic, WireFormat
+from scorer.config import Config, Topic, WireFormat, topic_name_problem
 from scorer.confluent_wire import topic_codec
 from scorer.errors import BrokerError, ConfigError, InvalidRecord
 from scorer.events import ACTIVITY_TYPES, FIRMOGRAPHICS_TYPE, TimeBounds, record_fields
@@ -332,8 +332,19 @@ def parse_routes(pairs: Iterable[str]) -> dict[str, str]:
                 f"{', '.join(ROUTABLE_TYPES)}"
             )
             raise ConfigError("--route", message)
-        routes[kind] = topic
+        routes[kind] = checked_topic("--route", topic)
     return routes
+
+
+def checked_topic(flag: str, topic: str) -> str:
+    """A topic named on the command line, refused here if Kafka would refuse it.
+
+    The producer takes any name and fails each record at delivery instead.
+    """
+    problem = topic_name_problem(topic)
+    if problem is not None:
+        raise ConfigError(flag, f"{topic!r} is {problem}")
+    return topic
 
 
 def _where(line: Line) -> str:

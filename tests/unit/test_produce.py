@@ -288,6 +288,27 @@ def test_the_command_refuses_an_unknown_route_type_as_a_usage_error() -> None:
     assert result.stderr.startswith("config error: --route: the TYPE routed to")
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "topic"),
+    [
+        ("--route", "page_view=bad topic!", "bad topic!"),
+        ("--topic", ".", "."),
+        ("--topic", "a/b", "a/b"),
+    ],
+)
+def test_a_topic_kafka_refuses_is_a_usage_error(
+    flag: str, value: str, topic: str
+) -> None:
+    # Refused before a producer is made: it would fail each record instead.
+    result = scorer("produce", flag, value, "-", stdin="")
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"config error: {flag}: {topic!r} is not a Kafka topic name: use 1 to "
+        "249 letters, digits, '.', '_' or '-', not '.' or '..'\n"
+    )
+
+
 def test_routes_must_be_type_equals_topic() -> None:
     assert parse_routes(["page_view=a", "webinar=b"]) == {
         "page_view": "a",
