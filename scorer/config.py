@@ -68,6 +68,10 @@ MAX_POINTS = 1_000_000
 # MAX_POINTS, an event adds at most 1e9 to the total, so reaching a double's
 # 1.8e308 would take about 1e299 events.
 MAX_WEIGHT = 1_000
+# Ten minutes: far beyond any healthy round trip to Redis or the registry.
+# Python's socket timeouts overflow past about 292 years (1e300 passed
+# check-config, then `scorer run` died in an OverflowError).
+MAX_TIMEOUT_S = 600
 # librdkafka settings that hold credentials (sasl.password, ssl.key.password,
 # sasl.oauthbearer.client.secret, an inline private key, ...).
 _SECRET_SETTING = re.compile(
@@ -589,7 +593,13 @@ class Redis(Frozen):
     tls: RedisTls | None = Field(default=None, description="needs a rediss:// url")
     cluster: bool = False
     key_prefix: str = Field(default="scorer", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
-    timeout_s: Number = Field(default=5.0, gt=0)
+    timeout_s: Number = Field(
+        default=5.0,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        description="socket timeout of each Redis call, seconds; at most "
+        f"{MAX_TIMEOUT_S}",
+    )
     ops_per_call: Integer = Field(
         default=64, ge=1, le=1000, description="score updates per Lua script call"
     )
@@ -701,7 +711,12 @@ class SchemaRegistry(Frozen):
         description="register the output schema at start-up; false: look it up "
         "and refuse to start if it is not registered",
     )
-    timeout_s: Number = Field(default=5.0, gt=0, description="per HTTP request")
+    timeout_s: Number = Field(
+        default=5.0,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        description=f"per HTTP request, seconds; at most {MAX_TIMEOUT_S}",
+    )
     retries: Integer = Field(
         default=4,
         ge=0,

@@ -54,7 +54,6 @@ NOTES = {
     "redis.password": "kept out of logs",
     "redis.cluster": "use Redis Cluster (keys are hash-tagged by lead)",
     "redis.key_prefix": "prefix of every key the scorer writes",
-    "redis.timeout_s": "socket timeout of each Redis call, seconds",
     "topics.events": "input topics of activity events",
     "topics.events[].name": "topic name: letters, digits, '.', '_', '-' (Kafka's rule)",
     "topics.firmographics": "the compacted topic of firmographic records (key: "

@@ -235,3 +235,36 @@ def test_numbers_written_as_text_are_still_read() -> None:
 
     assert config.scoring.engagement_rules[0].points == 1_000_000
     assert config.scoring.mql.threshold == 60
+
+
+@pytest.mark.parametrize("path", NUMERIC_SETTINGS)
+def test_a_huge_number_is_refused_everywhere(path: str) -> None:
+    """`redis.timeout_s=1e300` passed, and `run` died in an OverflowError."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides={path: "1e300"}, environ={})
+
+    mine = [d for d in caught.value.details if _names(d, path)]
+    assert len(mine) == 1
+    assert mine[0].endswith("(from the command line)")
+
+
+def _names(detail: str, path: str) -> bool:
+    """Whether an error names `path`: checks across fields name it in the text."""
+    field, _, message = detail.partition(": ")
+    name = path.rpartition(".")[2]
+    return path.startswith(field) and name in f"{field}.{message}"
+
+
+@pytest.mark.parametrize("path", ["redis.timeout_s", "schema_registry.timeout_s"])
+def test_a_timeout_is_at_most_ten_minutes(path: str) -> None:
+    overrides = {"schema_registry.url": "http://127.0.0.1:8081"}
+
+    config = load_config(overrides={**overrides, path: "600"}, environ={})
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides={**overrides, path: "600.5"}, environ={})
+
+    section, field = path.split(".")
+    assert getattr(getattr(config, section), field) == 600
+    assert caught.value.details == [
+        f"{path}: Input should be less than or equal to 600 (from the command line)"
+    ]
