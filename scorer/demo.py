@@ -13,6 +13,7 @@ summary of leads scored, MQLs and events per second.
 
 import csv
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from scorer import accesslog
 from scorer.calibrate import GOOD_BAND, TOO_HIGH_ABOVE, TOO_LOW_BELOW, Row
 from scorer.config import Config, parse_config
+from scorer.errors import ScorerError
 from scorer.events import FIRMOGRAPHICS_TYPE
 from scorer.metrics import Metrics
 from scorer.publish import MQL_CROSSED
@@ -57,6 +59,8 @@ DRAIN_TIMEOUT_S = 300.0
 # How long the alert watcher may take to join its group, or to read the
 # outputs to their end once the scorer stopped.
 WATCH_TIMEOUT_S = 60.0
+# The converter logs in logging's default format, "LEVEL:logger:message".
+_LOG_PREFIX = re.compile(r"^[A-Z]+:[\w.]+:")
 
 
 @dataclass(slots=True)
@@ -139,9 +143,25 @@ def _rules_line(config: Config, rules: Path) -> None:
 
 
 def _convert_x_education(csv_path: Path, events: Path, labels: Path) -> None:
+    """Run the converter; a file it refuses, or of no leads, is a ScorerError."""
     command = [sys.executable, str(XEDU_CONVERTER), str(csv_path)]
     command += ["--out", str(events), "--labels", str(labels)]
-    subprocess.run(command, check=True, capture_output=True, cwd=REPO_ROOT)
+    done = subprocess.run(
+        command, capture_output=True, text=True, errors="replace", cwd=REPO_ROOT
+    )
+    if done.returncode != 0:
+        reason = _last_words(done.stderr) or f"exit code {done.returncode}"
+        raise ScorerError(f"{csv_path}: cannot convert the X Education leads: {reason}")
+
+    # The closing summary divides by the number of leads.
+    if not _labels(labels):
+        raise ScorerError(f"{csv_path}: holds no leads")
+
+
+def _last_words(stderr: str) -> str:
+    """The converter's reason: its last line (a log line, or a traceback's end)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return _LOG_PREFIX.sub("", lines[-1]) if lines else ""
 
 
 def _labels(path: Path) -> dict[str, bool]:

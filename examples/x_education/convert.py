@@ -349,6 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConversionError as exc:
         logger.error("conversion failed: %s", exc)
         return 1
+    except UnicodeDecodeError:
+        logger.error("conversion failed: the CSV is not UTF-8 text")
+        return 1
 
     try:
         _write_records(result.records, Path(args.out))
@@ -576,6 +579,8 @@ def _slug(text: str | None) -> str | None:
 
 
 def _rows(reader: "csv.DictReader[str]") -> Iterable[dict[str, str]]:
+    if reader.fieldnames is None:
+        raise ConversionError("the CSV is empty: it has no header line")
     missing = [
         name
         for name in (*EVENT_COLUMNS, LABEL_COLUMN)
