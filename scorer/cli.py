@@ -534,7 +534,7 @@ def _produce(args: argparse.Namespace) -> int:
     if args.topic is not None:
         produce.checked_topic("--topic", args.topic)
     routing = produce.Routing.of(config, routes, args.topic, args.format)
-    with service.settings_checked_by_librdkafka():
+    with service.settings_checked_by_librdkafka(config.kafka):
         producer = Producer(
             service.producer_settings(config), logger=service.client_logger("producer")
         )

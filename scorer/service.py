@@ -2,6 +2,7 @@
 
 import gc
 import logging
+import re
 import socket
 import threading
 import time
@@ -19,6 +20,7 @@ from scorer.config import (
     PRODUCER_FIXED,
     PRODUCER_RESERVED,
     Config,
+    Kafka,
     RedisTls,
 )
 from scorer.errors import ConfigError, StateStoreError
@@ -53,6 +55,11 @@ REDIS_RECONNECTS = 1
 TRANSIENT_CLIENT_WARNINGS = ("Coordinator load in progress",)
 # A librdkafka warning repeated within this many seconds is counted, not logged.
 REPEAT_WINDOW_S = 30.0
+# librdkafka quotes the setting it refuses after "property" ('No such
+# configuration property: "x"', 'Invalid value "v" for configuration
+# property "x"'), and the value after "value".
+_REFUSED_PROPERTY = re.compile(r'property:? "([^"]+)"')
+_REFUSED_VALUE = re.compile(r'value "[^"]*"')
 
 
 def kafka_common(config: Config) -> dict[str, Any]:
@@ -168,7 +175,7 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
     def make_producer() -> Producer:
         return Producer(settings, logger=client_logger("producer"))
 
-    with settings_checked_by_librdkafka():
+    with settings_checked_by_librdkafka(config.kafka):
         consumer = Consumer(
             {**consumer_settings(config), "error_cb": _count_errors(metrics)},
             logger=client_logger("consumer"),
@@ -177,12 +184,13 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
 
 
 @contextmanager
-def settings_checked_by_librdkafka() -> Iterator[None]:
+def settings_checked_by_librdkafka(kafka: Kafka) -> Iterator[None]:
     """A Kafka client librdkafka refuses to make is a config error, not a crash.
 
     Setting names are librdkafka's own, checked only when a client is made:
     `socket_timeout_ms` for socket.timeout.ms passed check-config and then
-    ended `scorer run` in a traceback.
+    ended `scorer run` in a traceback. The error names the section of
+    `kafka` that holds the setting.
     """
     try:
         yield
@@ -190,7 +198,46 @@ def settings_checked_by_librdkafka() -> Iterator[None]:
         error = exc.args[0]
         if error.code() != KafkaError._INVALID_ARG:
             raise
-        raise ConfigError("kafka.settings", f"librdkafka: {error.str()}") from exc
+        raise librdkafka_refusal(kafka, error.str()) from exc
+
+
+def librdkafka_refusal(kafka: Kafka, text: str) -> ConfigError:
+    """librdkafka's refusal, blamed on the section that holds the setting.
+
+    A value is shown only from a plain section: librdkafka quotes it
+    (`Invalid value "..." for configuration property "..."`), and in
+    `secrets`, or under a name not found (an alias), it may be a credential.
+    """
+    section = _section_holding(kafka, _refused_names(kafka, text))
+    if section in (None, "secrets"):
+        text = _REFUSED_VALUE.sub("value", text)
+    field = "kafka" if section is None else f"kafka.{section}"
+    return ConfigError(field, f"librdkafka: {text}")
+
+
+def _refused_names(kafka: Kafka, text: str) -> list[str]:
+    """The settings librdkafka's message names: the quoted one, else any given.
+
+    Not every message quotes it: 'ssl.ca.location failed: ...' names it bare.
+    """
+    named = _REFUSED_PROPERTY.search(text)
+    if named is not None:
+        return [named.group(1)]
+    given = [*kafka.settings, *kafka.consumer_settings, *kafka.producer_settings]
+    given += kafka.secrets
+    return [name for name in given if _bare_name(name).search(text)]
+
+
+def _bare_name(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
+
+
+def _section_holding(kafka: Kafka, names: list[str]) -> str | None:
+    """The section of `kafka` that sets one of `names`, most specific first."""
+    for section in ("consumer_settings", "producer_settings", "secrets", "settings"):
+        if any(name in getattr(kafka, section) for name in names):
+            return section
+    return None
 
 
 def run(config: Config, stop: threading.Event) -> None:

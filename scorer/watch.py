@@ -80,7 +80,7 @@ def _consumer(config: Config) -> Consumer:
         "group.id": f"{config.kafka.group_id}-watch",
         "enable.auto.commit": False,
     }
-    with settings_checked_by_librdkafka():
+    with settings_checked_by_librdkafka(config.kafka):
         return Consumer(settings, logger=client_logger("watch"))
 
 

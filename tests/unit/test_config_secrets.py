@@ -7,10 +7,16 @@ from typing import Any
 import pytest
 import yaml
 from command import scorer as run_cli
+from confluent_kafka import Consumer, Producer
 
 from scorer.config import default_config_path, load_config, parse_config
 from scorer.errors import ConfigError
-from scorer.service import consumer_settings, producer_settings, redis_client
+from scorer.service import (
+    consumer_settings,
+    producer_settings,
+    redis_client,
+    settings_checked_by_librdkafka,
+)
 
 SECRET = "s3cr3t-Hunter2"
 
@@ -219,3 +225,62 @@ def test_a_yaml_error_does_not_quote_the_secret_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "is not valid YAML" in result.stderr
     assert SECRET not in result.stderr
+
+
+def librdkafka_refusal(overrides: dict[str, str]) -> ConfigError:
+    """The error of making a producer with `overrides`; no broker is needed."""
+    config = load_config(environ={}, overrides=overrides)
+    with (
+        pytest.raises(ConfigError) as caught,
+        settings_checked_by_librdkafka(config.kafka),
+    ):
+        Producer(producer_settings(config))
+    return caught.value
+
+
+def test_a_name_librdkafka_does_not_know_in_secrets_blames_secrets() -> None:
+    """`run` said kafka.settings for a key that was in kafka.secrets."""
+    error = librdkafka_refusal({"kafka.secrets.KafkaPW-key": SECRET})
+
+    assert error.details == [
+        'kafka.secrets: librdkafka: No such configuration property: "KafkaPW-key"'
+    ]
+
+
+@pytest.mark.parametrize(
+    "section", ["settings", "producer_settings", "consumer_settings"]
+)
+def test_a_name_librdkafka_does_not_know_names_its_section(section: str) -> None:
+    config = load_config(environ={}, overrides={f"kafka.{section}.bogus.name": "1"})
+    make = Consumer if section == "consumer_settings" else Producer
+    settings = consumer_settings if make is Consumer else producer_settings
+
+    with (
+        pytest.raises(ConfigError) as caught,
+        settings_checked_by_librdkafka(config.kafka),
+    ):
+        make(settings(config))
+
+    assert caught.value.field == f"kafka.{section}"
+
+
+def test_a_secret_librdkafka_refuses_is_named_not_echoed() -> None:
+    error = librdkafka_refusal({"kafka.secrets.security.protocol": SECRET})
+
+    assert error.field == "kafka.secrets"
+    assert 'configuration property "security.protocol"' in error.message
+    assert SECRET not in " ".join(error.details)
+
+
+def test_a_setting_named_bare_by_librdkafka_names_its_section(tmp_path: Path) -> None:
+    """'ssl.ca.location failed: ...' quotes no property, yet names one."""
+    missing = str(tmp_path / "absent-ca.pem")
+    overrides = {
+        "kafka.settings.security.protocol": "SSL",
+        "kafka.settings.ssl.ca.location": missing,
+    }
+
+    error = librdkafka_refusal(overrides)
+
+    assert error.field == "kafka.settings"
+    assert "ssl.ca.location failed" in error.message
