@@ -520,6 +520,21 @@ class Kafka(Frozen):
         plain = {k: v for k, v in settings.items() if k not in moved}
         return {**data, "settings": plain, "secrets": {**secrets, **moved}}
 
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secrets_mapping(cls, value: Any) -> Any:
+        # A whole map from --set or a variable stays text (credentials are
+        # taken verbatim, not read as YAML): say how to give them instead
+        # of pydantic's "Input should be a valid dictionary". No ": " in the
+        # message, which would be read as "name: problem" (_where_and_what).
+        if isinstance(value, dict):
+            return value
+        raise ValueError(
+            "a mapping of librdkafka names to values; from the command line "
+            "or the environment, give one at a time (--set "
+            "kafka.secrets.sasl.password=VALUE, SCORER_RDKAFKA_SASL_PASSWORD=VALUE)"
+        )
+
     @field_validator("settings")
     @classmethod
     def _common_keeps_guarantees(cls, value: dict[str, Any]) -> dict[str, Any]:

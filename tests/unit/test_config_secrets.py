@@ -272,6 +272,21 @@ def test_a_secret_librdkafka_refuses_is_named_not_echoed() -> None:
     assert SECRET not in " ".join(error.details)
 
 
+def test_secrets_given_whole_from_the_command_line_say_how_to_give_them() -> None:
+    """The whole map as one value stayed text: 'Input should be a valid dict'."""
+    whole = f"{{sasl.password: {SECRET}, bogus: Y}}"
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={}, overrides={"kafka.secrets": whole})
+
+    assert caught.value.details == [
+        "kafka.secrets: a mapping of librdkafka names to values; from the command "
+        "line or the environment, give one at a time (--set "
+        "kafka.secrets.sasl.password=VALUE, SCORER_RDKAFKA_SASL_PASSWORD=VALUE) "
+        "(from the command line)"
+    ]
+
+
 def test_a_setting_named_bare_by_librdkafka_names_its_section(tmp_path: Path) -> None:
     """'ssl.ca.location failed: ...' quotes no property, yet names one."""
     missing = str(tmp_path / "absent-ca.pem")
