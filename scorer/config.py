@@ -68,10 +68,12 @@ MAX_POINTS = 1_000_000
 # MAX_POINTS, an event adds at most 1e9 to the total, so reaching a double's
 # 1.8e308 would take about 1e299 events.
 MAX_WEIGHT = 1_000
-# Ten minutes: far beyond any healthy round trip to Redis or the registry.
-# Python's socket timeouts overflow past about 292 years (1e300 passed
-# check-config, then `scorer run` died in an OverflowError).
-MAX_TIMEOUT_S = 600
+# Far beyond any healthy round trip to Redis or the registry. A call that
+# hangs blocks the consume loop, unpolled, for this long: it must stay well
+# within metrics.stall_after (1 min) and max.poll.interval.ms (5 min). (Python's
+# socket timeouts overflow past about 292 years: 1e300 passed check-config,
+# then `scorer run` died in an OverflowError.)
+MAX_TIMEOUT_S = 30
 # librdkafka settings that hold credentials (sasl.password, ssl.key.password,
 # sasl.oauthbearer.client.secret, an inline private key, ...).
 _SECRET_SETTING = re.compile(
