@@ -148,15 +148,53 @@ def test_dashboard_queries_parse_as_promql(tmp_path: Path) -> None:
     # Grafana's variables replaced as Grafana would.
     rules = []
     for index, (_, expr) in enumerate(dashboard_targets()):
-        concrete = expr.replace("$__rate_interval", "1m")
-        concrete = concrete.replace("$job", ".*").replace("$instance", ".*")
-        rules.append({"record": f"dashboard:query_{index}", "expr": concrete})
+        rules.append({"record": f"dashboard:query_{index}", "expr": concrete(expr)})
     path = tmp_path / "dashboard-rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": rules}]}))
 
     output = run_promtool("check", "rules", str(path))
 
     assert f"SUCCESS: {len(rules)} rules found" in output
+
+
+def concrete(expr: str) -> str:
+    """A dashboard query with Grafana's variables replaced as Grafana would."""
+    expr = expr.replace("$__rate_interval", "1m")
+    return expr.replace("$job", ".*").replace("$instance", ".*")
+
+
+def test_since_last_batch_shows_nothing_before_the_first_batch(
+    tmp_path: Path,
+) -> None:
+    """The timestamp is 0 until a batch is committed: it showed ~56 years."""
+    [panel] = [
+        p
+        for p in json.loads(DASHBOARD.read_text())["panels"]
+        if p["title"] == "Since last batch"
+    ]
+    expr = concrete(panel["targets"][0]["expr"])
+    series = 'scorer_last_batch_timestamp_seconds{job="lead-scorer", instance="%s"}'
+    fresh = {"series": series % "a:9108", "values": "0x10"}
+    working = {"series": series % "b:9108", "values": "0 0 120x8"}
+    cases = [
+        ([fresh], []),
+        ([fresh, working], [{"labels": "{}", "value": 180}]),
+    ]
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": inputs,
+            "promql_expr_test": [
+                {"expr": expr, "eval_time": "5m", "exp_samples": expected}
+            ],
+        }
+        for inputs, expected in cases
+    ]
+    path = tmp_path / "panel_test.yml"
+    path.write_text(yaml.safe_dump({"rule_files": [], "tests": tests}))
+
+    assert "SUCCESS" in run_promtool("test", "rules", str(path))
+    assert panel["fieldConfig"]["defaults"]["noValue"] == "no batch yet"
 
 
 def test_alert_rules_are_valid_and_pass_their_unit_tests() -> None:
