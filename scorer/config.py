@@ -74,6 +74,13 @@ MAX_WEIGHT = 1_000
 # socket timeouts overflow past about 292 years: 1e300 passed check-config,
 # then `scorer run` died in an OverflowError.)
 MAX_TIMEOUT_S = 30
+# The schema registry client's waits between tries: doubling from the first
+# (a restarting registry answers again within seconds) up to the last.
+REGISTRY_FIRST_RETRY_DELAY_S = 0.25
+REGISTRY_MAX_RETRY_DELAY_S = 4.0
+# A registry lookup runs while a batch is decoded, unpolled: all its tries
+# and waits together must end well within max.poll.interval.ms (5 min).
+MAX_REGISTRY_WAIT_S = 120
 # librdkafka settings that hold credentials (sasl.password, ssl.key.password,
 # sasl.oauthbearer.client.secret, an inline private key, ...).
 _SECRET_SETTING = re.compile(
@@ -760,6 +767,26 @@ class SchemaRegistry(Frozen):
         if (self.username is None) != (self.password is None):
             raise ValueError("give username and password together, or neither")
         return self
+
+    @model_validator(mode="after")
+    def _lookups_end_in_time(self) -> Self:
+        longest = self.longest_wait_s()
+        if longest > MAX_REGISTRY_WAIT_S:
+            raise ValueError(
+                f"retries and timeout_s let one lookup hold the consume loop "
+                f"{longest:g} s, beyond {MAX_REGISTRY_WAIT_S} s (the consumer "
+                "leaves its group after 5 min without a poll); lower either"
+            )
+        return self
+
+    def longest_wait_s(self) -> float:
+        """The longest one request can take: every try timing out, and the
+        waits between them."""
+        waits, delay = 0.0, REGISTRY_FIRST_RETRY_DELAY_S
+        for _ in range(self.retries):
+            waits += delay
+            delay = min(delay * 2, REGISTRY_MAX_RETRY_DELAY_S)
+        return (self.retries + 1) * self.timeout_s + waits
 
 
 class Config(Frozen):

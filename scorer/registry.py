@@ -30,15 +30,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from scorer.config import SchemaRegistry
+from scorer.config import (
+    REGISTRY_FIRST_RETRY_DELAY_S,
+    REGISTRY_MAX_RETRY_DELAY_S,
+    SchemaRegistry,
+)
 from scorer.errors import ScorerError
 
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 ACCEPT = "application/vnd.schemaregistry.v1+json, application/json"
-FIRST_RETRY_DELAY_S = 0.25  # a restarting registry answers again within seconds
-MAX_RETRY_DELAY_S = 4.0
 ERROR_BODY_CHARS = 300  # of a refusal's body, quoted in the error
 
 # Worth asking again: the registry is busy or restarting.
@@ -171,7 +173,7 @@ class RegistryClient:
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> Any:
         """Send one request, retrying while the registry is unavailable."""
-        delay_s = FIRST_RETRY_DELAY_S
+        delay_s = REGISTRY_FIRST_RETRY_DELAY_S
         for attempt in range(1, self.retries + 2):
             try:
                 return self._send(method, path, body)
@@ -187,7 +189,7 @@ class RegistryClient:
                     exc,
                 )
             self._sleep(delay_s)
-            delay_s = min(delay_s * 2, MAX_RETRY_DELAY_S)
+            delay_s = min(delay_s * 2, REGISTRY_MAX_RETRY_DELAY_S)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _send(self, method: str, path: str, body: dict[str, Any] | None) -> Any:

@@ -257,7 +257,12 @@ def _names(detail: str, path: str) -> bool:
 
 @pytest.mark.parametrize("path", ["redis.timeout_s", "schema_registry.timeout_s"])
 def test_a_timeout_is_at_most_thirty_seconds(path: str) -> None:
-    overrides = {"schema_registry.url": "http://127.0.0.1:8081"}
+    # One retry: 30 s tries with the default four would outlast the bound
+    # on a whole lookup (the test below).
+    overrides = {
+        "schema_registry.url": "http://127.0.0.1:8081",
+        "schema_registry.retries": "1",
+    }
 
     config = load_config(overrides={**overrides, path: "30"}, environ={})
     with pytest.raises(ConfigError) as caught:
@@ -268,3 +273,30 @@ def test_a_timeout_is_at_most_thirty_seconds(path: str) -> None:
     assert caught.value.details == [
         f"{path}: Input should be less than or equal to 30 (from the command line)"
     ]
+
+
+def test_registry_lookups_that_could_outlast_the_poll_limit_are_refused() -> None:
+    url = {"schema_registry.url": "http://127.0.0.1:8081"}
+    slow = {**url, "schema_registry.timeout_s": "30", "schema_registry.retries": "3"}
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides=slow, environ={})
+    bounded = load_config(
+        overrides={**slow, "schema_registry.retries": "2"}, environ={}
+    )
+
+    (detail,) = caught.value.details
+    assert detail.startswith("schema_registry: retries and timeout_s let one lookup")
+    assert "121.75 s, beyond 120 s" in detail
+    assert bounded.schema_registry is not None
+    assert bounded.schema_registry.longest_wait_s() == 3 * 30 + 0.25 + 0.5
+
+
+def test_the_default_registry_retries_wait_as_documented() -> None:
+    config = load_config(
+        overrides={"schema_registry.url": "http://127.0.0.1:8081"}, environ={}
+    )
+
+    assert config.schema_registry is not None
+    # 4 retries: 3.75 s of waiting between 5 tries of at most 5 s each.
+    assert config.schema_registry.longest_wait_s() == 5 * 5.0 + 3.75
