@@ -222,7 +222,10 @@ def no_recommendation(rows: list[Row]) -> str:
             f"band convert less than {MIN_LIFT:g} times as often as all leads "
             "(not selective)"
         )
-    return "no threshold puts the converted share between 15% and 50%"
+    return (
+        f"no threshold puts the converted share between {TOO_LOW_BELOW:.0%} "
+        f"and {TOO_HIGH_ABOVE:.0%}"
+    )
 
 
 def render(rows: list[Row], current: float | None) -> str:

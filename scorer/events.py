@@ -121,8 +121,8 @@ class Forget:
     """
 
     lead_id: str
-    op_id: str = "tombstone"
-    at_ms: int = 0
+    op_id: str
+    at_ms: int
 
 
 def tombstone_op_id(topic: str, partition: int, offset: int) -> str:

@@ -293,7 +293,7 @@ def test_firmographic_records_in_any_order_give_the_same_fit() -> None:
 
 def test_forget_removes_the_lead() -> None:
     store = MemoryStore(PARAMS)
-    store.apply([visit(PRICING, T0, "e1"), Forget("L1")])
+    store.apply([visit(PRICING, T0, "e1"), Forget("L1", "tombstone:crm:0:1", T0)])
 
     assert store.snapshot("L1") is None
     assert list(store.lead_ids()) == []

@@ -116,7 +116,11 @@ def test_an_event_before_a_tombstone_keeps_its_output() -> None:
     earlier = Activity("e0", "L1", "page_view", T0, url="/pricing")
     demo = Activity("e1", "L1", "page_view", T0 + 1, url="/demo")
     pricing = Activity("e2", "L2", "page_view", T0, url="/pricing")
-    parts: list[list[Item]] = [[demo], [Forget("L1")], [pricing]]
+    parts: list[list[Item]] = [
+        [demo],
+        [Forget("L1", "tombstone:crm:0:1", T0)],
+        [pricing],
+    ]
     failing, clean = FailingStore(fail_call=4), MemoryStore(Params.of(SCORING))
     for store in (failing, clean):
         Scorer(SCORING, store).score([earlier])  # the lead's history: 20 points

@@ -261,7 +261,7 @@ def test_a_tombstone_of_an_unknown_lead_publishes_nothing() -> None:
 
 def test_a_forgotten_lead_starts_from_zero() -> None:
     scorer = new_scorer()
-    scorer.score([page("/pricing", T0, "p1"), Forget("L1")])
+    scorer.score([page("/pricing", T0, "p1"), Forget("L1", "tombstone:crm:0:1", T0)])
     scorer.score([page("/blog/a", T0 + 1, "b1")])
 
     assert score_of(scorer) == 1.0
