@@ -52,6 +52,11 @@ TRANSACTION_CALL_S = 1.0
 # A transactional call still running after this is taken as stuck (see
 # Transactional._in_worker); calls normally end within TRANSACTION_CALL_S.
 STUCK_CALL_S = 20.0
+# Outputs still unacknowledged after this are taken as stuck in their
+# producer: after a broker restart librdkafka can keep a partition's leader
+# "not found in cache" and retry for message.timeout.ms (5 min; librdkafka
+# issue 4976). A new producer asks the broker afresh.
+STUCK_ACKS_S = 20.0
 # librdkafka's codes for "another producer now has this transactional.id".
 FENCED = (
     KafkaError._FENCED,
@@ -162,16 +167,13 @@ class _Delivery:
         self.waiting = waiting
         self.metrics = metrics
 
-    def _replace_producer(self, error: KafkaError) -> None:
-        """A fatal error ends a producer for good; carry on with a new one.
+    def _replace_producer(self, why: str) -> None:
+        """Carry on with a new producer: the old one failed for good or is stuck.
 
-        What the old one had queued is purged; its batch is delivered again.
+        What the old one had queued is purged, which reports each message
+        as failed to its batch; the batch produces them again.
         """
-        log.warning(
-            "producer failed for good; replacing it code=%s: %s",
-            error.name(),
-            error.str(),
-        )
+        log.warning("producer %s; replacing it", why)
         self.producer.purge()
         self.producer.flush(0)
         self.producer = self.make_producer()
@@ -181,6 +183,7 @@ class AtLeastOnce(_Delivery):
     """Publish and await every acknowledgement, then commit the offsets."""
 
     name = "at-least-once"
+    stuck_acks_s = STUCK_ACKS_S
 
     def start(self) -> None:
         """Nothing to set up: the idempotent producer needs no handshake."""
@@ -237,7 +240,7 @@ class AtLeastOnce(_Delivery):
         )
         fatal = [error for _, error in failures if error.fatal()]
         if fatal:
-            self._replace_producer(fatal[0])
+            self._replace_producer(_failed_for_good(fatal[0]))
         return [item for item, _ in failures]
 
     def _report(
@@ -251,17 +254,27 @@ class AtLeastOnce(_Delivery):
         return on_delivery
 
     def _wait_for_acks(self) -> None:
-        # librdkafka retries until `message.timeout.ms`, then reports a
-        # failure; so this wait ends, with acks or with failures to re-send.
+        """Wait until the producer has nothing unacknowledged.
+
+        librdkafka retries until `message.timeout.ms`, then reports a
+        failure; a producer stuck for `stuck_acks_s` is replaced sooner. The
+        wait ends either way, with acks or with failures to produce again.
+        """
         started = time.monotonic()
         logged = started
         log.warning("waiting for the broker to acknowledge outputs")
         with self.waiting.holding("kafka"):
             while self.producer.flush(0) > 0:
                 self.waiting.serve_for(HOLD_POLL_S, self.producer)
-                if time.monotonic() - logged > WAIT_LOG_EVERY_S:
-                    logged = time.monotonic()
-                    pending = len(self.producer)
+                now = time.monotonic()
+                pending = len(self.producer)
+                if now - started > self.stuck_acks_s:
+                    self._replace_producer(
+                        f"stuck with {pending} outputs unacknowledged"
+                    )
+                    return
+                if now - logged > WAIT_LOG_EVERY_S:
+                    logged = now
                     log.warning("outputs still unacknowledged count=%d", pending)
         log.warning("outputs acknowledged waited_s=%.1f", time.monotonic() - started)
 
@@ -412,7 +425,7 @@ class Transactional(_Delivery):
                 f"fenced by another producer with this transactional.id: {error.str()}"
             )
             raise BrokerError(message)
-        self._replace_producer(error)
+        self._replace_producer(_failed_for_good(error))
         self._init_transactions(self._serve)
 
     def _retrying(self, step: str, call: Callable[[float], None]) -> None:
@@ -509,3 +522,7 @@ def produce(
         except BufferError:
             # The local queue is full: let deliveries drain it.
             producer.poll(0.1)
+
+
+def _failed_for_good(error: KafkaError) -> str:
+    return f"failed for good code={error.name()}: {error.str()}"

@@ -7,16 +7,19 @@ thing is exercised in tests/integration (test_crash, test_faults, ...).
 """
 
 import socket
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 import yaml
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from scorer.assignment import Assignment
 from scorer.config import Config, default_config_path, parse_config
-from scorer.delivery import Handoff
+from scorer.delivery import AtLeastOnce, Handoff, Outgoing, Waiting
 from scorer.errors import ConfigError
 from scorer.metrics import Metrics
 from scorer.service import (
@@ -228,3 +231,70 @@ def test_redis_commands_retry_once_on_a_broken_connection_and_never_on_timeout()
     with pytest.raises(redis.ConnectionError):
         retry.call_with_retry(broken, lambda _error: None)
     assert len(twice) == 2
+
+
+class StuckProducer:
+    """Takes messages and never gets them acknowledged, as librdkafka did
+    after a broker restart (librdkafka issue 4976); `purge` fails them."""
+
+    def __init__(self) -> None:
+        self.queued: list[Callable[[KafkaError | None, Any], None]] = []
+        self.purged: list[Callable[[KafkaError | None, Any], None]] = []
+        self.first_flush = 0.0
+
+    def produce(self, *_args: Any, on_delivery: Any, **_kwargs: Any) -> None:
+        self.queued.append(on_delivery)
+
+    def flush(self, _timeout_s: float = 0.0) -> int:
+        # The test fails here, instead of waiting for ever, without a fix.
+        self.first_flush = self.first_flush or time.monotonic()
+        assert time.monotonic() - self.first_flush < 10.0, "never replaced"
+        for report in self.purged:
+            report(KafkaError(KafkaError._PURGE_QUEUE), None)
+        self.purged = []
+        return len(self.queued)
+
+    def poll(self, _timeout_s: float) -> int:
+        return 0
+
+    def purge(self) -> None:
+        self.purged, self.queued = self.queued, []
+
+    def __len__(self) -> int:
+        return len(self.queued)
+
+
+class AckingProducer:
+    """Acknowledges every message at once; keeps their values."""
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    def produce(self, _topic: str, value: bytes, **_kwargs: Any) -> None:
+        self.values.append(value)
+
+    def flush(self, _timeout_s: float = 0.0) -> int:
+        return 0
+
+    def poll(self, _timeout_s: float) -> int:
+        return 0
+
+
+def test_outputs_stuck_in_their_producer_go_out_through_a_new_one() -> None:
+    owned, consumer = assignment()
+    stuck, fresh = StuckProducer(), AckingProducer()
+    made = iter([stuck, fresh])
+    metrics = Metrics()
+    waiting = Waiting(owned, metrics, threading.Event())
+    delivery = AtLeastOnce(lambda: next(made), consumer, waiting, metrics)  # type: ignore[arg-type,return-value]
+    delivery.stuck_acks_s = 0.3
+    outgoing = [
+        Outgoing("out", b"L1", value, [], ("events", 0)) for value in (b"a", b"b")
+    ]
+
+    delivery.confirm(delivery.send(Handoff(outgoing, [], {})))
+
+    assert delivery.producer is fresh
+    assert fresh.values == [b"a", b"b"]
+    retries = metrics.registry.get_sample_value("scorer_produce_retries_total")
+    assert retries == 2
