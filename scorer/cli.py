@@ -17,7 +17,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING
 
 from scorer import __version__, accesslog, logs
-from scorer.config import Config, load_config
+from scorer.config import Config, default_config_path, load_config
 from scorer.errors import ConfigError, InvalidRecord, ScorerError
 from scorer.events import TimeBounds, parse_time
 
@@ -380,8 +380,10 @@ def _inputs(args: argparse.Namespace) -> dict[Path | tuple[int, int], str]:
         # writing end would block for ever: either way, not an output.
         stdin = os.fstat(sys.stdin.fileno())
         inputs[(stdin.st_dev, stdin.st_ino)] = "the standard input"
-    if args.config is not None:
-        inputs[_identity(args.config)] = "the config"
+    # The packaged default too: in a checkout or an editable install it is a
+    # file of the repository, and writing over it breaks every later run.
+    config = args.config if args.config is not None else default_config_path()
+    inputs[_identity(config)] = "the config"
     return inputs
 
 

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 # Generous: a run that hangs fails the test instead of the whole suite.
 TIMEOUT_S = 120.0
@@ -14,6 +15,7 @@ def scorer(
     stdin: str | None = None,
     env: Mapping[str, str] | None = None,
     module: str = "scorer.cli",
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`python -m scorer.cli ARGS...`, its output captured as text.
 
@@ -29,4 +31,5 @@ def scorer(
         check=False,
         timeout=TIMEOUT_S,
         env=None if env is None else {**os.environ, **env},
+        cwd=cwd,
     )

@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -307,6 +308,33 @@ def test_the_two_outputs_must_be_two_files(tmp_path: Path) -> None:
         "refusing to write over it\n"
     )
     assert output.read_text() == "kept\n"
+
+
+def test_the_packaged_default_config_is_not_an_output(tmp_path: Path) -> None:
+    # A copy of the package, so that a failure overwrites the copy's
+    # default.yaml and not the checkout's.
+    package = Path(default_config_path()).parent
+    shutil.copytree(
+        package, tmp_path / "scorer", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    packaged = tmp_path / "scorer" / "default.yaml"
+    events = good_file(tmp_path)
+
+    result = run(
+        "replay",
+        "--state-out",
+        str(packaged),
+        str(events),
+        env={"PYTHONPATH": str(tmp_path)},
+        cwd=tmp_path,
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"error: --state-out: {packaged} is also the config; "
+        "refusing to write over it\n"
+    )
+    assert packaged.read_bytes() == default_config_path().read_bytes()
 
 
 def test_the_config_is_not_an_output(tmp_path: Path) -> None:
