@@ -36,6 +36,11 @@ PING_TIMEOUT_S = 0.5
 TEXT = "text/plain; charset=utf-8"
 
 
+# Longer than any scrape or probe of a healthy scorer takes to send its
+# request and read the answer.
+CLIENT_TIMEOUT_S = 10.0
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
     name: str
@@ -184,10 +189,11 @@ class ProbeServer:
         port: int,
         registry: CollectorRegistry,
         readiness: Readiness,
+        client_timeout_s: float = CLIENT_TIMEOUT_S,
     ) -> None:
         self.readiness = readiness
         try:
-            self._http = _Server((host, port), registry, readiness)
+            self._http = _Server((host, port), registry, readiness, client_timeout_s)
         except OSError as exc:
             message = f"cannot serve metrics on {host}:{port}: {exc.strerror}"
             raise ScorerError(message) from exc
@@ -219,10 +225,12 @@ class _Server(ThreadingHTTPServer):
         address: tuple[str, int],
         registry: CollectorRegistry,
         readiness: Readiness,
+        client_timeout_s: float,
     ) -> None:
         super().__init__(address, _Handler)
         self.registry = registry
         self.readiness = readiness
+        self.client_timeout_s = client_timeout_s
 
     def handle_error(self, request: object, client_address: object) -> None:
         """One log line for a request that failed, instead of a traceback.
@@ -240,6 +248,12 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+
+    def setup(self) -> None:
+        # A client that stalls mid-request, or a connection left half open by
+        # a network fault, would hold a thread and a descriptor for good.
+        super().setup()
+        self.connection.settimeout(self.server.client_timeout_s)
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]

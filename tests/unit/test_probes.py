@@ -15,7 +15,14 @@ import pytest
 
 from scorer.errors import ScorerError
 from scorer.metrics import Metrics
-from scorer.probes import CachedPing, Check, ProbeServer, Progress, Readiness, judge
+from scorer.probes import (
+    CachedPing,
+    Check,
+    ProbeServer,
+    Progress,
+    Readiness,
+    judge,
+)
 
 STALL_S = 60.0
 
@@ -267,3 +274,18 @@ def test_a_failing_handler_is_one_error_line_and_no_traceback(
     )
     assert records[0].exc_info is None
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_stalled_client_is_dropped_after_the_timeout() -> None:
+    readiness = HeldReadiness()
+    server = ProbeServer("127.0.0.1", 0, Metrics().registry, readiness, 0.3)
+    server.start()
+    try:
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never ends
+
+        # The server closes its end: the read sees the end of the stream.
+        assert client.recv(1024) == b""
+        client.close()
+    finally:
+        server.close()
