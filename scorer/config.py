@@ -16,7 +16,7 @@ from collections.abc import Hashable, Mapping
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 from urllib.parse import unquote, urlsplit
 
 import yaml
@@ -1047,10 +1047,39 @@ def _meant_section(name: str) -> str | None:
 
 def _with_double_underscore(name: str) -> str:
     section = _meant_section(name)
+    assert section is not None, "only for the names unread_variables lists"
     rest = name.removeprefix(ENV_PREFIX)
     if rest == section:
         return f"set its fields, e.g. {name}__<FIELD>"
-    return f"did you mean {ENV_PREFIX}{section}__{rest[len(f'{section}_') :]}?"
+    fields = rest[len(f"{section}_") :]
+    model = Config.model_fields[section.lower()].annotation
+    path = _field_path(model, fields) or [fields]
+    return f"did you mean {ENV_PREFIX}{section}__{'__'.join(path)}?"
+
+
+def _field_path(model: Any, words: str) -> list[str] | None:
+    """`words` (FIELD_SUBFIELD) split into the nested fields of `model`.
+
+    SCORER_SCORING_MQL_THRESHOLD means scoring.mql.threshold, whose
+    variable is SCORER_SCORING__MQL__THRESHOLD. None when no split fits.
+    """
+    # An optional section (`tls: RedisTls | None`) is its model's.
+    models = [m for m in (model, *get_args(model)) if _is_model(m)]
+    if not models:
+        return None
+    for name, field in models[0].model_fields.items():
+        upper = name.upper()
+        if words == upper:
+            return [upper]
+        if words.startswith(f"{upper}_"):
+            rest = _field_path(field.annotation, words[len(upper) + 1 :])
+            if rest is not None:
+                return [upper, *rest]
+    return None
+
+
+def _is_model(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
 
 
 def _apply_environment(

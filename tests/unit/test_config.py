@@ -297,6 +297,32 @@ def test_a_section_variable_without_its_double_underscore_is_warned_of(
     ]
 
 
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("SCORER_SCORING_MQL_THRESHOLD", "SCORER_SCORING__MQL__THRESHOLD"),
+        ("SCORER_REDIS_TLS_CA_FILE", "SCORER_REDIS__TLS__CA_FILE"),
+        ("SCORER_TOPICS_OUTPUT_NAME", "SCORER_TOPICS__OUTPUT__NAME"),
+        ("SCORER_REDIS_TIMEOUT_S", "SCORER_REDIS__TIMEOUT_S"),
+    ],
+)
+def test_the_hint_for_a_variable_without_double_underscores_names_every_level(
+    name: str, meant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="scorer.config"):
+        load_config(environ={name: "1"})
+
+    assert [r.getMessage() for r in caplog.records] == [
+        f"environment variable {name} is not read: a section and its field are "
+        f"separated by __ (did you mean {meant}?)"
+    ]
+
+    # The hinted name is one the config reads.
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={meant: "[not, a, value]"})
+    assert f"(from {meant})" in str(caught.value)
+
+
 def test_an_unknown_section_from_a_variable_names_the_variable() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(environ={"SCORER_MQL__THRESHOLD": "5"})
