@@ -222,10 +222,26 @@ def _refused_names(kafka: Kafka, text: str) -> list[str]:
     """
     named = _REFUSED_PROPERTY.search(text)
     if named is not None:
-        return [named.group(1)]
+        canonical = named.group(1)
+        return [canonical, *_ALIASES_OF.get(canonical, ())]
     given = [*kafka.settings, *kafka.consumer_settings, *kafka.producer_settings]
     given += kafka.secrets
     return [name for name in given if _bare_name(name).search(text)]
+
+
+# librdkafka names a setting given by an alias by its canonical name
+# (linger.ms is refused as "queue.buffering.max.ms"): the aliases to look
+# for in the config, by canonical name.
+_ALIASES_OF = {
+    "queue.buffering.max.ms": ("linger.ms",),
+    "message.send.max.retries": ("retries",),
+    "request.required.acks": ("acks",),
+    "compression.codec": ("compression.type",),
+    "max.in.flight.requests.per.connection": ("max.in.flight",),
+    "message.timeout.ms": ("delivery.timeout.ms",),
+    "metadata.broker.list": ("bootstrap.servers",),
+    "sasl.mechanisms": ("sasl.mechanism",),
+}
 
 
 def _bare_name(name: str) -> re.Pattern[str]:

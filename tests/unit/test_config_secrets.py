@@ -299,3 +299,21 @@ def test_a_setting_named_bare_by_librdkafka_names_its_section(tmp_path: Path) ->
 
     assert error.field == "kafka.settings"
     assert "ssl.ca.location failed" in error.message
+
+
+@pytest.mark.parametrize(
+    ("alias", "canonical"),
+    [
+        ("linger.ms", "queue.buffering.max.ms"),
+        ("compression.type", "compression.codec"),
+        ("delivery.timeout.ms", "message.timeout.ms"),
+    ],
+)
+def test_a_setting_given_by_an_alias_names_its_section(
+    alias: str, canonical: str
+) -> None:
+    """librdkafka refuses linger.ms by its other name, queue.buffering.max.ms."""
+    error = librdkafka_refusal({f"kafka.producer_settings.{alias}": "abc"})
+
+    assert error.field == "kafka.producer_settings"
+    assert f'configuration property "{canonical}"' in error.message
