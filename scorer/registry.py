@@ -240,7 +240,8 @@ def _refusal(method: str, path: str, exc: urllib.error.HTTPError) -> RegistryErr
     detail = f"{method} {path}: HTTP {exc.code}"
     if code is not None:
         detail += f" error_code={code}"
-    detail += f": {message[:ERROR_BODY_CHARS]}"
+    # One line: a server that is no registry may answer a whole HTML page.
+    detail += f": {' '.join(message.split())[:ERROR_BODY_CHARS]}"
 
     if exc.code in RETRY_STATUSES:
         return RegistryUnavailable(detail, exc.code)

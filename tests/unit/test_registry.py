@@ -1,8 +1,11 @@
 """Tests of the schema registry client (scorer/registry.py) and its config."""
 
 import base64
+import io
 import socket
+import urllib.error
 from collections.abc import Iterator
+from email.message import Message
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ from scorer.registry import (
     RegistryError,
     RegistryUnavailable,
     SchemaNotFound,
+    _refusal,
 )
 
 SCHEMA = '{"type":"record","name":"T","fields":[{"name":"a","type":"string"}]}'
@@ -254,3 +258,23 @@ def test_the_environment_sets_the_registry(tmp_path: Any) -> None:
     assert config.schema_registry is not None
     assert config.schema_registry.url == "https://registry.internal:8081"
     assert config.schema_registry.auto_register is False
+
+
+def test_a_page_that_is_no_registry_answer_is_quoted_on_one_line() -> None:
+    page = (
+        b"<!DOCTYPE html>\n<html>\n<head>\n<title>Error 404</title>\n</head>\n</html>\n"
+    )
+    refused = urllib.error.HTTPError(
+        "http://127.0.0.1:1/schemas/ids/1",
+        404,
+        "Not Found",
+        Message(),
+        io.BytesIO(page),
+    )
+
+    error = _refusal("GET", "/schemas/ids/1", refused)
+
+    assert str(error) == (
+        "GET /schemas/ids/1: HTTP 404: <!DOCTYPE html> <html> <head> "
+        "<title>Error 404</title> </head> </html>"
+    )
