@@ -20,6 +20,7 @@ BATCH_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 BATCH_RECORDS_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
 
 MQL_DIRECTIONS = ("up", "down")
+LATENESS = ("late", "too_late")
 REBALANCE_KINDS = ("assign", "revoke", "lost")
 # Where a Kafka error surfaced: a consumed record, a delivery report, an
 # offset commit, or the client's own error callback (brokers down, auth).
@@ -155,6 +156,8 @@ class Metrics:
     def _create_known_series(self) -> None:
         for direction in MQL_DIRECTIONS:
             self.mql_crossings.labels(direction)
+        for lateness in LATENESS:
+            self.late_events.labels(lateness)
         for kind in REBALANCE_KINDS:
             self.rebalances.labels(kind)
         for kind in KAFKA_ERROR_KINDS:

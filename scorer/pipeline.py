@@ -67,7 +67,7 @@ from scorer.events import (
 )
 from scorer.lane import StoreLane
 from scorer.lead import LATE, TOO_LATE, Outcome
-from scorer.metrics import Metrics
+from scorer.metrics import LATENESS, MQL_DIRECTIONS, Metrics
 from scorer.publish import MQL_CROSSED, encode_outputs
 from scorer.registry import RegistryClient, RegistryError
 from scorer.scoring import DUPLICATE_RECORD, Item, Plan, Scored, Scorer
@@ -706,10 +706,10 @@ def _tally_outputs(result: Scored, tally: Counter[str]) -> None:
 
 
 def _count_outputs(m: Metrics, tally: Counter[str]) -> None:
-    for lateness in ("late", "too_late"):
+    for lateness in LATENESS:
         if tally[lateness]:
             m.late_events.labels(lateness).inc(tally[lateness])
-    for direction in ("up", "down"):
+    for direction in MQL_DIRECTIONS:
         if tally[f"mql_{direction}"]:
             m.mql_crossings.labels(direction).inc(tally[f"mql_{direction}"])
     if tally["score_changed"]:

@@ -72,6 +72,7 @@ def test_known_series_exist_before_their_first_increment() -> None:
     exposition = generate_latest(Metrics().registry).decode()
 
     assert 'scorer_mql_crossings_total{direction="down"} 0.0' in exposition
+    assert 'scorer_late_events_total{lateness="too_late"} 0.0' in exposition
     assert 'scorer_rebalances_total{kind="lost"} 0.0' in exposition
     assert 'scorer_kafka_errors_total{kind="client"} 0.0' in exposition
     assert 'scorer_waiting_for_dependency{dependency="redis"} 0.0' in exposition
