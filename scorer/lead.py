@@ -13,7 +13,8 @@ State of one lead:
 - fit, the time and digest of the firmographic record it came from, and the
   MQL flag.
 - the ids of recent updates with their outcomes, for dedupe and re-publishing,
-  each with ``ref_ms`` as it was right after the update was applied.
+  each with ``ref_ms`` as it was right after the update was applied; an id is
+  dropped once ``ref_ms`` moves more than the dedupe horizon past that.
 """
 
 from collections.abc import Iterator, Sequence
@@ -182,6 +183,8 @@ class LeadState:
     score: float = 0.0
     folded: dict[str, tuple[float, int]] = field(default_factory=dict)
     windows: dict[str, Window] = field(default_factory=dict)
+    # Update id -> (ref_ms right after it was applied, outcome), in the
+    # order applied: oldest first (see `_forget_old`).
     seen: dict[str, tuple[int, Outcome]] = field(default_factory=dict)
 
     def engagement(self) -> float:
@@ -242,6 +245,14 @@ class MemoryStore:
     def lead_ids(self) -> Iterator[str]:
         return iter(sorted(self._leads))
 
+    def remembered_ids(self, lead_id: str) -> list[str]:
+        """The lead's update ids kept for dedupe, oldest first.
+
+        The same ids as the lead's ``seen`` set in Redis.
+        """
+        state = self._leads.get(lead_id)
+        return [] if state is None else list(state.seen)
+
     def _apply_one(self, update: Update) -> Outcome | None:
         if isinstance(update, Forget):
             return self._forget(update)
@@ -297,7 +308,8 @@ def apply_activity(state: LeadState, update: ActivityUpdate, params: Params) -> 
     decay_lost = 0.0
     if state.ref_ms is None:
         state.ref_ms = update.at_ms
-    if update.at_ms > state.ref_ms:
+    moved = update.at_ms > state.ref_ms
+    if moved:
         before = state.engagement()
         state.advance(update.at_ms)
         decay_lost = before - state.engagement()
@@ -311,6 +323,8 @@ def apply_activity(state: LeadState, update: ActivityUpdate, params: Params) -> 
     # Remembered by the lead's newest time, not the event's own: an event
     # older than the horizon must be known again when it is redelivered.
     state.seen[update.op_id] = (state.ref_ms, outcome)
+    if moved:
+        _forget_old(state, params.dedupe_horizon_ms)
     return outcome
 
 
@@ -375,11 +389,33 @@ def _remembered(state: LeadState, op_id: str, params: Params) -> Outcome | None:
         return None
     applied_at_ms, outcome = entry
     # An id is forgotten once the lead's newest time has moved a whole
-    # horizon past the moment it was applied, as Redis prunes it.
+    # horizon past the moment it was applied. `_forget_old` has dropped such
+    # ids already; the check mirrors the script's, and the delete keeps
+    # `seen` in applied order should the id be applied again.
     if applied_at_ms < state.ref_ms - params.dedupe_horizon_ms:
         del state.seen[op_id]
         return None
     return outcome
+
+
+def _forget_old(state: LeadState, horizon_ms: int) -> None:
+    """Drop the ids applied more than a horizon before the lead's newest time.
+
+    Called when that time moved, as the Lua script's forget_old is, so both
+    stores hold the same ids. `seen` is in the order the ids were applied,
+    and the newest time they are kept by never goes back while the lead is
+    held (an expired id applied again is re-inserted at the end), so the
+    expired ids are the first ones.
+    """
+    assert state.ref_ms is not None
+    limit = state.ref_ms - horizon_ms
+    expired: list[str] = []
+    for op_id, (applied_at_ms, _) in state.seen.items():
+        if applied_at_ms >= limit:
+            break
+        expired.append(op_id)
+    for op_id in expired:
+        del state.seen[op_id]
 
 
 def _lateness(behind_ms: int, lateness_ms: int) -> int:

@@ -124,6 +124,22 @@ def assert_twins_agree(
     for lead in leads:
         as_of = T0 + 50 * DAY_MS
         assert store.snapshot(lead, as_of) == memory.snapshot(lead, as_of)
+        assert_same_ids_remembered(client, store, memory, lead)
+
+
+def assert_same_ids_remembered(
+    client: redis.Redis, store: RedisStore, memory: MemoryStore, lead: str
+) -> None:
+    """Both prune old update ids alike; Python keeps them in applied order."""
+    seen_key, outcomes_key = store.keys(lead)[1:]
+    ids = memory.remembered_ids(lead)
+    seen = client.zrange(seen_key, 0, -1, withscores=True)
+    applied_at = {member.decode(): score for member, score in seen}
+
+    assert sorted(ids) == sorted(applied_at)
+    assert set(client.hkeys(outcomes_key)) == {op_id.encode() for op_id in ids}
+    in_python_order = [applied_at[op_id] for op_id in ids]
+    assert in_python_order == sorted(in_python_order)
 
 
 @pytest.fixture(scope="module")

@@ -156,6 +156,35 @@ def test_an_update_id_is_forgotten_a_horizon_after_it_was_applied() -> None:
     assert past_it is not None and past_it.status == APPLIED
 
 
+def test_a_lead_keeps_only_the_ids_of_its_dedupe_horizon() -> None:
+    # One blog read an hour for 400 days: the ids kept are those applied
+    # within a horizon of the newest, as the Redis script prunes them.
+    store = MemoryStore(PARAMS)
+    times = [T0 + hour * HOUR_MS for hour in range(400 * 24)]
+    store.apply([visit(BLOG, at, f"e{hour}") for hour, at in enumerate(times)])
+
+    oldest_kept = times[-1] - PARAMS.dedupe_horizon_ms
+    expected = [f"e{hour}" for hour, at in enumerate(times) if at >= oldest_kept]
+    assert store.remembered_ids("L1") == expected
+    assert len(expected) < len(times) / 10
+
+
+def test_late_and_reapplied_ids_are_pruned_by_when_they_were_applied() -> None:
+    store = MemoryStore(PARAMS)
+    horizon = PARAMS.dedupe_horizon_ms
+    first, second = T0, T0 + 10 * DAY_MS
+    store.apply([visit(PLAIN, first, "a"), visit(PLAIN, second, "b")])
+    store.apply([visit(PLAIN, first + horizon + 1, "c")])
+    assert store.remembered_ids("L1") == ["b", "c"]
+
+    # "a" has expired: it counts again, late, and is kept from now on.
+    (again,) = store.apply([visit(PLAIN, first, "a")])
+    store.apply([visit(PLAIN, second + horizon + 1, "d")])
+
+    assert again is not None and again.status == APPLIED
+    assert store.remembered_ids("L1") == ["c", "a", "d"]
+
+
 def test_negative_points_lower_the_score() -> None:
     store = MemoryStore(PARAMS)
     store.apply([visit(PRICING, T0, "p"), visit(CAREERS, T0 + 1, "c")])
