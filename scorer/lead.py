@@ -231,6 +231,9 @@ class MemoryStore:
         self._leads: dict[str, LeadState] = {}
         # Per erased lead, its tombstone's id and outcome until the lead
         # comes back: a redelivered tombstone publishes the same again.
+        # Redis forgets them after a day of wall time, which this store has
+        # not got; they need no bound: one small entry per erased lead, in
+        # place of all its state, and replay's JSON lines hold no tombstones.
         self._erased: dict[str, tuple[str, Outcome]] = {}
 
     def apply(self, updates: Sequence[Update]) -> list[Outcome | None]:
