@@ -120,14 +120,22 @@ def transactional_id(config: Config) -> str:
 
 
 def redis_client(config: Config) -> "redis.Redis | redis.RedisCluster":
+    cluster = config.redis.cluster
     options: dict[str, Any] = {
         "socket_timeout": config.redis.timeout_s,
         "socket_connect_timeout": config.redis.timeout_s,
         # One quick reconnect for a connection that broke (a restarted
         # server); longer outages are the pipeline's to wait out while it
         # keeps the consumer alive. redis-py's default would sleep through
-        # four timeouts and backoffs, and retry timeouts too.
-        "retry": Retry(NoBackoff(), REDIS_RECONNECTS, (redis.ConnectionError,)),
+        # four timeouts and backoffs, and retry timeouts too. RedisCluster
+        # retries timeouts whatever the Retry's errors say (its loops check
+        # RedisCluster.ERRORS_ALLOW_RETRY), so a cluster call gets no retry:
+        # each would wait out another timeout.
+        "retry": Retry(
+            NoBackoff(),
+            0 if cluster else REDIS_RECONNECTS,
+            (redis.ConnectionError,),
+        ),
     }
     if config.redis.username:
         options["username"] = config.redis.username
@@ -135,7 +143,7 @@ def redis_client(config: Config) -> "redis.Redis | redis.RedisCluster":
         options["password"] = config.redis.password.get_secret_value()
     if config.redis.tls is not None:
         options.update(redis_tls_options(config.redis.tls))
-    if config.redis.cluster:
+    if cluster:
         return redis.RedisCluster.from_url(config.redis.url, **options)
     return redis.Redis.from_url(config.redis.url, **options)
 
