@@ -23,6 +23,7 @@ import redis
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
+from scorer.cluster import ClusterCalls
 from scorer.errors import StateStoreError
 from scorer.events import Forget
 from scorer.lead import (
@@ -544,6 +545,9 @@ class RedisStore:
         self.prefix = key_prefix
         self.ops_per_call = ops_per_call
         self.cluster = isinstance(client, redis.RedisCluster)
+        self._cluster_calls = (
+            ClusterCalls(client) if isinstance(client, redis.RedisCluster) else None
+        )
         self._global_args = [
             repr(params.fit_weight),
             repr(params.engagement_weight),
@@ -618,11 +622,12 @@ class RedisStore:
 
     def _execute(self, updates: Sequence[Update], calls: list[list[int]]) -> list[Any]:
         for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=False)
-            for call in calls:
-                self._queue(pipe, [updates[position] for position in call])
+            commands = [
+                self._command([updates[position] for position in call])
+                for call in calls
+            ]
             try:
-                replies = pipe.execute(raise_on_error=False)
+                replies = self._send(commands)
             except (redis.RedisError, RedisClusterException) as exc:
                 # A cluster's own errors (keys of one call in different slots,
                 # say) are not RedisErrors; they must not escape the retry.
@@ -640,7 +645,17 @@ class RedisStore:
             self.load_script()
         raise StateStoreError("the scoring script keeps disappearing from Redis")
 
-    def _queue(self, pipe: Any, call: list[Update]) -> None:
+    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """One round trip (per node, on a cluster); an error is a reply."""
+        if self._cluster_calls is not None:
+            return self._cluster_calls.send(commands)
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute(raise_on_error=False)
+
+    def _command(self, call: list[Update]) -> tuple[Any, ...]:
+        """The EVALSHA of one script call."""
         keys: list[str] = []
         rules: dict[ScoringRule, int] = {}
         per_update: list[str] = []
@@ -649,7 +664,7 @@ class RedisStore:
             per_update.append(_update_arg(update, rules))
         rule_args = [arg for rule in rules for arg in _rule_args(rule)]
         args = [*self._global_args, str(len(rules)), *rule_args, *per_update]
-        pipe.evalsha(self._sha, len(keys), *keys, *args)
+        return ("EVALSHA", self._sha, len(keys), *keys, *args)
 
     def _outcomes(
         self, count: int, calls: list[list[int]], replies: list[Any]

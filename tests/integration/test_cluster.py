@@ -1,34 +1,55 @@
-"""The same scoring code on a real three-node Redis Cluster."""
+"""The same scoring code on a real Redis Cluster, and the cluster's faults."""
 
+import dataclasses
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
 from test_state import PARAMS, RULES, T0, random_updates
 
-from scorer.lead import ActivityUpdate, MemoryStore
+from scorer.config import Config, load_config
+from scorer.errors import StateStoreError
+from scorer.lead import (
+    APPLIED,
+    DUPLICATE,
+    ActivityUpdate,
+    MemoryStore,
+    Outcome,
+    Update,
+)
 from scorer.sandbox import free_ports
 from scorer.sandbox.redis import RedisServer
+from scorer.service import redis_client
 from scorer.state import RedisStore
 
 NODES = 3
 READY_TIMEOUT_S = 30.0
+# redis.timeout_s of the fault tests' clients.
+TIMEOUT_S = 1.0
+# How long a store call may block while a node is frozen: a behaviour bound
+# (a few timeouts), not a benchmark.
+FAILING_CALL_BOUND_S = 5 * TIMEOUT_S
+# cluster-node-timeout of the failover test: a replica takes over after it.
+NODE_TIMEOUT_MS = 5000
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[redis.RedisCluster]:
+@contextmanager
+def running_cluster(
+    replicas: int = 0, node_timeout_ms: int | None = None
+) -> Iterator[list[RedisServer]]:
+    """`NODES` masters with `replicas` each; the masters come first."""
     # The bus port defaults to port + 10000, which can exceed 65535 for a
     # high ephemeral port: give each node a free one explicitly.
+    options = ["--cluster-enabled", "yes", "--appendonly", "no"]
+    if node_timeout_ms is not None:
+        options += ["--cluster-node-timeout", str(node_timeout_ms)]
     servers = [
-        RedisServer(
-            extra_args=[
-                *("--cluster-enabled", "yes", "--appendonly", "no"),
-                *("--cluster-port", str(bus_port)),
-            ]
-        )
-        for bus_port in free_ports(NODES)
+        RedisServer(extra_args=[*options, "--cluster-port", str(bus_port)])
+        for bus_port in free_ports(NODES * (1 + replicas))
     ]
     try:
         for server in servers:
@@ -37,29 +58,60 @@ def cluster() -> Iterator[redis.RedisCluster]:
         subprocess.run(
             [
                 *("redis-cli", "--cluster", "create", *addresses),
-                *("--cluster-replicas", "0", "--cluster-yes"),
+                *("--cluster-replicas", str(replicas), "--cluster-yes"),
             ],
             check=True,
             capture_output=True,
         )
-        client = _wait_for_cluster([server.port for server in servers])
-        yield client
-        client.close()
+        _wait_for_cluster([server.port for server in servers])
+        yield servers
     finally:
         for server in servers:
             server.close()
 
 
-def _wait_for_cluster(ports: list[int]) -> redis.RedisCluster:
-    """Every node must agree the cluster is up, not just the first."""
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[redis.RedisCluster]:
+    with running_cluster() as servers:
+        client = redis.RedisCluster(host="127.0.0.1", port=servers[0].port)
+        yield client
+        client.close()
+
+
+def _wait_for_cluster(ports: list[int]) -> None:
+    """Every node must agree the cluster is up, and every replica be in sync."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     probes = [redis.Redis(port=port) for port in ports]
-    while any(p.cluster("info").get("cluster_state") != "ok" for p in probes):
+    while not all(_ready(probe) for probe in probes):
         assert time.monotonic() < deadline, "the cluster did not become ready"
         time.sleep(0.2)
     for probe in probes:
         probe.close()
-    return redis.RedisCluster(host="127.0.0.1", port=ports[0])
+
+
+def _ready(node: redis.Redis) -> bool:
+    # A replica that never synced with its master cannot take over from it.
+    up = node.cluster("info").get("cluster_state") == "ok"
+    link = node.info("replication").get("master_link_status", "up")
+    return bool(up and link == "up")
+
+
+def cluster_config(port: int) -> Config:
+    """The default config on a cluster, reached at the node on `port`."""
+    overrides = {
+        "redis.url": f"redis://127.0.0.1:{port}/0",
+        "redis.cluster": "true",
+        "redis.timeout_s": str(TIMEOUT_S),
+    }
+    return load_config(environ={}, overrides=overrides)
+
+
+def many_leads(count: int, at_ms: int = T0) -> list[Update]:
+    """One update each for `count` leads: their calls go to every node."""
+    return [
+        ActivityUpdate(f"lead-{i}", f"e{i}@{at_ms}", at_ms, RULES[0])
+        for i in range(count)
+    ]
 
 
 def test_scores_on_a_cluster_equal_the_reference_model(
@@ -108,3 +160,111 @@ def test_awkward_lead_ids_keep_their_keys_in_one_slot(
     assert len(slots) == 1
     assert got == memory.apply([mine])
     assert list(store.lead_ids()) == [lead]
+
+
+def test_a_call_follows_a_slot_that_moved(cluster: redis.RedisCluster) -> None:
+    cluster.flushall()
+    store = RedisStore(cluster, PARAMS, key_prefix="m")
+    memory = MemoryStore(PARAMS)
+    key = store.keys("moving")[0]
+    slot = cluster.keyslot(key)
+    owner = cluster.get_node_from_key(key)
+    other = next(node for node in cluster.get_primaries() if node != owner)
+    mine = ActivityUpdate("moving", "e1", T0, RULES[0])
+
+    # The client's slot map still names the owner, which answers MOVED.
+    _assign_slot(cluster, slot, other)
+    try:
+        got = store.apply([mine])
+    finally:
+        for moved in store.keys("moving"):
+            cluster.delete(moved)
+        _assign_slot(cluster, slot, owner)
+
+    assert got == memory.apply([mine])
+
+
+def _assign_slot(cluster: redis.RedisCluster, slot: int, node: object) -> None:
+    """Give an empty slot to `node` on every master (CLUSTER SETSLOT ... NODE)."""
+    primaries = cluster.get_primaries()
+    node_id = cluster.get_redis_connection(node).cluster("myid")
+    for primary in primaries:
+        cluster.get_redis_connection(primary).cluster("setslot", slot, "node", node_id)
+
+
+def test_a_call_fails_within_a_few_timeouts_while_a_master_is_frozen() -> None:
+    with running_cluster() as servers:
+        url_node, frozen = servers[0], servers[1]
+        store = RedisStore(redis_client(cluster_config(url_node.port)), PARAMS)
+        memory = MemoryStore(PARAMS)
+        first, second = many_leads(300), many_leads(300, T0 + 1000)
+        store.apply(first)
+        memory.apply(first)
+
+        # Without a bound, the call would return only once the node is back.
+        with frozen_for(frozen, FAILING_CALL_BOUND_S + 5):
+            started = time.monotonic()
+            with pytest.raises(StateStoreError, match="Timeout"):
+                store.apply(second)
+            blocked_s = time.monotonic() - started
+
+        # The updates that did run before are found applied, not run again.
+        again = store.apply(second)
+        expected = memory.apply(second)
+
+    assert blocked_s < FAILING_CALL_BOUND_S
+    assert {_status(outcome) for outcome in again} <= {APPLIED, DUPLICATE}
+    assert _as_applied(again) == expected
+
+
+def test_a_replica_that_took_over_is_found_while_its_master_stays_frozen() -> None:
+    with running_cluster(replicas=1, node_timeout_ms=NODE_TIMEOUT_MS) as servers:
+        url_node, frozen = servers[0], servers[1]
+        store = RedisStore(redis_client(cluster_config(url_node.port)), PARAMS)
+        memory = MemoryStore(PARAMS)
+        updates = many_leads(300)
+        store.load_script()
+
+        attempts_s: list[float] = []
+        got = None
+        with frozen_for(frozen, READY_TIMEOUT_S) as still_frozen:
+            while got is None and still_frozen():
+                started = time.monotonic()
+                try:
+                    got = store.apply(updates)
+                except StateStoreError:
+                    time.sleep(0.2)  # as the pipeline waits between attempts
+                attempts_s.append(time.monotonic() - started)
+            frozen_at_success = still_frozen()
+
+    assert got is not None and frozen_at_success, "no success while frozen"
+    assert max(attempts_s) < FAILING_CALL_BOUND_S
+    assert _as_applied(got) == memory.apply(updates)
+
+
+@contextmanager
+def frozen_for(server: RedisServer, at_most_s: float) -> Iterator[Callable[[], bool]]:
+    """Freeze `server` (SIGSTOP) for the block, and at most `at_most_s`.
+
+    Yields a function that tells whether the server is still frozen.
+    """
+    server.pause()
+    thaw = threading.Timer(at_most_s, server.resume)
+    thaw.start()
+    try:
+        yield lambda: not thaw.finished.is_set()
+    finally:
+        thaw.cancel()
+        server.resume()
+
+
+def _status(outcome: Outcome | None) -> str:
+    assert outcome is not None
+    return outcome.status
+
+
+def _as_applied(outcomes: list[Outcome | None]) -> list[Outcome | None]:
+    """A repeated update returns the first outcome, as a duplicate."""
+    return [
+        None if o is None else dataclasses.replace(o, status=APPLIED) for o in outcomes
+    ]
