@@ -1,5 +1,6 @@
 """Wiring of the live service: Kafka clients, Redis, metrics, the pipeline."""
 
+import functools
 import gc
 import logging
 import re
@@ -13,6 +14,7 @@ from typing import Any
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from scorer.config import (
@@ -164,7 +166,7 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
     """Connect everything the live scorer needs; nothing is consumed yet."""
     metrics = metrics if metrics is not None else Metrics()
     store = RedisStore(
-        redis_client(config),
+        functools.partial(redis_client, config),
         Params.of(config.scoring),
         key_prefix=config.redis.key_prefix,
         ops_per_call=config.redis.ops_per_call,
@@ -302,12 +304,8 @@ def start_probes(
     if config.metrics.port is None:
         return None
 
-    short = config.redis.model_copy(update={"timeout_s": PING_TIMEOUT_S})
-    client = redis_client(config.model_copy(update={"redis": short}))
-    # One try: a probe must answer within its own timeout.
-    client.set_retry(Retry(NoBackoff(), 0))
     readiness = Readiness(
-        CachedPing(client.ping), config.metrics.stall_after / 1000, stop
+        CachedPing(redis_ping(config)), config.metrics.stall_after / 1000, stop
     )
 
     probes = ProbeServer(
@@ -315,6 +313,27 @@ def start_probes(
     )
     probes.start()
     return probes
+
+
+def redis_ping(config: Config) -> Callable[[], object]:
+    """A PING of the probes' own client, made at the first PING that can.
+
+    A cluster client cannot be made while the node of redis.url is down;
+    until it can, the PING fails as if Redis did not answer.
+    """
+    short = config.redis.model_copy(update={"timeout_s": PING_TIMEOUT_S})
+    short_config = config.model_copy(update={"redis": short})
+    client: redis.Redis | redis.RedisCluster | None = None
+
+    def ping() -> object:
+        nonlocal client
+        if client is None:
+            client = redis_client(short_config)
+            # One try: a probe must answer within its own timeout.
+            client.set_retry(Retry(NoBackoff(), 0))
+        return client.ping()
+
+    return ping
 
 
 def _fixed(
@@ -333,6 +352,10 @@ def _fixed(
 def _unreachable(exc: StateStoreError) -> bool:
     """Redis is down or silent, as opposed to refusing who we are."""
     cause = exc.__cause__
+    # A cluster client that reached no node raises the cluster's own error,
+    # chained to the node's (RedisClusterUnreachableError in redis-py 8).
+    while isinstance(cause, RedisClusterException) and cause.__cause__ is not None:
+        cause = cause.__cause__
     refused = isinstance(cause, redis.AuthenticationError | redis.ResponseError)
     away = isinstance(cause, redis.ConnectionError | redis.TimeoutError)
     return away and not refused

@@ -16,7 +16,7 @@ calls of a batch go out in one pipeline: one round trip per batch.
 import functools
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -40,6 +40,8 @@ from scorer.lead import (
 from scorer.rules import ScoringRule
 
 log = logging.getLogger(__name__)
+
+Client = redis.Redis | redis.RedisCluster
 
 # Marks a hash tag that is not the lead id itself (see `hash_tag`).
 ESCAPE = "~"
@@ -533,21 +535,29 @@ class RedisStore:
 
     def __init__(
         self,
-        client: "redis.Redis | redis.RedisCluster",
+        client: Client | Callable[[], Client],
         params: Params,
         key_prefix: str = "scorer",
         ops_per_call: int = 64,
         script: str = APPLY_UPDATES,
     ) -> None:
-        """`script` is the Lua text to run; benchmarks pass other versions."""
-        self.client = client
+        """`client` is a Redis client, or a function that makes one.
+
+        A cluster client can only be made while a node it is given answers
+        (redis-py reads the slot map at once), so the live scorer passes the
+        function: the store makes the client at its first call that reaches
+        the node, and a call before that fails like one Redis did not answer.
+        `script` is the Lua text to run; benchmarks pass other versions.
+        """
+        self._client: Client | None = None
+        self._make_client = client if callable(client) else None
+        self.cluster = False
+        self._cluster_calls: ClusterCalls | None = None
+        if not callable(client):
+            self._use(client)
         self.params = params
         self.prefix = key_prefix
         self.ops_per_call = ops_per_call
-        self.cluster = isinstance(client, redis.RedisCluster)
-        self._cluster_calls = (
-            ClusterCalls(client) if isinstance(client, redis.RedisCluster) else None
-        )
         self._global_args = [
             repr(params.fit_weight),
             repr(params.engagement_weight),
@@ -560,11 +570,31 @@ class RedisStore:
         self.script = script
         self._sha = ""
 
+    @property
+    def client(self) -> Client:
+        """The Redis client; made now if it was not given and is not made yet."""
+        if self._client is not None:
+            return self._client
+        assert self._make_client is not None
+        try:
+            client = self._make_client()
+        except (redis.RedisError, RedisClusterException) as exc:
+            raise StateStoreError(f"cannot connect to Redis: {exc}") from exc
+        self._use(client)
+        return client
+
+    def _use(self, client: Client) -> None:
+        self._client = client
+        self.cluster = isinstance(client, redis.RedisCluster)
+        if isinstance(client, redis.RedisCluster):
+            self._cluster_calls = ClusterCalls(client)
+
     def load_script(self) -> None:
         """Load the script (again: after a restart or SCRIPT FLUSH)."""
+        client = self.client
         try:
-            self._sha = str(self.client.script_load(self.script))
-        except redis.RedisError as exc:
+            self._sha = str(client.script_load(self.script))
+        except (redis.RedisError, RedisClusterException) as exc:
             raise StateStoreError(f"cannot load the scoring script: {exc}") from exc
 
     def keys(self, lead_id: str) -> tuple[str, str, str]:

@@ -6,12 +6,27 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from guarantees import (
+    Feeder,
+    OutputLog,
+    Report,
+    ScorerProcess,
+    check_outputs,
+    make_workload,
+    produce_workload,
+    raw_config,
+    replay_workload,
+    wait_caught_up,
+)
+from test_faults import CONSUMER, RATE, REDIS_TIMEOUT_S, pause_redis
 from test_state import PARAMS, RULES, T0, random_updates
 
-from scorer.config import Config, load_config
+from scorer.config import Config, load_config, parse_config
 from scorer.errors import StateStoreError
 from scorer.lead import (
     APPLIED,
@@ -26,15 +41,20 @@ from scorer.sandbox.redis import RedisServer
 from scorer.service import redis_client
 from scorer.state import RedisStore
 
+# Every test here starts redis-servers of its own.
+pytestmark = pytest.mark.integration
+
 NODES = 3
 READY_TIMEOUT_S = 30.0
-# redis.timeout_s of the fault tests' clients.
-TIMEOUT_S = 1.0
 # How long a store call may block while a node is frozen: a behaviour bound
 # (a few timeouts), not a benchmark.
-FAILING_CALL_BOUND_S = 5 * TIMEOUT_S
+FAILING_CALL_BOUND_S = 5 * REDIS_TIMEOUT_S
 # cluster-node-timeout of the failover test: a replica takes over after it.
 NODE_TIMEOUT_MS = 5000
+# cluster-node-timeout that outlasts the fault tests' pause: no failover.
+LONG_NODE_TIMEOUT_MS = 60_000
+PARTITIONS = 4
+FROZEN_RUN_EVENTS = 16_000  # 20 s at the fault tests' rate
 
 
 @contextmanager
@@ -101,7 +121,7 @@ def cluster_config(port: int) -> Config:
     overrides = {
         "redis.url": f"redis://127.0.0.1:{port}/0",
         "redis.cluster": "true",
-        "redis.timeout_s": str(TIMEOUT_S),
+        "redis.timeout_s": str(REDIS_TIMEOUT_S),
     }
     return load_config(environ={}, overrides=overrides)
 
@@ -268,3 +288,104 @@ def _as_applied(outcomes: list[Outcome | None]) -> list[Outcome | None]:
     return [
         None if o is None else dataclasses.replace(o, status=APPLIED) for o in outcomes
     ]
+
+
+def test_a_scorer_holds_its_batch_while_a_master_is_frozen(
+    kafka_bootstrap: str, fresh_topics: Any, tmp_path: Path
+) -> None:
+    """The fault test's long pause (test_faults.py), on one master of a cluster.
+
+    No replica takes over: the node timeout outlasts the pause.
+    """
+    events, out, dlq = fresh_topics("events", "out", "dlq", partitions=PARTITIONS)
+    with running_cluster(node_timeout_ms=LONG_NODE_TIMEOUT_MS) as servers:
+        url_node, frozen = servers[0], servers[1]
+        raw = cluster_raw_config(kafka_bootstrap, url_node.port, events, out, dlq)
+        config = parse_config(raw)
+        workload = make_workload(FROZEN_RUN_EVENTS, 800, seed=23)
+        expected = replay_workload(config, workload)
+
+        reader = OutputLog(kafka_bootstrap, out)
+        feeder = Feeder(kafka_bootstrap, events, workload, RATE)
+        scorer = ScorerProcess(raw, tmp_path, "scorer")
+        reader.start()
+        scorer.start()
+        try:
+            scorer.wait_assigned()
+            feeder.start()
+            reader.wait_for_more(30.0)
+            time.sleep(2.0)
+            figures = pause_redis(frozen, scorer, reader)
+            feeder.finish()
+            wait_caught_up(kafka_bootstrap, raw["kafka"]["group_id"], events)
+            assert scorer.terminate() == 0
+        finally:
+            scorer.ensure_stopped()
+        outputs = reader.finish()
+
+    log = scorer.log_text()
+    assert " WARNING scorer.pipeline redis unavailable; batch held" in log
+    figures |= check_outputs(expected, outputs)
+    Report("cluster-frozen-master", figures).print()
+
+
+def test_a_scorer_waits_for_the_node_of_its_url_at_start(
+    kafka_bootstrap: str, fresh_topics: Any, tmp_path: Path
+) -> None:
+    events, out, dlq = fresh_topics("events", "out", "dlq")
+    with running_cluster(replicas=1) as servers:
+        url_node = servers[NODES]  # a replica: the cluster works without it
+        url_node.stop()
+        raw = cluster_raw_config(kafka_bootstrap, url_node.port, events, out, dlq)
+        config = parse_config(raw)
+        workload = make_workload(300, 30, seed=29)
+        expected = replay_workload(config, workload)
+
+        reader = OutputLog(kafka_bootstrap, out)
+        scorer = ScorerProcess(raw, tmp_path, "scorer")
+        reader.start()
+        scorer.start()
+        try:
+            scorer.wait_assigned()  # up, and in the group, without Redis
+            produce_workload(kafka_bootstrap, events, workload)
+            wait_until(
+                lambda: (
+                    scorer.metric("scorer_waiting_for_dependency", dependency="redis")
+                    == 1.0
+                )
+            )
+            url_node.restart()
+            reader.wait_for(len(expected.outputs))
+            assert scorer.terminate() == 0
+        finally:
+            scorer.ensure_stopped()
+        outputs = reader.finish()
+
+    log = scorer.log_text()
+    assert "redis unreachable at start; scoring waits for it" in log
+    assert "Traceback" not in log
+    check_outputs(expected, outputs)
+
+
+def cluster_raw_config(
+    bootstrap: str, port: int, events: str, out: str, dlq: str
+) -> dict[str, Any]:
+    """The fault tests' config, on the cluster reached at the node on `port`."""
+    raw = raw_config(
+        bootstrap,
+        f"redis://127.0.0.1:{port}/0",
+        events,
+        out,
+        dlq,
+        consumer_settings=CONSUMER,
+        redis_timeout_s=REDIS_TIMEOUT_S,
+    )
+    raw["redis"]["cluster"] = True
+    return raw
+
+
+def wait_until(done: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.2)
