@@ -616,6 +616,11 @@ class Redis(Frozen):
     password: SecretStr | None = None
     tls: RedisTls | None = Field(default=None, description="needs a rediss:// url")
     cluster: bool = False
+    cluster_nodes: tuple[str, ...] = Field(
+        default=(),
+        description="with cluster: more nodes, as host:port, that tell the "
+        "cluster's layout when the url's node does not answer",
+    )
     key_prefix: str = Field(default="scorer", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     timeout_s: Number = Field(
         default=5.0,
@@ -659,11 +664,41 @@ class Redis(Frozen):
             raise ValueError("the url's port is not a number from 0 to 65535") from None
         return value
 
+    @field_validator("cluster_nodes")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # The message leaves the address out: a mistaken one may hold a
+        # password (user:pw@host:port).
+        for number, address in enumerate(value, 1):
+            try:
+                node_address(address)
+            except ValueError as exc:
+                raise ValueError(f"item {number}: {exc}") from None
+        return value
+
     @model_validator(mode="after")
     def _tls_scheme(self) -> Self:
         if self.tls is not None and urlsplit(self.url).scheme != "rediss":
             raise ValueError("tls needs a rediss:// url")
         return self
+
+    @model_validator(mode="after")
+    def _nodes_of_a_cluster(self) -> Self:
+        if self.cluster_nodes and not self.cluster:
+            raise ValueError("cluster_nodes needs cluster: true")
+        return self
+
+
+def node_address(address: str) -> tuple[str, int]:
+    """`host:port` (an IPv6 host in brackets) as its host and port."""
+    parts = urlsplit(f"//{address}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not port or not parts.hostname or parts.netloc != address or "@" in address:
+        raise ValueError("give host:port, with a port from 1 to 65535")
+    return parts.hostname, port
 
 
 class Pipeline(Frozen):

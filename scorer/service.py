@@ -14,6 +14,7 @@ from typing import Any
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
@@ -24,6 +25,7 @@ from scorer.config import (
     Config,
     Kafka,
     RedisTls,
+    node_address,
 )
 from scorer.errors import ConfigError, StateStoreError
 from scorer.lead import Params
@@ -146,7 +148,15 @@ def redis_client(config: Config) -> "redis.Redis | redis.RedisCluster":
     if config.redis.tls is not None:
         options.update(redis_tls_options(config.redis.tls))
     if cluster:
-        return redis.RedisCluster.from_url(config.redis.url, **options)
+        # redis-py asks these and the url's node for the slot map. Its
+        # ClusterNode is untyped (no-untyped-call).
+        nodes = [
+            ClusterNode(*node_address(a))  # type: ignore[no-untyped-call]
+            for a in config.redis.cluster_nodes
+        ]
+        return redis.RedisCluster.from_url(
+            config.redis.url, startup_nodes=nodes, **options
+        )
     return redis.Redis.from_url(config.redis.url, **options)
 
 

@@ -367,6 +367,37 @@ def test_a_scorer_waits_for_the_node_of_its_url_at_start(
     check_outputs(expected, outputs)
 
 
+def test_a_scorer_finds_the_cluster_by_another_node_when_its_url_node_is_down(
+    kafka_bootstrap: str, fresh_topics: Any, tmp_path: Path
+) -> None:
+    events, out, dlq = fresh_topics("events", "out", "dlq")
+    with running_cluster(replicas=1) as servers:
+        url_node, other = servers[NODES], servers[0]
+        url_node.stop()
+        raw = cluster_raw_config(kafka_bootstrap, url_node.port, events, out, dlq)
+        raw["redis"]["cluster_nodes"] = [f"127.0.0.1:{other.port}"]
+        config = parse_config(raw)
+        workload = make_workload(300, 30, seed=31)
+        expected = replay_workload(config, workload)
+
+        reader = OutputLog(kafka_bootstrap, out)
+        scorer = ScorerProcess(raw, tmp_path, "scorer")
+        reader.start()
+        scorer.start()
+        try:
+            scorer.wait_assigned()
+            produce_workload(kafka_bootstrap, events, workload)
+            reader.wait_for(len(expected.outputs))  # the url's node still down
+            assert scorer.terminate() == 0
+        finally:
+            scorer.ensure_stopped()
+        outputs = reader.finish()
+
+    log = scorer.log_text()
+    assert "redis unreachable" not in log and "redis unavailable" not in log
+    check_outputs(expected, outputs)
+
+
 def cluster_raw_config(
     bootstrap: str, port: int, events: str, out: str, dlq: str
 ) -> dict[str, Any]:

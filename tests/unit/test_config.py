@@ -6,7 +6,12 @@ from typing import Any
 import pytest
 import yaml
 
-from scorer.config import default_config_path, load_config, parse_config
+from scorer.config import (
+    default_config_path,
+    load_config,
+    node_address,
+    parse_config,
+)
 from scorer.errors import ConfigError
 
 
@@ -200,6 +205,42 @@ def test_a_redis_url_with_a_bad_port_is_named_without_the_url(port: str) -> None
     assert error.field == "redis.url"
     assert "port" in error.message
     assert "s3cret" not in str(error) and port not in error.message
+
+
+def test_more_cluster_nodes_are_read_as_hosts_and_ports() -> None:
+    raw = default_raw()
+    raw["redis"] = {
+        "url": "redis://10.0.0.1:7000/0",
+        "cluster": True,
+        "cluster_nodes": ["10.0.0.2:7000", "redis-3.local:7001", "[fd00::4]:7000"],
+    }
+
+    config = parse_config(raw)
+    nodes = [node_address(a) for a in config.redis.cluster_nodes]
+
+    assert nodes == [("10.0.0.2", 7000), ("redis-3.local", 7001), ("fd00::4", 7000)]
+
+
+@pytest.mark.parametrize(
+    "address", ["10.0.0.2", "10.0.0.2:0", "10.0.0.2:99999", ":7000", "u:pw@h:7000"]
+)
+def test_a_cluster_node_that_is_not_host_and_port_is_refused(address: str) -> None:
+    raw = default_raw()
+    raw["redis"] = {"cluster": True, "cluster_nodes": [address]}
+
+    error = error_of(raw)
+    assert error.field == "redis.cluster_nodes"
+    assert error.message == "item 1: give host:port, with a port from 1 to 65535"
+    assert "pw" not in str(error)
+
+
+def test_cluster_nodes_need_a_cluster() -> None:
+    raw = default_raw()
+    raw["redis"] = {"cluster_nodes": ["10.0.0.2:7000"]}
+
+    error = error_of(raw)
+    assert error.field == "redis"
+    assert "cluster: true" in error.message
 
 
 def test_a_binary_config_file_is_a_clear_error(tmp_path: Path) -> None:
