@@ -84,6 +84,8 @@ def running_cluster(
             capture_output=True,
         )
         _wait_for_cluster([server.port for server in servers])
+        roles = [_role(server.port) for server in servers]
+        assert roles == ["master"] * NODES + ["slave"] * (NODES * replicas)
         yield servers
     finally:
         for server in servers:
@@ -114,6 +116,11 @@ def _ready(node: redis.Redis) -> bool:
     up = node.cluster("info").get("cluster_state") == "ok"
     link = node.info("replication").get("master_link_status", "up")
     return bool(up and link == "up")
+
+
+def _role(port: int) -> str:
+    with redis.Redis(port=port) as node:
+        return str(node.info("replication")["role"])
 
 
 def cluster_config(port: int) -> Config:
