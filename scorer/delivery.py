@@ -95,12 +95,28 @@ class Handoff:
         return [tp for tp in self.offsets if (tp.topic, tp.partition) in owned]
 
 
+class Deliveries:
+    """Messages handed to one producer, and the failures it reported.
+
+    Successes go unreported (the pipeline's producer sets
+    delivery.report.only.error): a message is acknowledged once its producer
+    has flushed without reporting it failed. A producer replaced meanwhile
+    voids that, since its purge may leave messages unreported (a two-broker
+    kill lost an output so): all it was given is produced again.
+    """
+
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+        self.items: list[Outgoing] = []
+        self.failures: list[tuple[Outgoing, KafkaError]] = []
+
+
 @dataclass(slots=True)
 class Sent:
     """A batch whose outputs were handed to the producer, not yet confirmed."""
 
     handoff: Handoff
-    failures: list[tuple[Outgoing, KafkaError]]  # filled by delivery reports
+    deliveries: Deliveries  # failures filled by delivery reports
 
 
 class Waiting:
@@ -170,8 +186,8 @@ class _Delivery:
     def _replace_producer(self, why: str) -> None:
         """Carry on with a new producer: the old one failed for good or is stuck.
 
-        What the old one had queued is purged, which reports each message
-        as failed to its batch; the batch produces them again.
+        What the old one had queued is purged, and the batch produces again
+        all it gave the old one (see Deliveries).
         """
         log.warning("producer %s; replacing it", why)
         self.producer.purge()
@@ -194,7 +210,7 @@ class AtLeastOnce(_Delivery):
 
     def confirm(self, sent: Sent) -> None:
         """Wait for every ack, producing failed messages again; then commit."""
-        pending = self._await(sent.failures)
+        pending = self._await(sent.deliveries)
         while pending:
             self.metrics.produce_retries.inc(len(pending))
             pending = self._await(self._produce(pending))
@@ -217,17 +233,24 @@ class AtLeastOnce(_Delivery):
             log.warning("outputs unacknowledged at stop count=%d", remaining)
         self.commit_stored("stop")
 
-    def _produce(self, outgoing: list[Outgoing]) -> list[tuple[Outgoing, KafkaError]]:
-        """Hand messages to the producer; failures are reported into the list."""
-        failures: list[tuple[Outgoing, KafkaError]] = []
+    def _produce(self, outgoing: list[Outgoing]) -> Deliveries:
+        """Hand messages to the producer; failures are reported into Deliveries."""
+        deliveries = Deliveries(self.producer)
+        deliveries.items = outgoing
         for item in outgoing:
-            produce(self.producer, item, self._report(item, failures))
-        return failures
+            produce(self.producer, item, self._report(item, deliveries.failures))
+        return deliveries
 
-    def _await(self, failures: list[tuple[Outgoing, KafkaError]]) -> list[Outgoing]:
-        """Wait for the acks of what was produced; returns the messages that failed."""
+    def _await(self, deliveries: Deliveries) -> list[Outgoing]:
+        """Wait for the acks of what was produced; returns what to produce again."""
         if self.producer.flush(ACK_WAIT_S):
             self._wait_for_acks()
+        if self.producer is not deliveries.producer:
+            count = len(deliveries.items)
+            log.warning("producing again through the new producer count=%d", count)
+            return deliveries.items
+
+        failures = deliveries.failures
         if not failures:
             return []
 
@@ -346,7 +369,7 @@ class Transactional(_Delivery):
         while True:
             try:
                 if self._attempt(handoff):
-                    return Sent(handoff, [])
+                    return Sent(handoff, Deliveries(self.producer))
             except StuckCall as exc:
                 self._abandon_producer(exc)
             with self.waiting.holding("kafka"):

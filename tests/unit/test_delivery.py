@@ -264,8 +264,17 @@ class StuckProducer:
         return len(self.queued)
 
 
+class SilentlyPurgedProducer(StuckProducer):
+    """Stuck too, but its purge reports nothing: librdkafka left messages
+    queued for a dead broker unreported after a purge (a two-broker kill)."""
+
+    def purge(self) -> None:
+        self.queued = []
+
+
 class AckingProducer:
-    """Acknowledges every message at once; keeps their values."""
+    """Acknowledges every message at once, and reports only failures (as
+    delivery.report.only.error has librdkafka do); keeps their values."""
 
     def __init__(self) -> None:
         self.values: list[bytes] = []
@@ -280,9 +289,12 @@ class AckingProducer:
         return 0
 
 
-def test_outputs_stuck_in_their_producer_go_out_through_a_new_one() -> None:
+@pytest.mark.parametrize("stuck_kind", [StuckProducer, SilentlyPurgedProducer])
+def test_outputs_stuck_in_their_producer_go_out_through_a_new_one(
+    stuck_kind: type[StuckProducer],
+) -> None:
     owned, consumer = assignment()
-    stuck, fresh = StuckProducer(), AckingProducer()
+    stuck, fresh = stuck_kind(), AckingProducer()
     made = iter([stuck, fresh])
     metrics = Metrics()
     waiting = Waiting(owned, metrics, threading.Event())
