@@ -105,9 +105,9 @@ class Deliveries:
     kill lost an output so): all it was given is produced again.
     """
 
-    def __init__(self, producer: Producer) -> None:
+    def __init__(self, producer: Producer, items: list[Outgoing]) -> None:
         self.producer = producer
-        self.items: list[Outgoing] = []
+        self.items = items
         self.failures: list[tuple[Outgoing, KafkaError]] = []
 
 
@@ -235,8 +235,7 @@ class AtLeastOnce(_Delivery):
 
     def _produce(self, outgoing: list[Outgoing]) -> Deliveries:
         """Hand messages to the producer; failures are reported into Deliveries."""
-        deliveries = Deliveries(self.producer)
-        deliveries.items = outgoing
+        deliveries = Deliveries(self.producer, outgoing)
         for item in outgoing:
             produce(self.producer, item, self._report(item, deliveries.failures))
         return deliveries
@@ -369,7 +368,7 @@ class Transactional(_Delivery):
         while True:
             try:
                 if self._attempt(handoff):
-                    return Sent(handoff, Deliveries(self.producer))
+                    return Sent(handoff, Deliveries(self.producer, handoff.outgoing))
             except StuckCall as exc:
                 self._abandon_producer(exc)
             with self.waiting.holding("kafka"):

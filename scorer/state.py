@@ -551,7 +551,6 @@ class RedisStore:
         """
         self._client: Client | None = None
         self._make_client = client if callable(client) else None
-        self.cluster = False
         self._cluster_calls: ClusterCalls | None = None
         if not callable(client):
             self._use(client)
@@ -583,9 +582,12 @@ class RedisStore:
         self._use(client)
         return client
 
+    @property
+    def cluster(self) -> bool:
+        return self._cluster_calls is not None
+
     def _use(self, client: Client) -> None:
         self._client = client
-        self.cluster = isinstance(client, redis.RedisCluster)
         if isinstance(client, redis.RedisCluster):
             self._cluster_calls = ClusterCalls(client)
 
