@@ -630,7 +630,11 @@ class Redis(Frozen):
         f"{MAX_TIMEOUT_S}",
     )
     ops_per_call: Integer = Field(
-        default=64, ge=1, le=1000, description="score updates per Lua script call"
+        default=64,
+        ge=1,
+        le=1000,
+        description="score updates per Lua script call (a lead's updates of "
+        "a batch are never split, so a call may carry more)",
     )
 
     @model_validator(mode="before")

@@ -9,8 +9,10 @@ one Redis Cluster slot and one script may touch them together:
   a redelivered event re-publishes exactly what the first delivery did.
 
 A script call carries up to `ops_per_call` updates and applies them one after
-another; on a cluster the updates of one call are those of one slot. The
-calls of a batch go out in one pipeline: one round trip per batch.
+another; a lead's updates of a batch always share one call (more than
+`ops_per_call` if it has more), and on a cluster the updates of one call are
+those of one slot. The calls of a batch go out in one pipeline: one round
+trip per batch.
 """
 
 import functools
@@ -637,20 +639,33 @@ class RedisStore:
                     yield lead_of_tag(key[len(self.prefix) + 2 : -3])
 
     def _calls(self, updates: Sequence[Update]) -> list[list[int]]:
-        """Group update positions into script calls, keeping per-lead order."""
-        groups: dict[int, list[int]] = defaultdict(list)
+        """Group update positions into script calls, each lead's in one call.
+
+        The calls of a round trip succeed or fail one by one: under OOM, an
+        ACL or MISCONF refusal, a call can fail while a later one runs. Were
+        a lead's updates split between the two, the retry would apply its
+        earlier updates after its later ones, and publish other scores than
+        the consumed order gives. So a lead's updates share a call, in order,
+        even when they are more than `ops_per_call`.
+        """
+        by_slot: dict[int, dict[str, list[int]]] = defaultdict(dict)
         for position, update in enumerate(updates):
             # The slot matters on a cluster only; CRC16 per update is not free.
             slot = (
                 key_slot(self.keys(update.lead_id)[0].encode()) if self.cluster else 0
             )
-            groups[slot].append(position)
-        size = self.ops_per_call
-        return [
-            members[start : start + size]
-            for members in groups.values()
-            for start in range(0, len(members), size)
-        ]
+            by_slot[slot].setdefault(update.lead_id, []).append(position)
+
+        calls: list[list[int]] = []
+        for leads in by_slot.values():
+            call: list[int] = []
+            for positions in leads.values():
+                if call and len(call) + len(positions) > self.ops_per_call:
+                    calls.append(call)
+                    call = []
+                call += positions
+            calls.append(call)
+        return calls
 
     def _execute(self, updates: Sequence[Update], calls: list[list[int]]) -> list[Any]:
         for attempt in (1, 2):

@@ -14,6 +14,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scorer.errors import StateStoreError
 from scorer.events import Forget
 from scorer.lead import (
     APPLIED,
@@ -310,3 +311,43 @@ def test_a_lead_id_maps_to_one_hash_tag_and_back(
 
     assert tag and not tag.startswith("}")
     assert list(store.lead_ids()) == [lead]
+
+
+def test_a_call_refused_while_a_later_one_runs_keeps_each_leads_order() -> None:
+    """Calls of one round trip fail one by one (OOM, ACL, MISCONF refusals).
+
+    Here an ACL refuses the keys of lead "no" until it is granted them: the
+    call holding that lead fails while the next runs. Had lead "ok" been
+    split over both calls, the retry would apply its first updates after its
+    last ones, and their outcomes would not be those of the consumed order.
+    """
+    updates: list[Update] = [ActivityUpdate("no", "n0", T0, RULES[3])]
+    updates += [
+        ActivityUpdate("ok", f"e{i}", T0 + i * 3_600_000, RULES[3]) for i in range(6)
+    ]
+    expected = MemoryStore(PARAMS).apply(updates)
+
+    with RedisServer() as server:
+        admin = server.client()
+        admin.acl_setuser(
+            "limited",
+            enabled=True,
+            passwords=["+pw"],
+            keys=["p:{ok}*"],
+            commands=["+@all"],
+        )
+        limited = redis.Redis(
+            host="127.0.0.1", port=server.port, username="limited", password="pw"
+        )
+        store = RedisStore(limited, PARAMS, key_prefix="p", ops_per_call=4)
+        with pytest.raises(StateStoreError, match="no permissions"):
+            store.apply(updates)
+        assert admin.exists(store.keys("ok")[0]) == 1  # the later call did run
+
+        admin.acl_setuser("limited", keys=["*"])
+        got = store.apply(updates)
+
+    # The retry finds "ok"'s updates applied and returns their first outcomes.
+    assert [o.status for o in got if o is not None] == [APPLIED] + [DUPLICATE] * 6
+    as_first = [replace(o, status=APPLIED) if o is not None else None for o in got]
+    assert as_first == expected
