@@ -19,6 +19,7 @@ commit offsets only for partitions the instance still owns.
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,16 +132,23 @@ class Waiting:
         # Told of each poll of the held consumer: it is the consume loop's
         # poll while the loop waits (the pipeline's poll time and metric).
         self.on_poll: Callable[[], None] | None = None
+        self._holds: Counter[str] = Counter()
 
     @contextmanager
     def holding(self, dependency: str) -> Iterator[None]:
-        """Hold the consumer (see scorer.assignment) while `dependency` is away."""
+        """Hold the consumer (see scorer.assignment) while `dependency` is away.
+
+        Holds nest: the waiting gauge falls back to 0 with the outermost.
+        """
         self.assignment.hold()
+        self._holds[dependency] += 1
         self.metrics.waiting.labels(dependency).set(1)
         try:
             yield
         finally:
-            self.metrics.waiting.labels(dependency).set(0)
+            self._holds[dependency] -= 1
+            if not self._holds[dependency]:
+                self.metrics.waiting.labels(dependency).set(0)
             self.assignment.release()
 
     def serve_for(self, seconds: float, producer: Producer | None = None) -> None:
@@ -200,6 +208,7 @@ class AtLeastOnce(_Delivery):
 
     name = "at-least-once"
     stuck_acks_s = STUCK_ACKS_S
+    _failure_logged_s = float("-inf")
 
     def start(self) -> None:
         """Nothing to set up: the idempotent producer needs no handshake."""
@@ -211,9 +220,8 @@ class AtLeastOnce(_Delivery):
     def confirm(self, sent: Sent) -> None:
         """Wait for every ack, producing failed messages again; then commit."""
         pending = self._await(sent.deliveries)
-        while pending:
-            self.metrics.produce_retries.inc(len(pending))
-            pending = self._await(self._produce(pending))
+        if pending:
+            self._produce_until_acknowledged(pending)
 
         owned = self.waiting.assignment.still_owned(sent.handoff.epochs)
         self._commit(sent.handoff.offsets_of(owned))
@@ -232,6 +240,24 @@ class AtLeastOnce(_Delivery):
         if remaining:
             log.warning("outputs unacknowledged at stop count=%d", remaining)
         self.commit_stored("stop")
+
+    def _produce_until_acknowledged(self, pending: list[Outgoing]) -> None:
+        """Produce again what failed, holding the consumer, until all is acked.
+
+        A failure can last: a topic whose max.message.bytes refuses the
+        outputs fails each attempt at once. Backing off between attempts, and
+        serving the consumer meanwhile, keeps the scorer in its group, its
+        CPU and its log quiet, and shows the wait in the metrics.
+        """
+        delay = FIRST_RETRY_DELAY_S
+        with self.waiting.holding("kafka"):
+            while True:
+                self.metrics.produce_retries.inc(len(pending))
+                pending = self._await(self._produce(pending))
+                if not pending:
+                    return
+                self.waiting.serve_for(delay, self.producer)
+                delay = min(delay * 2, MAX_RETRY_DELAY_S)
 
     def _produce(self, outgoing: list[Outgoing]) -> Deliveries:
         """Hand messages to the producer; failures are reported into Deliveries."""
@@ -254,12 +280,16 @@ class AtLeastOnce(_Delivery):
             return []
 
         first = failures[0][1]
-        log.warning(
-            "deliveries failed; producing again count=%d code=%s: %s",
-            len(failures),
-            first.name(),
-            first.str(),
-        )
+        now = time.monotonic()
+        if now - self._failure_logged_s >= WAIT_LOG_EVERY_S:
+            # Once per WAIT_LOG_EVERY_S: a lasting failure repeats every 2 s.
+            self._failure_logged_s = now
+            log.warning(
+                "deliveries failed; producing again count=%d code=%s: %s",
+                len(failures),
+                first.name(),
+                first.str(),
+            )
         fatal = [error for _, error in failures if error.fatal()]
         if fatal:
             self._replace_producer(_failed_for_good(fatal[0]))

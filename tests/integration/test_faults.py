@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
 from guarantees import (
     Feeder,
     OutputLog,
@@ -216,3 +223,68 @@ def test_broker_restart(redis_url: str, tmp_path: Path, transactional: bool) -> 
     )
     figures |= {"broker_down_s": round(back - down, 1), "recovery_s": recovery}
     Report(f"broker-restart transactional={transactional}", figures).print()
+
+
+def test_an_output_topic_refusing_the_outputs_holds_the_scorer_in_its_group(
+    kafka_bootstrap: str, fresh_topics: Any, redis_url: str, tmp_path: Path
+) -> None:
+    """A topic whose max.message.bytes is below the outputs' size refuses
+    each of them at once, for as long as the setting stays. The scorer must
+    hold the batch, keep polling (or leave its group after
+    max.poll.interval.ms), say so in the metrics, and lose nothing."""
+    events, out, dlq = fresh_topics("events", "out", "dlq", partitions=PARTITIONS)
+    raw = raw_config(
+        kafka_bootstrap, redis_url, events, out, dlq, consumer_settings=CONSUMER
+    )
+    config = parse_config(raw)
+    workload = make_workload(KAFKA_EVENTS, 600, seed=41)
+    expected = replay_workload(config, workload)
+
+    reader = OutputLog(kafka_bootstrap, out)
+    feeder = Feeder(kafka_bootstrap, events, workload, RATE)
+    scorer = ScorerProcess(raw, tmp_path, "scorer")
+    reader.start()
+    scorer.start()
+    try:
+        scorer.wait_assigned()
+        feeder.start()
+        reader.wait_for_more(30.0)
+        set_max_message_bytes(kafka_bootstrap, out, "200")
+        time.sleep(PAUSE_S)  # longer than max.poll.interval.ms
+        waiting = scorer.metric("scorer_waiting_for_dependency", dependency="kafka")
+        set_max_message_bytes(kafka_bootstrap, out, None)
+        back = time.monotonic()
+        recovery = recovery_s(reader, back)
+        feeder.finish()
+        wait_caught_up(kafka_bootstrap, raw["kafka"]["group_id"], events)
+        figures = rebalances(scorer)
+        figures["produce_retries"] = scorer.metric("scorer_produce_retries_total")
+        assert scorer.terminate() == 0
+    finally:
+        scorer.ensure_stopped()
+    outputs = reader.finish()
+
+    figures |= check_results(config, redis_url, expected, outputs)
+    figures |= {"waiting_for_kafka": waiting, "recovery_s": recovery}
+    log = scorer.log_text()
+    assert waiting == 1.0
+    assert figures["lost"] == 0 and figures["revoke"] == 0
+    assert figures["produce_retries"] > 0
+    # One line per 10 s of refusals, not one per attempt.
+    assert 1 <= log.count("deliveries failed; producing again") <= PAUSE_S / 10 + 2
+    Report("output-topic-refuses", figures).print()
+
+
+def set_max_message_bytes(bootstrap: str, topic: str, value: str | None) -> None:
+    """Set the topic's max.message.bytes, or delete it back to the broker's."""
+    operation = AlterConfigOpType.DELETE if value is None else AlterConfigOpType.SET
+    resource = ConfigResource(
+        ResourceType.TOPIC,
+        topic,
+        incremental_configs=[
+            ConfigEntry("max.message.bytes", value, incremental_operation=operation)
+        ],
+    )
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=30)

@@ -310,3 +310,81 @@ def test_outputs_stuck_in_their_producer_go_out_through_a_new_one(
     assert fresh.values == [b"a", b"b"]
     retries = metrics.registry.get_sample_value("scorer_produce_retries_total")
     assert retries == 2
+
+
+class RefusingProducer(AckingProducer):
+    """Fails every message at once for `refusals` attempts, as a topic whose
+    max.message.bytes is below the outputs' size does; then acknowledges.
+    Each attempt records the wait gauge and the consumer's polls so far."""
+
+    def __init__(self, refusals: int, metrics: Metrics, consumer: "CountingConsumer"):
+        super().__init__()
+        self.refusals = refusals
+        self.metrics = metrics
+        self.consumer = consumer
+        self.attempts: list[tuple[float | None, int]] = []
+        self.reports: list[Callable[[KafkaError | None, Any], None]] = []
+        self.flushed = True
+
+    def produce(self, _topic: str, value: bytes, **kwargs: Any) -> None:
+        if self.flushed:  # the first message of an attempt
+            self.flushed = False
+            gauge = self.metrics.registry.get_sample_value(
+                "scorer_waiting_for_dependency", {"dependency": "kafka"}
+            )
+            self.attempts.append((gauge, self.consumer.polls))
+        if len(self.attempts) <= self.refusals:
+            self.reports.append(kwargs["on_delivery"])
+        else:
+            self.values.append(value)
+
+    def flush(self, _timeout_s: float = 0.0) -> int:
+        self.flushed = True
+        for report in self.reports:
+            report(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
+        self.reports = []
+        return 0
+
+
+class CountingConsumer(StandInConsumer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.polls = 0
+
+    def consume(self, count: int, timeout_s: float) -> list[StandInMessage]:
+        self.polls += 1
+        return super().consume(count, timeout_s)
+
+
+def test_refused_outputs_are_produced_again_after_a_wait_that_serves_the_consumer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consumer = CountingConsumer()
+    metrics = Metrics()
+    owned = Assignment(consumer, metrics)  # type: ignore[arg-type]
+    owned.on_assign(consumer, tps(0))  # type: ignore[arg-type]
+    producer = RefusingProducer(3, metrics, consumer)
+    waiting = Waiting(owned, metrics, threading.Event())
+    delivery = AtLeastOnce(lambda: producer, consumer, waiting, metrics)  # type: ignore[arg-type,return-value]
+    outgoing = [
+        Outgoing("out", b"L1", value, [], ("events", 0)) for value in (b"a", b"b")
+    ]
+
+    delivery.confirm(delivery.send(Handoff(outgoing, [], {})))
+
+    assert producer.values == [b"a", b"b"]
+    gauges = [gauge for gauge, _ in producer.attempts]
+    polls = [count for _, count in producer.attempts]
+    # The first attempt is the batch's own; the retries wait, holding the
+    # consumer and polling it, with the wait in the metrics.
+    assert gauges == [0.0, 1.0, 1.0, 1.0]
+    assert polls[0] == 0 and polls[1] < polls[2] < polls[3]
+    assert consumer.paused == set() and consumer.resumed == [("events", 0)]
+    assert (
+        metrics.registry.get_sample_value(
+            "scorer_waiting_for_dependency", {"dependency": "kafka"}
+        )
+        == 0.0
+    )
+    failures = [r for r in caplog.records if "deliveries failed" in r.getMessage()]
+    assert len(failures) == 1  # one line per WAIT_LOG_EVERY_S, not per attempt
