@@ -595,11 +595,15 @@ class RedisStore:
 
     def load_script(self) -> None:
         """Load the script (again: after a restart or SCRIPT FLUSH)."""
+        # Unset until both steps pass, so that the next call tries again.
+        self._sha = ""
         client = self.client
         try:
-            self._sha = str(client.script_load(self.script))
+            sha = str(client.script_load(self.script))
         except (redis.RedisError, RedisClusterException) as exc:
             raise StateStoreError(f"cannot load the scoring script: {exc}") from exc
+        _refuse_eviction(client)
+        self._sha = sha
 
     def keys(self, lead_id: str) -> tuple[str, str, str]:
         tagged = f"{self.prefix}:{{{hash_tag(lead_id)}}}"
@@ -724,6 +728,44 @@ class RedisStore:
                 text = encoded.decode() if isinstance(encoded, bytes) else encoded
                 outcomes[position] = Outcome.decode(text) if text else None
         return outcomes
+
+
+def _refuse_eviction(client: Client) -> None:
+    """Stop if Redis may evict keys (on any master of a cluster).
+
+    An evicted key takes a lead's score, or its memory of applied events
+    (a redelivered event would count twice), or of an erasure, and nothing
+    tells: the state is only right under maxmemory-policy noeviction, or
+    with no maxmemory at all. Checked wherever the script is loaded: at
+    start-up, and after a Redis restart or a SCRIPT FLUSH.
+    """
+    try:
+        if isinstance(client, redis.RedisCluster):
+            infos = {
+                node.name: client.get_redis_connection(node).info("memory")
+                for node in client.get_primaries()  # type: ignore[no-untyped-call]
+            }
+        else:
+            infos = {"": client.info("memory")}
+    except redis.ResponseError as exc:
+        # INFO is in the @dangerous ACL category, which a user may lack.
+        log.warning(
+            "cannot check Redis's maxmemory-policy (%s); it must be noeviction", exc
+        )
+        return
+    except (redis.RedisError, RedisClusterException) as exc:
+        raise StateStoreError(f"cannot read Redis's memory settings: {exc}") from exc
+
+    for node, info in infos.items():
+        policy, limit = info.get("maxmemory_policy"), int(info.get("maxmemory", 0))
+        if limit and policy != "noeviction":
+            where = f" {node}" if node else ""
+            raise StateStoreError(
+                f"Redis{where} may evict keys (maxmemory {limit}, "
+                f"maxmemory-policy {policy}): an evicted key loses a lead's "
+                "score or its memory of applied events; set maxmemory-policy "
+                "noeviction, or no maxmemory"
+            )
 
 
 def hash_tag(lead_id: str) -> str:

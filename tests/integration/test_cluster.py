@@ -427,3 +427,21 @@ def wait_until(done: Callable[[], bool], timeout_s: float = 60.0) -> None:
     while not done():
         assert time.monotonic() < deadline, "not in time"
         time.sleep(0.2)
+
+
+def test_a_cluster_with_a_master_that_may_evict_is_refused(
+    cluster: redis.RedisCluster,
+) -> None:
+    node = cluster.get_primaries()[-1]
+    connection = cluster.get_redis_connection(node)
+    connection.config_set("maxmemory-policy", "allkeys-lfu")
+    connection.config_set("maxmemory", "1gb")
+    try:
+        with pytest.raises(StateStoreError) as refused:
+            RedisStore(cluster, PARAMS, key_prefix="e").load_script()
+    finally:
+        connection.config_set("maxmemory", "0")
+        connection.config_set("maxmemory-policy", "noeviction")
+
+    assert f"Redis {node.name} may evict keys" in str(refused.value)
+    assert "maxmemory-policy allkeys-lfu" in str(refused.value)

@@ -351,3 +351,49 @@ def test_a_call_refused_while_a_later_one_runs_keeps_each_leads_order() -> None:
     assert [o.status for o in got if o is not None] == [APPLIED] + [DUPLICATE] * 6
     as_first = [replace(o, status=APPLIED) if o is not None else None for o in got]
     assert as_first == expected
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-ttl"])
+def test_a_redis_that_may_evict_keys_is_refused(policy: str) -> None:
+    args = ["--maxmemory", "64mb", "--maxmemory-policy", policy]
+    with RedisServer(extra_args=args) as server:
+        store = RedisStore(server.client(), PARAMS, key_prefix="p")
+        with pytest.raises(StateStoreError) as refused:
+            store.load_script()
+
+    assert f"maxmemory 67108864, maxmemory-policy {policy}" in str(refused.value)
+    assert "set maxmemory-policy noeviction, or no maxmemory" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--maxmemory", "64mb", "--maxmemory-policy", "noeviction"],
+        ["--maxmemory", "0", "--maxmemory-policy", "allkeys-lru"],
+    ],
+)
+def test_a_redis_that_keeps_every_key_is_taken(args: list[str]) -> None:
+    with RedisServer(extra_args=args) as server:
+        store = RedisStore(server.client(), PARAMS, key_prefix="p")
+        store.load_script()
+        outcome = store.apply([ActivityUpdate("L1", "e1", T0, RULES[3])])[0]
+
+    assert outcome is not None and outcome.status == APPLIED
+
+
+def test_eviction_turned_on_meanwhile_holds_the_store_at_its_next_script_load() -> None:
+    with RedisServer() as server:
+        client = server.client()
+        store = RedisStore(client, PARAMS, key_prefix="p")
+        store.apply([ActivityUpdate("L1", "e1", T0, RULES[3])])
+        client.config_set("maxmemory", "1gb")
+        client.config_set("maxmemory-policy", "allkeys-lru")
+        client.script_flush()  # as a restart does
+
+        for _attempt in range(2):
+            with pytest.raises(StateStoreError, match="may evict keys"):
+                store.apply([ActivityUpdate("L1", "e2", T0 + 1, RULES[3])])
+        client.config_set("maxmemory-policy", "noeviction")
+        outcome = store.apply([ActivityUpdate("L1", "e2", T0 + 1, RULES[3])])[0]
+
+    assert outcome is not None and outcome.status == APPLIED
