@@ -177,6 +177,7 @@ class _Delivery:
     """What both modes share: the producer, and replacing it when it fails."""
 
     name = ""
+    _failure_logged_s = float("-inf")
 
     def __init__(
         self,
@@ -190,6 +191,14 @@ class _Delivery:
         self.consumer = consumer
         self.waiting = waiting
         self.metrics = metrics
+
+    def _failure_worth_logging(self) -> bool:
+        """True once per WAIT_LOG_EVERY_S: a lasting failure repeats every 2 s."""
+        now = time.monotonic()
+        if now - self._failure_logged_s < WAIT_LOG_EVERY_S:
+            return False
+        self._failure_logged_s = now
+        return True
 
     def _replace_producer(self, why: str) -> None:
         """Carry on with a new producer: the old one failed for good or is stuck.
@@ -208,7 +217,6 @@ class AtLeastOnce(_Delivery):
 
     name = "at-least-once"
     stuck_acks_s = STUCK_ACKS_S
-    _failure_logged_s = float("-inf")
 
     def start(self) -> None:
         """Nothing to set up: the idempotent producer needs no handshake."""
@@ -249,15 +257,18 @@ class AtLeastOnce(_Delivery):
         serving the consumer meanwhile, keeps the scorer in its group, its
         CPU and its log quiet, and shows the wait in the metrics.
         """
+        started = time.monotonic()
         delay = FIRST_RETRY_DELAY_S
         with self.waiting.holding("kafka"):
             while True:
                 self.metrics.produce_retries.inc(len(pending))
                 pending = self._await(self._produce(pending))
                 if not pending:
-                    return
+                    break
                 self.waiting.serve_for(delay, self.producer)
                 delay = min(delay * 2, MAX_RETRY_DELAY_S)
+        waited_s = time.monotonic() - started
+        log.warning("outputs acknowledged after producing again waited_s=%.1f", waited_s)
 
     def _produce(self, outgoing: list[Outgoing]) -> Deliveries:
         """Hand messages to the producer; failures are reported into Deliveries."""
@@ -280,10 +291,7 @@ class AtLeastOnce(_Delivery):
             return []
 
         first = failures[0][1]
-        now = time.monotonic()
-        if now - self._failure_logged_s >= WAIT_LOG_EVERY_S:
-            # Once per WAIT_LOG_EVERY_S: a lasting failure repeats every 2 s.
-            self._failure_logged_s = now
+        if self._failure_worth_logging():
             log.warning(
                 "deliveries failed; producing again count=%d code=%s: %s",
                 len(failures),
@@ -443,12 +451,14 @@ class Transactional(_Delivery):
     def _recover(self, error: KafkaError) -> None:
         """After a failed transaction: abort it, or replace the producer."""
         self.metrics.kafka_errors.labels("commit").inc()
-        log.warning(
-            "transaction failed; retrying the batch code=%s failed_deliveries=%d: %s",
-            error.name(),
-            self._failures,
-            error.str(),
-        )
+        if self._failure_worth_logging():
+            log.warning(
+                "transaction failed; retrying the batch code=%s "
+                "failed_deliveries=%d: %s",
+                error.name(),
+                self._failures,
+                error.str(),
+            )
         if error.fatal():
             self._restart_producer(error)
             return

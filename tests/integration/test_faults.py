@@ -225,22 +225,44 @@ def test_broker_restart(redis_url: str, tmp_path: Path, transactional: bool) -> 
     Report(f"broker-restart transactional={transactional}", figures).print()
 
 
+# The line each mode logs for a failed attempt, once per 10 s at most.
+FAILED_ATTEMPT = {
+    False: "deliveries failed; producing again",
+    True: "transaction failed; retrying the batch",
+}
+
+
+@pytest.mark.parametrize("transactional", [False, True], ids=["acked", "transactional"])
 def test_an_output_topic_refusing_the_outputs_holds_the_scorer_in_its_group(
-    kafka_bootstrap: str, fresh_topics: Any, redis_url: str, tmp_path: Path
+    kafka_bootstrap: str,
+    fresh_topics: Any,
+    redis_url: str,
+    tmp_path: Path,
+    transactional: bool,
 ) -> None:
     """A topic whose max.message.bytes is below the outputs' size refuses
     each of them at once, for as long as the setting stays. The scorer must
     hold the batch, keep polling (or leave its group after
     max.poll.interval.ms), say so in the metrics, and lose nothing."""
     events, out, dlq = fresh_topics("events", "out", "dlq", partitions=PARTITIONS)
+    pipeline = {
+        "transactional": transactional,
+        "transactional_id_prefix": f"t{uuid.uuid4().hex[:8]}",
+    }
     raw = raw_config(
-        kafka_bootstrap, redis_url, events, out, dlq, consumer_settings=CONSUMER
+        kafka_bootstrap,
+        redis_url,
+        events,
+        out,
+        dlq,
+        consumer_settings=CONSUMER,
+        pipeline=pipeline,
     )
     config = parse_config(raw)
     workload = make_workload(KAFKA_EVENTS, 600, seed=41)
     expected = replay_workload(config, workload)
 
-    reader = OutputLog(kafka_bootstrap, out)
+    reader = OutputLog(kafka_bootstrap, out, read_committed=transactional)
     feeder = Feeder(kafka_bootstrap, events, workload, RATE)
     scorer = ScorerProcess(raw, tmp_path, "scorer")
     reader.start()
@@ -264,15 +286,20 @@ def test_an_output_topic_refusing_the_outputs_holds_the_scorer_in_its_group(
         scorer.ensure_stopped()
     outputs = reader.finish()
 
-    figures |= check_results(config, redis_url, expected, outputs)
+    figures |= check_results(
+        config, redis_url, expected, outputs, allow_copies=not transactional
+    )
     figures |= {"waiting_for_kafka": waiting, "recovery_s": recovery}
     log = scorer.log_text()
     assert waiting == 1.0
     assert figures["lost"] == 0 and figures["revoke"] == 0
-    assert figures["produce_retries"] > 0
     # One line per 10 s of refusals, not one per attempt.
-    assert 1 <= log.count("deliveries failed; producing again") <= PAUSE_S / 10 + 2
-    Report("output-topic-refuses", figures).print()
+    failed_attempts = log.count(FAILED_ATTEMPT[transactional])
+    assert 1 <= failed_attempts <= PAUSE_S / 10 + 2
+    if not transactional:
+        assert figures["produce_retries"] > 0
+        assert "outputs acknowledged after producing again waited_s=" in log
+    Report(f"output-topic-refuses transactional={transactional}", figures).print()
 
 
 def set_max_message_bytes(bootstrap: str, topic: str, value: str | None) -> None:
