@@ -268,7 +268,9 @@ class AtLeastOnce(_Delivery):
                 self.waiting.serve_for(delay, self.producer)
                 delay = min(delay * 2, MAX_RETRY_DELAY_S)
         waited_s = time.monotonic() - started
-        log.warning("outputs acknowledged after producing again waited_s=%.1f", waited_s)
+        log.warning(
+            "outputs acknowledged after producing again waited_s=%.1f", waited_s
+        )
 
     def _produce(self, outgoing: list[Outgoing]) -> Deliveries:
         """Hand messages to the producer; failures are reported into Deliveries."""
