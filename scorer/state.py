@@ -652,18 +652,19 @@ class RedisStore:
         the consumed order gives. So a lead's updates share a call, in order,
         even when they are more than `ops_per_call`.
         """
-        by_slot: dict[int, dict[str, list[int]]] = defaultdict(dict)
+        by_lead: dict[str, list[int]] = {}
         for position, update in enumerate(updates):
-            # The slot matters on a cluster only; CRC16 per update is not free.
-            slot = (
-                key_slot(self.keys(update.lead_id)[0].encode()) if self.cluster else 0
-            )
-            by_slot[slot].setdefault(update.lead_id, []).append(position)
+            by_lead.setdefault(update.lead_id, []).append(position)
+        by_slot: dict[int, list[list[int]]] = defaultdict(list)
+        for lead_id, positions in by_lead.items():
+            # The slot matters on a cluster only; CRC16 is not free.
+            slot = key_slot(self.keys(lead_id)[0].encode()) if self.cluster else 0
+            by_slot[slot].append(positions)
 
         calls: list[list[int]] = []
         for leads in by_slot.values():
             call: list[int] = []
-            for positions in leads.values():
+            for positions in leads:
                 if call and len(call) + len(positions) > self.ops_per_call:
                     calls.append(call)
                     call = []
