@@ -96,6 +96,14 @@ class Handoff:
         return [tp for tp in self.offsets if (tp.topic, tp.partition) in owned]
 
 
+def retry_delays() -> Iterator[float]:
+    """The waits between attempts: 0.1 s, doubling up to 2 s, for ever."""
+    delay = FIRST_RETRY_DELAY_S
+    while True:
+        yield delay
+        delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+
 class Deliveries:
     """Messages handed to one producer, and the failures it reported.
 
@@ -258,15 +266,13 @@ class AtLeastOnce(_Delivery):
         CPU and its log quiet, and shows the wait in the metrics.
         """
         started = time.monotonic()
-        delay = FIRST_RETRY_DELAY_S
         with self.waiting.holding("kafka"):
-            while True:
+            for delay in retry_delays():
                 self.metrics.produce_retries.inc(len(pending))
                 pending = self._await(self._produce(pending))
                 if not pending:
                     break
                 self.waiting.serve_for(delay, self.producer)
-                delay = min(delay * 2, MAX_RETRY_DELAY_S)
         waited_s = time.monotonic() - started
         log.warning(
             "outputs acknowledged after producing again waited_s=%.1f", waited_s
@@ -404,16 +410,15 @@ class Transactional(_Delivery):
 
     def send(self, handoff: Handoff) -> Sent:
         """The whole transaction: outputs and offsets cannot be split in two."""
-        delay = FIRST_RETRY_DELAY_S
-        while True:
+        for delay in retry_delays():
             try:
                 if self._attempt(handoff):
-                    return Sent(handoff, Deliveries(self.producer, handoff.outgoing))
+                    break
             except StuckCall as exc:
                 self._abandon_producer(exc)
             with self.waiting.holding("kafka"):
                 self.waiting.serve_for(delay, self.producer)
-            delay = min(delay * 2, MAX_RETRY_DELAY_S)
+        return Sent(handoff, Deliveries(self.producer, handoff.outgoing))
 
     def confirm(self, sent: Sent) -> None:
         """Committed by `send` already."""
