@@ -16,9 +16,17 @@ committed offset.
 """
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from scorer.metrics import Metrics
 
@@ -49,6 +57,8 @@ class Assignment:
         self._holds = 0  # nested holds release on the outermost release
         self._paused: set[Key] = set()
         self._carried: list[Message] = []
+        # Monotonic time of a loss not yet followed by any assignment.
+        self._lost_at_s: float | None = None
 
     @property
     def owned(self) -> set[Key]:
@@ -64,7 +74,12 @@ class Assignment:
 
     # -- rebalance callbacks -----------------------------------------------
 
-    def on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:
+            return  # a replaced consumer, closing
+        # Even an empty assignment says the consumer is in the group again:
+        # a spare instance, or a rebalance that moved nothing.
+        self._lost_at_s = None
         # Cooperative rebalancing calls back with empty lists between rounds.
         if not partitions:
             return
@@ -74,8 +89,8 @@ class Assignment:
         self._changed("assign", partitions)
         log.info("partitions assigned count=%d %s", len(partitions), names(partitions))
 
-    def on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if not partitions:
+    def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self.consumer or not partitions:
             return
         self._drop(partitions)
         self._changed("revoke", partitions)
@@ -84,10 +99,35 @@ class Assignment:
         # starts from them.
         self.before_revoke()
 
-    def on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:
+            return
+        if self._lost_at_s is None:
+            self._lost_at_s = time.monotonic()
         self._drop(partitions)
         self._changed("lost", partitions)
         log.warning("partitions lost count=%d %s", len(partitions), names(partitions))
+
+    def cut_off_s(self, now_s: float) -> float | None:
+        """Seconds since a loss that no assignment has followed, if any."""
+        if self._lost_at_s is None:
+            return None
+        return now_s - self._lost_at_s
+
+    def replace_consumer(self, consumer: Consumer) -> None:
+        """Follow a new consumer; the old one's callbacks are ignored from now.
+
+        The new consumer owns nothing yet and has paused nothing.
+        """
+        self.consumer = consumer
+        self._paused.clear()
+        self._carried = []
+        self._lost_at_s = None
+        # A loss takes every partition, so normally none is left here.
+        left = [TopicPartition(t, p) for t, p in sorted(self._epochs)]
+        if left:
+            self._drop(left)
+            self._changed("lost", left)
 
     # -- holding -----------------------------------------------------------
 
@@ -156,6 +196,33 @@ class Assignment:
         if kind != "assign":
             for tp in partitions:
                 self.metrics.forget_lag(tp.topic, tp.partition)
+
+
+class Rejoin:
+    """How a consumer cut off from its group is replaced (`scorer.pipeline`)."""
+
+    def __init__(self, make_consumer: Callable[[], Consumer], after_s: float) -> None:
+        self.make_consumer = make_consumer
+        self.after_s = after_s
+
+    def close_later(self, consumer: Consumer) -> None:
+        """Close a replaced consumer on a thread of its own.
+
+        Closing leaves the group through the coordinator the consumer could
+        not reach, and librdkafka's close has no timeout.
+        """
+        threading.Thread(
+            target=_close, args=(consumer,), name="replaced-consumer", daemon=True
+        ).start()
+
+
+def _close(consumer: Consumer) -> None:
+    try:
+        consumer.close()
+    except (KafkaException, RuntimeError) as exc:
+        log.warning("replaced consumer closed with an error: %s", exc)
+        return
+    log.info("replaced consumer closed")
 
 
 def _key(message: Message) -> Key:

@@ -726,6 +726,15 @@ class Pipeline(Frozen):
         "among running instances (default: the consumer's group.instance.id, "
         "else the host name)",
     )
+    rejoin_after: DurationMs | None = Field(
+        default=None,
+        gt=0,
+        description="an instance that lost its partitions and is given no new "
+        "assignment, not even an empty one, for this long replaces its Kafka "
+        "consumer: librdkafka's consumer can stay cut off from the group "
+        "coordinator after a broker restart (default: twice the consumer's "
+        "session.timeout.ms, 90 s with the default session)",
+    )
 
 
 class Metrics(Frozen):

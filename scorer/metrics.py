@@ -121,6 +121,12 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.consumer_replacements = Counter(
+            "scorer_consumer_replacements_total",
+            "Kafka consumers replaced for getting no assignment after a loss "
+            "(pipeline.rejoin_after)",
+            registry=r,
+        )
         self.last_batch = Gauge(
             "scorer_last_batch_timestamp_seconds",
             "Unix time the last batch was committed",

@@ -44,7 +44,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from scorer.assignment import Assignment, Key
+from scorer.assignment import Assignment, Key, Rejoin
 from scorer.config import Config, Topic
 from scorer.confluent_wire import topic_codec
 from scorer.delivery import (
@@ -155,10 +155,12 @@ class ScorerPipeline:
         metrics: Metrics,
         catalog: SchemaCatalog | None = None,
         registry: RegistryClient | None = None,
+        rejoin: Rejoin | None = None,
     ) -> None:
         self.config = config
         self.scorer = scorer
         self.consumer = consumer
+        self.rejoin = rejoin
         self.metrics = metrics
         topics = config.topics
         catalog = catalog if catalog is not None else SchemaCatalog.load()
@@ -220,12 +222,7 @@ class ScorerPipeline:
         try:
             self.delivery.start()
             self._warn_of_missing_topics()
-            self.consumer.subscribe(
-                list(self.codecs),
-                on_assign=self.partitions.on_assign,
-                on_revoke=self.partitions.on_revoke,
-                on_lost=self.partitions.on_lost,
-            )
+            self._subscribe()
             topics, mode = ",".join(self.codecs), self.delivery.name
             log.info("scorer started topics=%s delivery=%s", topics, mode)
             self._loop(stop)
@@ -235,6 +232,14 @@ class ScorerPipeline:
             )
         finally:
             self._close()
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(
+            list(self.codecs),
+            on_assign=self.partitions.on_assign,
+            on_revoke=self.partitions.on_revoke,
+            on_lost=self.partitions.on_lost,
+        )
 
     def _warn_of_missing_topics(self) -> None:
         """Name the configured topics the broker does not have.
@@ -273,6 +278,8 @@ class ScorerPipeline:
         in_flight: InFlight | None = None
         sent: Sending | None = None
         while not stop.is_set():
+            if in_flight is None and sent is None:
+                self._rejoin_if_cut_off()
             messages = self.partitions.take_carried()
             if not messages:
                 # With a batch in flight, take only what has arrived: waiting
@@ -291,6 +298,34 @@ class ScorerPipeline:
             self._confirm(sent)
         if in_flight is not None:
             self._confirm(self._send(in_flight, behind=None))
+
+    def _rejoin_if_cut_off(self) -> None:
+        """Replace a consumer that lost its partitions and never rejoined.
+
+        After a broker restart, librdkafka's consumer has been seen to queue
+        its requests to the group coordinator for good, so that no
+        assignment ever follows the loss; a new consumer finds the
+        coordinator again. Called with no batch in flight: a lost
+        assignment's batches commit nothing anyway.
+        """
+        rejoin = self.rejoin
+        if rejoin is None:
+            return
+        cut_off_s = self.partitions.cut_off_s(time.monotonic())
+        if cut_off_s is None or cut_off_s < rejoin.after_s:
+            return
+
+        log.warning(
+            "no partitions assigned since losing them %.1f s ago; "
+            "replacing the Kafka consumer",
+            cut_off_s,
+        )
+        old, self.consumer = self.consumer, rejoin.make_consumer()
+        self.partitions.replace_consumer(self.consumer)
+        self.delivery.consumer = self.consumer
+        self._subscribe()
+        self.metrics.consumer_replacements.inc()
+        rejoin.close_later(old)
 
     def _polled(self) -> None:
         """The loop polled Kafka: for /readyz and the last-poll metric."""

@@ -18,6 +18,7 @@ from redis.cluster import ClusterNode
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
+from scorer.assignment import Rejoin
 from scorer.config import (
     CONSUMER_FIXED,
     PRODUCER_FIXED,
@@ -195,12 +196,30 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
     def make_producer() -> Producer:
         return Producer(settings, logger=client_logger("producer"))
 
-    with settings_checked_by_librdkafka(config.kafka):
-        consumer = Consumer(
+    def make_consumer() -> Consumer:
+        return Consumer(
             {**consumer_settings(config), "error_cb": _count_errors(metrics)},
             logger=client_logger("consumer"),
         )
-        return ScorerPipeline(config, scorer, consumer, make_producer, metrics)
+
+    with settings_checked_by_librdkafka(config.kafka):
+        consumer = make_consumer()  # librdkafka checks the settings read below
+        rejoin = Rejoin(make_consumer, rejoin_after_s(config))
+        return ScorerPipeline(
+            config, scorer, consumer, make_producer, metrics, rejoin=rejoin
+        )
+
+
+def rejoin_after_s(config: Config) -> float:
+    """`pipeline.rejoin_after`; by default twice the consumer's session timeout.
+
+    Far longer than a rejoin takes while every member polls, as the scorer's
+    instances do even while they wait. Replacing a consumer that was only
+    slow to rejoin costs one more join, nothing else.
+    """
+    if config.pipeline.rejoin_after is not None:
+        return config.pipeline.rejoin_after / 1000
+    return 2 * int(consumer_settings(config)["session.timeout.ms"]) / 1000
 
 
 @contextmanager

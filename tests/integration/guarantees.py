@@ -276,6 +276,15 @@ class ScorerProcess:
             self.process = None
         return code
 
+    def freeze(self, seconds: float) -> None:
+        """SIGSTOP, then SIGCONT after `seconds`: every thread stands still."""
+        process = self._running()
+        process.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            process.send_signal(signal.SIGCONT)
+
     def ensure_stopped(self) -> None:
         if self.process is not None:
             self.kill()

@@ -225,6 +225,63 @@ def test_broker_restart(redis_url: str, tmp_path: Path, transactional: bool) -> 
     Report(f"broker-restart transactional={transactional}", figures).print()
 
 
+def test_a_consumer_frozen_out_of_its_group_is_replaced_and_nothing_is_lost(
+    kafka_bootstrap: str, fresh_topics: Any, redis_url: str, tmp_path: Path
+) -> None:
+    """The replacement of a consumer cut off from its group, with real parts.
+
+    The cut-off itself (librdkafka's consumer queueing its coordinator
+    requests for good after a broker restart) cannot be provoked at will.
+    So the scorer is frozen past its session and poll timeouts, which costs
+    it its partitions for real, and `rejoin_after` is too short to wait for
+    the rejoin: the consumer is replaced while the old one is still
+    rejoining, the harder case for the callbacks of the two.
+    """
+    events, out, dlq = fresh_topics("events", "out", "dlq", partitions=PARTITIONS)
+    raw = raw_config(
+        kafka_bootstrap,
+        redis_url,
+        events,
+        out,
+        dlq,
+        consumer_settings=CONSUMER,
+        pipeline={"rejoin_after": "1ms"},
+    )
+    config = parse_config(raw)
+    workload = make_workload(KAFKA_EVENTS, 600, seed=37)
+    expected = replay_workload(config, workload)
+
+    reader = OutputLog(kafka_bootstrap, out)
+    feeder = Feeder(kafka_bootstrap, events, workload, RATE)
+    scorer = ScorerProcess(raw, tmp_path, "scorer")
+    reader.start()
+    scorer.start()
+    try:
+        scorer.wait_assigned()
+        feeder.start()
+        reader.wait_for_more(30.0)
+        scorer.freeze(PAUSE_S)  # past session.timeout.ms and max.poll.interval.ms
+        thawed = time.monotonic()
+        recovery = recovery_s(reader, thawed)
+        feeder.finish()
+        wait_caught_up(kafka_bootstrap, raw["kafka"]["group_id"], events)
+        replacements = scorer.metric("scorer_consumer_replacements_total")
+        lost = scorer.metric("scorer_rebalances_total", kind="lost")
+        assert scorer.terminate() == 0
+    finally:
+        scorer.ensure_stopped()
+    outputs = reader.finish()
+
+    log_text = scorer.log_text()
+    assert lost >= 1
+    assert replacements == 1, log_text[-3000:]
+    assert "replacing the Kafka consumer" in log_text
+    assert "replaced consumer closed" in log_text
+    figures = check_results(config, redis_url, expected, outputs, allow_copies=True)
+    figures |= {"frozen_s": PAUSE_S, "recovery_s": recovery}
+    Report("consumer replaced", figures).print()
+
+
 # The line each mode logs for a failed attempt, once per 10 s at most.
 FAILED_ATTEMPT = {
     False: "deliveries failed; producing again",
