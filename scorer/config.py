@@ -491,7 +491,10 @@ class Kafka(Frozen):
     model_config = ConfigDict(allow_inf_nan=True)
 
     bootstrap_servers: str = Field(
-        default="127.0.0.1:9092", description="host:port[,host:port...] of the brokers"
+        default="127.0.0.1:9092",
+        description="librdkafka's bootstrap.servers: host:port[,host:port...] of "
+        "the brokers; a host without a port is taken as port 9092, librdkafka's "
+        "default",
     )
     group_id: str = "lead-scorer"
     settings: dict[str, str | int | float | bool] = Field(
