@@ -182,10 +182,14 @@ class Match(Frozen):
         description="page view: a regular expression (RE2 syntax) searched in the URL",
     )
     category: tuple[str, ...] = Field(
-        default=(), description="page view: the page category is one of these"
+        default=(),
+        description="page view: the page category is one of these (whole value, "
+        "case ignored)",
     )
     asset_type: tuple[str, ...] = Field(
-        default=(), description="content download: the asset type is one of these"
+        default=(),
+        description="content download: the asset type is one of these (whole "
+        "value, case ignored)",
     )
     status: Literal["registered", "attended"] | None = Field(
         default=None, description="webinar: registered or attended"
