@@ -51,12 +51,20 @@ FREE_FORM_MAPS = frozenset(
     }
 )
 
-# A sign is read so that "-3d" is refused as negative, not as unreadable.
-_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+# A number, then a unit; without one, seconds. A sign is read so that "-3d" is
+# refused as negative, not as unreadable. The number may be text: quoted, or
+# an exponent such as 1e6, which YAML 1.1 reads as a string even unquoted.
+_DURATION = re.compile(
+    r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(ms|s|m|h|d|w)?\s*$"
+)
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _UNIT_MS["w"] = 7 * _UNIT_MS["d"]
 _RULE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_DURATION_EXPECTED = "a duration such as '30s', '15m', '12h', '7d' or '2w'"
+_DURATION_EXPECTED = (
+    "a duration: a number of seconds, quoted or not (90, '90', '1.5', '1e6'), "
+    "or a number with a unit ms, s, m, h, d or w, as in '500ms', '30s', '15m', "
+    "'12h', '7d' or '2w'"
+)
 # Far longer than any decay, cap window or horizon a scoring model needs; it
 # keeps every duration exact as a double (Lua, JSON) and a 1 ms cap window a
 # visible share of any half-life (Scoring.max_engagement divides by it).
@@ -97,7 +105,11 @@ def is_secret_setting(name: str) -> bool:
 
 
 def _duration_ms(value: Any) -> Any:
-    """'90s', '15m', '12h', '7d', '2w' or a number of seconds, as milliseconds."""
+    """'500ms', '90s', '15m', '12h', '7d', '2w' or seconds, as milliseconds.
+
+    Seconds are a number, or text that is one ('86400'): the same number
+    read either way gives the same duration and meets the same range check.
+    """
     if isinstance(value, bool):
         raise ValueError(f"{_DURATION_EXPECTED}, not a boolean")
     if isinstance(value, int | float):
@@ -107,7 +119,7 @@ def _duration_ms(value: Any) -> Any:
         if found is None:
             raise ValueError(_DURATION_EXPECTED)
         amount, unit = found.groups()
-        return _whole_ms(float(amount) * _UNIT_MS[unit])
+        return _whole_ms(float(amount) * _UNIT_MS[unit or "s"])
     return value
 
 
@@ -170,10 +182,14 @@ class Match(Frozen):
         description="page view: a regular expression (RE2 syntax) searched in the URL",
     )
     category: tuple[str, ...] = Field(
-        default=(), description="page view: the page category is one of these"
+        default=(),
+        description="page view: the page category is one of these (whole value, "
+        "case ignored)",
     )
     asset_type: tuple[str, ...] = Field(
-        default=(), description="content download: the asset type is one of these"
+        default=(),
+        description="content download: the asset type is one of these (whole "
+        "value, case ignored)",
     )
     status: Literal["registered", "attended"] | None = Field(
         default=None, description="webinar: registered or attended"
@@ -479,7 +495,10 @@ class Kafka(Frozen):
     model_config = ConfigDict(allow_inf_nan=True)
 
     bootstrap_servers: str = Field(
-        default="127.0.0.1:9092", description="host:port[,host:port...] of the brokers"
+        default="127.0.0.1:9092",
+        description="librdkafka's bootstrap.servers: host:port[,host:port...] of "
+        "the brokers; a host without a port is taken as port 9092, librdkafka's "
+        "default",
     )
     group_id: str = "lead-scorer"
     settings: dict[str, str | int | float | bool] = Field(

@@ -356,8 +356,22 @@ def _checked_text(field: str, value: Any, max_chars: int) -> str:
 def _lead_id(data: Mapping[str, Any]) -> str:
     lead_id = _text(data, "lead_id", MAX_ID_CHARS)
     if not lead_id.isprintable():
-        raise InvalidRecord("bad_value", "lead_id holds control characters", "lead_id")
+        raise InvalidRecord("bad_value", _unprintable(lead_id), "lead_id")
     return lead_id
+
+
+def _unprintable(lead_id: str) -> str:
+    """Name the first character `str.isprintable` refuses, by code point.
+
+    It refuses Unicode's "Other" and "Separator" categories but the ASCII
+    space: control and format characters, U+00A0, U+2028, private-use and
+    unassigned code points (unassigned in Python's Unicode database).
+    """
+    char = next(c for c in lead_id if not c.isprintable())
+    return (
+        f"lead_id holds U+{ord(char):04X}, which is not printable (allowed: "
+        "letters, marks, numbers, punctuation, symbols and the ASCII space)"
+    )
 
 
 def _choice(data: Mapping[str, Any], field: str, allowed: tuple[str, ...]) -> str:

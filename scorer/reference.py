@@ -49,7 +49,6 @@ NOTES = {
     "scoring.fit_rules[].range": "employees: min..max",
     "scoring.fit_rules[].range.min": "lowest head count that matches",
     "scoring.fit_rules[].range.max": "highest head count that matches",
-    "kafka.bootstrap_servers": "librdkafka's bootstrap.servers",
     "kafka.group_id": "the consumer group all instances share",
     "redis.password": "kept out of logs",
     "redis.cluster": "use Redis Cluster (keys are hash-tagged by lead)",

@@ -225,6 +225,63 @@ def test_a_boolean_duration_is_refused() -> None:
     assert error.message.endswith("'2w', not a boolean")
 
 
+@pytest.mark.parametrize(
+    ("text", "number", "ms"),
+    [
+        ("86400", 86400, 86_400_000),
+        (" 90 ", 90, 90_000),
+        ("1.5", 1.5, 1500),
+        ("+30", 30, 30_000),
+        ("1e6", 1e6, 1_000_000_000),  # unquoted in YAML 1.1, still text
+    ],
+)
+def test_a_number_of_seconds_as_text_is_the_same_duration(
+    text: str, number: float, ms: int
+) -> None:
+    as_text, as_number = default_raw(), default_raw()
+    put(as_text, "scoring.half_life", text)
+    put(as_number, "scoring.half_life", number)
+
+    assert parse_config(as_text).scoring.half_life == ms
+    assert parse_config(as_number).scoring.half_life == ms
+
+
+def test_a_quoted_number_of_seconds_from_set_or_the_environment_is_read() -> None:
+    from_set = load_config(overrides={"scoring.half_life": '"86400"'}, environ={})
+    from_env = load_config(environ={"SCORER_SCORING__HALF_LIFE": "'86400'"})
+
+    assert from_set.scoring.half_life == 86_400_000
+    assert from_env.scoring.half_life == 86_400_000
+
+
+@pytest.mark.parametrize("number", [-5, 0, 365_001 * 86_400, 10**400])
+def test_seconds_as_text_meet_the_same_checks_as_a_number(number: float) -> None:
+    field = "scoring.half_life"
+    as_text = error_at(field, str(number))
+
+    assert as_text.message == error_at(field, number).message
+
+
+def test_a_bad_duration_lists_every_form_it_accepts() -> None:
+    error = error_at("scoring.half_life", "fortnight")
+
+    assert error.message == (
+        "a duration: a number of seconds, quoted or not (90, '90', '1.5', '1e6'), "
+        "or a number with a unit ms, s, m, h, d or w, as in '500ms', '30s', "
+        "'15m', '12h', '7d' or '2w'"
+    )
+
+
+def test_every_duration_the_error_gives_as_an_example_is_accepted() -> None:
+    error = error_at("scoring.half_life", "2 weeks")
+    examples = [*error.message.split("'")[1::2], "90"]
+
+    for example in examples:
+        raw = default_raw()
+        put(raw, "scoring.half_life", example)
+        assert parse_config(raw).scoring.half_life > 0, example
+
+
 def test_numbers_written_as_text_are_still_read() -> None:
     """YAML 1.1 reads 1e6 as text; it was a number before and still is."""
     raw = default_raw()

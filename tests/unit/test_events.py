@@ -226,6 +226,37 @@ def test_json_event_with_lowercase_rfc3339_time_is_accepted() -> None:
     assert record.occurred_at_ms == AT_MS
 
 
+# Lead ids
+
+
+@pytest.mark.parametrize(
+    ("char", "code"),
+    [
+        ("\u0007", "U+0007"),  # a control character
+        ("\u00a0", "U+00A0"),  # a no-break space: a separator
+        ("\u200b", "U+200B"),  # a zero-width space: a format character
+        ("\u2028", "U+2028"),  # the line separator
+        ("\ue000", "U+E000"),  # private use
+        ("\u0378", "U+0378"),  # unassigned
+    ],
+)
+def test_lead_id_with_a_character_that_is_not_printable_is_bad_value(
+    char: str, code: str
+) -> None:
+    error = refused(WEBINAR, lead_id=f"lead{char}1")
+
+    assert (error.reason, error.field) == ("bad_value", "lead_id")
+    assert error.message == (
+        f"lead_id holds {code}, which is not printable (allowed: letters, marks, "
+        "numbers, punctuation, symbols and the ASCII space)"
+    )
+
+
+@pytest.mark.parametrize("lead_id", ["lead 1", "léad-7", "리드", "a\u0301", "€$"])
+def test_lead_id_of_printable_characters_is_accepted(lead_id: str) -> None:
+    assert webinar(lead_id=lead_id).lead_id == lead_id
+
+
 # Numbers
 
 
