@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -280,6 +281,72 @@ def test_a_consumer_frozen_out_of_its_group_is_replaced_and_nothing_is_lost(
     figures = check_results(config, redis_url, expected, outputs, allow_copies=True)
     figures |= {"frozen_s": PAUSE_S, "recovery_s": recovery}
     Report("consumer replaced", figures).print()
+
+
+def test_an_instance_that_rejoins_as_a_spare_keeps_its_consumer(
+    kafka_bootstrap: str, fresh_topics: Any, redis_url: str, tmp_path: Path
+) -> None:
+    """An empty assignment after a loss is an assignment: no replacement.
+
+    The replacement rests on librdkafka calling on_assign with an empty list
+    for a member given nothing; otherwise every spare instance would be
+    replaced again and again, each time costing the group a rebalance.
+    """
+    (events,) = fresh_topics("events", partitions=1)
+    out, dlq = fresh_topics("out", "dlq", partitions=1)
+    raw = raw_config(
+        kafka_bootstrap,
+        redis_url,
+        events,
+        out,
+        dlq,
+        consumer_settings=CONSUMER,
+        pipeline={"rejoin_after": "3s"},
+    )
+    group = raw["kafka"]["group_id"]
+    first = ScorerProcess(raw, tmp_path, "first")
+    second = ScorerProcess(raw, tmp_path, "second")
+    first.start()
+    try:
+        first.wait_assigned()
+        second.start()
+        wait_for_members(kafka_bootstrap, group, 2)
+
+        first.freeze(PAUSE_S)  # its partition goes to the second instance
+        second.wait_assigned()
+        wait_for_members(kafka_bootstrap, group, 2)  # the first is back, spare
+        time.sleep(3 * 3.0)  # three times rejoin_after
+
+        figures = {
+            "first_lost": first.metric("scorer_rebalances_total", kind="lost"),
+            "first_assigned": first.metric("scorer_assigned_partitions"),
+            "first_replaced": first.metric("scorer_consumer_replacements_total"),
+            "second_assigned": second.metric("scorer_assigned_partitions"),
+        }
+        assert first.terminate() == 0
+        assert second.terminate() == 0
+    finally:
+        first.ensure_stopped()
+        second.ensure_stopped()
+
+    Report("spare after a loss", figures).print()
+    assert figures["first_lost"] >= 1
+    assert figures["first_assigned"] == 0 and figures["second_assigned"] == 1
+    assert figures["first_replaced"] == 0, first.log_text()[-3000:]
+
+
+def wait_for_members(bootstrap: str, group: str, count: int) -> None:
+    """Until the group is stable with `count` members."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + 60.0
+    while True:
+        (future,) = admin.describe_consumer_groups([group]).values()
+        description = future.result(timeout=10)
+        stable = description.state == ConsumerGroupState.STABLE
+        if stable and len(description.members) == count:
+            return
+        assert time.monotonic() < deadline, f"{description.state} {description.members}"
+        time.sleep(0.2)
 
 
 # The line each mode logs for a failed attempt, once per 10 s at most.
