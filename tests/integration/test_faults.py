@@ -48,6 +48,8 @@ PAUSE_S = MAX_POLL_INTERVAL_MS / 1000 + 4.0
 RATE = 800.0  # events a second, fed throughout
 REDIS_EVENTS = 24_000  # 30 s of events
 KAFKA_EVENTS = 16_000  # 20 s
+# Far longer than a turn of the consume loop, even on a loaded machine.
+REJOIN_DELAY_MS = 5000
 
 
 def test_redis_restart_script_flush_and_long_pause(
@@ -227,51 +229,56 @@ def test_broker_restart(redis_url: str, tmp_path: Path, transactional: bool) -> 
 
 
 def test_a_consumer_frozen_out_of_its_group_is_replaced_and_nothing_is_lost(
-    kafka_bootstrap: str, fresh_topics: Any, redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path
 ) -> None:
     """The replacement of a consumer cut off from its group, with real parts.
 
     The cut-off itself (librdkafka's consumer queueing its coordinator
     requests for good after a broker restart) cannot be provoked at will.
     So the scorer is frozen past its session and poll timeouts, which costs
-    it its partitions for real, and `rejoin_after` is too short to wait for
-    the rejoin: the consumer is replaced while the old one is still
-    rejoining, the harder case for the callbacks of the two.
+    it its partitions for real, and its rejoin is held back: the group is
+    empty then, and this broker delays the first join of an empty group by
+    REJOIN_DELAY_MS (a rejoin took 12 ms otherwise, and no replacement was
+    due). The consumer is replaced while the old one is still rejoining,
+    the harder case for the callbacks of the two.
     """
-    events, out, dlq = fresh_topics("events", "out", "dlq", partitions=PARTITIONS)
-    raw = raw_config(
-        kafka_bootstrap,
-        redis_url,
-        events,
-        out,
-        dlq,
-        consumer_settings=CONSUMER,
-        pipeline={"rejoin_after": "1ms"},
-    )
-    config = parse_config(raw)
-    workload = make_workload(KAFKA_EVENTS, 600, seed=37)
-    expected = replay_workload(config, workload)
+    delay = {"group.initial.rebalance.delay.ms": str(REJOIN_DELAY_MS)}
+    with KafkaBroker(extra_properties=delay) as broker:
+        bootstrap = broker.bootstrap_servers
+        create_topics(bootstrap, {"events": PARTITIONS, "out": PARTITIONS, "dlq": 1})
+        raw = raw_config(
+            bootstrap,
+            redis_url,
+            "events",
+            "out",
+            "dlq",
+            consumer_settings=CONSUMER,
+            pipeline={"rejoin_after": "1ms"},
+        )
+        config = parse_config(raw)
+        workload = make_workload(KAFKA_EVENTS, 600, seed=37)
+        expected = replay_workload(config, workload)
 
-    reader = OutputLog(kafka_bootstrap, out)
-    feeder = Feeder(kafka_bootstrap, events, workload, RATE)
-    scorer = ScorerProcess(raw, tmp_path, "scorer")
-    reader.start()
-    scorer.start()
-    try:
-        scorer.wait_assigned()
-        feeder.start()
-        reader.wait_for_more(30.0)
-        scorer.freeze(PAUSE_S)  # past session.timeout.ms and max.poll.interval.ms
-        thawed = time.monotonic()
-        recovery = recovery_s(reader, thawed)
-        feeder.finish()
-        wait_caught_up(kafka_bootstrap, raw["kafka"]["group_id"], events)
-        replacements = scorer.metric("scorer_consumer_replacements_total")
-        lost = scorer.metric("scorer_rebalances_total", kind="lost")
-        assert scorer.terminate() == 0
-    finally:
-        scorer.ensure_stopped()
-    outputs = reader.finish()
+        reader = OutputLog(bootstrap, "out")
+        feeder = Feeder(bootstrap, "events", workload, RATE)
+        scorer = ScorerProcess(raw, tmp_path, "scorer")
+        reader.start()
+        scorer.start()
+        try:
+            scorer.wait_assigned()
+            feeder.start()
+            reader.wait_for_more(30.0)
+            scorer.freeze(PAUSE_S)  # past session.timeout.ms and max.poll.interval.ms
+            thawed = time.monotonic()
+            recovery = recovery_s(reader, thawed)
+            feeder.finish()
+            wait_caught_up(bootstrap, raw["kafka"]["group_id"], "events")
+            replacements = scorer.metric("scorer_consumer_replacements_total")
+            lost = scorer.metric("scorer_rebalances_total", kind="lost")
+            assert scorer.terminate() == 0
+        finally:
+            scorer.ensure_stopped()
+        outputs = reader.finish()
 
     log_text = scorer.log_text()
     assert lost >= 1
