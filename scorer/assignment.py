@@ -198,12 +198,54 @@ class Assignment:
                 self.metrics.forget_lag(tp.topic, tp.partition)
 
 
+# Consumer errors that say no broker can be reached: no rejoin can happen
+# until one answers again.
+UNREACHABLE = frozenset(
+    {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
+)
+
+
+class Reachability:
+    """When the consumer last reported the brokers out of reach."""
+
+    def __init__(self) -> None:
+        self._unreachable_at_s = float("-inf")
+
+    def note(self, error: KafkaError) -> None:
+        """librdkafka's error callback (the consumer's) calls this."""
+        if error.code() in UNREACHABLE:
+            self._unreachable_at_s = time.monotonic()
+
+    def reachable_for_s(self, now_s: float) -> float:
+        return now_s - self._unreachable_at_s
+
+
 class Rejoin:
     """How a consumer cut off from its group is replaced (`scorer.pipeline`)."""
 
-    def __init__(self, make_consumer: Callable[[], Consumer], after_s: float) -> None:
+    def __init__(
+        self,
+        make_consumer: Callable[[], Consumer],
+        after_s: float,
+        reach: Reachability | None = None,
+    ) -> None:
         self.make_consumer = make_consumer
         self.after_s = after_s
+        self.reach = reach or Reachability()
+
+    def due(self, cut_off_s: float | None, now_s: float) -> bool:
+        """Whether a consumer cut off for `cut_off_s` is to be replaced.
+
+        The wait counts from the loss, or from the last sign of the brokers
+        being away if later: after an outage, a rejoin still takes up to a
+        session timeout (the broker expires the members it had) and a
+        rebalance, and a consumer replaced meanwhile leaves a member behind
+        that holds up the group's next rebalance for a session timeout.
+        """
+        if cut_off_s is None:
+            return False
+        waited_s = min(cut_off_s, self.reach.reachable_for_s(now_s))
+        return waited_s >= self.after_s
 
     def close_later(self, consumer: Consumer) -> None:
         """Close a replaced consumer on a thread of its own.

@@ -751,8 +751,10 @@ class Pipeline(Frozen):
         description="an instance that lost its partitions and is given no new "
         "assignment, not even an empty one, for this long replaces its Kafka "
         "consumer: librdkafka's consumer can stay cut off from the group "
-        "coordinator after a broker restart (default: twice the consumer's "
-        "session.timeout.ms, 90 s with the default session)",
+        "coordinator after a broker restart. Counted from the loss, or from "
+        "the consumer's last report of the brokers out of reach if later "
+        "(default: the consumer's session.timeout.ms plus max.poll.interval.ms, "
+        "345 s with the defaults, longer than a rejoin may take)",
     )
 
 

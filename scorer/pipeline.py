@@ -311,8 +311,9 @@ class ScorerPipeline:
         rejoin = self.rejoin
         if rejoin is None:
             return
-        cut_off_s = self.partitions.cut_off_s(time.monotonic())
-        if cut_off_s is None or cut_off_s < rejoin.after_s:
+        now_s = time.monotonic()
+        cut_off_s = self.partitions.cut_off_s(now_s)
+        if cut_off_s is None or not rejoin.due(cut_off_s, now_s):
             return
 
         log.warning(

@@ -18,7 +18,7 @@ from redis.cluster import ClusterNode
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from scorer.assignment import Rejoin
+from scorer.assignment import Reachability, Rejoin
 from scorer.config import (
     CONSUMER_FIXED,
     PRODUCER_FIXED,
@@ -196,30 +196,38 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
     def make_producer() -> Producer:
         return Producer(settings, logger=client_logger("producer"))
 
+    count_errors, reach = _count_errors(metrics), Reachability()
+
+    def on_consumer_error(error: KafkaError) -> None:
+        count_errors(error)
+        reach.note(error)
+
     def make_consumer() -> Consumer:
         return Consumer(
-            {**consumer_settings(config), "error_cb": _count_errors(metrics)},
+            {**consumer_settings(config), "error_cb": on_consumer_error},
             logger=client_logger("consumer"),
         )
 
     with settings_checked_by_librdkafka(config.kafka):
         consumer = make_consumer()  # librdkafka checks the settings read below
-        rejoin = Rejoin(make_consumer, rejoin_after_s(config))
+        rejoin = Rejoin(make_consumer, rejoin_after_s(config), reach)
         return ScorerPipeline(
             config, scorer, consumer, make_producer, metrics, rejoin=rejoin
         )
 
 
 def rejoin_after_s(config: Config) -> float:
-    """`pipeline.rejoin_after`; by default twice the consumer's session timeout.
+    """`pipeline.rejoin_after`; by default longer than a rejoin may take.
 
-    Far longer than a rejoin takes while every member polls, as the scorer's
-    instances do even while they wait. Replacing a consumer that was only
-    slow to rejoin costs one more join, nothing else.
+    Once the brokers answer, a rejoin waits up to session.timeout.ms for the
+    broker to expire members that did not come back, then up to
+    max.poll.interval.ms (the rebalance timeout) for the others to join.
     """
     if config.pipeline.rejoin_after is not None:
         return config.pipeline.rejoin_after / 1000
-    return 2 * int(consumer_settings(config)["session.timeout.ms"]) / 1000
+    settings = consumer_settings(config)
+    session_ms = int(settings["session.timeout.ms"])
+    return (session_ms + int(settings["max.poll.interval.ms"])) / 1000
 
 
 @contextmanager

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 import yaml
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from test_pipeline_unencodable import EVENTS, Broker, sample
 
-from scorer.assignment import Assignment, Rejoin
+from scorer.assignment import Assignment, Reachability, Rejoin
 from scorer.config import default_config_path, parse_config
 from scorer.lead import MemoryStore, Params
 from scorer.metrics import Metrics
@@ -109,7 +109,10 @@ def made() -> list[Member]:
 
 
 def pipeline_with(
-    first: Member, replacements: list[Member], made: list[Member]
+    first: Member,
+    replacements: list[Member],
+    made: list[Member],
+    reach: Reachability | None = None,
 ) -> ScorerPipeline:
     raw = yaml.safe_load(default_config_path().read_text())
     raw["topics"]["events"] = [{"name": EVENTS, "format": "json"}]
@@ -123,7 +126,7 @@ def pipeline_with(
 
     producer: Any = Broker()
     consumer: Any = first
-    rejoin = Rejoin(make_consumer, REJOIN_AFTER_S)
+    rejoin = Rejoin(make_consumer, REJOIN_AFTER_S, reach)
     return ScorerPipeline(
         config, scorer, consumer, lambda: producer, Metrics(), rejoin=rejoin
     )
@@ -211,3 +214,61 @@ def test_callbacks_of_a_replaced_consumer_change_nothing() -> None:
     assert owned.owned == {(EVENTS, 0)}
     assert owned.cut_off_s(time.monotonic()) is None
     assert revoked == []
+
+
+def brokers_away_for(seconds: float, reach: Reachability) -> list[Turn]:
+    """Turns in which the consumer reports the brokers out of reach."""
+    until = time.monotonic() + seconds
+
+    def away(member: Member) -> None:
+        reach.note(KafkaError(KafkaError._TRANSPORT))
+        if time.monotonic() < until:
+            member.turns.insert(0, away)
+
+    return [away]
+
+
+def test_the_wait_starts_over_while_the_brokers_are_out_of_reach(
+    stopping: threading.Event, made: list[Member]
+) -> None:
+    # A broker outage: the rejoin can only follow once a broker answers.
+    reach = Reachability()
+    outage = brokers_away_for(3 * REJOIN_AFTER_S, reach)
+    turns = [assign(P0), lose(P0), *outage, stop]
+    pipeline = pipeline_with(Member("only", turns, stopping), [], made, reach)
+
+    pipeline.run(stopping)
+
+    assert made == []
+
+
+def test_after_the_outage_the_wait_runs_out_and_the_consumer_is_replaced(
+    stopping: threading.Event, made: list[Member]
+) -> None:
+    reach = Reachability()
+    outage = brokers_away_for(2 * REJOIN_AFTER_S, reach)
+    old = Member("old", [assign(P0), lose(P0), *outage, *idle_for(1.0)], stopping)
+    new = Member("new", [assign(P0), stop], stopping)
+    pipeline = pipeline_with(old, [new], made, reach)
+
+    pipeline.run(stopping)
+
+    assert made == [new]
+
+
+def test_only_errors_of_brokers_out_of_reach_restart_the_wait() -> None:
+    reach = Reachability()
+    rejoin = Rejoin(lambda: None, after_s=10.0, reach=reach)  # type: ignore[arg-type,return-value]
+    now = time.monotonic()
+    due_before = rejoin.due(60.0, now)
+
+    reach.note(KafkaError(KafkaError._MSG_TIMED_OUT))
+    due_after_other = rejoin.due(60.0, time.monotonic())
+    reach.note(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    noted = time.monotonic()
+
+    assert due_before and due_after_other
+    assert not rejoin.due(60.0, noted + 9.0)
+    assert rejoin.due(60.0, noted + 10.5)
+    assert not rejoin.due(None, noted + 60.0)
+    assert not rejoin.due(5.0, noted + 60.0)
