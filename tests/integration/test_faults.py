@@ -8,6 +8,8 @@ the Redis state and the output topic with an offline replay.
 
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 from guarantees import (
+    Expected,
     Feeder,
     OutputLog,
     Report,
@@ -32,7 +35,7 @@ from guarantees import (
     wait_caught_up,
 )
 
-from scorer.config import parse_config
+from scorer.config import Config, parse_config
 from scorer.sandbox.kafka import KafkaBroker, create_topics
 from scorer.sandbox.redis import RedisServer
 
@@ -179,52 +182,109 @@ def recovery_s(reader: OutputLog, fault_end: float, timeout_s: float = 60.0) -> 
     return round(arrival - fault_end, 2)
 
 
+@dataclass
+class FaultRun:
+    """A scorer fed through one fault, caught up and stopped."""
+
+    config: Config
+    expected: Expected
+    outputs: list[bytes]
+    fault_s: float  # how long the fault took
+    recovery_s: float  # from its end to the first output after it
+    measured: dict[str, float]  # read from the scorer before it stopped
+    log_text: str
+
+
+def run_through_fault(
+    broker: KafkaBroker,
+    redis_url: str,
+    tmp_path: Path,
+    *,
+    pipeline: dict[str, Any],
+    seed: int,
+    fault: Callable[[ScorerProcess], None],
+    read_committed: bool = False,
+    settle_s: float = 0.0,
+    measure: Callable[[ScorerProcess], dict[str, float]] = lambda _scorer: {},
+) -> FaultRun:
+    """Feed KAFKA_EVENTS to `scorer run` on `broker`, break something mid-way.
+
+    `fault` runs once outputs flow (and `settle_s` more have passed); the
+    run ends when the group has committed every event.
+    """
+    bootstrap = broker.bootstrap_servers
+    create_topics(bootstrap, {"events": PARTITIONS, "out": PARTITIONS, "dlq": 1})
+    raw = raw_config(
+        bootstrap,
+        redis_url,
+        "events",
+        "out",
+        "dlq",
+        consumer_settings=CONSUMER,
+        pipeline=pipeline,
+    )
+    config = parse_config(raw)
+    workload = make_workload(KAFKA_EVENTS, 600, seed=seed)
+    expected = replay_workload(config, workload)
+
+    reader = OutputLog(bootstrap, "out", read_committed=read_committed)
+    feeder = Feeder(bootstrap, "events", workload, RATE)
+    scorer = ScorerProcess(raw, tmp_path, "scorer")
+    reader.start()
+    scorer.start()
+    try:
+        scorer.wait_assigned()
+        feeder.start()
+        reader.wait_for_more(30.0)
+        time.sleep(settle_s)
+        started = time.monotonic()
+        fault(scorer)
+        ended = time.monotonic()
+        recovery = recovery_s(reader, ended)
+        feeder.finish()
+        wait_caught_up(bootstrap, raw["kafka"]["group_id"], "events")
+        measured = measure(scorer)
+        assert scorer.terminate() == 0
+    finally:
+        scorer.ensure_stopped()
+    outputs = reader.finish()
+    return FaultRun(
+        config,
+        expected,
+        outputs,
+        ended - started,
+        recovery,
+        measured,
+        scorer.log_text(),
+    )
+
+
 @pytest.mark.parametrize("transactional", [False, True], ids=["acked", "transactional"])
 def test_broker_restart(redis_url: str, tmp_path: Path, transactional: bool) -> None:
+    pipeline = {
+        "transactional": transactional,
+        "transactional_id_prefix": f"t{uuid.uuid4().hex[:8]}",
+    }
     with KafkaBroker() as broker:
-        bootstrap = broker.bootstrap_servers
-        create_topics(bootstrap, {"events": PARTITIONS, "out": PARTITIONS, "dlq": 1})
-        raw = raw_config(
-            bootstrap,
+        run = run_through_fault(
+            broker,
             redis_url,
-            "events",
-            "out",
-            "dlq",
-            consumer_settings=CONSUMER,
-            pipeline={
-                "transactional": transactional,
-                "transactional_id_prefix": f"t{uuid.uuid4().hex[:8]}",
-            },
+            tmp_path,
+            pipeline=pipeline,
+            seed=31,
+            fault=lambda _scorer: broker.restart(),  # same ports and log dir
+            read_committed=transactional,
+            settle_s=3.0,
         )
-        config = parse_config(raw)
-        workload = make_workload(KAFKA_EVENTS, 600, seed=31)
-        expected = replay_workload(config, workload)
-
-        reader = OutputLog(bootstrap, "out", read_committed=transactional)
-        feeder = Feeder(bootstrap, "events", workload, RATE)
-        scorer = ScorerProcess(raw, tmp_path, "scorer")
-        reader.start()
-        scorer.start()
-        try:
-            scorer.wait_assigned()
-            feeder.start()
-            reader.wait_for_more(30.0)
-            time.sleep(3.0)
-            down = time.monotonic()
-            broker.restart()  # same ports and log dir
-            back = time.monotonic()
-            recovery = recovery_s(reader, back)
-            feeder.finish()
-            wait_caught_up(bootstrap, raw["kafka"]["group_id"], "events")
-            assert scorer.terminate() == 0
-        finally:
-            scorer.ensure_stopped()
-        outputs = reader.finish()
 
     figures = check_results(
-        config, redis_url, expected, outputs, allow_copies=not transactional
+        run.config,
+        redis_url,
+        run.expected,
+        run.outputs,
+        allow_copies=not transactional,
     )
-    figures |= {"broker_down_s": round(back - down, 1), "recovery_s": recovery}
+    figures |= {"broker_down_s": round(run.fault_s, 1), "recovery_s": run.recovery_s}
     Report(f"broker-restart transactional={transactional}", figures).print()
 
 
@@ -242,51 +302,34 @@ def test_a_consumer_frozen_out_of_its_group_is_replaced_and_nothing_is_lost(
     due). The consumer is replaced while the old one is still rejoining,
     the harder case for the callbacks of the two.
     """
+
+    def measure(scorer: ScorerProcess) -> dict[str, float]:
+        return {
+            "replacements": scorer.metric("scorer_consumer_replacements_total"),
+            "lost": scorer.metric("scorer_rebalances_total", kind="lost"),
+        }
+
     delay = {"group.initial.rebalance.delay.ms": str(REJOIN_DELAY_MS)}
     with KafkaBroker(extra_properties=delay) as broker:
-        bootstrap = broker.bootstrap_servers
-        create_topics(bootstrap, {"events": PARTITIONS, "out": PARTITIONS, "dlq": 1})
-        raw = raw_config(
-            bootstrap,
+        run = run_through_fault(
+            broker,
             redis_url,
-            "events",
-            "out",
-            "dlq",
-            consumer_settings=CONSUMER,
+            tmp_path,
             pipeline={"rejoin_after": "1ms"},
+            seed=37,
+            # past session.timeout.ms and max.poll.interval.ms
+            fault=lambda scorer: scorer.freeze(PAUSE_S),
+            measure=measure,
         )
-        config = parse_config(raw)
-        workload = make_workload(KAFKA_EVENTS, 600, seed=37)
-        expected = replay_workload(config, workload)
 
-        reader = OutputLog(bootstrap, "out")
-        feeder = Feeder(bootstrap, "events", workload, RATE)
-        scorer = ScorerProcess(raw, tmp_path, "scorer")
-        reader.start()
-        scorer.start()
-        try:
-            scorer.wait_assigned()
-            feeder.start()
-            reader.wait_for_more(30.0)
-            scorer.freeze(PAUSE_S)  # past session.timeout.ms and max.poll.interval.ms
-            thawed = time.monotonic()
-            recovery = recovery_s(reader, thawed)
-            feeder.finish()
-            wait_caught_up(bootstrap, raw["kafka"]["group_id"], "events")
-            replacements = scorer.metric("scorer_consumer_replacements_total")
-            lost = scorer.metric("scorer_rebalances_total", kind="lost")
-            assert scorer.terminate() == 0
-        finally:
-            scorer.ensure_stopped()
-        outputs = reader.finish()
-
-    log_text = scorer.log_text()
-    assert lost >= 1
-    assert replacements == 1, log_text[-3000:]
-    assert "replacing the Kafka consumer" in log_text
-    assert "replaced consumer closed" in log_text
-    figures = check_results(config, redis_url, expected, outputs, allow_copies=True)
-    figures |= {"frozen_s": PAUSE_S, "recovery_s": recovery}
+    assert run.measured["lost"] >= 1
+    assert run.measured["replacements"] == 1, run.log_text[-3000:]
+    assert "replacing the Kafka consumer" in run.log_text
+    assert "replaced consumer closed" in run.log_text
+    figures = check_results(
+        run.config, redis_url, run.expected, run.outputs, allow_copies=True
+    )
+    figures |= {"frozen_s": PAUSE_S, "recovery_s": run.recovery_s}
     Report("consumer replaced", figures).print()
 
 
