@@ -298,7 +298,12 @@ def test_outputs_stuck_in_their_producer_go_out_through_a_new_one(
     made = iter([stuck, fresh])
     metrics = Metrics()
     waiting = Waiting(owned, metrics, threading.Event())
-    delivery = AtLeastOnce(lambda: next(made), consumer, waiting, metrics)  # type: ignore[arg-type,return-value]
+    delivery = AtLeastOnce(
+        lambda: next(made),  # type: ignore[arg-type,return-value]
+        consumer,  # type: ignore[arg-type]
+        waiting,
+        metrics,
+    )
     delivery.stuck_acks_s = 0.3
     outgoing = [
         Outgoing("out", b"L1", value, [], ("events", 0)) for value in (b"a", b"b")
@@ -365,7 +370,12 @@ def test_refused_outputs_are_produced_again_after_a_wait_that_serves_the_consume
     owned.on_assign(consumer, tps(0))  # type: ignore[arg-type]
     producer = RefusingProducer(3, metrics, consumer)
     waiting = Waiting(owned, metrics, threading.Event())
-    delivery = AtLeastOnce(lambda: producer, consumer, waiting, metrics)  # type: ignore[arg-type,return-value]
+    delivery = AtLeastOnce(
+        lambda: producer,  # type: ignore[arg-type,return-value]
+        consumer,  # type: ignore[arg-type]
+        waiting,
+        metrics,
+    )
     outgoing = [
         Outgoing("out", b"L1", value, [], ("events", 0)) for value in (b"a", b"b")
     ]

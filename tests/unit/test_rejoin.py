@@ -258,7 +258,11 @@ def test_after_the_outage_the_wait_runs_out_and_the_consumer_is_replaced(
 
 def test_only_errors_of_brokers_out_of_reach_restart_the_wait() -> None:
     reach = Reachability()
-    rejoin = Rejoin(lambda: None, after_s=10.0, reach=reach)  # type: ignore[arg-type,return-value]
+    rejoin = Rejoin(
+        lambda: None,  # type: ignore[arg-type,return-value]
+        after_s=10.0,
+        reach=reach,
+    )
     now = time.monotonic()
     due_before = rejoin.due(60.0, now)
 
