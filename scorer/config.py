@@ -120,7 +120,11 @@ def _duration_ms(value: Any) -> Any:
             raise ValueError(_DURATION_EXPECTED)
         amount, unit = found.groups()
         return _whole_ms(float(amount) * _UNIT_MS[unit or "s"])
-    return value
+    if value is None:
+        return value  # pydantic says "required" or takes it for an optional one
+    # A list or a mapping: pydantic would say "a valid integer", which
+    # misleads where a duration such as '10d' is wanted.
+    raise ValueError(_DURATION_EXPECTED)
 
 
 def _whole_ms(ms: float) -> int:
@@ -197,6 +201,11 @@ class Match(Frozen):
     min_minutes_watched: Number | None = Field(
         default=None, ge=0, description="webinar: watched at least this many minutes"
     )
+
+    @field_validator("url_contains", "category", "asset_type")
+    @classmethod
+    def _choices(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _choices(value)
 
     @field_validator("url_pattern")
     @classmethod
@@ -283,6 +292,11 @@ class FitRule(Frozen):
     @classmethod
     def _name(cls, value: str) -> str:
         return _rule_name(value)
+
+    @field_validator("any_of")
+    @classmethod
+    def _choices(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _choices(value)
 
     @field_validator("pattern")
     @classmethod
@@ -1038,10 +1052,21 @@ def _location(loc: tuple[int | str, ...]) -> str:
 
 
 def _message(err: Mapping[str, Any]) -> str:
-    message = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
+    # pydantic speaks of Python's types; a config is written in YAML.
+    kind, context = err["type"], err.get("ctx") or {}
+    if kind == "extra_forbidden":
         return "unknown field"
-    return message
+    if kind in ("tuple_type", "list_type"):
+        return "must be a list (YAML: one '- item' per line, or [a, b])"
+    if kind == "too_short" and isinstance(context.get("min_length"), int):
+        return f"must hold at least {_items(context['min_length'])}"
+    if kind == "too_long" and isinstance(context.get("max_length"), int):
+        return f"must hold at most {_items(context['max_length'])}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _items(count: int) -> str:
+    return f"{count} item" if count == 1 else f"{count} items"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -1194,6 +1219,17 @@ def _set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
             node[part] = child
         node = child
     node[path[-1]] = value
+
+
+def _choices(value: tuple[str, ...]) -> tuple[str, ...]:
+    # Given but empty, a condition would quietly match every event (an empty
+    # list reads as "no condition"; "" is a substring of every URL), so that
+    # the rule shadows every rule after it.
+    if not value:
+        raise ValueError("an empty list; give at least one value, or leave it out")
+    if any(not item.strip() for item in value):
+        raise ValueError("an empty value; give text, or leave the field out")
+    return value
 
 
 def _rule_name(value: str) -> str:

@@ -96,6 +96,53 @@ def test_a_condition_for_another_event_type_is_refused() -> None:
     assert "asset_type applies only to content_download" in error.message
 
 
+@pytest.mark.parametrize(
+    ("rule", "field", "value", "expected"),
+    [
+        (0, "category", [], "an empty list"),
+        (0, "url_contains", [], "an empty list"),
+        (0, "url_contains", ["/blog/", ""], "an empty value"),
+        (4, "asset_type", ["  "], "an empty value"),
+    ],
+)
+def test_a_condition_given_empty_is_refused_as_it_would_match_everything(
+    rule: int, field: str, value: list[str], expected: str
+) -> None:
+    raw = default_raw()
+    raw["scoring"]["engagement_rules"][rule]["match"][field] = value
+
+    error = error_of(raw)
+    assert error.field == f"scoring.engagement_rules.{rule}.match.{field}"
+    assert error.message.startswith(expected)
+
+
+def test_a_fit_rule_with_an_empty_choice_is_refused() -> None:
+    raw = default_raw()
+    raw["scoring"]["fit_rules"][1]["any_of"] = ["software", ""]
+
+    error = error_of(raw)
+    assert error.field == "scoring.fit_rules.1.any_of"
+    assert error.message.startswith("an empty value")
+
+
+def test_a_list_given_as_one_text_is_told_to_be_a_list() -> None:
+    raw = default_raw()
+    raw["scoring"]["engagement_rules"][0]["match"]["url_contains"] = "/blog/"
+
+    error = error_of(raw)
+    assert error.field == "scoring.engagement_rules.0.match.url_contains"
+    assert error.message.startswith("must be a list")
+
+
+def test_a_duration_given_as_a_list_is_told_what_a_duration_is() -> None:
+    raw = default_raw()
+    raw["scoring"]["half_life"] = ["10d"]
+
+    error = error_of(raw)
+    assert error.field == "scoring.half_life"
+    assert "'7d'" in error.message
+
+
 def test_every_problem_is_listed() -> None:
     raw = default_raw()
     raw["scoring"]["half_life"] = 0
@@ -412,7 +459,7 @@ def test_an_empty_rule_list_is_still_too_short() -> None:
         load_config(environ={}, overrides={"scoring.engagement_rules": "[]"})
 
     assert caught.value.field == "scoring.engagement_rules"
-    assert "at least 1 item" in caught.value.message
+    assert caught.value.message == "must hold at least 1 item (from the command line)"
 
 
 def test_an_rdkafka_variable_without_a_name_is_refused() -> None:
