@@ -29,7 +29,7 @@ _MS_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000))
 NOTES = {
     "scoring.version": "published as rules_version, with a digest of the rules",
     "scoring.half_life": "engagement halves in this time (event time)",
-    "scoring.allowed_lateness": "events this far behind a lead's newest are exact",
+    "scoring.allowed_lateness": "a cap window stays open this long past its end",
     "scoring.dedupe_horizon": "update ids are remembered until the lead's newest "
     "event time moves this far on",
     "scoring.total.fit_weight": "score = fit_weight * fit + engagement_weight * "
