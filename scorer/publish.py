@@ -67,10 +67,11 @@ def output_events(
     if not (crossed or moved):
         return []
 
+    # A crossing is decided on the unrounded score, which can cross while the
+    # shown one stays put (50.004 to 49.996): its score_changed still
+    # goes out, since the mql_crossed's reason points readers to it.
     base = _base(update, outcome, (score, previous), rules_version, threshold)
-    events = []
-    if moved:
-        events.append(_score_changed(base, outcome, reason))
+    events = [_score_changed(base, outcome, reason)]
     if crossed:
         events.append(_mql_crossed(base, outcome))
     return events
@@ -170,7 +171,11 @@ def _source_id(update: ScoredUpdate) -> str:
 
 
 def _event_id(base: dict[str, Any], kind: str) -> str:
-    return output_id(f"{base['lead_id']}\n{base['source_event_id']}\n{kind}")
+    # The rules version is part of the name: the same events scored again
+    # under other rules (a new key prefix or group) are new outputs, which
+    # a reader that dedupes by event_id must not drop as copies.
+    name = (base["lead_id"], base["source_event_id"], kind, base["rules_version"])
+    return output_id("\n".join(name))
 
 
 def output_id(name: str) -> str:

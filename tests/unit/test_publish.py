@@ -54,3 +54,52 @@ def test_score_events_encode_to_the_same_bytes_as_plain_fastavro() -> None:
         expected = SINGLE_OBJECT_MARKER + target.fingerprint + plain.getvalue()
         assert codec.encode(event) == expected
         assert codec.decode(expected)["reason"] == event["reason"]
+
+
+def test_a_crossing_the_rounded_score_hides_still_comes_with_its_score_change() -> None:
+    # 50.004 shows as 50.0 and so does 49.996, but the lead fell below
+    # threshold - hysteresis (50): the mql_crossed's reason is null and
+    # points to the score_changed of the same source, which must exist.
+    rule = ScoringRule("careers_page", -15.0, 14 * DAY_MS, 15.0, DAY_MS)
+    update = ActivityUpdate("lead-7", "e-2", T0_MS, rule)
+    outcome = Outcome(
+        "applied", 50.004, 49.996, 30.0, 19.996, 0.0, 0.008, False, 0, True,
+        False, T0_MS,
+    )  # fmt: skip
+
+    events = output_events(update, outcome, Reason(rule.name, -15.0), "v1", 60.0)
+
+    assert [e["type"] for e in events] == ["score_changed", "mql_crossed"]
+    assert events[0]["score"] == events[0]["previous_score"] == 50.0
+    assert events[1]["direction"] == "down"
+
+
+def test_an_unmoved_score_without_a_crossing_publishes_nothing() -> None:
+    rule = ScoringRule("blog_read", 1.0, 7 * DAY_MS, 5.0, DAY_MS)
+    update = ActivityUpdate("lead-7", "e-3", T0_MS, rule)
+    outcome = Outcome(
+        "applied", 40.001, 40.002, 30.0, 10.002, 0.001, 0.0, True, 0, False,
+        False, T0_MS,
+    )  # fmt: skip
+
+    assert output_events(update, outcome, Reason(rule.name, 1.0), "v1", 60.0) == []
+
+
+def test_the_same_source_under_other_rules_publishes_other_ids() -> None:
+    # Scoring history again under new rules (a new key prefix or group)
+    # makes new outputs, not copies a reader deduping by event_id would drop.
+    rule = ScoringRule("pricing_page", 20.0, 7 * DAY_MS, 40.0, DAY_MS)
+    update = ActivityUpdate("lead-7", "e-1", T0_MS, rule)
+    outcome = Outcome(
+        "applied", 55.0, 75.5, 15.0, 60.5, 20.0, 0.25, True, 1, False, True, T0_MS
+    )
+    reason = Reason(rule.name, 20.0)
+
+    first = output_events(update, outcome, reason, "v1+0a1b2c3d", 60.0)
+    again = output_events(update, outcome, reason, "v1+0a1b2c3d", 60.0)
+    other = output_events(update, outcome, reason, "v2+4e5f6a7b", 60.0)
+
+    assert [e["event_id"] for e in first] == [e["event_id"] for e in again]
+    first_ids = {e["event_id"] for e in first}
+    assert first_ids.isdisjoint(e["event_id"] for e in other)
+    assert len(first_ids) == 2
