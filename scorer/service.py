@@ -46,7 +46,14 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "session.timeout.ms": 45_000,
     "max.poll.interval.ms": 300_000,
 }
-PRODUCER_DEFAULTS: dict[str, Any] = {"linger.ms": 5, "compression.type": "lz4"}
+# murmur2_random places a key where Java's producer and Kafka Streams do
+# (librdkafka's own default hashes with CRC32), so the outputs are
+# co-partitioned with a Java client's topics keyed by lead id.
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "linger.ms": 5,
+    "compression.type": "lz4",
+    "partitioner": "murmur2_random",
+}
 # The pipeline's delivery acts on failures only (flush() tells when all are
 # done); a report per acknowledged output cost a Python call and object each.
 # (`scorer produce` counts acknowledged records, so it keeps every report.)
