@@ -385,10 +385,14 @@ class Transactional(_Delivery):
 
     def start(self) -> None:
         """Fence and abort whatever a previous life of this instance left open."""
-        self._init_transactions(self._pause)
-        log.info("transactions initialised")
+        started = time.monotonic()
+        try:
+            self._init_transactions(partial(self._wait_at_start, started))
+        finally:
+            self.metrics.waiting.labels("kafka").set(0)
+        log.info("transactions initialised waited_s=%.1f", time.monotonic() - started)
 
-    def _init_transactions(self, between: Callable[[], None]) -> None:
+    def _init_transactions(self, between: Callable[[KafkaError], None]) -> None:
         while True:
             try:
                 self.producer.init_transactions(TRANSACTION_CALL_S)
@@ -397,14 +401,24 @@ class Transactional(_Delivery):
                 error: KafkaError = exc.args[0]
                 if error.fatal() or not error.retriable():
                     raise
-            between()
+            between(error)
 
-    def _pause(self) -> None:
-        # Before the first poll there is no group to keep alive.
+    def _wait_at_start(self, started: float, error: KafkaError) -> None:
+        # Before the first poll there is no group to keep alive, but the wait
+        # must show: the producer's poll serves its error callback and log
+        # lines (a refused connection), which init_transactions does not.
         self.waiting.check_stop()
-        time.sleep(HOLD_POLL_S)
+        self.metrics.waiting.labels("kafka").set(1)
+        if self._failure_worth_logging():
+            log.warning(
+                "waiting for the broker to initialise transactions "
+                "waited_s=%.1f code=%s",
+                time.monotonic() - started,
+                error.name(),
+            )
+        self.producer.poll(HOLD_POLL_S)
 
-    def _serve(self) -> None:
+    def _serve(self, _error: KafkaError | None = None) -> None:
         with self.waiting.holding("kafka"):
             self.waiting.serve_for(HOLD_POLL_S, self.producer)
 

@@ -15,14 +15,22 @@ from typing import Any
 import pytest
 import redis
 import yaml
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, Producer, TopicPartition
 
 from scorer.assignment import Assignment
 from scorer.config import Config, default_config_path, parse_config
-from scorer.delivery import AtLeastOnce, Handoff, Outgoing, Waiting
+from scorer.delivery import (
+    AtLeastOnce,
+    Handoff,
+    Interrupted,
+    Outgoing,
+    Transactional,
+    Waiting,
+)
 from scorer.errors import ConfigError
 from scorer.metrics import Metrics
 from scorer.service import (
+    _count_errors,
     output_producer_settings,
     producer_settings,
     redis_client,
@@ -398,3 +406,54 @@ def test_refused_outputs_are_produced_again_after_a_wait_that_serves_the_consume
     )
     failures = [r for r in caplog.records if "deliveries failed" in r.getMessage()]
     assert len(failures) == 1  # one line per WAIT_LOG_EVERY_S, not per attempt
+
+
+def test_a_transactional_start_without_a_broker_shows_its_wait_and_stops_on_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Nothing listens on the port: a real librdkafka producer is refused.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    metrics = Metrics()
+    settings = {
+        "bootstrap.servers": f"127.0.0.1:{port}",
+        "transactional.id": "start-without-broker",
+        "error_cb": _count_errors(metrics),
+    }
+    owned, consumer = assignment()
+    stop = threading.Event()
+    delivery = Transactional(
+        lambda: Producer(settings),
+        consumer,  # type: ignore[arg-type]
+        Waiting(owned, metrics, stop),
+        metrics,
+    )
+    ended: list[str] = []
+
+    def start() -> None:
+        try:
+            delivery.start()
+        except Interrupted:
+            ended.append("interrupted")
+
+    def sample(name: str, labels: dict[str, str]) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (
+        sample("scorer_kafka_errors_total", {"kind": "client"})
+        and sample("scorer_waiting_for_dependency", {"dependency": "kafka"}) == 1
+    ):
+        time.sleep(0.1)
+    client_errors = sample("scorer_kafka_errors_total", {"kind": "client"})
+    stop.set()
+    thread.join(15)
+
+    assert client_errors is not None and client_errors > 0
+    assert ended == ["interrupted"]
+    assert "waiting for the broker to initialise transactions" in caplog.text
+    waiting = sample("scorer_waiting_for_dependency", {"dependency": "kafka"})
+    assert waiting == 0
