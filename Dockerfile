@@ -21,8 +21,10 @@ ENV PYTHONUNBUFFERED=1 \
     SCORER_METRICS__HOST=0.0.0.0 \
     SCORER_METRICS__PORT=9108
 EXPOSE 9108
-# The check follows SCORER_METRICS__PORT when a deployment changes it (a
-# port set only in a config file needs the check overridden as well).
+# Environment variables win over the config file, so these two replace any
+# metrics.host or metrics.port of a mounted config. Change the port with
+# SCORER_METRICS__PORT, which the check follows; a --metrics-port flag wins
+# over the variable, but the check does not see it.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('SCORER_METRICS__PORT', '9108'); urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2)"]
 ENTRYPOINT ["scorer"]
