@@ -58,6 +58,11 @@ STUCK_CALL_S = 20.0
 # "not found in cache" and retry for message.timeout.ms (5 min; librdkafka
 # issue 4976). A new producer asks the broker afresh.
 STUCK_ACKS_S = 20.0
+# Offsets are committed at most this often; those stored in between go with
+# the next commit. A commit per batch of a few records (pipeline.batch_size
+# 2) piled up over a thousand commit requests on a busy coordinator, and
+# the group's members lost their sessions.
+COMMIT_EVERY_S = 0.05
 # librdkafka's codes for "another producer now has this transactional.id".
 FENCED = (
     KafkaError._FENCED,
@@ -200,6 +205,9 @@ class _Delivery:
         self.waiting = waiting
         self.metrics = metrics
 
+    def commit_due(self) -> None:
+        """Commit offsets stored since the last commit, if it is time."""
+
     def _failure_worth_logging(self) -> bool:
         """True once per WAIT_LOG_EVERY_S: a lasting failure repeats every 2 s."""
         now = time.monotonic()
@@ -225,6 +233,9 @@ class AtLeastOnce(_Delivery):
 
     name = "at-least-once"
     stuck_acks_s = STUCK_ACKS_S
+    commit_every_s = COMMIT_EVERY_S
+    _committed_s = float("-inf")  # monotonic time of the last async commit
+    _uncommitted = False  # offsets stored since then
 
     def start(self) -> None:
         """Nothing to set up: the idempotent producer needs no handshake."""
@@ -242,8 +253,26 @@ class AtLeastOnce(_Delivery):
         owned = self.waiting.assignment.still_owned(sent.handoff.epochs)
         self._commit(sent.handoff.offsets_of(owned))
 
+    def commit_due(self) -> None:
+        """The consume loop calls this each turn: a stored offset waits at most
+        `commit_every_s`, or a turn of an idle loop (`batch_timeout_ms`)."""
+        if not self._uncommitted:
+            return
+        now = time.monotonic()
+        if now - self._committed_s < self.commit_every_s:
+            return
+
+        self._committed_s, self._uncommitted = now, False
+        try:
+            self.consumer.commit(asynchronous=True)
+        except KafkaException as exc:
+            # The batch is published; a lost commit only replays it.
+            self.metrics.kafka_errors.labels("commit").inc()
+            log.warning("commit failed: %s", exc)
+
     def commit_stored(self, moment: str) -> None:
         """Commit what is stored, and wait for it (on revocation and stop)."""
+        self._uncommitted = False
         try:
             self.consumer.commit(asynchronous=False)
         except KafkaException as exc:
@@ -357,11 +386,13 @@ class AtLeastOnce(_Delivery):
             return
         try:
             self.consumer.store_offsets(offsets=offsets)
-            self.consumer.commit(asynchronous=True)
         except KafkaException as exc:
             # The batch is published; a lost commit only replays it.
             self.metrics.kafka_errors.labels("commit").inc()
             log.warning("commit failed: %s", exc)
+            return
+        self._uncommitted = True
+        self.commit_due()
 
 
 class Transactional(_Delivery):

@@ -288,6 +288,7 @@ class ScorerPipeline:
                 messages = self.consumer.consume(size, 0.0 if busy else timeout_s)
                 self._polled()
             self._report_lag()
+            self.delivery.commit_due()
             started = self._start(messages) if messages else None
             if sent is not None:
                 self._confirm(sent)

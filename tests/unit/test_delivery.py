@@ -457,3 +457,49 @@ def test_a_transactional_start_without_a_broker_shows_its_wait_and_stops_on_requ
     assert "waiting for the broker to initialise transactions" in caplog.text
     waiting = sample("scorer_waiting_for_dependency", {"dependency": "kafka"})
     assert waiting == 0
+
+
+class CommittingConsumer(StandInConsumer):
+    """Keeps the offsets stored and how each commit was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored: dict[tuple[str, int], int] = {}
+        self.commits: list[tuple[bool, dict[tuple[str, int], int]]] = []
+
+    def store_offsets(self, offsets: list[TopicPartition]) -> None:
+        self.stored |= {(tp.topic, tp.partition): tp.offset for tp in offsets}
+
+    def commit(self, asynchronous: bool) -> None:
+        self.commits.append((asynchronous, dict(self.stored)))
+
+
+def test_many_small_batches_share_a_commit_and_the_last_one_is_not_left_behind() -> (
+    None
+):
+    consumer = CommittingConsumer()
+    owned = Assignment(consumer, Metrics())  # type: ignore[arg-type]
+    owned.on_assign(consumer, tps(0))  # type: ignore[arg-type]
+    epochs = owned.epochs([("events", 0)])
+    metrics = Metrics()
+    delivery = AtLeastOnce(
+        AckingProducer,  # type: ignore[arg-type]
+        consumer,  # type: ignore[arg-type]
+        Waiting(owned, metrics, threading.Event()),
+        metrics,
+    )
+    delivery.commit_every_s = 3600.0
+
+    for offset in range(1, 101):
+        handoff = Handoff([], [TopicPartition("events", 0, offset)], epochs)
+        delivery.confirm(delivery.send(handoff))
+    delivery.commit_due()
+
+    assert consumer.stored == {("events", 0): 100}
+    assert consumer.commits == [(True, {("events", 0): 1})]
+
+    delivery.commit_every_s = 0.0
+    delivery.commit_due()
+    delivery.commit_due()  # nothing stored since: no commit
+
+    assert consumer.commits[1:] == [(True, {("events", 0): 100})]
