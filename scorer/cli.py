@@ -326,8 +326,10 @@ def _sandbox(args: argparse.Namespace) -> int:
     config = _load(args)
     stop = _stop_on_signal("stopping the servers")
     say = lambda text: print(text, flush=True)  # noqa: E731
-    stack.serve(config, stop, say, config_path=args.config, settings=args.settings)
-    return EXIT_OK
+    lost = stack.serve(
+        config, stop, say, config_path=args.config, settings=args.settings
+    )
+    return EXIT_FAILED if lost else EXIT_OK
 
 
 def _stop_on_signal(doing: str) -> threading.Event:

@@ -175,6 +175,12 @@ class LocalServer(abc.ABC):
         """True while the child process exists (paused counts as running)."""
         return self._process is not None and self._process.poll() is None
 
+    def ended(self) -> str | None:
+        """How the process ended ('signal=SIGKILL'), or None while it runs."""
+        if self._process is None or self._process.poll() is None:
+            return None
+        return _ending(self._process.returncode)
+
     def start(self) -> None:
         """Configure the server on fresh ports and start it; wait until ready."""
         if self._process is not None:

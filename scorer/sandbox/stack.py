@@ -7,6 +7,7 @@ creates the topics a config names, prints the flags that point `scorer run`,
 `scorer produce` and `scorer watch` at them, and stops both when asked to.
 """
 
+import logging
 import shlex
 import sys
 import threading
@@ -15,11 +16,16 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from scorer.config import Config
+from scorer.sandbox import LocalServer
 from scorer.sandbox.kafka import KafkaBroker, create_topics
 from scorer.sandbox.redis import RedisServer
 
+log = logging.getLogger(__name__)
+
 # Enough to see a consumer group share the work; the demo uses as many.
 PARTITIONS = 3
+# How often the sandbox checks that its servers still run.
+WATCH_EVERY_S = 1.0
 
 
 def create_config_topics(bootstrap_servers: str, config: Config) -> list[str]:
@@ -45,8 +51,10 @@ def serve(
     say: Callable[[str], None],
     config_path: Path | None = None,
     settings: Sequence[str] = (),
-) -> None:
+) -> list[str]:
     """Run both servers until `stop` is set; then stop them and drop their data.
+
+    Returns the kinds of the servers that ended on their own meanwhile.
 
     `config_path`, the file `config` came from, and `settings`, the `--set`
     overrides it was read with, are repeated in the commands printed for the
@@ -60,8 +68,29 @@ def serve(
 
         bootstrap, url = broker.bootstrap_servers, redis_server.url
         say(instructions(bootstrap, url, names, config_path, settings))
-        stop.wait()
+        lost = _watch(stop, [broker, redis_server], say)
         say("Stopping the servers; their data is deleted.")
+    return lost
+
+
+def _watch(
+    stop: threading.Event, servers: list[LocalServer], say: Callable[[str], None]
+) -> list[str]:
+    """Wait for `stop`, saying at once when a server ends on its own.
+
+    The others keep running until stopped (a user may be trying out an
+    outage); the kinds of those that ended are returned.
+    """
+    lost: list[str] = []
+    while not stop.wait(WATCH_EVERY_S):
+        for server in servers:
+            how = server.ended()
+            if how is None or server.kind in lost:
+                continue
+            lost.append(server.kind)
+            log.warning("%s ended on its own pid=%s %s", server.kind, server.pid, how)
+            say(f"{server.kind} ended on its own ({how}); Ctrl-C stops the rest.")
+    return lost
 
 
 def program() -> str:

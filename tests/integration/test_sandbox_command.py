@@ -7,6 +7,7 @@ this runs them as child processes and reads the scores they publish.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from confluent_kafka import Consumer
 
 from scorer.wire import make_codec
@@ -138,3 +140,30 @@ def _outputs(bootstrap: str, count: int) -> list[dict[str, Any]]:
         consumer.close()
     assert len(outputs) == count, outputs
     return outputs
+
+
+def test_the_sandbox_says_when_a_server_ends_on_its_own_and_fails_at_the_end() -> None:
+    process = subprocess.Popen(
+        scorer("sandbox"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        printed = _read_until(process, "Ctrl-C")
+        redis_url = re.search(r"^  Redis  (\S+)$", printed, re.M)
+        assert redis_url, printed
+        client = redis.Redis.from_url(redis_url[1])
+        pid = int(client.info("server")["process_id"])
+        client.close()
+
+        os.kill(pid, signal.SIGKILL)
+        said = _read_until(process, "ended on its own")
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(STOP_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+    assert "redis ended on its own (signal=SIGKILL)" in said
+    assert code == 1
