@@ -254,8 +254,11 @@ class AtLeastOnce(_Delivery):
         self._commit(sent.handoff.offsets_of(owned))
 
     def commit_due(self) -> None:
-        """The consume loop calls this each turn: a stored offset waits at most
-        `commit_every_s`, or a turn of an idle loop (`batch_timeout_ms`)."""
+        """Commit the offsets stored since the last commit, at most this often.
+
+        The consume loop calls this each turn, so a stored offset waits at
+        most `commit_every_s`, or one turn of an idle loop (`batch_timeout_ms`).
+        """
         if not self._uncommitted:
             return
         now = time.monotonic()
