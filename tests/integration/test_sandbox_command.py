@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -109,12 +110,18 @@ def test_records_produced_by_hand_are_scored_by_hand(
 def _read_until(process: subprocess.Popen[str], marker: str) -> str:
     assert process.stdout is not None
     printed = ""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while marker not in printed and time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break  # the command ended: its output says why
-        printed += line
+    # readline blocks while the command prints nothing: past the deadline,
+    # killing it ends the read, and the assertion says what was printed.
+    timer = threading.Timer(READY_TIMEOUT_S, process.kill)
+    timer.start()
+    try:
+        while marker not in printed:
+            line = process.stdout.readline()
+            if not line:
+                break  # the command ended: its output says why
+            printed += line
+    finally:
+        timer.cancel()
     assert marker in printed, printed
     return printed
 
