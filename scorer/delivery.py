@@ -269,10 +269,6 @@ class AtLeastOnce(_Delivery):
         try:
             self.consumer.commit(asynchronous=True)
         except KafkaException as exc:
-            # _NO_OFFSET: the partitions left (a loss, a replaced consumer)
-            # and their stored offsets with them; their next owner replays.
-            if exc.args[0].code() == KafkaError._NO_OFFSET:
-                return
             # The batch is published; a lost commit only replays it.
             self.metrics.kafka_errors.labels("commit").inc()
             log.warning("commit failed: %s", exc)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 import yaml
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, Producer, TopicPartition
 
 from scorer.assignment import Assignment
 from scorer.config import Config, default_config_path, parse_config
@@ -503,33 +503,3 @@ def test_many_small_batches_share_a_commit_and_the_last_one_is_not_left_behind()
     delivery.commit_due()  # nothing stored since: no commit
 
     assert consumer.commits[1:] == [(True, {("events", 0): 100})]
-
-
-class ForgettingConsumer(CommittingConsumer):
-    """Has dropped its stored offsets, as librdkafka does when partitions go."""
-
-    def commit(self, asynchronous: bool) -> None:
-        raise KafkaException(KafkaError(KafkaError._NO_OFFSET))
-
-
-def test_a_commit_with_nothing_stored_left_is_no_error() -> None:
-    consumer = ForgettingConsumer()
-    owned = Assignment(consumer, Metrics())  # type: ignore[arg-type]
-    owned.on_assign(consumer, tps(0))  # type: ignore[arg-type]
-    metrics = Metrics()
-    delivery = AtLeastOnce(
-        AckingProducer,  # type: ignore[arg-type]
-        consumer,  # type: ignore[arg-type]
-        Waiting(owned, metrics, threading.Event()),
-        metrics,
-    )
-    handoff = Handoff(
-        [], [TopicPartition("events", 0, 5)], owned.epochs([("events", 0)])
-    )
-
-    delivery.confirm(delivery.send(handoff))
-
-    errors = metrics.registry.get_sample_value(
-        "scorer_kafka_errors_total", {"kind": "commit"}
-    )
-    assert errors == 0
