@@ -60,6 +60,7 @@ _DURATION = re.compile(
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _UNIT_MS["w"] = 7 * _UNIT_MS["d"]
 _RULE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_EMPTY_VALUE = "an empty value; give text, or leave the field out"
 _DURATION_EXPECTED = (
     "a duration: a number of seconds, quoted or not (90, '90', '1.5', '1e6'), "
     "or a number with a unit ms, s, m, h, d or w, as in '500ms', '30s', '15m', "
@@ -204,14 +205,18 @@ class Match(Frozen):
 
     @field_validator("url_contains", "category", "asset_type")
     @classmethod
-    def _choices(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _choices(value)
+    def _given_choices(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _non_empty_choices(value)
 
     @field_validator("url_pattern")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            compile_pattern(value)
+        if value is None:
+            return value
+        if not value.strip():
+            # It would be found in every text, like an empty substring.
+            raise ValueError(_EMPTY_VALUE)
+        compile_pattern(value)
         return value
 
     @model_validator(mode="after")
@@ -295,8 +300,8 @@ class FitRule(Frozen):
 
     @field_validator("any_of")
     @classmethod
-    def _choices(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _choices(value)
+    def _given_choices(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _non_empty_choices(value)
 
     @field_validator("pattern")
     @classmethod
@@ -1221,14 +1226,14 @@ def _set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def _choices(value: tuple[str, ...]) -> tuple[str, ...]:
+def _non_empty_choices(value: tuple[str, ...]) -> tuple[str, ...]:
     # Given but empty, a condition would quietly match every event (an empty
     # list reads as "no condition"; "" is a substring of every URL), so that
     # the rule shadows every rule after it.
     if not value:
         raise ValueError("an empty list; give at least one value, or leave it out")
     if any(not item.strip() for item in value):
-        raise ValueError("an empty value; give text, or leave the field out")
+        raise ValueError(_EMPTY_VALUE)
     return value
 
 

@@ -14,6 +14,8 @@ from scorer.config import (
 )
 from scorer.errors import ConfigError
 
+EMPTY = "an empty value; give text, or leave the field out"
+
 
 def default_raw() -> dict[str, Any]:
     raw = yaml.safe_load(default_config_path().read_text())
@@ -114,6 +116,21 @@ def test_a_condition_given_empty_is_refused_as_it_would_match_everything(
     error = error_of(raw)
     assert error.field == f"scoring.engagement_rules.{rule}.match.{field}"
     assert error.message.startswith(expected)
+
+
+@pytest.mark.parametrize("pattern", ["", "  "])
+def test_an_empty_pattern_is_refused_as_it_would_be_found_everywhere(
+    pattern: str,
+) -> None:
+    raw = default_raw()
+    raw["scoring"]["engagement_rules"][1]["match"]["url_pattern"] = pattern
+    raw["scoring"]["fit_rules"][2]["pattern"] = pattern
+
+    error = error_of(raw)
+    assert error.details == [
+        f"scoring.engagement_rules.1.match.url_pattern: {EMPTY}",
+        f"scoring.fit_rules.2.pattern: {EMPTY}",
+    ]
 
 
 def test_a_fit_rule_with_an_empty_choice_is_refused() -> None:
