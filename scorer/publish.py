@@ -2,8 +2,10 @@
 
 Each update that moves a lead's score yields a ``score_changed`` event; one
 that crosses the MQL threshold also yields an ``mql_crossed`` event. Their ids
-are derived from the source event id, so an event re-processed after a crash
-produces byte-identical outputs that consumers can recognise as copies.
+are derived from the lead, the source event id and the rules version, so an
+event re-processed after a crash produces byte-identical outputs that
+consumers can recognise as copies, and the same events scored under other
+rules produce new ones.
 """
 
 import hashlib
@@ -26,7 +28,8 @@ MQL_CROSSED = "mql_crossed"
 OUTPUT_NOT_ENCODABLE = "output_not_encodable"
 
 # Namespace of output event ids; fixed forever so ids stay stable across
-# versions of the scorer.
+# versions of the scorer (the name hashed with it changed once, when the
+# rules version joined it).
 OUTPUT_ID_NAMESPACE = uuid.UUID("6f1c9d0a-3b1e-4b8e-9a52-2c7d14f0e8a1")
 _NAMESPACE_BYTES = OUTPUT_ID_NAMESPACE.bytes
 # A hex digit with its two high bits set to the RFC 4122 variant, binary 10.
