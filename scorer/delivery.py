@@ -256,8 +256,9 @@ class AtLeastOnce(_Delivery):
     def commit_due(self) -> None:
         """Commit the offsets stored since the last commit, at most this often.
 
-        The consume loop calls this each turn, so a stored offset waits at
-        most `commit_every_s`, or one turn of an idle loop (`batch_timeout_ms`).
+        The consume loop calls this each turn, so a stored offset waits
+        `commit_every_s`, or one turn of an idle loop (`batch_timeout_ms`), or
+        a wait for Redis or the broker that began before its commit was due.
         """
         if not self._uncommitted:
             return
