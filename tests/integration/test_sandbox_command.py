@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,27 @@ def scorer(*args: str) -> list[str]:
     return [sys.executable, "-m", "scorer.cli", *args]
 
 
-@pytest.fixture
-def sandbox() -> Iterator[tuple[str, str]]:
-    """The running `scorer sandbox`: (bootstrap servers, Redis url)."""
+@contextmanager
+def running_sandbox() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`scorer sandbox` started, with what it printed up to its instructions;
+    killed at the end if the test did not stop it."""
     process = subprocess.Popen(
         scorer("sandbox"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     try:
-        printed = _read_until(process, "Ctrl-C")
+        yield process, _read_until(process, "Ctrl-C")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@pytest.fixture
+def sandbox() -> Iterator[tuple[str, str]]:
+    """The running `scorer sandbox`: (bootstrap servers, Redis url)."""
+    with running_sandbox() as (process, printed):
         kafka = re.search(r"^  Kafka  (\S+)$", printed, re.M)
         redis_url = re.search(r"^  Redis  (\S+)$", printed, re.M)
         assert kafka and redis_url, printed
@@ -61,12 +75,6 @@ def sandbox() -> Iterator[tuple[str, str]]:
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(STOP_TIMEOUT_S) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def test_records_produced_by_hand_are_scored_by_hand(
@@ -150,11 +158,7 @@ def _outputs(bootstrap: str, count: int) -> list[dict[str, Any]]:
 
 
 def test_the_sandbox_says_when_a_server_ends_on_its_own_and_fails_at_the_end() -> None:
-    process = subprocess.Popen(
-        scorer("sandbox"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    try:
-        printed = _read_until(process, "Ctrl-C")
+    with running_sandbox() as (process, printed):
         redis_url = re.search(r"^  Redis  (\S+)$", printed, re.M)
         assert redis_url, printed
         client = redis.Redis.from_url(redis_url[1])
@@ -165,12 +169,6 @@ def test_the_sandbox_says_when_a_server_ends_on_its_own_and_fails_at_the_end() -
         said = _read_until(process, "ended on its own")
         process.send_signal(signal.SIGTERM)
         code = process.wait(STOP_TIMEOUT_S)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
 
     assert "redis ended on its own (signal=SIGKILL)" in said
     assert code == 1
