@@ -228,6 +228,63 @@ class _Delivery:
         self.producer = self.make_producer()
 
 
+class CommitFailures:
+    """librdkafka's `on_commit` callback: count and log failed asynchronous commits.
+
+    An asynchronous commit's outcome reaches only this callback, served by
+    the consumer's next poll; a synchronous one raises instead, and is
+    counted where it is made (confluent-kafka does not call the callback for
+    it). The offsets of a failed commit stay stored and go with the next one.
+    """
+
+    def __init__(
+        self, metrics: Metrics, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.metrics = metrics
+        self.clock = clock
+        self._logged_s = float("-inf")
+        self._unlogged = 0  # failures since the last warning
+
+    def __call__(
+        self, error: KafkaError | None, partitions: list[TopicPartition]
+    ) -> None:
+        reason = _commit_failure(error, partitions)
+        if reason is None:
+            return
+
+        self.metrics.kafka_errors.labels("commit").inc()
+        self._unlogged += 1
+
+        # A coordinator away fails every commit, up to one per COMMIT_EVERY_S.
+        now = self.clock()
+        if now - self._logged_s < WAIT_LOG_EVERY_S:
+            return
+        log.warning(
+            "commit failed (%d since the last warning); the offsets go with "
+            "the next commit: %s",
+            self._unlogged,
+            reason,
+        )
+        self._logged_s, self._unlogged = now, 0
+
+
+def _commit_failure(
+    error: KafkaError | None, partitions: list[TopicPartition]
+) -> str | None:
+    """What failed in a commit, or None when nothing did.
+
+    "No offset stored" is no failure: nothing was waiting to be committed.
+    """
+    if error is not None and error.code() == KafkaError._NO_OFFSET:
+        return None
+    failed = [(p, p.error) for p in partitions if p.error is not None]
+    if error is None and not failed:
+        return None
+
+    named = ", ".join(f"{p.topic}[{p.partition}]: {e.str()}" for p, e in failed)
+    return named or (error.str() if error is not None else "")
+
+
 class AtLeastOnce(_Delivery):
     """Publish and await every acknowledgement, then commit the offsets."""
 

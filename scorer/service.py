@@ -28,6 +28,7 @@ from scorer.config import (
     RedisTls,
     node_address,
 )
+from scorer.delivery import CommitFailures
 from scorer.errors import ConfigError, StateStoreError
 from scorer.lead import Params
 from scorer.metrics import Metrics
@@ -211,7 +212,11 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
 
     def make_consumer() -> Consumer:
         return Consumer(
-            {**consumer_settings(config), "error_cb": on_consumer_error},
+            {
+                **consumer_settings(config),
+                "error_cb": on_consumer_error,
+                "on_commit": CommitFailures(metrics),
+            },
             logger=client_logger("consumer"),
         )
 

@@ -154,6 +154,39 @@ def page_view(event_id: str, lead: str, url: str) -> dict[str, Any]:
     }
 
 
+def test_the_scorers_consumer_counts_and_logs_a_failed_async_commit(
+    kafka_bootstrap: str,
+    redis_url: str,
+    fresh_topics: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events, out, dlq = fresh_topics("events", "out", "dlq", partitions=1)
+    config = make_config(kafka_bootstrap, redis_url, topics(events, out, dlq))
+    metrics = Metrics()
+    pipeline = service.build_pipeline(config, metrics)
+
+    # The coordinator refuses it: the outcome reaches only librdkafka's
+    # callback, served by a later poll.
+    missing = TopicPartition(f"{events}.missing", 0, 5)
+    pipeline.consumer.commit(offsets=[missing], asynchronous=True)
+
+    def failed_commits() -> float | None:
+        pipeline.consumer.poll(0.2)
+        return metrics.registry.get_sample_value(
+            "scorer_kafka_errors_total", {"kind": "commit"}
+        )
+
+    try:
+        assert wait_for(failed_commits, lambda n: n == 1.0) == 1.0
+    finally:
+        pipeline.consumer.close()
+    warnings = [
+        r.getMessage() for r in caplog.records if "commit failed" in r.getMessage()
+    ]
+    assert len(warnings) == 1
+    assert f"{events}.missing[0]: Broker: Unknown topic or partition" in warnings[0]
+
+
 def test_consumer_lag_comes_from_the_brokers_watermarks(
     kafka_bootstrap: str,
     redis_url: str,

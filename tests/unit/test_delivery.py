@@ -20,7 +20,9 @@ from confluent_kafka import KafkaError, Producer, TopicPartition
 from scorer.assignment import Assignment
 from scorer.config import Config, default_config_path, parse_config
 from scorer.delivery import (
+    WAIT_LOG_EVERY_S,
     AtLeastOnce,
+    CommitFailures,
     Handoff,
     Interrupted,
     Outgoing,
@@ -503,3 +505,29 @@ def test_many_small_batches_share_a_commit_and_the_last_one_is_not_left_behind()
     delivery.commit_due()  # nothing stored since: no commit
 
     assert consumer.commits[1:] == [(True, {("events", 0): 100})]
+
+
+def test_failed_async_commits_are_counted_each_and_logged_once_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics, now = Metrics(), [100.0]
+    on_commit = CommitFailures(metrics, clock=lambda: now[0])
+    away = KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE)
+
+    on_commit(KafkaError(KafkaError._NO_OFFSET), tps(0))  # nothing was stored
+    on_commit(None, tps(0, 1))  # committed
+    on_commit(away, tps(0))
+    now[0] += 1.0
+    on_commit(away, tps(0))
+    now[0] += WAIT_LOG_EVERY_S
+    on_commit(away, tps(0))
+
+    failed = metrics.registry.get_sample_value(
+        "scorer_kafka_errors_total", {"kind": "commit"}
+    )
+    assert failed == 3.0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2
+    assert "(1 since the last warning)" in warnings[0]
+    assert "(2 since the last warning)" in warnings[1]
+    assert "Coordinator not available" in warnings[1]
