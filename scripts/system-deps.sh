@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the system packages the demo and the tests need, if missing:
-# redis-server, Prometheus and openssl from Debian's packages. Java and Maven
+# redis-server, Prometheus and openssl from Debian's packages. A JDK and Maven
 # must be there already (the Kafka broker's jars are fetched by `mvn` on first
-# use).
+# use; the Java interop tests compile a program with `javac`).
 set -euo pipefail
 
 missing=()
@@ -33,6 +33,6 @@ if ((${#missing[@]})); then
   done
 fi
 
-for tool in java mvn redis-server openssl; do
+for tool in java javac mvn redis-server openssl; do
   command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
 done

@@ -148,3 +148,28 @@ class TopicReader:
 
 def output_codec(config: Config) -> Codec:
     return make_codec(config.topics.output.format, schema_name=SCORE_SCHEMA)
+
+
+def java_partition(key: bytes, partitions: int) -> int:
+    """The partition of Kafka's Java producer: murmur2 of the key, made positive."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def murmur2(data: bytes) -> int:
+    """MurmurHash2, 32 bits, with the seed the Java client uses."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    h = 0x9747B28C ^ len(data)
+    whole = len(data) - len(data) % 4
+
+    for i in range(0, whole, 4):
+        k = int.from_bytes(data[i : i + 4], "little") * m & mask
+        k = (k ^ k >> 24) * m & mask
+        h = (h * m & mask) ^ k
+
+    tail = data[whole:]
+    if tail:
+        h ^= int.from_bytes(tail, "little")
+        h = h * m & mask
+
+    h = (h ^ h >> 13) * m & mask
+    return h ^ h >> 15

@@ -13,6 +13,7 @@ import redis
 import yaml
 from harness import (
     TopicReader,
+    java_partition,
     make_config,
     output_codec,
     produce,
@@ -161,31 +162,6 @@ def test_streaming_and_replay_give_the_same_outputs(
     placed = {(m.key(), m.partition()) for m in reader.messages}
     assert len({key for key, _ in placed}) > 100
     assert placed == {(key, java_partition(key, 3)) for key, _ in placed}
-
-
-def java_partition(key: bytes, partitions: int) -> int:
-    """The partition of Kafka's Java producer: murmur2 of the key, made positive."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def murmur2(data: bytes) -> int:
-    """MurmurHash2, 32 bits, with the seed the Java client uses."""
-    m, mask = 0x5BD1E995, 0xFFFFFFFF
-    h = 0x9747B28C ^ len(data)
-    whole = len(data) - len(data) % 4
-
-    for i in range(0, whole, 4):
-        k = int.from_bytes(data[i : i + 4], "little") * m & mask
-        k = (k ^ k >> 24) * m & mask
-        h = (h * m & mask) ^ k
-
-    tail = data[whole:]
-    if tail:
-        h ^= int.from_bytes(tail, "little")
-        h = h * m & mask
-
-    h = (h ^ h >> 13) * m & mask
-    return h ^ h >> 15
 
 
 def per_lead(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
