@@ -35,8 +35,15 @@ Decisions a reader may look for:
 - A line cut short (for instance a user agent with no closing quote) is
   unparseable, whatever its prefix says: the missing rest could have held
   anything, so no part of it is trusted.
-- Event ids are an HMAC of the line number and the line, so importing the
-  same file twice yields the same ids and the scorer drops the repeats.
+- Event ids are an HMAC of the line and of how many identical lines came
+  before it in this input, not of its line number: importing the same
+  requests again (the file twice, overlapping ``tail -n`` windows, rotated
+  copies that overlap) yields the same ids and the scorer drops the
+  repeats, while two identical lines in one input (two requests in one
+  second) stay two events. Known limitation: the counts are kept for the
+  `OCCURRENCE_MEMORY_LINES` most recent distinct lines; a line seen again
+  after that many others starts from 0 again, so it gets its first
+  copy's id and is dropped as a repeat.
 - A gzip-compressed log (a rotated ``access.log.2.gz``) is read as its text,
   from a file or stdin alike; it is known by its first two bytes, not by its
   name, since stdin has none.
@@ -52,7 +59,7 @@ import logging
 import re
 import sys
 import zlib
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +89,9 @@ EVENT_DIGEST_HEX_CHARS = 24
 # Matching the line pattern costs some 200 bytes of memory per character, so
 # a longer line is refused before it is matched, and never read whole.
 MAX_LINE_CHARS = 64 * 1024
+# How many distinct recent lines the occurrence counts of event ids are kept
+# for (an LRU): about 100 bytes each, so some 10 MB at most.
+OCCURRENCE_MEMORY_LINES = 100_000
 # RFC 1952, section 2.3.1: every gzip member starts with the bytes ID1, ID2.
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -309,6 +319,28 @@ class ImportStats:
         return lines
 
 
+class _Occurrences:
+    """How many times each of the recent distinct lines was seen.
+
+    Lines are remembered by a digest, so memory stays bounded whatever
+    their length; the least recently seen is forgotten first.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._seen: OrderedDict[bytes, int] = OrderedDict()
+
+    def count(self, line: str) -> int:
+        """How many identical lines came before `line`; `line` is counted."""
+        key = hashlib.sha256(line.encode(errors="replace")).digest()[:16]
+        before = self._seen.pop(key, 0)
+        self._seen[key] = before + 1
+
+        if len(self._seen) > self._capacity:
+            self._seen.popitem(last=False)
+        return before
+
+
 @dataclass(frozen=True, slots=True)
 class _Request:
     host: str
@@ -332,10 +364,11 @@ def import_log(
     """
     chosen = options if options is not None else ImportOptions()
     tally = stats if stats is not None else ImportStats()
+    occurrences = _Occurrences(OCCURRENCE_MEMORY_LINES)
 
     for line_number, raw in enumerate(lines, start=1):
         tally.lines_read += 1
-        outcome = _convert_line(line_number, raw.rstrip("\r\n"), chosen)
+        outcome = _convert_line(raw.rstrip("\r\n"), chosen, occurrences)
         if isinstance(outcome, str):
             tally.drop(line_number, outcome)
             logger.debug("line dropped line=%d reason=%s", line_number, outcome)
@@ -413,7 +446,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return cli.main(["import-access-log", *args])
 
 
-def _convert_line(line_number: int, line: str, options: ImportOptions) -> Event | str:
+def _convert_line(
+    line: str, options: ImportOptions, occurrences: "_Occurrences"
+) -> Event | str:
     if len(line) > MAX_LINE_CHARS:
         return "line_too_long"
 
@@ -425,8 +460,9 @@ def _convert_line(line_number: int, line: str, options: ImportOptions) -> Event 
     if reason is not None:
         return reason
 
+    occurrence = occurrences.count(line)
     event_id = EVENT_PREFIX + _digest(
-        options.salt, f"{line_number}\n{line}", EVENT_DIGEST_HEX_CHARS
+        options.salt, f"{occurrence}\n{line}", EVENT_DIGEST_HEX_CHARS
     )
     event = _event(event_id, request, options)
     if isinstance(event, str):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from command import scorer
 
+from scorer import accesslog
 from scorer.accesslog import (
     DROP_REASONS,
     MAX_LINE_CHARS,
@@ -141,6 +142,43 @@ def test_identical_requests_on_two_lines_get_two_ids() -> None:
     events, _ = run([line(), line()])
 
     assert events[0]["event_id"] != events[1]["event_id"]
+
+
+def ids(lines: list[str]) -> list[str]:
+    events, _ = run(lines)
+    return [event["event_id"] for event in events]
+
+
+def test_event_ids_do_not_depend_on_the_line_number() -> None:
+    """Overlapping windows of one log (tail -n, rotated copies) agree."""
+    lines = [line(request=f"GET /p{n} HTTP/1.1") for n in range(4)]
+
+    assert ids(lines[2:]) == ids(lines)[2:]
+    assert ids(["\n", *lines]) == ids(lines)
+
+
+def test_identical_lines_are_numbered_by_their_copies_before() -> None:
+    same, other = line(), line(request="GET /other HTTP/1.1")
+
+    twice = ids([same, same])
+    after_another = ids([other, same, same, same])
+
+    assert after_another[1:3] == twice
+    assert len(set(after_another)) == 4
+
+
+def test_occurrences_of_a_line_forgotten_start_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines = [line(request=f"GET /{name} HTTP/1.1") for name in "xyzx"]
+
+    monkeypatch.setattr(accesslog, "OCCURRENCE_MEMORY_LINES", 3)
+    remembered = ids(lines)
+    monkeypatch.setattr(accesslog, "OCCURRENCE_MEMORY_LINES", 2)
+    forgotten = ids(lines)
+
+    assert remembered[0] != remembered[3]
+    assert forgotten[0] == forgotten[3]
 
 
 def test_page_view_fields() -> None:
