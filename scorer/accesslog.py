@@ -17,6 +17,14 @@ salt. The address itself never leaves this module. Without a salt the hash
 of an IPv4 address can be reversed by trying all 2**32 of them, so pass one
 for a real log; the user name field of the log is ignored entirely.
 
+One visitor is one lead however the server wrote its address: an IPv6
+address is written compressed in lower case without brackets or zone id
+(``%eth0``), an IPv4-mapped one (``::ffff:192.0.2.71``) as its IPv4 address,
+and a host name (HostnameLookups On) in lower case. A client field that is
+none of these (``-``, ``unknown``, a comma list of proxies' addresses) gives
+no lead and is counted as ``no_client``. Behind a reverse proxy every
+visitor has the proxy's address; X-Forwarded-For is not read.
+
 Known limitation: asset types are inferred from the file extension
 (``.pdf`` becomes ``whitepaper``, other downloads ``software``), not read
 from any catalogue, so they are a guess about what the file is.
@@ -54,6 +62,7 @@ import gzip
 import hashlib
 import hmac
 import io
+import ipaddress
 import json
 import logging
 import re
@@ -207,6 +216,7 @@ DROP_REASONS = (
     "bad_request",
     "bad_time",
     "invalid_timestamp_out_of_range",
+    "no_client",
     "bot",
     "no_user_agent",
     "method",
@@ -222,7 +232,7 @@ DROP_REASONS = (
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 # Fields after the user agent (some servers append more) are ignored.
 _LINE = re.compile(
-    r"(\S+) \S+ \S+ \[([^\]]+)\] "
+    r"(\S*) \S+ \S+ \[([^\]]+)\] "
     + _QUOTED
     + r" (\d{3}) (?:\d+|-) "
     + _QUOTED
@@ -234,6 +244,10 @@ _REQUEST = re.compile(r"([A-Z]+) (/\S*) HTTP/\d(?:\.\d)?")
 _TIME = re.compile(
     r"(\d{2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{4})"
 )
+# RFC 1123, section 2.1: a host name's labels are letters, digits and
+# hyphens, not starting or ending with a hyphen, up to 63 characters each.
+_HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_MAX_HOST_NAME_CHARS = 253
 # Month names are parsed here rather than with strptime's %b, which follows
 # the process locale.
 _MONTH_NAMES = "jan feb mar apr may jun jul aug sep oct nov dec"
@@ -488,9 +502,12 @@ def _parse_line(line: str, bounds: TimeBounds) -> _Request | str:
         bounds.check("occurred_at", occurred_at_ms)
     except InvalidRecord as exc:
         return f"invalid_{exc.reason}"
+    client = _client(host)
+    if client is None:
+        return "no_client"
 
     return _Request(
-        host=host,
+        host=client,
         user_agent=user_agent,
         method=request.group(1),
         target=request.group(2),
@@ -498,6 +515,34 @@ def _parse_line(line: str, bounds: TimeBounds) -> _Request | str:
         referrer=None if referrer in ("", "-") else referrer,
         occurred_at_ms=occurred_at_ms,
     )
+
+
+def _client(field: str) -> str | None:
+    """The client's address or host name in one spelling, or None."""
+    unbracketed = field.removeprefix("[").removesuffix("]")
+    # RFC 4007, section 11: the zone after % names the server's interface,
+    # not the visitor.
+    without_zone = unbracketed.partition("%")[0] if ":" in field else field
+    try:
+        address = ipaddress.ip_address(without_zone)
+    except ValueError:
+        return _host_name(field)
+
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def _host_name(field: str) -> str | None:
+    # One label alone ("unknown", "localhost") names no visitor, and a last
+    # label of digits only is a mistyped address, not a name.
+    name = field.lower().removesuffix(".")
+    labels = name.split(".")
+    well_formed = all(_HOST_LABEL.fullmatch(label) for label in labels)
+    qualified = len(labels) > 1 and not labels[-1].isdigit()
+    if len(name) > _MAX_HOST_NAME_CHARS or not (well_formed and qualified):
+        return None
+    return name
 
 
 def _parse_time(stamp: str) -> int | None:

@@ -303,6 +303,30 @@ def test_ipv6_client_and_lead_id_hides_the_address() -> None:
     assert "db8" not in event["lead_id"]
 
 
+@pytest.mark.parametrize(
+    "spellings",
+    [
+        ["192.0.2.71", "::ffff:192.0.2.71", "[::FFFF:192.0.2.71]"],
+        ["2001:db8::42c", "2001:DB8:0:0:0:0:0:42C", "[2001:db8::42c]"],
+        ["fe80::1", "fe80::1%eth0", "[fe80::1%25eth0]"],
+        ["host-7.example.com", "Host-7.Example.COM", "host-7.example.com."],
+    ],
+)
+def test_one_client_is_one_lead_however_it_is_written(spellings: list[str]) -> None:
+    events, _ = run([line(host=host) for host in spellings])
+
+    assert len(events) == len(spellings)
+    assert len({event["lead_id"] for event in events}) == 1
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["-", "unknown", "", "203.0.113.62,10.0.0.5", "192.0.2", "-host.example.com"],
+)
+def test_a_client_field_that_names_no_client_is_dropped(host: str) -> None:
+    assert dropped_as(line(host=host)) == "no_client"
+
+
 def test_salt_changes_lead_and_event_ids() -> None:
     plain = only([line()])
     salted = only([line()], ImportOptions(salt="s3cret"))
