@@ -103,6 +103,8 @@ MAX_LINE_CHARS = 64 * 1024
 OCCURRENCE_MEMORY_LINES = 100_000
 # RFC 1952, section 2.3.1: every gzip member starts with the bytes ID1, ID2.
 GZIP_MAGIC = b"\x1f\x8b"
+# Editors on Windows open a UTF-8 file with it; it is no part of the first line.
+BYTE_ORDER_MARK = "\ufeff"
 
 # Case-insensitive substrings of user agents that belong to software, not to
 # a person reading: search crawlers, feed fetchers, link checkers, uptime
@@ -212,6 +214,7 @@ FEED_CATEGORY = "feed"
 # a time outside the scorer's bounds is checked right after "bad_time".
 DROP_REASONS = (
     "line_too_long",
+    "blank",
     "unparseable",
     "bad_request",
     "bad_time",
@@ -382,7 +385,10 @@ def import_log(
 
     for line_number, raw in enumerate(lines, start=1):
         tally.lines_read += 1
-        outcome = _convert_line(raw.rstrip("\r\n"), chosen, occurrences)
+        text = raw.rstrip("\r\n")
+        if line_number == 1:
+            text = text.removeprefix(BYTE_ORDER_MARK)
+        outcome = _convert_line(text, chosen, occurrences)
         if isinstance(outcome, str):
             tally.drop(line_number, outcome)
             logger.debug("line dropped line=%d reason=%s", line_number, outcome)
@@ -465,6 +471,8 @@ def _convert_line(
 ) -> Event | str:
     if len(line) > MAX_LINE_CHARS:
         return "line_too_long"
+    if not line.strip():
+        return "blank"
 
     request = _parse_line(line, options.bounds)
     if isinstance(request, str):
@@ -736,10 +744,12 @@ def _read_lines(name: str) -> Iterator[str]:
 
 
 def _decoded_lines(name: str, log: io.BufferedReader) -> Iterator[str]:
-    # Servers escape unusual bytes, but a damaged file must not stop the run;
-    # only LF ends a line, so a stray CR cannot shift the line numbers.
+    # Servers escape unusual bytes, but a damaged file must not stop the run.
+    # LF, CR LF and a lone CR each end a line: servers escape a CR inside a
+    # request, so a CR in the file ends a line a converter wrote, and a file
+    # with CR endings alone would otherwise be a single line.
     text = io.TextIOWrapper(
-        _uncompressed(log), encoding="utf-8", errors="replace", newline="\n"
+        _uncompressed(log), encoding="utf-8", errors="replace", newline=None
     )
     lines_read = 0
     try:

@@ -271,7 +271,8 @@ def test_download_extensions_and_types_are_configurable() -> None:
         (line(when="17/May/1999:10:05:03 +0000"), "invalid_timestamp_out_of_range"),
         (line(request=f"GET /{'a' * 5000} HTTP/1.1"), "invalid_too_long"),
         (line().replace(f'"{BROWSER}"', '"Mozilla/5.0 (truncated'), "unparseable"),
-        ("\n", "unparseable"),
+        ("\n", "blank"),
+        (" \t\r\n", "blank"),
         ("garbage\x00line\n", "unparseable"),
     ],
 )
@@ -645,6 +646,23 @@ def test_a_gzip_log_is_read_as_its_text(tmp_path: Path) -> None:
     assert from_stdin.stdout.decode() == expected.stdout
     assert plain_stdin.stdout.decode() == expected.stdout
     assert "gzip-compressed or not" in command("--help").stdout
+
+
+def test_a_byte_order_mark_before_the_first_line_is_ignored() -> None:
+    assert ids(["\ufeff" + line(), line()]) == ids([line(), line()])
+
+
+@pytest.mark.parametrize("ending", ["\r", "\r\n", "\n"])
+def test_a_lone_cr_ends_a_line_as_lf_and_cr_lf_do(ending: str) -> None:
+    requests = [line(request=f"GET /{name} HTTP/1.1") for name in "abc"]
+    text = "\ufeff" + "".join(request.replace("\n", ending) for request in requests)
+
+    result = scorer_bytes("-", stdin=text.encode())
+
+    assert result.returncode == 0, result.stderr
+    expected, _ = run(requests)
+    assert result.stdout.decode() == "".join(json.dumps(e) + "\n" for e in expected)
+    assert b"lines_read=3\n" in result.stderr
 
 
 def test_two_gzip_members_one_after_the_other_are_read_in_turn() -> None:
