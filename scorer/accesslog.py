@@ -26,8 +26,9 @@ no lead and is counted as ``no_client``. Behind a reverse proxy every
 visitor has the proxy's address; X-Forwarded-For is not read.
 
 Known limitation: asset types are inferred from the file extension
-(``.pdf`` becomes ``whitepaper``, other downloads ``software``), not read
-from any catalogue, so they are a guess about what the file is.
+(``.pdf`` and office documents become ``whitepaper``, ``.epub`` ``ebook``,
+other downloads ``software``), not read from any catalogue, so they are a
+guess about what the file is.
 
 Decisions a reader may look for:
 
@@ -40,6 +41,11 @@ Decisions a reader may look for:
   download; the full 200 or 304 response stands for the download.
 - HEAD is dropped by default: it transfers no content and comes from link
   checkers, not readers. `ImportOptions.methods` changes that.
+- A path whose last segment has a dot is a page unless its extension is a
+  known static, download or other file type: ``/docs/v2.0``,
+  ``/customers/example.com`` and ``/blog/asp.net-core`` are pages. A page
+  named like a static file (``/blog/next.js``) stays a static asset: the
+  log cannot tell it from the script of that name.
 - A line cut short (for instance a user agent with no closing quote) is
   unparseable, whatever its prefix says: the missing rest could have held
   anything, so no part of it is trusted.
@@ -150,8 +156,53 @@ BOT_USER_AGENT_MARKERS = (
     "statuscake",
 )
 
-DEFAULT_DOWNLOAD_EXTENSIONS = (".pdf", ".jar", ".tar.gz", ".tgz", ".zip", ".py", ".gz")
-DEFAULT_ASSET_TYPES: Mapping[str, str] = {".pdf": "whitepaper"}
+# Documents: a person reads them as they would a whitepaper; the asset types
+# are those `schemas/content_download.v1.avsc` names.
+_DOCUMENT_EXTENSIONS = (
+    ".pdf",
+    ".doc",
+    ".docx",
+    ".odt",
+    ".ppt",
+    ".pptx",
+    ".odp",
+    ".xls",
+    ".xlsx",
+    ".ods",
+)
+_EBOOK_EXTENSIONS = (".epub",)
+# Installers, packages and archives: the asset type `software`.
+_SOFTWARE_EXTENSIONS = (
+    ".jar",
+    ".py",
+    ".whl",
+    ".exe",
+    ".msi",
+    ".dmg",
+    ".pkg",
+    ".deb",
+    ".rpm",
+    ".apk",
+    ".zip",
+    ".7z",
+    ".rar",
+    ".gz",
+    ".tar.gz",
+    ".tgz",
+    ".bz2",
+    ".tar.bz2",
+    ".tbz2",
+    ".xz",
+    ".tar.xz",
+    ".txz",
+)
+DEFAULT_DOWNLOAD_EXTENSIONS = (
+    _DOCUMENT_EXTENSIONS + _EBOOK_EXTENSIONS + _SOFTWARE_EXTENSIONS
+)
+DEFAULT_ASSET_TYPES: Mapping[str, str] = {
+    **dict.fromkeys(_DOCUMENT_EXTENSIONS, "whitepaper"),
+    **dict.fromkeys(_EBOOK_EXTENSIONS, "ebook"),
+}
 DEFAULT_ASSET_TYPE = "software"
 
 # Files a browser fetches on its own to draw a page; they say nothing about
@@ -178,18 +229,66 @@ DEFAULT_STATIC_EXTENSIONS = (
     ".swf",
 )
 
-# Paths with one of these extensions (or none) are pages; anything else
-# (robots.txt, .xml, .log, .exe, ...) is counted as `other_file`.
-DEFAULT_PAGE_EXTENSIONS = (
-    ".html",
-    ".htm",
-    ".xhtml",
-    ".shtml",
-    ".php",
-    ".asp",
-    ".aspx",
-    ".jsp",
-    ".cgi",
+# Files nobody reads as a page: data, configuration, source code, backups
+# and media played inside a page. Their requests come from scripts, from
+# scanners probing for leaked files (.env, .bak, .sql) or from players, and
+# are counted as `other_file`; a path with any other extension, or none,
+# is a page (``/docs/v2.0``, ``/customers/example.com``).
+DEFAULT_OTHER_FILE_EXTENSIONS = (
+    ".txt",
+    ".md",
+    ".xml",
+    ".xsl",
+    ".json",
+    ".csv",
+    ".tsv",
+    ".log",
+    ".sql",
+    ".db",
+    ".sqlite",
+    ".bak",
+    ".old",
+    ".orig",
+    ".swp",
+    ".tmp",
+    ".ini",
+    ".cfg",
+    ".conf",
+    ".properties",
+    ".toml",
+    ".yml",
+    ".yaml",
+    ".env",
+    ".sh",
+    ".bat",
+    ".ps1",
+    ".c",
+    ".h",
+    ".cpp",
+    ".rb",
+    ".pl",
+    ".lua",
+    ".pyc",
+    ".patch",
+    ".diff",
+    ".tex",
+    ".pcap",
+    ".asc",
+    ".sig",
+    ".pem",
+    ".key",
+    ".mp3",
+    ".mp4",
+    ".m4a",
+    ".webm",
+    ".ogg",
+    ".oga",
+    ".ogv",
+    ".wav",
+    ".flac",
+    ".avi",
+    ".mov",
+    ".mkv",
 )
 
 DEFAULT_CATEGORY_PREFIXES: Mapping[str, str] = {
@@ -282,7 +381,7 @@ class ImportOptions:
     )
     default_asset_type: str = DEFAULT_ASSET_TYPE
     static_extensions: tuple[str, ...] = DEFAULT_STATIC_EXTENSIONS
-    page_extensions: tuple[str, ...] = DEFAULT_PAGE_EXTENSIONS
+    other_file_extensions: tuple[str, ...] = DEFAULT_OTHER_FILE_EXTENSIONS
     category_prefixes: Mapping[str, str] = field(
         default_factory=lambda: dict(DEFAULT_CATEGORY_PREFIXES)
     )
@@ -631,7 +730,7 @@ def _event(event_id: str, request: _Request, options: ImportOptions) -> Event | 
     extension = _extension(lowered)
     if extension in options.static_extensions:
         return "static_asset"
-    if extension is not None and extension not in options.page_extensions:
+    if extension in options.other_file_extensions:
         return "other_file"
     category = _category(path, options.category_prefixes)
     return _page_view(event_id, request, category, options)

@@ -80,13 +80,13 @@ def test_full_log_counts() -> None:
     _, stats = run(read(FULL_LOG))
 
     assert stats.lines_read == 10_000
-    assert stats.events == Counter({"page_view": 1607, "content_download": 40})
+    assert stats.events == Counter({"page_view": 1611, "content_download": 42})
     assert stats.dropped == Counter(
         {
             "static_asset": 5244,
             "bot": 2574,
             "no_user_agent": 190,
-            "other_file": 135,
+            "other_file": 129,
             "error_status": 83,
             "redirect": 63,
             "partial_content": 34,
@@ -95,7 +95,7 @@ def test_full_log_counts() -> None:
             "unparseable": 1,
         }
     )
-    assert stats.distinct_leads == 940
+    assert stats.distinct_leads == 944
     assert stats.lines_read == stats.events_emitted + sum(stats.dropped.values())
     assert set(stats.dropped) <= set(DROP_REASONS)
 
@@ -229,6 +229,60 @@ def test_downloads(path: str, asset_type: str) -> None:
     assert "url" not in event
 
 
+@pytest.mark.parametrize(
+    ("path", "asset_type"),
+    [
+        *((f"/get/setup{ext}", "software") for ext in (".exe", ".msi", ".dmg")),
+        *((f"/get/tool{ext}", "software") for ext in (".pkg", ".deb", ".rpm")),
+        *((f"/get/app{ext}", "software") for ext in (".apk", ".whl", ".7z")),
+        *((f"/get/src{ext}", "software") for ext in (".tar.bz2", ".tbz2", ".rar")),
+        *((f"/get/src{ext}", "software") for ext in (".tar.xz", ".txz", ".xz")),
+        ("/get/data.bz2", "software"),
+        ("/books/guide.epub", "ebook"),
+        *((f"/docs/brief{ext}", "whitepaper") for ext in (".doc", ".docx", ".odt")),
+        *((f"/docs/deck{ext}", "whitepaper") for ext in (".ppt", ".PPTX", ".odp")),
+        *((f"/docs/sheet{ext}", "whitepaper") for ext in (".xls", ".xlsx", ".ods")),
+    ],
+)
+def test_installers_archives_and_documents_are_downloads(
+    path: str, asset_type: str
+) -> None:
+    event = only([line(request=f"GET {path} HTTP/1.1")])
+
+    assert event["type"] == "content_download"
+    assert event["asset_type"] == asset_type
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/docs/v2.0",
+        "/pricing/v1.5",
+        "/customers/example.com",
+        "/blog/asp.net-core",
+        "/blog/web3.0",
+        "/blog/2026.12.01-update",
+        "/releases/1.2.3",
+        "/blog/post.html",
+    ],
+)
+def test_a_dot_in_the_last_segment_of_a_page_keeps_it_a_page(path: str) -> None:
+    event = only([line(request=f"GET {path} HTTP/1.1")])
+
+    assert event["url"] == path
+
+
+@pytest.mark.parametrize(
+    "path", ["/robots.txt", "/.env", "/backup.sql.bak", "/feed.json", "/intro.mp4"]
+)
+def test_known_non_page_files_are_other_files(path: str) -> None:
+    assert dropped_as(line(request=f"GET {path} HTTP/1.1")) == "other_file"
+
+
+def test_a_page_named_like_a_script_is_a_static_asset() -> None:
+    assert dropped_as(line(request="GET /blog/next.js HTTP/1.1")) == "static_asset"
+
+
 def test_download_extensions_and_types_are_configurable() -> None:
     options = ImportOptions(
         download_extensions=(".tar.gz", ".deb"),
@@ -240,7 +294,7 @@ def test_download_extensions_and_types_are_configurable() -> None:
 
     assert tarball["asset_type"] == "source"
     assert package["asset_type"] == "package"
-    assert dropped_as(line(request="GET /x.pdf HTTP/1.1"), options) == "other_file"
+    assert only([line(request="GET /x.pdf HTTP/1.1")], options)["type"] == "page_view"
 
 
 @pytest.mark.parametrize(
