@@ -76,6 +76,7 @@ import sys
 import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -109,6 +110,15 @@ MAX_LINE_CHARS = 64 * 1024
 OCCURRENCE_MEMORY_LINES = 100_000
 # RFC 1952, section 2.3.1: every gzip member starts with the bytes ID1, ID2.
 GZIP_MAGIC = b"\x1f\x8b"
+# Compressions that are not read, by their magic bytes: bzip2 ("BZh" and the
+# block size), xz (its file format specification, section 2.1.1.1) and
+# zstd (RFC 8878, section 3.1.1); the tool that decompresses each.
+OTHER_COMPRESSIONS = {
+    **{f"BZh{size}".encode(): ("bzip2", "bzip2 -dc") for size in range(1, 10)},
+    b"\xfd7zXZ\x00": ("xz", "xz -dc"),
+    b"\x28\xb5\x2f\xfd": ("zstd", "zstd -dc"),
+}
+MAGIC_BYTES = max(len(magic) for magic in (GZIP_MAGIC, *OTHER_COMPRESSIONS))
 # Editors on Windows open a UTF-8 file with it; it is no part of the first line.
 BYTE_ORDER_MARK = "\ufeff"
 
@@ -307,6 +317,10 @@ FEED_FILE_NAMES = frozenset(
 FEED_EXTENSIONS = (".rss", ".atom")
 FEED_CATEGORY = "feed"
 
+# Drop reasons that say a line is not in the combined format at all; when
+# they are all an input gave, the input is in some other format.
+FORMAT_REASONS = frozenset({"blank", "unparseable", "common_format", "bad_request"})
+
 # Why a line did not become an event, in the order the checks run; a line is
 # counted under the first reason that applies. Records the scorer itself
 # would refuse are counted as "invalid_<reason of InvalidRecord>"; of those,
@@ -315,6 +329,7 @@ DROP_REASONS = (
     "line_too_long",
     "blank",
     "unparseable",
+    "common_format",
     "bad_request",
     "bad_time",
     "invalid_timestamp_out_of_range",
@@ -332,16 +347,16 @@ DROP_REASONS = (
 )
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
-# Fields after the user agent (some servers append more) are ignored.
-_LINE = re.compile(
-    r"(\S*) \S+ \S+ \[([^\]]+)\] "
-    + _QUOTED
-    + r" (\d{3}) (?:\d+|-) "
-    + _QUOTED
-    + " "
-    + _QUOTED
-    + r"(?:\s.*)?"
+# Debian's vhost_combined format opens a line with the virtual host and port
+# (``www.example.com:443``); it is read and ignored.
+_VIRTUAL_HOST = r"(?:[A-Za-z0-9][\w.-]*(?::\d+)? )?"
+# Apache's common format: the combined format without referrer and agent.
+_COMMON = (
+    _VIRTUAL_HOST + r"(\S*) \S+ \S+ \[([^\]]+)\] " + _QUOTED + r" (\d{3}) (?:\d+|-)"
 )
+_COMMON_LINE = re.compile(_COMMON)
+# Fields after the user agent (some servers append more) are ignored.
+_LINE = re.compile(_COMMON + " " + _QUOTED + " " + _QUOTED + r"(?:\s.*)?")
 _REQUEST = re.compile(r"([A-Z]+) (/\S*) HTTP/\d(?:\.\d)?")
 _TIME = re.compile(
     r"(\d{2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{4})"
@@ -360,7 +375,14 @@ _PARTIAL_CONTENT = 206
 
 
 class UnreadableLog(ScorerError):
-    """A gzip log's data is damaged or cut short; the message names the file."""
+    """A log's data is damaged, cut short or compressed in a way not read.
+
+    The message names the file.
+    """
+
+
+class NotCombinedFormat(ScorerError):
+    """Lines were read and none of them was in the combined format."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,11 +555,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Import `args.file`: events to stdout, counts to stderr.
 
-    An unreadable file raises OSError; the command line reports it.
+    An unreadable file raises OSError, a compressed one that is not gzip or
+    a damaged gzip `UnreadableLog`, and one with no line in the combined
+    format `NotCombinedFormat`; the command line reports them.
     """
-    if not args.salt:
-        logger.warning("no salt given: lead ids of real IP addresses are reversible")
-
     options = ImportOptions(
         salt=args.salt,
         by_user_agent=args.by_user_agent,
@@ -545,8 +566,18 @@ def run(args: argparse.Namespace) -> int:
         keep_url_query=args.keep_url_query,
     )
     stats = ImportStats()
-    logger.info("access log import started file=%s", args.file)
-    _write_events(import_log(_read_lines(args.file), options, stats), sys.stdout)
+    name = "<stdin>" if args.file == "-" else args.file
+
+    with _opened(args.file) as log:
+        data = _uncompressed(name, log)
+        # Only once the file is known to be readable: an error is enough.
+        if not options.salt:
+            logger.warning(
+                "no salt given: lead ids of real IP addresses are reversible"
+            )
+        logger.info("access log import started file=%s", args.file)
+        events = import_log(_decoded_lines(name, data), options, stats)
+        _write_events(events, sys.stdout)
 
     logger.info(
         "access log import finished lines=%d events=%d",
@@ -554,6 +585,7 @@ def run(args: argparse.Namespace) -> int:
         stats.events_emitted,
     )
     sys.stderr.write("\n".join(stats.summary()) + "\n")
+    _check_format(name, stats)
     return 0
 
 
@@ -594,7 +626,8 @@ def _convert_line(
 def _parse_line(line: str, bounds: TimeBounds) -> _Request | str:
     fields = _LINE.fullmatch(line)
     if fields is None:
-        return "unparseable"
+        # The user agent is needed to tell crawlers from readers.
+        return "common_format" if _COMMON_LINE.fullmatch(line) else "unparseable"
     host, stamp, request_line, status, referrer, user_agent = fields.groups()
 
     request = _REQUEST.fullmatch(request_line)
@@ -832,24 +865,38 @@ def _digest(salt: str, text: str, hex_chars: int) -> str:
     return mac.hexdigest()[:hex_chars]
 
 
-def _read_lines(name: str) -> Iterator[str]:
+def _check_format(name: str, stats: ImportStats) -> None:
+    # Like `scorer produce` reading records but sending none: an input of
+    # some other format should not pass for a quiet log.
+    format_only = set(stats.dropped) <= FORMAT_REASONS
+    if stats.lines_read == 0 or stats.events_emitted or not format_only:
+        return
+    counts = " ".join(f"{why}={n}" for why, n in sorted(stats.dropped.items()))
+    raise NotCombinedFormat(
+        f"{name}: no line is in the combined format "
+        f"(lines_read={stats.lines_read} {counts})"
+    )
+
+
+@contextmanager
+def _opened(name: str) -> Iterator[io.BufferedReader]:
     if name == "-":
-        # Bytes, to look at the first two; fd 0 stays open for the process.
+        # Bytes, to look at the first few; fd 0 stays open for the process.
         with open(sys.stdin.fileno(), "rb", closefd=False) as stdin:
-            yield from _decoded_lines("<stdin>", stdin)
+            yield stdin
         return
     with Path(name).open("rb") as log:
-        yield from _decoded_lines(name, log)
+        yield log
 
 
-def _decoded_lines(name: str, log: io.BufferedReader) -> Iterator[str]:
+def _decoded_lines(
+    name: str, data: "io.BufferedReader[_Replayed] | gzip.GzipFile"
+) -> Iterator[str]:
     # Servers escape unusual bytes, but a damaged file must not stop the run.
     # LF, CR LF and a lone CR each end a line: servers escape a CR inside a
     # request, so a CR in the file ends a line a converter wrote, and a file
     # with CR endings alone would otherwise be a single line.
-    text = io.TextIOWrapper(
-        _uncompressed(log), encoding="utf-8", errors="replace", newline=None
-    )
+    text = io.TextIOWrapper(data, encoding="utf-8", errors="replace", newline=None)
     lines_read = 0
     try:
         for line in _bounded_lines(text):
@@ -861,11 +908,21 @@ def _decoded_lines(name: str, log: io.BufferedReader) -> Iterator[str]:
 
 
 def _uncompressed(
-    log: io.BufferedReader,
+    name: str, log: io.BufferedReader
 ) -> "io.BufferedReader[_Replayed] | gzip.GzipFile":
-    head = log.read(len(GZIP_MAGIC))
+    head = log.read(MAGIC_BYTES)
+    other = [
+        kind for magic, kind in OTHER_COMPRESSIONS.items() if head.startswith(magic)
+    ]
+    if other:
+        compression, tool = other[0]
+        raise UnreadableLog(
+            f"{name}: the data is {compression}-compressed; decompress it first: "
+            f"{tool} FILE | scorer import-access-log -"
+        )
+
     whole = io.BufferedReader(_Replayed(head, log))
-    if head == GZIP_MAGIC:
+    if head.startswith(GZIP_MAGIC):
         return gzip.GzipFile(fileobj=whole, mode="rb")
     return whole
 

@@ -500,12 +500,10 @@ def test_usage_errors_name_the_command(
 def test_a_missing_file_is_one_error_line(tmp_path: Path, runner: Runner) -> None:
     absent = tmp_path / "absent.log"
 
-    result = runner(str(absent), "--salt", "s")
+    result = runner(str(absent))
 
     assert result.returncode == 1
-    assert (
-        result.stderr.splitlines()[-1] == f"error: {absent}: No such file or directory"
-    )
+    assert result.stderr == f"error: {absent}: No such file or directory\n"
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
 
@@ -750,3 +748,78 @@ def test_damaged_gzip_data_is_one_error_line(
     last = result.stderr.splitlines()[-1]
     assert last.startswith(f"error: {packed}: the gzip data is damaged or cut short")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("magic", "compression"),
+    [
+        (b"BZh91AY&SY", "bzip2"),
+        (b"\xfd7zXZ\x00\x00\x04", "xz"),
+        (b"\x28\xb5\x2f\xfd\x24\x00", "zstd"),
+    ],
+)
+@pytest.mark.parametrize("stdin", [False, True])
+def test_other_compressions_are_named_and_not_read(
+    tmp_path: Path, magic: bytes, compression: str, stdin: bool
+) -> None:
+    packed = tmp_path / "access.log.x"
+    packed.write_bytes(magic + b"\x00" * 64)
+
+    if stdin:
+        result = scorer_bytes("-", stdin=packed.read_bytes())
+    else:
+        result = scorer_bytes(str(packed), stdin=b"")
+
+    name = "<stdin>" if stdin else str(packed)
+    assert result.returncode == 1
+    assert result.stderr.decode().startswith(
+        f"error: {name}: the data is {compression}-compressed; decompress it first: "
+    )
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stdout == b""
+
+
+def common(host: str = "192.0.2.7") -> str:
+    return line(host=host).rsplit(' "-" ', 1)[0] + "\n"
+
+
+def test_a_common_format_line_is_counted_as_such() -> None:
+    assert common().endswith('" 200 512\n')
+    assert dropped_as(common()) == "common_format"
+
+
+def test_the_virtual_host_of_vhost_combined_is_ignored() -> None:
+    plain = only([line()])
+    vhost = only(["www.example.com:443 " + line()])
+
+    assert vhost["lead_id"] == plain["lead_id"]
+    assert vhost["url"] == plain["url"]
+    assert dropped_as("www.example.com:443 " + common()) == "common_format"
+
+
+def test_an_input_with_no_combined_line_fails_naming_the_counts() -> None:
+    text = "".join([common(), common(host="198.51.100.1"), "\n", "x\n"])
+
+    result = scorer("import-access-log", "--salt", "s", "-", stdin=text)
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "error: <stdin>: no line is in the combined format "
+        "(lines_read=4 blank=1 common_format=2 unparseable=1)"
+    )
+    assert "192.0.2.7" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [],
+        [common(), line()],
+        [common(), line(agent="Googlebot/2.1")],
+        [line(status=404)],
+    ],
+)
+def test_an_input_with_a_combined_line_succeeds(lines: list[str]) -> None:
+    result = scorer("import-access-log", "--salt", "s", "-", stdin="".join(lines))
+
+    assert result.returncode == 0, result.stderr
