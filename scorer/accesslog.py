@@ -83,7 +83,13 @@ from typing import TYPE_CHECKING, TextIO
 from urllib.parse import parse_qsl, urlsplit
 
 from scorer.errors import InvalidRecord, ScorerError
-from scorer.events import TimeBounds, format_time, parse_record, parse_time
+from scorer.events import (
+    MAX_URL_CHARS,
+    TimeBounds,
+    format_time,
+    parse_record,
+    parse_time,
+)
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -778,8 +784,10 @@ def _page_view(
     if category is not None:
         event["category"] = category
 
+    # The referrer is optional: one too long for the scorer is left out
+    # rather than costing the page view.
     referrer = _clean_referrer(request.referrer, options.keep_referrer_query)
-    if referrer is not None:
+    if referrer is not None and len(referrer) <= MAX_URL_CHARS:
         event["referrer"] = referrer
     return event
 

@@ -418,6 +418,17 @@ def test_unusable_referrer_is_left_out() -> None:
     assert "referrer" not in event
 
 
+def test_a_referrer_too_long_for_the_scorer_is_left_out() -> None:
+    longest = "https://example.com/" + "a" * (4096 - len("https://example.com/"))
+
+    kept = only([line(referrer=longest)])
+    left_out = only([line(referrer=longest + "a")])
+
+    assert kept["referrer"] == longest
+    assert "referrer" not in left_out
+    assert left_out["url"] == "/blog/post.html"
+
+
 def test_escaped_quote_and_trailing_fields_are_accepted() -> None:
     agent = 'Mozilla/5.0 (X11) \\"quoted\\" Firefox/27.0'
     text = line(agent=agent).rstrip("\n") + ' "extra field"\r\n'
