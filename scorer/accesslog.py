@@ -363,7 +363,15 @@ _COMMON = (
 _COMMON_LINE = re.compile(_COMMON)
 # Fields after the user agent (some servers append more) are ignored.
 _LINE = re.compile(_COMMON + " " + _QUOTED + " " + _QUOTED + r"(?:\s.*)?")
-_REQUEST = re.compile(r"([A-Z]+) (/\S*) HTTP/\d(?:\.\d)?")
+_REQUEST = re.compile(r"([A-Z]+) (\S+) HTTP/\d(?:\.\d)?")
+# RFC 9112, section 3.2.2: a request sent to a proxy names the whole URL;
+# what follows the authority is the path and query.
+_ABSOLUTE_FORM = re.compile(r"(?i)https?://[^/?#]*([/?].*)?")
+_PERCENT_ENCODED = re.compile(r"%([0-9A-Fa-f]{2})")
+# RFC 3986, section 2.3: characters a URL means the same by, encoded or not.
+_UNRESERVED = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+)
 _TIME = re.compile(
     r"(\d{2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{4})"
 )
@@ -490,7 +498,11 @@ class _Request:
     host: str
     user_agent: str
     method: str
-    target: str
+    # The request target's path, its parameters from the first ";" (they
+    # carry session tokens such as jsessionid) and its query, apart.
+    path: str
+    params: str
+    query: str
     status: int
     referrer: str | None
     occurred_at_ms: int
@@ -637,7 +649,8 @@ def _parse_line(line: str, bounds: TimeBounds) -> _Request | str:
     host, stamp, request_line, status, referrer, user_agent = fields.groups()
 
     request = _REQUEST.fullmatch(request_line)
-    if request is None:
+    target = None if request is None else _origin_form(request.group(2))
+    if request is None or target is None:
         return "bad_request"
     occurred_at_ms = _parse_time(stamp)
     if occurred_at_ms is None:
@@ -651,12 +664,15 @@ def _parse_line(line: str, bounds: TimeBounds) -> _Request | str:
     client = _client(host)
     if client is None:
         return "no_client"
+    path, params, query = _target_parts(target)
 
     return _Request(
         host=client,
         user_agent=user_agent,
         method=request.group(1),
-        target=request.group(2),
+        path=path,
+        params=params,
+        query=query,
         status=int(status),
         referrer=None if referrer in ("", "-") else referrer,
         occurred_at_ms=occurred_at_ms,
@@ -689,6 +705,34 @@ def _host_name(field: str) -> str | None:
     if len(name) > _MAX_HOST_NAME_CHARS or not (well_formed and qualified):
         return None
     return name
+
+
+def _origin_form(target: str) -> str | None:
+    """The path and query of a request target, or None for another form."""
+    if target.startswith("/"):
+        return target
+    absolute = _ABSOLUTE_FORM.fullmatch(target)
+    if absolute is None:
+        return None
+    rest = absolute.group(1) or "/"
+    return rest if rest.startswith("/") else f"/{rest}"
+
+
+def _target_parts(target: str) -> tuple[str, str, str]:
+    """Path, parameters (from the first ";", with it) and query of `target`."""
+    path_and_params, _, query = target.partition("?")
+    normal = _PERCENT_ENCODED.sub(_normal_percent_encoding, path_and_params)
+    path, semicolon, params = normal.partition(";")
+    return path, semicolon + params, query
+
+
+def _normal_percent_encoding(encoded: re.Match[str]) -> str:
+    # RFC 3986, section 6.2.2: an unreserved character means the same
+    # encoded or not (/%70ricing is /pricing), and hex digits ignore case.
+    character = chr(int(encoded.group(1), 16))
+    if character in _UNRESERVED:
+        return character
+    return encoded.group(0).upper()
 
 
 def _parse_time(stamp: str) -> int | None:
@@ -749,7 +793,7 @@ def _status_rejection(status: int) -> str | None:
 
 
 def _event(event_id: str, request: _Request, options: ImportOptions) -> Event | str:
-    path, _, query = request.target.partition("?")
+    path = request.path
     lowered = path.lower()
 
     download_extension = _download_extension(lowered, options.download_extensions)
@@ -761,7 +805,7 @@ def _event(event_id: str, request: _Request, options: ImportOptions) -> Event | 
         )
         return event
 
-    if _is_feed(lowered, query):
+    if _is_feed(lowered, request.query):
         if not options.keep_feeds:
             return "feed"
         return _page_view(event_id, request, FEED_CATEGORY, options)
@@ -779,8 +823,10 @@ def _page_view(
     event_id: str, request: _Request, category: str | None, options: ImportOptions
 ) -> Event:
     event = _common(event_id, request, "page_view", options)
-    path, _, query = request.target.partition("?")
-    event["url"] = request.target if options.keep_url_query and query else path
+    event["url"] = request.path
+    if options.keep_url_query:
+        query = f"?{request.query}" if request.query else ""
+        event["url"] = request.path + request.params + query
     if category is not None:
         event["category"] = category
 
@@ -848,9 +894,10 @@ def _category(path: str, prefixes: Mapping[str, str]) -> str | None:
 
 
 def _clean_referrer(referrer: str | None, keep_query: bool) -> str | None:
-    # A referrer's query string carries search terms and tracking tokens and
-    # its user-info part can hold credentials: personal data the scorer does
-    # not need, so by default only scheme, host and path are kept.
+    # A referrer's query string carries search terms and tracking tokens,
+    # its path parameters session ids, and its user-info part can hold
+    # credentials: personal data the scorer does not need, so by default
+    # only scheme, host and path are kept.
     if referrer is None:
         return None
     try:
@@ -862,10 +909,10 @@ def _clean_referrer(referrer: str | None, keep_query: bool) -> str | None:
         return None
 
     host = parts.hostname if port is None else f"{parts.hostname}:{port}"
+    if not keep_query:
+        return f"{parts.scheme}://{host}{parts.path.partition(';')[0]}"
     cleaned = f"{parts.scheme}://{host}{parts.path}"
-    if keep_query and parts.query:
-        cleaned = f"{cleaned}?{parts.query}"
-    return cleaned
+    return f"{cleaned}?{parts.query}" if parts.query else cleaned
 
 
 def _digest(salt: str, text: str, hex_chars: int) -> str:

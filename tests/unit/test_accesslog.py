@@ -318,7 +318,9 @@ def test_download_extensions_and_types_are_configurable() -> None:
         (line(status=206, request="GET /talk.pdf HTTP/1.1"), "partial_content"),
         (line(status=101), "other_status"),
         (line(request="-"), "bad_request"),
-        (line(request="GET http://example.com/ HTTP/1.1"), "bad_request"),
+        (line(request="OPTIONS * HTTP/1.1"), "bad_request"),
+        (line(request="CONNECT example.com:443 HTTP/1.1"), "bad_request"),
+        (line(request="GET ftp://example.com/a HTTP/1.1"), "bad_request"),
         (line(when="32/May/2015:10:05:03 +0000"), "bad_time"),
         (line(when="17/Mai/2015:10:05:03 +0000"), "bad_time"),
         (line(when="2015-05-17T10:05:03Z"), "bad_time"),
@@ -834,3 +836,48 @@ def test_an_input_with_a_combined_line_succeeds(lines: list[str]) -> None:
     result = scorer("import-access-log", "--salt", "s", "-", stdin="".join(lines))
 
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "url"),
+    [
+        ("/%70ricing", "/pricing"),
+        ("/%7Euser/a%2dB%5f%2E", "/~user/a-B_."),
+        ("/docs%2fpricing%c3%a9", "/docs%2Fpricing%C3%A9"),
+        ("https://www.example.com/pricing?plan=pro", "/pricing"),
+        ("HTTP://www.example.com:8080", "/"),
+        ("http://www.example.com?plan=pro", "/"),
+        ("/shop;jsessionid=ABC123?plan=pro", "/shop"),
+        ("/a;b/c;d", "/a"),
+    ],
+)
+def test_urls_are_normalised(target: str, url: str) -> None:
+    assert only([line(request=f"GET {target} HTTP/1.1")])["url"] == url
+
+
+@pytest.mark.parametrize(
+    ("target", "url"),
+    [
+        ("/shop;jsessionid=ABC123?plan=pro", "/shop;jsessionid=ABC123?plan=pro"),
+        ("/shop;jsessionid=ABC123", "/shop;jsessionid=ABC123"),
+        ("https://www.example.com/p%61th?q=%61", "/path?q=%61"),
+    ],
+)
+def test_keep_url_query_keeps_path_parameters_too(target: str, url: str) -> None:
+    options = ImportOptions(keep_url_query=True)
+
+    assert only([line(request=f"GET {target} HTTP/1.1")], options)["url"] == url
+
+
+def test_path_parameters_leave_downloads_and_referrers() -> None:
+    referrer = "https://www.example.com/a;jsessionid=XYZ?q=1"
+    request = "GET /files/a.pdf;jsessionid=ABC HTTP/1.1"
+
+    download = only([line(request=request)], ImportOptions(keep_url_query=True))
+    view = only([line(referrer=referrer)], ImportOptions(keep_url_query=True))
+    kept = only([line(referrer=referrer)], ImportOptions(keep_referrer_query=True))
+
+    assert download["asset_id"] == "/files/a.pdf"
+    assert download["asset_type"] == "whitepaper"
+    assert view["referrer"] == "https://www.example.com/a"
+    assert kept["referrer"] == referrer
