@@ -337,6 +337,25 @@ def test_drop_reasons(text: str, reason: str) -> None:
     assert reason.startswith("invalid_") or reason in DROP_REASONS
 
 
+@pytest.mark.parametrize(
+    "agent",
+    [
+        "Scrapy/2.11.0 (+https://scrapy.org)",
+        "axios/1.6.2",
+        "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)",
+        "undici",
+        "Python/3.12 aiohttp/3.9.1",
+        "python-httpx/0.26.0",
+        "libwww-perl/6.72",
+        "Python-urllib/3.11",
+        "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120.0.0.0 Safari/537.36",
+        "Mozilla/5.0 (Unknown; Linux x86_64) PhantomJS/2.1.1 Safari/538.1",
+    ],
+)
+def test_http_libraries_and_headless_browsers_are_bots(agent: str) -> None:
+    assert dropped_as(line(agent=agent)) == "bot"
+
+
 def test_head_is_kept_when_configured() -> None:
     options = ImportOptions(methods=frozenset({"GET", "HEAD"}))
 
