@@ -71,6 +71,7 @@ import io
 import ipaddress
 import json
 import logging
+import os
 import re
 import sys
 import zlib
@@ -97,6 +98,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Event = dict[str, str]
+
+# Where the salt is read from when --salt is not given: a command line shows
+# in `ps` to every user of the machine, a process's environment does not.
+SALT_VARIABLE = "SCORER_ACCESS_LOG_SALT"
 
 LEAD_PREFIX = "visitor:"
 EVENT_PREFIX = "accesslog:"
@@ -555,7 +560,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--salt",
         default="",
         help="secret key for hashing client addresses into lead ids; without "
-        "one, the lead id of an IPv4 address can be reversed",
+        "one, the lead id of an IPv4 address can be reversed (default: the "
+        f"environment variable {SALT_VARIABLE}, which ps does not show)",
     )
     parser.add_argument(
         "--by-user-agent",
@@ -584,7 +590,7 @@ def run(args: argparse.Namespace) -> int:
     format `NotCombinedFormat`; the command line reports them.
     """
     options = ImportOptions(
-        salt=args.salt,
+        salt=args.salt or os.environ.get(SALT_VARIABLE, ""),
         by_user_agent=args.by_user_agent,
         keep_feeds=args.keep_feeds,
         keep_url_query=args.keep_url_query,
@@ -964,8 +970,9 @@ def _decoded_lines(
             yield line
             lines_read += 1
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        message = f"{name}: the gzip data is damaged or cut short after line"
-        raise UnreadableLog(f"{message} {lines_read}") from exc
+        where = f"after line {lines_read}" if lines_read else "before the first line"
+        message = f"{name}: the gzip data is damaged or cut short {where}"
+        raise UnreadableLog(message) from exc
 
 
 def _uncompressed(

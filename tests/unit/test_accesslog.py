@@ -900,3 +900,40 @@ def test_path_parameters_leave_downloads_and_referrers() -> None:
     assert download["asset_type"] == "whitepaper"
     assert view["referrer"] == "https://www.example.com/a"
     assert kept["referrer"] == referrer
+
+
+def test_the_salt_can_come_from_the_environment() -> None:
+    flag = scorer("import-access-log", str(SAMPLE), "--salt", "from-flag")
+    variable = scorer(
+        "import-access-log",
+        str(SAMPLE),
+        env={"SCORER_ACCESS_LOG_SALT": "from-variable"},
+    )
+    both = scorer(
+        "import-access-log",
+        str(SAMPLE),
+        "--salt",
+        "from-flag",
+        env={"SCORER_ACCESS_LOG_SALT": "from-variable"},
+    )
+    unsalted = scorer("import-access-log", str(SAMPLE), env={})
+
+    assert flag.returncode == variable.returncode == both.returncode == 0
+    assert variable.stdout == command(str(SAMPLE), "--salt", "from-variable").stdout
+    assert both.stdout == flag.stdout
+    assert variable.stdout != unsalted.stdout
+    assert "no salt given" not in variable.stderr
+    assert "from-" not in flag.stderr + variable.stderr + both.stderr
+    assert "SCORER_ACCESS_LOG_SALT" in command("--help").stdout
+
+
+def test_gzip_data_cut_before_the_first_line_says_so(tmp_path: Path) -> None:
+    packed = tmp_path / "apache.gz"
+    packed.write_bytes(gzip.compress(SAMPLE.read_bytes())[:12])
+
+    result = command(str(packed), "--salt", "s")
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"error: {packed}: the gzip data is damaged or cut short before the first line"
+    )
