@@ -58,9 +58,12 @@ Decisions a reader may look for:
   `OCCURRENCE_MEMORY_LINES` most recent distinct lines; a line seen again
   after that many others starts from 0 again, so it gets its first
   copy's id and is dropped as a repeat.
+- LF, CR LF and a lone CR each end a line, and a UTF-8 byte-order mark
+  opening the input is ignored: logs pass through editors and converters.
 - A gzip-compressed log (a rotated ``access.log.2.gz``) is read as its text,
   from a file or stdin alike; it is known by its first two bytes, not by its
-  name, since stdin has none.
+  name, since stdin has none. bzip2, xz and zstd data are known the same way
+  and refused with a message saying how to decompress them.
 """
 
 import argparse
@@ -506,7 +509,7 @@ class _Occurrences:
 
 @dataclass(frozen=True, slots=True)
 class _Request:
-    host: str
+    client: str
     user_agent: str
     method: str
     # The request target's path, its parameters from the first ";" (they
@@ -658,7 +661,7 @@ def _parse_line(line: str, bounds: TimeBounds) -> _Request | str:
     if fields is None:
         # The user agent is needed to tell crawlers from readers.
         return "common_format" if _COMMON_LINE.fullmatch(line) else "unparseable"
-    host, stamp, request_line, status, referrer, user_agent = fields.groups()
+    client_field, stamp, request_line, status, referrer, user_agent = fields.groups()
 
     request = _REQUEST.fullmatch(request_line)
     target = None if request is None else _origin_form(request.group(2))
@@ -673,13 +676,13 @@ def _parse_line(line: str, bounds: TimeBounds) -> _Request | str:
         bounds.check("occurred_at", occurred_at_ms)
     except InvalidRecord as exc:
         return f"invalid_{exc.reason}"
-    client = _client(host)
+    client = _client(client_field)
     if client is None:
         return "no_client"
     path, params, query = _target_parts(target)
 
     return _Request(
-        host=client,
+        client=client,
         user_agent=user_agent,
         method=request.group(1),
         path=path,
@@ -853,9 +856,9 @@ def _page_view(
 def _common(
     event_id: str, request: _Request, kind: str, options: ImportOptions
 ) -> Event:
-    visitor = request.host
+    visitor = request.client
     if options.by_user_agent:
-        visitor = f"{request.host}\n{request.user_agent}"
+        visitor = f"{request.client}\n{request.user_agent}"
     return {
         "event_id": event_id,
         "lead_id": LEAD_PREFIX + _digest(options.salt, visitor, LEAD_DIGEST_HEX_CHARS),
