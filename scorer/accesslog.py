@@ -382,6 +382,9 @@ _REQUEST = re.compile(r"([A-Z]+) (\S+) HTTP/\d(?:\.\d)?")
 # what follows the authority is the path and query.
 _ABSOLUTE_FORM = re.compile(r"(?i)https?://[^/?#]*([/?].*)?")
 _PERCENT_ENCODED = re.compile(r"%([0-9A-Fa-f]{2})")
+# A path segment holding an e-mail address, its @ written or encoded.
+_EMAIL_SEGMENT = re.compile(r"(?<=/)[^/]+(?:@|%40)[^/]+\.[^/]+")
+EMAIL_PLACEHOLDER = "(e-mail)"
 # RFC 3986, section 2.3: characters a URL means the same by, encoded or not.
 _UNRESERVED = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
@@ -738,7 +741,14 @@ def _target_parts(target: str) -> tuple[str, str, str]:
     path_and_params, _, query = target.partition("?")
     normal = _PERCENT_ENCODED.sub(_normal_percent_encoding, path_and_params)
     path, semicolon, params = normal.partition(";")
-    return path, semicolon + params, query
+    return _without_email_addresses(path), semicolon + params, query
+
+
+def _without_email_addresses(path: str) -> str:
+    # Unsubscribe and preference links put the reader's e-mail address in
+    # the path (/unsubscribe/name@example.com); a lead is a person, and the
+    # address would travel with every event. The rules need the rest.
+    return _EMAIL_SEGMENT.sub(EMAIL_PLACEHOLDER, path)
 
 
 def _normal_percent_encoding(encoded: re.Match[str]) -> str:
@@ -924,9 +934,10 @@ def _clean_referrer(referrer: str | None, keep_query: bool) -> str | None:
         return None
 
     host = parts.hostname if port is None else f"{parts.hostname}:{port}"
+    path = _without_email_addresses(parts.path)
     if not keep_query:
-        return f"{parts.scheme}://{host}{parts.path.partition(';')[0]}"
-    cleaned = f"{parts.scheme}://{host}{parts.path}"
+        return f"{parts.scheme}://{host}{path.partition(';')[0]}"
+    cleaned = f"{parts.scheme}://{host}{path}"
     return f"{cleaned}?{parts.query}" if parts.query else cleaned
 
 

@@ -902,6 +902,27 @@ def test_path_parameters_leave_downloads_and_referrers() -> None:
     assert kept["referrer"] == referrer
 
 
+@pytest.mark.parametrize(
+    ("target", "url"),
+    [
+        ("/unsubscribe/jane.doe@example.com", "/unsubscribe/(e-mail)"),
+        ("/prefs/jane%40example.co.uk/edit", "/prefs/(e-mail)/edit"),
+        ("/blog/at-sign@home", "/blog/at-sign@home"),  # no domain: no address
+    ],
+)
+def test_an_email_address_in_the_path_is_left_out(target: str, url: str) -> None:
+    assert only([line(request=f"GET {target} HTTP/1.1")])["url"] == url
+
+
+def test_an_email_address_leaves_downloads_and_referrers_too() -> None:
+    referrer = "https://mail.example.com/read/jane@example.com/pricing"
+    download = only([line(request="GET /f/jane@example.com/report.pdf HTTP/1.1")])
+    view = only([line(referrer=referrer)])
+
+    assert download["asset_id"] == "/f/(e-mail)/report.pdf"
+    assert view["referrer"] == "https://mail.example.com/read/(e-mail)/pricing"
+
+
 def test_the_salt_can_come_from_the_environment() -> None:
     flag = scorer("import-access-log", str(SAMPLE), "--salt", "from-flag")
     variable = scorer(
