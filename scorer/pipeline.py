@@ -89,7 +89,10 @@ DLQ_HEADER_PREFIX = "scorer.error."
 # librdkafka's default message.max.bytes: its producer refuses anything
 # larger (key, value and headers), while the broker takes up to 1 MiB.
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
-MESSAGE_OVERHEAD_BYTES = 512  # header framing librdkafka counts in that size
+MESSAGE_OVERHEAD_BYTES = 512  # record framing librdkafka counts in that size
+# Each header adds the varint lengths of its name and value (up to 5 bytes
+# each) to that size: a thousand empty headers cost some 2 kB, not nothing.
+HEADER_FRAMING_BYTES = 10
 SHORT_KEY_BYTES = 1024  # a key still copied when a dead letter is too big
 # Records per part of a batch sent to Redis at once (`_start`):
 # small enough that Redis starts early and little of its work is left
@@ -576,7 +579,11 @@ class ScorerPipeline:
             "partition": str(partition),
             "offset": str(offset),
         }
-        headers = _headers(message)
+        # Reason headers already on the record (a dead letter copied back,
+        # or a producer's own) would be read before the scorer's.
+        headers = [
+            h for h in _headers(message) if not h[0].startswith(DLQ_HEADER_PREFIX)
+        ]
         headers += [
             (DLQ_HEADER_PREFIX + k, v.encode()) for k, v in reason_headers.items()
         ]
@@ -784,7 +791,10 @@ def _max_message_bytes(config: Config) -> int:
 
 
 def _size(item: Outgoing) -> int:
-    headers = sum(len(name) + len(value or b"") for name, value in item.headers)
+    headers = sum(
+        len(name) + len(value or b"") + HEADER_FRAMING_BYTES
+        for name, value in item.headers
+    )
     return len(item.key or b"") + len(item.value or b"") + headers
 
 

@@ -824,6 +824,49 @@ def test_a_record_whose_outputs_cannot_be_encoded_is_dead_lettered_and_committed
     assert counter_total(metrics, "scorer_records_total", outcome="scored") == 2.0
 
 
+def test_a_record_whose_headers_overfill_its_dead_letter_is_sent_without_them(
+    kafka_bootstrap: str, redis_url: str, fresh_topics: Any
+) -> None:
+    """A thousand empty headers push a 997 kB record over the producer's limit.
+
+    Their framing was not counted, so the scorer produced the full copy,
+    librdkafka refused it, and the scorer exited at it after every restart.
+    """
+    pages, out, dlq = fresh_topics("pages", "out", "dlq", partitions=1)
+    config = make_config(
+        kafka_bootstrap,
+        redis_url,
+        {
+            "events": [{"name": pages, "format": "json"}],
+            "output": {"name": out, "format": "json"},
+            "dead_letter": dlq,
+        },
+    )
+    crowded = Sent(b"L1", b"#" * 996_900, "bad_json", headers=[("h", b"")] * 1000)
+    spoofed = Sent(
+        b"L2", b"#", "bad_json", headers=[("scorer.error.reason", b"all_good")]
+    )
+    view = page_view("p3", "L3", T0_MS, "/pricing")
+    good = Sent(b"L3", JSON.encode(view), None, view)
+    produce_tracked(kafka_bootstrap, pages, [crowded, spoofed, good])
+
+    metrics = Metrics()
+    with running_scorer(config, metrics):
+        wait_until(
+            lambda: counter_total(metrics, "scorer_records_total") >= 3,
+            "three records to be handled",
+        )
+    letters = read_everything(kafka_bootstrap, dlq)
+    outputs = [JSON.decode(m.value()) for m in read_everything(kafka_bootstrap, out)]
+
+    first, second = (m.headers() for m in letters)
+    assert letters[0].value() is None
+    assert [name for name, _ in first if not name.startswith("scorer.error.")] == []
+    assert int(dict(first)["scorer.error.omitted_bytes"]) > 1_000_000 - 512
+    assert [v for k, v in second if k == "scorer.error.reason"] == [b"bad_json"]
+    assert [(o["lead_id"], o["score"]) for o in outputs] == [("L3", 20.0)]
+
+
 def three_scored(
     config: Config, records: list[dict[str, Any]]
 ) -> tuple[list[Sent], Metrics, list[Message], list[Message]]:
