@@ -17,7 +17,7 @@ with that id.
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,8 +108,9 @@ def subject_name(strategy: str, topic: str, full_name: str) -> str:
 class ConfluentAvroCodec:
     """Reads any Avro writer the registry knows; writes with `output`, if given.
 
-    A codec of an input topic has no `output` and only decodes. `clock` is
-    a monotonic clock in seconds (tests pass their own).
+    A codec of an input topic has no `output` and only decodes; with
+    `reads`, only records of those full names. `clock` is a monotonic clock
+    in seconds (tests pass their own).
     """
 
     def __init__(
@@ -118,10 +119,12 @@ class ConfluentAvroCodec:
         catalog: SchemaCatalog,
         output: OutputSchema | None = None,
         clock: Callable[[], float] = time.monotonic,
+        reads: Collection[str] | None = None,
     ) -> None:
         self._registry = registry
         self._catalog = catalog
         self._output = output
+        self._reads = None if reads is None else frozenset(reads)
         self._frame = b"" if output is None else output.frame()
         self._clock = clock
         # Keyed by the 5-byte frame, so one lookup checks the magic byte too.
@@ -217,6 +220,10 @@ class ConfluentAvroCodec:
             return _Refusal("incompatible_schema", message)
 
         label = f"{label} ({full_name})"
+        if self._reads is not None and full_name not in self._reads:
+            # Refused before any body is read; see wire.AvroCodec.
+            message = f"{label} is a record this topic does not carry"
+            return _Refusal("unknown_type", message)
         if _canonical_fingerprint(raw) == reader.fingerprint:
             # The same Parsing Canonical Form is the same binary encoding, so
             # the reader's own parsed schema reads it without resolution.
@@ -268,14 +275,18 @@ def topic_codec(
     catalog: SchemaCatalog,
     registry: RegistryClient | None,
     schema_name: str | None = None,
+    reads: Collection[str] | None = None,
 ) -> Codec:
     """The codec of a topic in any format; `schema_name` for an output topic.
 
-    For confluent_avro this talks to the registry: it checks the URL answers
+    With `reads`, Avro records of other full names are refused unread. For
+    confluent_avro this talks to the registry: it checks the URL answers
     and, for an output topic, registers or looks up the schema.
     """
     if topic.format != "confluent_avro":
-        return make_codec(topic.format, catalog=catalog, schema_name=schema_name)
+        return make_codec(
+            topic.format, catalog=catalog, schema_name=schema_name, reads=reads
+        )
     if registry is None:
         message = f"required: topic {topic.name} has format confluent_avro"
         raise ConfigError("schema_registry", message)
@@ -284,7 +295,7 @@ def topic_codec(
     output = None
     if schema_name is not None:
         output = output_schema(registry, catalog, topic.name, schema_name)
-    return ConfluentAvroCodec(registry, catalog, output)
+    return ConfluentAvroCodec(registry, catalog, output, reads=reads)
 
 
 def _registered_id(

@@ -71,7 +71,7 @@ from scorer.metrics import LATENESS, MQL_DIRECTIONS, Metrics
 from scorer.publish import MQL_CROSSED, encode_outputs
 from scorer.registry import RegistryClient, RegistryError
 from scorer.scoring import DUPLICATE_RECORD, Item, Plan, Scored, Scorer
-from scorer.wire import SCORE_SCHEMA, Codec, SchemaCatalog
+from scorer.wire import INPUT_SCHEMAS, SCORE_SCHEMA, Codec, SchemaCatalog
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,9 @@ LAG_INTERVAL_S = 5.0
 # At start, how long to wait for the broker's topic list (a check only).
 TOPIC_CHECK_S = 5.0
 
+# The Avro records an input topic carries; any other is refused by its
+# header or schema id, before its body is read.
+INPUT_RECORDS = frozenset(INPUT_SCHEMAS.values())
 DLQ_HEADER_PREFIX = "scorer.error."
 # librdkafka's default message.max.bytes: its producer refuses anything
 # larger (key, value and headers), while the broker takes up to 1 MiB.
@@ -173,7 +176,8 @@ class ScorerPipeline:
         if registry is None and config.schema_registry is not None:
             registry = RegistryClient.from_config(config.schema_registry)
         self.codecs: dict[str, Codec] = {
-            topic.name: topic_codec(topic, catalog, registry) for topic in inputs
+            topic.name: topic_codec(topic, catalog, registry, reads=INPUT_RECORDS)
+            for topic in inputs
         }
         self.firmographics_topic = (
             topics.firmographics.name if topics.firmographics else None

@@ -15,7 +15,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,8 +65,10 @@ _JSON_WHITESPACE = " \t\n\r"
 
 # What fastavro raises on a truncated or corrupt body: EOFError when a length
 # runs past the end, UnicodeDecodeError (a ValueError) for bad UTF-8,
-# IndexError for an out-of-range union branch or an over-long varint,
-# OverflowError for a timestamp or varint outside what Python's types hold.
+# IndexError for an out-of-range union branch, OverflowError for a timestamp
+# outside what Python's datetime holds. An over-long varint (more than the
+# 10 bytes a 64-bit long takes) raises nothing: fastavro 1.13 reads it and
+# keeps the low 64 bits, so the value is checked like any other.
 # StopIteration has not been seen from fastavro 1.13 but is caught anyway: one
 # escaping into a generator would surface as a RuntimeError far from here.
 _CORRUPT_BODY_ERRORS = (EOFError, StopIteration, ValueError, IndexError, OverflowError)
@@ -165,15 +167,33 @@ class AvroCodec:
     With `schema_name`, every record is encoded with the newest version of that
     record (the output topic uses `SCORE_SCHEMA`). Without it, a record is
     encoded with the input schema its `type` names (see `INPUT_SCHEMAS`).
-    Decoding accepts any schema in the catalog either way.
+    Decoding accepts any schema in the catalog, or with `reads` the records
+    of those full names only (an input topic's codec: `INPUT_SCHEMAS`).
     """
 
-    def __init__(self, catalog: SchemaCatalog, schema_name: str | None = None) -> None:
+    def __init__(
+        self,
+        catalog: SchemaCatalog,
+        schema_name: str | None = None,
+        reads: Collection[str] | None = None,
+    ) -> None:
+        # With `reads`, records of other schemas are refused by their header
+        # alone: on an input topic an output record (whose fit_rules array
+        # can hold a million items) would cost a whole decode before its
+        # type is refused.
+        readable = None if reads is None else frozenset(reads)
+        pairs = catalog.pairs().items()
         # Keyed by the whole header, so one dict lookup checks the marker and
         # finds what read_body needs, worked out once rather than per record.
         self._readers = {
             SINGLE_OBJECT_MARKER + fp: _reading(writer, reader)
-            for fp, (writer, reader) in catalog.pairs().items()
+            for fp, (writer, reader) in pairs
+            if readable is None or reader.full_name in readable
+        }
+        self._not_inputs = {
+            SINGLE_OBJECT_MARKER + fp: writer.label
+            for fp, (writer, _) in pairs
+            if readable is not None and writer.full_name not in readable
         }
         self._fixed = None if schema_name is None else _required(catalog, schema_name)
         self._by_type = {
@@ -191,7 +211,7 @@ class AvroCodec:
     def decode(self, value: bytes) -> dict[str, Any]:
         reading = self._readers.get(value[:HEADER_BYTES])
         if reading is None:
-            _reject_header(value)
+            _reject_header(value, self._not_inputs)
         writer, resolve_to, writer_label, reader_label = reading
         return read_body(
             value, HEADER_BYTES, writer, resolve_to, writer_label, reader_label
@@ -282,6 +302,7 @@ def make_codec(
     *,
     catalog: SchemaCatalog | None = None,
     schema_name: str | None = None,
+    reads: Collection[str] | None = None,
 ) -> Codec:
     """The codec for a wire format; Avro loads the default catalog if none given.
 
@@ -291,7 +312,7 @@ def make_codec(
         return JsonCodec()
     if fmt == "avro":
         chosen = SchemaCatalog.load() if catalog is None else catalog
-        return AvroCodec(chosen, schema_name)
+        return AvroCodec(chosen, schema_name, reads)
     if fmt == "confluent_avro":
         # It needs a registry client and the topic's subject as well.
         message = "confluent_avro codecs are built by scorer.confluent_wire"
@@ -369,7 +390,11 @@ def _reading(
     return writer.parsed, resolve_to, writer.label, reader.label
 
 
-def _reject_header(value: bytes) -> NoReturn:
+def _reject_header(value: bytes, not_inputs: Mapping[bytes, str]) -> NoReturn:
+    label = not_inputs.get(value[:HEADER_BYTES])
+    if label is not None:
+        message = f"written with {label}, which this topic does not carry"
+        raise InvalidRecord("unknown_type", message, "type")
     if value[:2] != SINGLE_OBJECT_MARKER:
         message = "not Avro single-object encoding (no C3 01 header)"
         raise InvalidRecord("bad_marker", message)

@@ -32,8 +32,10 @@ from scorer.replay import Line, Replay
 from scorer.wire import (
     HEADER_BYTES,
     INPUT_SCHEMAS,
+    SCORE_SCHEMA,
     SINGLE_OBJECT_MARKER,
     JsonCodec,
+    SchemaCatalog,
     make_codec,
 )
 
@@ -48,6 +50,9 @@ OVER_SCORER_LIMIT_BYTES = 1_040_000  # the broker takes it; the copy cannot
 
 JSON = JsonCodec()
 AVRO = make_codec("avro")
+OUTPUT_SCHEMA = SchemaCatalog.load().newest(SCORE_SCHEMA)
+assert OUTPUT_SCHEMA is not None
+SCORE_HEADER = SINGLE_OBJECT_MARKER + OUTPUT_SCHEMA.fingerprint
 # Writes any `type`, so that an unknown one reaches the scorer.
 PAGE_AVRO = make_codec("avro", schema_name=INPUT_SCHEMAS["page_view"])
 
@@ -354,6 +359,11 @@ def avro_makers() -> dict[str, Maker]:
             "bad_value",
         ),
         "unknown type": lambda n: (encoded(base(n, type="sale")), "unknown_type"),
+        # Refused by its header: the body is not even Avro.
+        "an output record's header on an event topic": lambda n: (
+            SCORE_HEADER + b"\xff" * (n % 50),
+            "unknown_type",
+        ),
         "firmographics on an event topic": lambda n: (
             AVRO.encode(firmographics(f"x-a{n}", T0_MS)),
             "wrong_topic",

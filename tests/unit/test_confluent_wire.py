@@ -24,7 +24,13 @@ from scorer.confluent_wire import (
 )
 from scorer.errors import ConfigError, InvalidRecord
 from scorer.registry import RegistryClient
-from scorer.wire import DEFAULT_SCHEMAS_DIR, SCORE_SCHEMA, AvroCodec, SchemaCatalog
+from scorer.wire import (
+    DEFAULT_SCHEMAS_DIR,
+    INPUT_SCHEMAS,
+    SCORE_SCHEMA,
+    AvroCodec,
+    SchemaCatalog,
+)
 
 CATALOG = SchemaCatalog.load()
 AT = datetime(2024, 5, 1, 12, 0, 0, 123_000, tzinfo=UTC)
@@ -131,6 +137,26 @@ def test_newer_writer_with_an_extra_field_decodes_without_it(
     decoded = reading_codec(registry).decode(message)
 
     assert decoded == V2_VIEW
+
+
+def test_a_codec_given_the_records_it_reads_refuses_others_unread(
+    registry: FakeRegistry,
+) -> None:
+    score_schema = json.loads((DEFAULT_SCHEMAS_DIR / "lead_score.v1.avsc").read_text())
+    schema_id = registry.add(score_schema)
+    inputs_only = ConfluentAvroCodec(
+        client(registry), CATALOG, clock=Clock(), reads=INPUT_SCHEMAS.values()
+    )
+    # The frame of an output record, and a body that is no Avro at all.
+    value = framed(schema_id, score_schema, SCORE_EVENT)[:5] + b"\xff" * 64
+
+    with pytest.raises(InvalidRecord, match="LeadScoreEvent") as refused:
+        inputs_only.decode(value)
+    with pytest.raises(InvalidRecord) as read:
+        reading_codec(registry).decode(value)
+
+    assert refused.value.reason == "unknown_type"
+    assert read.value.reason == "bad_avro"
 
 
 def test_writer_with_an_unpromotable_type_is_incompatible(

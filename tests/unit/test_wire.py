@@ -20,6 +20,7 @@ from scorer.events import format_time
 from scorer.wire import (
     DEFAULT_SCHEMAS_DIR,
     HEADER_BYTES,
+    INPUT_SCHEMAS,
     SCORE_SCHEMA,
     SINGLE_OBJECT_MARKER,
     AvroCodec,
@@ -410,6 +411,25 @@ def test_unknown_fingerprint_names_it_in_hex() -> None:
         INPUTS.decode(value)
 
     assert caught.value.reason == "unknown_schema"
+
+
+def test_a_codec_given_the_records_it_reads_refuses_others_unread() -> None:
+    inputs_only = AvroCodec(CATALOG, reads=INPUT_SCHEMAS.values())
+    # An output record's header with a body that is no Avro at all: only a
+    # codec that reads the body can tell.
+    header = SCORES.encode(SCORE)[:HEADER_BYTES]
+    value = header + b"\xff" * 64
+
+    with pytest.raises(InvalidRecord, match="LeadScoreEvent v1") as refused:
+        inputs_only.decode(value)
+    with pytest.raises(InvalidRecord) as read:
+        INPUTS.decode(value)
+
+    assert (refused.value.reason, refused.value.field) == ("unknown_type", "type")
+    assert read.value.reason == "bad_avro"
+    assert inputs_only.decode(INPUTS.encode(PAGE_VIEW)) == INPUTS.decode(
+        INPUTS.encode(PAGE_VIEW)
+    )
 
 
 @pytest.mark.parametrize("record", [*INPUT_RECORDS, SCORE], ids=lambda r: r["type"])
