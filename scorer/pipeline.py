@@ -58,6 +58,7 @@ from scorer.delivery import (
 )
 from scorer.errors import InvalidRecord, StateStoreError
 from scorer.events import (
+    MAX_ID_CHARS,
     Firmographics,
     Forget,
     TimeBounds,
@@ -781,7 +782,8 @@ def _lead_from_key(message: Message) -> str:
         lead_id = key.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidRecord("bad_key", "the key is not UTF-8") from exc
-    if not lead_id.strip() or not lead_id.isprintable():
+    # The checks an event's lead_id passes: no other key names a lead.
+    if not lead_id.strip() or not lead_id.isprintable() or len(lead_id) > MAX_ID_CHARS:
         raise InvalidRecord("bad_key", "the key is not a lead id")
     return lead_id
 

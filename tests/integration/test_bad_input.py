@@ -430,6 +430,10 @@ def bad_tombstones() -> list[tuple[str, Sent]]:
         ("tombstone without key", Sent(None, None, "missing_key")),
         ("tombstone with a binary key", Sent(b"\xff\xfe", None, "bad_key")),
         ("tombstone with a blank key", Sent(b"   ", None, "bad_key")),
+        (
+            "tombstone with a key too long for a lead id",
+            Sent(b"L" * 201, None, "bad_key"),
+        ),
     ]
 
 
