@@ -120,7 +120,7 @@ def instructions(
             "",
             "In another terminal:",
             f"  {program()} run {flags} --redis-url {redis_url}",
-            f"  {program()} produce {flags} RECORDS.jsonl",
+            f"  {program()} produce {flags} records.jsonl",
             f"  {program()} watch {flags} --from-beginning",
             "",
             "Ctrl-C (or SIGTERM) stops both servers.",

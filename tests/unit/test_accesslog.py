@@ -318,8 +318,9 @@ def test_download_extensions_and_types_are_configurable() -> None:
         (line(status=206, request="GET /talk.pdf HTTP/1.1"), "partial_content"),
         (line(status=101), "other_status"),
         (line(request="-"), "bad_request"),
-        (line(request="OPTIONS * HTTP/1.1"), "bad_request"),
-        (line(request="CONNECT example.com:443 HTTP/1.1"), "bad_request"),
+        (line(request="OPTIONS * HTTP/1.0"), "method"),
+        (line(request="CONNECT example.com:443 HTTP/1.1"), "method"),
+        (line(request="GET example.com:443 HTTP/1.1"), "bad_request"),
         (line(request="GET ftp://example.com/a HTTP/1.1"), "bad_request"),
         (line(when="32/May/2015:10:05:03 +0000"), "bad_time"),
         (line(when="17/Mai/2015:10:05:03 +0000"), "bad_time"),
@@ -397,7 +398,15 @@ def test_one_client_is_one_lead_however_it_is_written(spellings: list[str]) -> N
 
 @pytest.mark.parametrize(
     "host",
-    ["-", "unknown", "", "203.0.113.62,10.0.0.5", "192.0.2", "-host.example.com"],
+    [
+        "-",
+        "unknown",
+        "",
+        "203.0.113.62,10.0.0.5",
+        "203.0.113.62, 10.0.0.5",  # as nginx writes a forwarded list
+        "192.0.2",
+        "-host.example.com",
+    ],
 )
 def test_a_client_field_that_names_no_client_is_dropped(host: str) -> None:
     assert dropped_as(line(host=host)) == "no_client"
@@ -807,6 +816,11 @@ def test_other_compressions_are_named_and_not_read(
     assert result.stderr.decode().startswith(
         f"error: {name}: the data is {compression}-compressed; decompress it first: "
     )
+    assert (
+        result.stderr.decode()
+        .rstrip()
+        .endswith(f" {'FILE' if stdin else packed} | scorer import-access-log -")
+    )
     assert len(result.stderr.splitlines()) == 1
     assert result.stdout == b""
 
@@ -827,6 +841,49 @@ def test_the_virtual_host_of_vhost_combined_is_ignored() -> None:
     assert vhost["lead_id"] == plain["lead_id"]
     assert vhost["url"] == plain["url"]
     assert dropped_as("www.example.com:443 " + common()) == "common_format"
+
+
+@pytest.mark.parametrize(
+    ("target", "path"),
+    [
+        ("/blog/../pricing", "/pricing"),
+        ("/a/./b", "/a/b"),
+        ("/%2e%2e/%2e%2e/etc/passwd", "/etc/passwd"),
+        ("/docs/v1/..", "/docs/"),
+        ("/..", "/"),
+        ("/a/.hidden/b", "/a/.hidden/b"),
+    ],
+)
+def test_dot_segments_are_removed(target: str, path: str) -> None:
+    view = only([line(request=f"GET {target} HTTP/1.1")])
+
+    assert view["url"] == path
+    assert "category" not in view or path.startswith("/blog/")
+
+
+def test_an_ipv6_referrer_keeps_its_brackets() -> None:
+    view = only([line(referrer="http://[2001:db8::1]:8080/x?q=1")])
+
+    assert view["referrer"] == "http://[2001:db8::1]:8080/x"
+
+
+@pytest.mark.parametrize("vhost", ["_default_:443", "[2001:db8::80]:443", "shop"])
+def test_other_virtual_host_fields_are_read(vhost: str) -> None:
+    assert only([f"{vhost} {line()}"])["url"] == "/blog/post.html"
+
+
+@pytest.mark.parametrize(
+    ("text", "counts"),
+    [
+        ("".join(line(host="-") for _ in range(2)), "lines_read=2 no_client=2"),
+        ("x" * 70_000 + "\n", "lines_read=1 line_too_long=1"),
+    ],
+)
+def test_an_input_with_nothing_usable_fails(text: str, counts: str) -> None:
+    result = scorer("import-access-log", "--salt", "s", "-", stdin=text)
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].endswith(f"({counts})")
 
 
 def test_an_input_with_no_combined_line_fails_naming_the_counts() -> None:
@@ -906,12 +963,28 @@ def test_path_parameters_leave_downloads_and_referrers() -> None:
     ("target", "url"),
     [
         ("/unsubscribe/jane.doe@example.com", "/unsubscribe/(e-mail)"),
+        ("/npm/lodash@4.17.21", "/npm/lodash@4.17.21"),  # a version pin
+        ("/tree/main@v1.2/docs", "/tree/main@v1.2/docs"),
         ("/prefs/jane%40example.co.uk/edit", "/prefs/(e-mail)/edit"),
         ("/blog/at-sign@home", "/blog/at-sign@home"),  # no domain: no address
     ],
 )
 def test_an_email_address_in_the_path_is_left_out(target: str, url: str) -> None:
     assert only([line(request=f"GET {target} HTTP/1.1")])["url"] == url
+
+
+def test_an_email_address_is_left_out_after_the_request_is_classified() -> None:
+    avatar = "GET /avatar/jane@example.com.png HTTP/1.1"
+    invoice = only([line(request="GET /files/bill-jane@example.com.pdf HTTP/1.1")])
+    unsubscribe = "GET /unsubscribe;email=jane@example.com HTTP/1.1"
+    kept = only([line(request=unsubscribe)], ImportOptions(keep_url_query=True))
+
+    assert dropped_as(line(request=avatar)) == "static_asset"
+    assert (invoice["type"], invoice["asset_id"]) == (
+        "content_download",
+        "/files/(e-mail)",
+    )
+    assert kept["url"] == "/unsubscribe;email=(e-mail)"
 
 
 def test_an_email_address_leaves_downloads_and_referrers_too() -> None:

@@ -21,7 +21,7 @@ def test_the_commands_repeat_the_program_and_the_config(
 
     flags = "--config c.yaml --bootstrap-servers 127.0.0.1:9"
     assert f"  {shown} run {flags} --redis-url redis://127.0.0.1:7/0" in text
-    assert f"  {shown} produce {flags} RECORDS.jsonl" in text
+    assert f"  {shown} produce {flags} records.jsonl" in text
     assert f"  {shown} watch {flags} --from-beginning" in text
 
 
@@ -34,7 +34,7 @@ def test_the_commands_repeat_the_overrides_quoted(
     text = instructions("h:9", "redis://h:7/0", ["x"], None, settings)
 
     flags = "--set topics.output.name=x --set 'kafka.group_id=a b'"
-    assert f"  scorer produce {flags} --bootstrap-servers h:9 RECORDS.jsonl" in text
+    assert f"  scorer produce {flags} --bootstrap-servers h:9 records.jsonl" in text
 
 
 @pytest.mark.parametrize(
