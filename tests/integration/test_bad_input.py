@@ -748,16 +748,8 @@ def test_an_unexpected_error_dead_letters_the_record_and_scoring_goes_on(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    pages, out, dlq = fresh_topics("pages", "out", "dlq", partitions=1)
-    config = make_config(
-        kafka_bootstrap,
-        redis_url,
-        {
-            "events": [{"name": pages, "format": "json"}],
-            "output": {"name": out, "format": "json"},
-            "dead_letter": dlq,
-        },
-    )
+    config = one_json_topic(kafka_bootstrap, redis_url, fresh_topics)
+    pages = config.topics.events[0].name
     secret = "jane.doe@example.com"
     decode = JsonCodec.decode
 
@@ -802,16 +794,7 @@ def test_a_record_whose_outputs_cannot_be_encoded_is_dead_lettered_and_committed
 
     The scorer exited at it, and met it again after every restart.
     """
-    pages, out, dlq = fresh_topics("pages", "out", "dlq", partitions=1)
-    config = make_config(
-        kafka_bootstrap,
-        redis_url,
-        {
-            "events": [{"name": pages, "format": "json"}],
-            "output": {"name": out, "format": "json"},
-            "dead_letter": dlq,
-        },
-    )
+    config = one_json_topic(kafka_bootstrap, redis_url, fresh_topics)
     rules = list(config.scoring.engagement_rules)
     demo = [rule.name for rule in rules].index("demo_request")
     rules[demo] = rules[demo].model_copy(update={"points": math.inf, "cap": None})
@@ -830,7 +813,10 @@ def test_a_record_whose_outputs_cannot_be_encoded_is_dead_lettered_and_committed
     headers = dict(letters[0].headers())
     assert headers["scorer.error.reason"] == b"output_not_encodable"
     assert headers["scorer.error.offset"] == b"1"
-    assert committed(kafka_bootstrap, config.kafka.group_id, pages) == 3
+    assert (
+        committed(kafka_bootstrap, config.kafka.group_id, config.topics.events[0].name)
+        == 3
+    )
     dead = counter_total(
         metrics, "scorer_dead_lettered_total", reason="output_not_encodable"
     )
@@ -846,15 +832,11 @@ def test_a_record_whose_headers_overfill_its_dead_letter_is_sent_without_them(
     Their framing was not counted, so the scorer produced the full copy,
     librdkafka refused it, and the scorer exited at it after every restart.
     """
-    pages, out, dlq = fresh_topics("pages", "out", "dlq", partitions=1)
-    config = make_config(
-        kafka_bootstrap,
-        redis_url,
-        {
-            "events": [{"name": pages, "format": "json"}],
-            "output": {"name": out, "format": "json"},
-            "dead_letter": dlq,
-        },
+    config = one_json_topic(kafka_bootstrap, redis_url, fresh_topics)
+    pages, out, dlq = (
+        config.topics.events[0].name,
+        config.topics.output.name,
+        config.topics.dead_letter,
     )
     crowded = Sent(b"L1", b"#" * 996_900, "bad_json", headers=[("h", b"")] * 1000)
     spoofed = Sent(
@@ -879,6 +861,20 @@ def test_a_record_whose_headers_overfill_its_dead_letter_is_sent_without_them(
     assert int(dict(first)["scorer.error.omitted_bytes"]) > 1_000_000 - 512
     assert [v for k, v in second if k == "scorer.error.reason"] == [b"bad_json"]
     assert [(o["lead_id"], o["score"]) for o in outputs] == [("L3", 20.0)]
+
+
+def one_json_topic(kafka_bootstrap: str, redis_url: str, fresh_topics: Any) -> Config:
+    """A config reading one fresh JSON event topic, writing JSON outputs."""
+    pages, out, dlq = fresh_topics("pages", "out", "dlq", partitions=1)
+    return make_config(
+        kafka_bootstrap,
+        redis_url,
+        {
+            "events": [{"name": pages, "format": "json"}],
+            "output": {"name": out, "format": "json"},
+            "dead_letter": dlq,
+        },
+    )
 
 
 def three_scored(
