@@ -669,7 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _convert_line(
-    line: str, options: ImportOptions, occurrences: "_Occurrences"
+    line: str, options: ImportOptions, occurrences: _Occurrences
 ) -> Event | str:
     if len(line) > MAX_LINE_CHARS:
         return "line_too_long"

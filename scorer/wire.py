@@ -188,9 +188,9 @@ class AvroCodec:
         self._readers = {
             SINGLE_OBJECT_MARKER + fp: _reading(writer, reader)
             for fp, (writer, reader) in pairs
-            if readable is None or reader.full_name in readable
+            if readable is None or writer.full_name in readable
         }
-        self._not_inputs = {
+        self._not_read = {
             SINGLE_OBJECT_MARKER + fp: writer.label
             for fp, (writer, _) in pairs
             if readable is not None and writer.full_name not in readable
@@ -211,7 +211,7 @@ class AvroCodec:
     def decode(self, value: bytes) -> dict[str, Any]:
         reading = self._readers.get(value[:HEADER_BYTES])
         if reading is None:
-            _reject_header(value, self._not_inputs)
+            _reject_header(value, self._not_read)
         writer, resolve_to, writer_label, reader_label = reading
         return read_body(
             value, HEADER_BYTES, writer, resolve_to, writer_label, reader_label
@@ -390,8 +390,8 @@ def _reading(
     return writer.parsed, resolve_to, writer.label, reader.label
 
 
-def _reject_header(value: bytes, not_inputs: Mapping[bytes, str]) -> NoReturn:
-    label = not_inputs.get(value[:HEADER_BYTES])
+def _reject_header(value: bytes, not_read: Mapping[bytes, str]) -> NoReturn:
+    label = not_read.get(value[:HEADER_BYTES])
     if label is not None:
         message = f"written with {label}, which this topic does not carry"
         raise InvalidRecord("unknown_type", message, "type")
