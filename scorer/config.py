@@ -172,7 +172,11 @@ class Cap(Frozen):
     """At most `points` from one rule per clock-aligned window of `window`."""
 
     points: Number = Field(gt=0, description="most points the rule adds per window")
-    window: DurationMs = Field(gt=0, description="window length, aligned to UTC")
+    window: DurationMs = Field(
+        gt=0,
+        description="window length; windows start at its multiples since the "
+        "Unix epoch (UTC): a day at midnight, 7 days on a Thursday",
+    )
 
 
 class Match(Frozen):
@@ -399,7 +403,13 @@ class Scoring(Frozen):
         return sum(max(rule.points, 0.0) for rule in self.fit_rules)
 
     def max_engagement(self) -> float:
-        """The steady-state ceiling of engagement: a full cap in every window."""
+        """The ceiling of engagement: a full cap in every window, as late as can be.
+
+        Windows are clock-aligned, so a full cap can be earned at the very end
+        of one window and another at the start of the next: at that moment
+        the current window and the one before count undecayed, and each
+        earlier one a window's decay less than the one after it.
+        """
         ceiling = 0.0
         for rule in self.engagement_rules:
             if rule.points <= 0:
@@ -407,7 +417,7 @@ class Scoring(Frozen):
             if rule.cap is None:
                 return math.inf
             per_window = 2.0 ** (-rule.cap.window / self.half_life_of(rule))
-            ceiling += rule.cap.points / (1.0 - per_window)
+            ceiling += rule.cap.points * (1.0 + 1.0 / (1.0 - per_window))
         return ceiling
 
 

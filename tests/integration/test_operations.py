@@ -257,13 +257,13 @@ def metric_sum(metrics: Metrics, name: str) -> float:
 def lead_journey(lead: str) -> list[dict[str, Any]]:
     """Nine events that take a lead over the MQL threshold and back below.
 
-    Default rules, no decay (one instant): pricing 20, demo 30, five blog
-    reads 5 (the cap), a webinar registration 5: 60, an MQL; then a careers
-    page -15: 45, below 60 - 10.
+    Default rules, no decay (one instant): pricing 20, demo 30, four blog
+    reads 3 (the weekly cap), two webinar registrations 10: 63, an MQL; then
+    a careers page -15: 48, below 60 - 10.
     """
-    urls = ["/pricing", "/demo", *[f"/blog/{n}" for n in range(5)], None, "/careers"]
+    urls = ["/pricing", "/demo", *[f"/blog/{n}" for n in range(4)], None, None]
     journey = []
-    for step, url in enumerate(urls):
+    for step, url in enumerate([*urls, "/careers"]):
         event_id = f"{lead}/{step}"
         if url is None:
             journey.append(
@@ -272,7 +272,7 @@ def lead_journey(lead: str) -> list[dict[str, Any]]:
                     "lead_id": lead,
                     "type": "webinar",
                     "occurred_at": format_time(T0_MS),
-                    "webinar_id": "launch",
+                    "webinar_id": f"launch-{step}",
                     "status": "registered",
                 }
             )

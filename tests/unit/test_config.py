@@ -42,7 +42,7 @@ def test_durations_are_read_in_milliseconds() -> None:
 
     assert config.scoring.half_life == 14 * 86_400_000
     assert config.scoring.engagement_rules[0].cap is not None
-    assert config.scoring.engagement_rules[0].cap.window == 86_400_000
+    assert config.scoring.engagement_rules[0].cap.window == 7 * 86_400_000
 
 
 def test_an_unknown_field_is_named() -> None:

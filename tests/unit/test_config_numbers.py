@@ -18,7 +18,7 @@ from scorer.errors import ConfigError
 
 INF, NAN = float("inf"), float("nan")
 # The default's blog_read rule; uncapped, it makes every threshold reachable.
-BLOG_READ = "scoring.engagement_rules.3"
+BLOG_READ = "scoring.engagement_rules.0"
 
 
 def default_raw() -> dict[str, Any]:

@@ -20,6 +20,9 @@ from scorer.scoring import (
 DAY_MS = 86_400_000
 T0 = 1_750_000_000_000
 SCORING = load_config(environ={}).scoring
+BLOG = SCORING.engagement_rules[0]
+assert BLOG.name == "blog_read" and BLOG.cap is not None
+BLOG_CAP = BLOG.cap
 
 
 def new_scorer() -> Scorer:
@@ -57,7 +60,54 @@ def test_thirty_reloads_of_a_blog_page_stay_within_the_cap() -> None:
     scorer = new_scorer()
     scorer.score([page("/blog/one", T0 + i * 60_000, f"r{i}") for i in range(30)])
 
-    assert 0 < score_of(scorer) <= 5.0
+    assert 0 < score_of(scorer) <= BLOG_CAP.points
+
+
+def blog_reads_at_window_edges(weeks: int) -> list[Activity]:
+    """A full cap of reads at the end of every week, then a cap at the start
+    of the next: the most engagement blog reading can ever hold."""
+    first = T0 // BLOG_CAP.window + 1
+    ends = [(first + week) * BLOG_CAP.window - 1 for week in range(1, weeks + 1)]
+    starts = [ends[-1] + 1] * int(BLOG_CAP.points)
+    times = [end for end in ends for _ in range(int(BLOG_CAP.points))] + starts
+    return [page(f"/blog/p{i}", at, f"b{i}") for i, at in enumerate(times)]
+
+
+def test_blog_reading_at_its_most_stays_under_the_ceiling_check_config_uses() -> None:
+    reader = new_scorer()
+    reader.score(blog_reads_at_window_edges(weeks=40))
+    blog_only = SCORING.model_copy(
+        update={"engagement_rules": (SCORING.engagement_rules[0],)}
+    )
+
+    ceiling = blog_only.max_engagement()
+    assert 0.999 * ceiling < score_of(reader) < ceiling
+    # The ceiling once left out the window before the current one.
+    steady = BLOG_CAP.points / (
+        1 - 0.5 ** (BLOG_CAP.window / SCORING.half_life_of(BLOG))
+    )
+    assert score_of(reader) > steady + 0.99 * BLOG_CAP.points
+
+
+def test_blog_reading_alone_never_makes_an_mql_nor_outscores_pricing() -> None:
+    # A threshold that fit alone reaches: only min_engagement stands in the way.
+    low = SCORING.model_copy(
+        update={"mql": SCORING.mql.model_copy(update={"threshold": 50.0})}
+    )
+    reader = Scorer(low, MemoryStore(Params.of(low)))
+    buyer = new_scorer()
+    best_fit = Firmographics(
+        "L1", T0, employees=1200, industry="software", title="VP Marketing"
+    )
+    results = reader.score([best_fit, *blog_reads_at_window_edges(weeks=40)])
+    buyer.score([page("/pricing", T0, "p1")])
+
+    snapshot = reader.store.snapshot("L1")
+    assert snapshot is not None and snapshot.fit == 50.0
+    assert snapshot.engagement < SCORING.mql.min_engagement
+    assert not snapshot.is_mql
+    assert all(o["type"] == "score_changed" for r in results for o in r.outputs)
+    assert snapshot.engagement < score_of(buyer)
 
 
 def test_every_default_criterion_fires_on_its_event() -> None:
