@@ -59,6 +59,17 @@ _DURATION = re.compile(
 )
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _UNIT_MS["w"] = 7 * _UNIT_MS["d"]
+
+
+def duration_text(ms: int) -> str:
+    """A duration as YAML would give it: the largest unit that divides it."""
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_MS[unit]
+        if ms >= size and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
 _RULE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _EMPTY_VALUE = "an empty value; give text, or leave the field out"
 _DURATION_EXPECTED = (
@@ -77,6 +88,9 @@ MAX_POINTS = 1_000_000
 # MAX_POINTS, an event adds at most 1e9 to the total, so reaching a double's
 # 1.8e308 would take about 1e299 events.
 MAX_WEIGHT = 1_000
+# Cap windows a lead can hold open at once, over all its rules; each update
+# of the lead reads and writes them all (the default rules: 14).
+MAX_OPEN_WINDOWS = 1_000
 # Far beyond any healthy round trip to Redis or the registry. A call that
 # hangs blocks the consume loop, unpolled, for this long: it must stay well
 # within metrics.stall_after (1 min) and max.poll.interval.ms (5 min). (Python's
@@ -370,8 +384,36 @@ class Scoring(Frozen):
             raise ValueError(f"duplicate rule names: {', '.join(repeated)}")
         if self.dedupe_horizon < self.allowed_lateness:
             raise ValueError("dedupe_horizon must be at least allowed_lateness")
+        self._check_open_windows()
         self._check_reachable()
         return self
+
+    def open_windows(self, rule: EngagementRule) -> int:
+        """The most cap windows of `rule` a lead can hold open at once.
+
+        A window stays open until `allowed_lateness` past its end: the lead's
+        newest event's window, and those ending less than that before it.
+        """
+        if rule.cap is None:
+            return 0
+        return -(-self.allowed_lateness // rule.cap.window) + 1
+
+    def _check_open_windows(self) -> None:
+        # Every update of a lead reads, sums and writes all its open windows
+        # in one script call that blocks Redis: a 1-minute cap with a week
+        # of lateness kept 10,081 open, and a call took seconds.
+        total = sum(self.open_windows(rule) for rule in self.engagement_rules)
+        if total <= MAX_OPEN_WINDOWS:
+            return
+        worst = max(self.engagement_rules, key=self.open_windows)
+        raise ValueError(
+            f"the capped rules can keep {total:,} cap windows open per lead, "
+            f"more than {MAX_OPEN_WINDOWS:,}: a window stays open "
+            f"allowed_lateness past its end, and {worst.name}'s "
+            f"{duration_text(worst.cap.window if worst.cap else 0)} windows "
+            f"alone make {self.open_windows(worst):,}; lengthen cap.window "
+            "or shorten allowed_lateness"
+        )
 
     def _check_reachable(self) -> None:
         best = self.total.fit_weight * self.max_fit()

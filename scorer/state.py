@@ -238,8 +238,18 @@ local function put(args, saved, name, text)
   end
 end
 
+-- Lua's unpack puts every item on its C stack, which holds about 8,000: a
+-- lead with thousands of open windows once failed every call it was in.
+local PART = 500
+
+local function call_in_parts(command, key, items)
+  for i = 1, #items, PART do
+    call(command, key, unpack(items, i, math.min(i + PART - 1, #items)))
+  end
+end
+
 local function save(key, st)
-  local args, saved = {'HSET', key}, st.saved
+  local args, saved = {}, st.saved
   put(args, saved, 'fit', st.fit_text)
   put(args, saved, 'm', st.mql and '1' or '0')
   put(args, saved, 's', st.score_text)
@@ -253,8 +263,8 @@ local function save(key, st)
       args[#args + 1] = acc_text(a)
     end
   end
-  if #args > 2 then call(unpack(args)) end
-  if #st.deleted > 0 then call('HDEL', key, unpack(st.deleted)) end
+  call_in_parts('HSET', key, args)
+  call_in_parts('HDEL', key, st.deleted)
   -- The lead is back after an erasure: its state must not expire with the
   -- erasure's memory.
   if saved.x then
@@ -430,9 +440,7 @@ end
 local function forget_old(st, seen, outs)
   local limit = '(' .. num(st.ref - HORIZON)
   local old = call('ZRANGEBYSCORE', seen, '-inf', limit)
-  for i = 1, #old, 500 do
-    call('HDEL', outs, unpack(old, i, math.min(i + 499, #old)))
-  end
+  call_in_parts('HDEL', outs, old)
   if #old > 0 then call('ZREMRANGEBYSCORE', seen, '-inf', limit) end
 end
 

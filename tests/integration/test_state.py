@@ -226,6 +226,42 @@ def test_a_flushed_script_is_reloaded(redis_client: redis.Redis) -> None:
     assert outcome.engagement == pytest.approx(40.0)
 
 
+def test_a_lead_with_thousands_of_open_windows_is_still_scored(
+    redis_client: redis.Redis,
+) -> None:
+    """Past about 4,000 windows, saving them overflowed Lua's unpack, and
+    every call holding the lead failed for good. check-config now refuses
+    rules that open that many; the script copes all the same.
+
+    The windows are written directly: opening 4,500 through the script would
+    take minutes, each update summing every window.
+    """
+    minute, half_life, windows = 60_000, 14 * DAY_MS, 4500
+    rule = ScoringRule("read", 1.0, half_life, 5.0, minute)
+    params = replace(PARAMS, lateness_ms=7 * DAY_MS)
+    store = RedisStore(redis_client, params, key_prefix="p")
+    newest = T0 // minute * minute + windows * minute - 1
+    state = {"fit": "0", "m": "0", "r": str(newest)}
+    engagement = 0.0
+    for back in range(windows):
+        at = newest - back * minute  # a read at the end of each window
+        decayed = 0.5 ** ((newest - at) / half_life)
+        engagement += decayed
+        state[f"w:read:{at // minute}"] = f"1 {decayed!r} {half_life} 5 {at + 1}"
+    state["s"] = repr(engagement)
+    redis_client.hset(store.keys("L1")[0], mapping=state)
+
+    outcome = store.apply([ActivityUpdate("L1", "last", newest + 1, rule)])[0]
+
+    assert outcome is not None
+    assert outcome.engagement == pytest.approx(
+        engagement * 0.5 ** (1 / half_life) + 1, rel=1e-12
+    )
+    saved = redis_client.hgetall(store.keys("L1")[0])
+    assert len([name for name in saved if name.startswith(b"w:")]) == windows + 1
+    assert saved[b"r"] == str(newest + 1).encode()
+
+
 def test_old_update_ids_are_pruned_after_the_horizon(redis_client: redis.Redis) -> None:
     store = RedisStore(redis_client, PARAMS, key_prefix="p")
     store.apply([ActivityUpdate("L1", f"e{i}", T0 + i, RULES[3]) for i in range(5)])

@@ -484,3 +484,30 @@ def test_an_rdkafka_variable_without_a_name_is_refused() -> None:
         load_config(environ={"SCORER_RDKAFKA_": "1"})
 
     assert str(caught.value) == "SCORER_RDKAFKA_: names no librdkafka setting"
+
+
+def test_rules_that_keep_too_many_windows_open_are_refused() -> None:
+    """A 1-minute cap with a week of lateness kept 10,081 windows open per
+    lead, all read and written by every one of its updates."""
+    raw = default_raw()
+    raw["scoring"]["allowed_lateness"] = "7d"
+    raw["scoring"]["engagement_rules"][1]["cap"]["window"] = "1m"
+
+    error = error_of(raw)
+
+    assert error.field == "scoring"
+    assert error.message == (
+        "the capped rules can keep 10,123 cap windows open per lead, more than "
+        "1,000: a window stays open allowed_lateness past its end, and "
+        "demo_request's 1m windows alone make 10,081; lengthen cap.window or "
+        "shorten allowed_lateness"
+    )
+
+
+def test_the_default_rules_keep_few_windows_open() -> None:
+    scoring = load_config(environ={}).scoring
+    opened = [scoring.open_windows(rule) for rule in scoring.engagement_rules]
+
+    # A day of lateness: a daily window and the one before; a weekly one
+    # and, for a day after it ends, the one before.
+    assert opened == [2, 2, 2, 2, 2, 2, 2]
