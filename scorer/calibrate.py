@@ -78,6 +78,8 @@ class Row:
     def verdict(self) -> str:
         if self.reached == 0:
             return "nobody"
+        if self.reached < MIN_REACHED:
+            return "too few"
         if self.share < TOO_LOW_BELOW:
             return "too low"
         if self.share > TOO_HIGH_ABOVE:
@@ -201,14 +203,38 @@ def default_thresholds(peaks: dict[str, float]) -> list[float]:
 
 
 def recommend(rows: list[Row]) -> Row | None:
-    """The most selective threshold in the good band, else the most selective
-    one that is not too high or too low; None when every share is off."""
-    measured = [row for row in rows if row.reached >= MIN_REACHED]
-    for verdict in ("good", "acceptable"):
-        fitting = [row for row in measured if row.verdict == verdict]
-        if fitting:
-            return max(fitting, key=lambda row: row.threshold)
-    return None
+    """The highest threshold in the good band, else the acceptable one whose
+    share is nearest the band; None when no row is good or acceptable.
+
+    Within the band every threshold is right, and the highest sends sales
+    the fewest leads. Outside it, nearness to the band is what counts: the
+    highest acceptable threshold would be the one closest to "too high".
+    """
+    good = [row for row in rows if row.verdict == "good"]
+    if good:
+        return max(good, key=lambda row: row.threshold)
+
+    acceptable = [row for row in rows if row.verdict == "acceptable"]
+    if not acceptable:
+        return None
+    return min(acceptable, key=lambda row: (_off_band(row.share), -row.threshold))
+
+
+def why_recommended(best: Row, rows: list[Row]) -> str:
+    """How `recommend` chose `best`, for the line that suggests it."""
+    low, high = GOOD_BAND
+    band = f"the {low:.0%}-{high:.0%} band"
+    if best.verdict == "good":
+        return f"the highest threshold in {band}"
+    acceptable = sum(row.verdict == "acceptable" for row in rows)
+    if acceptable == 1:
+        return f"the only acceptable threshold; none is in {band}"
+    return f"none is in {band}; of the {acceptable} acceptable, the nearest to it"
+
+
+def _off_band(share: float) -> float:
+    low, high = GOOD_BAND
+    return max(low - share, share - high, 0.0)
 
 
 def no_recommendation(rows: list[Row]) -> str:

@@ -17,7 +17,8 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING
 
 from scorer import __version__, accesslog, logs
-from scorer.config import Config, default_config_path, load_config
+from scorer import calibrate as calibration
+from scorer.config import Config, Scoring, default_config_path, load_config
 from scorer.errors import ConfigError, InvalidRecord, ScorerError
 from scorer.events import TimeBounds, parse_time
 
@@ -82,11 +83,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+_LOW, _HIGH = calibration.GOOD_BAND
+CALIBRATE_DESCRIPTION = f"""\
+Sweep MQL thresholds over output events (`scorer replay` or `scorer watch`)
+against known outcomes, and judge each as marketing operations do.
+
+Columns, for each threshold:
+  reached          labelled leads whose score reached it at some output, with
+                   at least mql.min_engagement of engagement
+  share_of_leads   reached / all labelled leads
+  converted        how many of those converted
+  share_converted  converted / reached
+  lift             share_converted / the share of all labelled leads that
+                   converted
+  recall           converted / all converted leads
+
+Verdicts: good ({_LOW:.0%}-{_HIGH:.0%} converted), acceptable (within \
+{calibration.TOO_LOW_BELOW:.0%}-{calibration.TOO_HIGH_ABOVE:.0%}
+but outside the good band), too low (under {calibration.TOO_LOW_BELOW:.0%}), \
+too high (over {calibration.TOO_HIGH_ABOVE:.0%}), not
+selective (within {calibration.TOO_LOW_BELOW:.0%}-\
+{calibration.TOO_HIGH_ABOVE:.0%} but a lift under {calibration.MIN_LIFT:g}), \
+too few (reached by
+fewer than {calibration.MIN_REACHED} leads: not judged), nobody.
+
+Thresholds swept: multiples of {calibration.THRESHOLD_STEP:g} (or of a larger \
+step, to keep {calibration.MAX_THRESHOLDS} rows)
+up to the score the top 1% of the leads reach, plus the config's threshold.
+Suggested: the highest good threshold, else the acceptable one nearest the
+good band. Leads in the outputs without a label are left out, with a count
+on stderr.
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scorer", description="Real-time B2B lead scoring on Kafka and Redis."
     )
-    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("--version", action="version", version=f"scorer {__version__}")
     parser.add_argument(
         "--log-level",
         type=str.upper,
@@ -188,7 +222,20 @@ def _parser() -> argparse.ArgumentParser:
         help="check the config with this field set, as the other commands "
         "would read it (repeatable)",
     )
+    check.add_argument(
+        "--against",
+        type=Path,
+        metavar="OLD",
+        help="also list what the scoring rules change from config OLD's "
+        "(settings by dotted path, rules by name)",
+    )
     check.set_defaults(handler=_check_config)
+
+    default = commands.add_parser(
+        "default-config",
+        help="print the packaged default config (YAML), to copy and edit",
+    )
+    default.set_defaults(handler=_default_config)
 
     importer = commands.add_parser(
         "import-access-log",
@@ -201,7 +248,10 @@ def _parser() -> argparse.ArgumentParser:
     importer.set_defaults(handler=accesslog.run)
 
     calibrate = commands.add_parser(
-        "calibrate", help="sweep MQL thresholds against known conversions"
+        "calibrate",
+        help="sweep MQL thresholds against known conversions",
+        description=CALIBRATE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _config_option(calibrate)
     calibrate.add_argument(
@@ -469,11 +519,9 @@ def _lacks_zone(text: str) -> bool:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config, overrides=_overrides(args))
-    except ConfigError as exc:
-        for detail in exc.details:
-            print(f"{args.config}: {detail}", file=sys.stderr)
+    config = _checked(args.config, _overrides(args))
+    old = _checked(args.against, {}) if args.against is not None else None
+    if config is None or (args.against is not None and old is None):
         return EXIT_FAILED
 
     scoring = config.scoring
@@ -483,7 +531,42 @@ def _check_config(args: argparse.Namespace) -> int:
         f"fit rules, MQL at {scoring.mql.threshold:g} "
         f"(hysteresis {scoring.mql.hysteresis:g}{_least(scoring.mql.min_engagement)})"
     )
+    if old is not None:
+        _print_changes(args.against, old.scoring, scoring)
     return EXIT_OK
+
+
+def _default_config(args: argparse.Namespace) -> int:
+    sys.stdout.write(default_config_path().read_text())
+    return EXIT_OK
+
+
+def _checked(path: Path, overrides: dict[str, str]) -> Config | None:
+    """The config at `path`, or None once its errors are on stderr."""
+    try:
+        return load_config(path, overrides=overrides)
+    except ConfigError as exc:
+        for detail in exc.details:
+            print(f"{path}: {detail}", file=sys.stderr)
+        return None
+
+
+def _print_changes(path: Path, old: Scoring, new: Scoring) -> None:
+    from scorer.revision import changes
+
+    lines = changes(old, new)
+    if not lines:
+        print(f"against {path}: the same scoring rules ({old.rules_version})")
+        return
+
+    print(f"against {path} (rules {old.rules_version}):")
+    for line in lines:
+        print(f"  {line}")
+    if old.version == new.version:
+        print(
+            f"  scoring.version is {new.version} in both: a new one names "
+            "the new rules in every output (the digest differs either way)"
+        )
 
 
 def _least(min_engagement: float | None) -> str:
@@ -491,17 +574,22 @@ def _least(min_engagement: float | None) -> str:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from scorer import calibrate
-
     scoring = _load(args).scoring
     mql = scoring.mql
     threshold = mql.threshold
-    labels = calibrate.read_labels(args.labels)
-    outputs = calibrate.read_outputs(args.outputs, mql.min_engagement)
+    labels = calibration.read_labels(args.labels)
+    outputs = calibration.read_outputs(args.outputs, mql.min_engagement)
     peaks, leads = outputs.peaks, outputs.leads
-    warning = calibrate.rules_warning(outputs.rules_versions, scoring.rules_version)
+    warning = _rules_warning(args, outputs.rules_versions, scoring.rules_version)
     if warning is not None:
         print(f"calibrate: warning: {warning}", file=sys.stderr)
+    unlabelled = len(leads - labels.keys())
+    if unlabelled and unlabelled < len(leads):
+        print(
+            f"calibrate: {unlabelled} of the {len(leads)} leads in {args.outputs} "
+            f"have no label in {args.labels} and are left out",
+            file=sys.stderr,
+        )
     if not leads & labels.keys():
         # Every row would read "nobody": the files are of different data.
         print(
@@ -510,21 +598,45 @@ def _calibrate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
-    thresholds = calibrate.default_thresholds(peaks)
+    thresholds = calibration.default_thresholds(peaks)
     if threshold is not None and threshold not in thresholds:
         thresholds = sorted([*thresholds, threshold])
-    rows = calibrate.sweep(peaks, labels, thresholds)
-    print(calibrate.render(rows, threshold))
-    best = calibrate.recommend(rows)
+    rows = calibration.sweep(peaks, labels, thresholds)
+    print(calibration.render(rows, threshold))
+    best = calibration.recommend(rows)
     if best is None:
-        print(calibrate.no_recommendation(rows))
+        print(calibration.no_recommendation(rows))
         return EXIT_OK
     print(
         f"suggested threshold: {best.threshold:g} ({best.verdict}: {best.share:.1%} "
         f"of the {best.reached} leads reaching it converted; "
-        f"base rate {best.conversions / best.leads:.1%})"
+        f"base rate {best.conversions / best.leads:.1%}): "
+        f"{calibration.why_recommended(best, rows)}"
     )
     return EXIT_OK
+
+
+def _rules_warning(
+    args: argparse.Namespace, versions: set[str], configured: str
+) -> str | None:
+    """`calibration.rules_warning`, but quiet about a --set of the MQL settings.
+
+    The rules version covers `scoring.mql` too, so trying a threshold with
+    `--set scoring.mql.threshold=...` changes it; the scores in the outputs
+    are those of the file's rules all the same.
+    """
+    warning = calibration.rules_warning(versions, configured)
+    overrides = _overrides(args)
+    kept = {key: value for key, value in overrides.items() if not _mql(key)}
+    if warning is None or len(versions) != 1 or kept.keys() == overrides.keys():
+        return warning
+
+    unset = load_config(args.config, overrides=kept).scoring.rules_version
+    return None if unset in versions else warning
+
+
+def _mql(key: str) -> bool:
+    return key.strip() == "scoring.mql" or key.strip().startswith("scoring.mql.")
 
 
 def _produce(args: argparse.Namespace) -> int:

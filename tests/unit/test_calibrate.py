@@ -21,6 +21,7 @@ from scorer.calibrate import (
     read_peaks,
     recommend,
     render,
+    why_recommended,
 )
 from scorer.config import load_config
 
@@ -347,3 +348,79 @@ def test_outputs_of_the_configs_rules_need_no_warning(tmp_path: Path) -> None:
     result = run("calibrate", "--outputs", str(scores), "--labels", str(labels))
 
     assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_a_threshold_too_few_leads_reach_is_not_judged() -> None:
+    # 10 of 25 converted would be 40%, "good", on a base rate of 20%.
+    thin = Row(70.0, reached=25, converted=10, leads=1000, conversions=200)
+    measured = Row(20.0, reached=300, converted=135, leads=1000, conversions=200)
+
+    assert thin.verdict == "too few"
+    assert render([thin], None).splitlines()[1].endswith("too few")
+    assert recommend([thin]) is None
+    assert recommend([measured, thin]) == measured
+    assert no_recommendation([thin]) == (
+        "no threshold is reached by 30 leads, too few to judge"
+    )
+
+
+def test_of_acceptable_thresholds_the_one_nearest_the_band_is_suggested() -> None:
+    # 1,000 leads, 300 converted: 30%. None is in 25-40%.
+    near = Row(20.0, reached=500, converted=206, leads=1000, conversions=300)
+    edge = Row(45.0, reached=100, converted=49, leads=1000, conversions=300)
+
+    assert (near.verdict, edge.verdict) == ("acceptable", "acceptable")
+    assert recommend([near, edge]) == near
+    assert why_recommended(near, [near, edge]) == (
+        "none is in the 25%-40% band; of the 2 acceptable, the nearest to it"
+    )
+    assert why_recommended(edge, [edge]) == (
+        "the only acceptable threshold; none is in the 25%-40% band"
+    )
+
+
+def test_of_good_thresholds_the_highest_is_suggested() -> None:
+    low = Row(20.0, reached=500, converted=130, leads=1000, conversions=200)
+    high = Row(30.0, reached=200, converted=78, leads=1000, conversions=200)
+
+    assert (low.verdict, high.verdict) == ("good", "good")
+    assert recommend([low, high]) == high
+    assert (
+        why_recommended(high, [low, high])
+        == "the highest threshold in the 25%-40% band"
+    )
+
+
+def test_leads_without_a_label_are_counted_on_stderr(tmp_path: Path) -> None:
+    labels = written(tmp_path, "labels.csv", LABELS)
+    scores = outputs(tmp_path, ("L1", 12.0), ("L9", 7.0), ("L8", 3.0))
+
+    result = run("calibrate", "--outputs", str(scores), "--labels", str(labels))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        f"calibrate: 2 of the 3 leads in {scores} have no label in {labels} "
+        "and are left out\n"
+    )
+
+
+def test_trying_another_threshold_with_set_is_no_change_of_rules(
+    tmp_path: Path,
+) -> None:
+    labels = written(tmp_path, "labels.csv", LABELS)
+    configured = load_config(environ={}).scoring.rules_version
+    scores = versioned(tmp_path, ("L1", 12.0, configured), ("L2", 7.0, configured))
+
+    def calibrated(*settings: str) -> str:
+        result = run(
+            "calibrate", "--outputs", str(scores), "--labels", str(labels), *settings
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    assert calibrated("--set", "scoring.mql.threshold=35") == ""
+    assert calibrated("--set", "scoring.mql.min_engagement=5") == ""
+    changed = calibrated(
+        "--set", "scoring.mql.threshold=35", "--set", "scoring.half_life=20d"
+    )
+    assert changed.startswith("calibrate: warning: the outputs were scored by rules")

@@ -1,0 +1,104 @@
+"""How one version of the scoring rules differs from another.
+
+`scorer check-config NEW --against OLD` prints these lines, so whoever
+recalibrates sees what a new rules version changes before it goes live:
+rules by name (a renamed rule is one removed and one added), settings by
+dotted path, durations as they are written in YAML.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel
+
+from scorer.config import Scoring, duration_text
+from scorer.reference import is_duration
+
+
+def changes(old: Scoring, new: Scoring) -> list[str]:
+    """One line per setting or rule that differs, then the rule order."""
+    before, after = _by_rule(old), _by_rule(new)
+    lines = []
+    for rule in sorted(before.keys() | after.keys(), key=_rules_last):
+        if rule not in after:
+            lines.append(f"{rule}: removed")
+        elif rule not in before:
+            lines.append(f"{rule}: added")
+        else:
+            lines.extend(_setting_changes(before[rule], after[rule]))
+
+    lines.extend(_order_change(old, new))
+    return lines
+
+
+def _by_rule(scoring: Scoring) -> dict[str, dict[str, str]]:
+    """The settings grouped by rule (`scoring.fit_rules[senior_title]`);
+    those outside any rule under the key ``scoring``."""
+    groups: dict[str, dict[str, str]] = {}
+    for path, value in _settings(scoring, "scoring"):
+        rule, bracket, _ = path.partition("]")
+        key = rule + bracket if bracket else "scoring"
+        groups.setdefault(key, {})[path] = value
+    return groups
+
+
+def _setting_changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    lines = []
+    for path in sorted(before.keys() | after.keys()):
+        old, new = before.get(path, "null"), after.get(path, "null")
+        if old != new:
+            lines.append(f"{path}: {old} -> {new}")
+    return lines
+
+
+def _rules_last(key: str) -> tuple[bool, str]:
+    # The general settings first, then rule by rule.
+    return (key != "scoring", key)
+
+
+def _settings(model: BaseModel, prefix: str) -> Iterator[tuple[str, str]]:
+    """(dotted path, value as text) of every leaf; rules keyed by name."""
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        path = f"{prefix}.{name}"
+        if isinstance(value, BaseModel):
+            yield from _settings(value, path)
+        elif _is_rule_list(value):
+            for rule in value:
+                yield from _settings(rule, f"{path}[{rule.name}]")
+        elif is_duration(info) and isinstance(value, int):
+            yield path, duration_text(value)
+        else:
+            yield path, _text(value)
+
+
+def _is_rule_list(value: Any) -> bool:
+    return (
+        isinstance(value, tuple)
+        and bool(value)
+        and all(isinstance(item, BaseModel) and hasattr(item, "name") for item in value)
+    )
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_text(item) for item in value) + "]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _order_change(old: Scoring, new: Scoring) -> Iterator[str]:
+    """The first engagement rule that matches fires, so order is meaning."""
+    kept = {rule.name for rule in old.engagement_rules} & {
+        rule.name for rule in new.engagement_rules
+    }
+    before = [rule.name for rule in old.engagement_rules if rule.name in kept]
+    after = [rule.name for rule in new.engagement_rules if rule.name in kept]
+    if before != after:
+        yield (
+            "scoring.engagement_rules order (the first match fires): "
+            f"{', '.join(before)} -> {', '.join(after)}"
+        )
