@@ -78,15 +78,33 @@ class Watch:
 
 def main(data_dir: Path | None = None, speed: float = 0.0) -> int:
     data = data_dir if data_dir is not None else DEFAULT_DATA
+    check_examples()
     say("Starting a local Kafka broker (KRaft) and Redis server ...")
     with ExitStack() as stack:
-        broker = stack.enter_context(KafkaBroker())
+        # Redis first, as in the sandbox: a missing redis-server is said at once.
         redis_server = stack.enter_context(RedisServer())
+        broker = stack.enter_context(KafkaBroker())
         say(f"  Kafka at {broker.bootstrap_servers}, Redis at {redis_server.url}")
         _access_log_part(broker.bootstrap_servers, redis_server.url, speed)
         _x_education_part(broker.bootstrap_servers, redis_server.url, data)
     say("Demo finished; the local servers are stopped.")
     return 0
+
+
+def check_examples() -> None:
+    """The demo's inputs are the repository's examples, not the package's.
+
+    An installed wheel holds the `scorer` package only; say so before any
+    server starts.
+    """
+    for path in (ACCESS_LOG, ACCESS_RULES, XEDU_RULES, XEDU_CONVERTER):
+        if not path.is_file():
+            raise ScorerError(
+                f"scorer demo runs in a clone of the repository: it reads "
+                f"{path.relative_to(REPO_ROOT)}, which is not in {REPO_ROOT} "
+                "(an installed package has no examples); clone the repository "
+                "and run `make demo` there"
+            )
 
 
 def say(text: str) -> None:

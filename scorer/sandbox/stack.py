@@ -62,8 +62,10 @@ def serve(
     """
     say("Starting a local Kafka broker (KRaft) and redis-server ...")
     with ExitStack() as stack:
-        broker = stack.enter_context(KafkaBroker())
+        # Redis first: it starts in milliseconds, and a missing redis-server
+        # is then reported before Kafka's seconds of start-up, not after.
         redis_server = stack.enter_context(RedisServer())
+        broker = stack.enter_context(KafkaBroker())
         names = create_config_topics(broker.bootstrap_servers, config)
 
         bootstrap, url = broker.bootstrap_servers, redis_server.url
@@ -111,7 +113,8 @@ def instructions(
     for setting in reversed(settings):
         flags = f"--set {shlex.quote(setting)} {flags}"
     if config_path is not None:
-        flags = f"--config {shlex.quote(str(config_path))} {flags}"
+        # Absolute: the other terminal may be in another directory.
+        flags = f"--config {shlex.quote(str(config_path.absolute()))} {flags}"
     return "\n".join(
         [
             f"  Kafka  {bootstrap_servers}",

@@ -1,13 +1,16 @@
-"""The demo's X Education part refuses a leads file it cannot use, in one line.
+"""The demo refuses inputs it cannot use, in one line.
 
 An empty or non-UTF-8 `Leads_dev70.csv` ended `scorer demo --data DIR` in a
-CalledProcessError traceback, the converter's own reason swallowed.
+CalledProcessError traceback, the converter's own reason swallowed; an
+installed wheel, which has no examples, failed only after both servers had
+started.
 """
 
 from pathlib import Path
 
 import pytest
 
+from scorer import demo
 from scorer.demo import _convert_x_education
 from scorer.errors import ScorerError
 
@@ -57,3 +60,29 @@ def test_a_file_of_no_leads_is_refused(tmp_path: Path) -> None:
     message = refusal(tmp_path, HEADER.encode())
 
     assert message == f"{tmp_path / 'Leads_dev70.csv'}: holds no leads"
+
+
+def test_without_the_repositorys_examples_the_demo_stops_before_any_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As from a wheel: the package without the examples folder beside it."""
+    for name in ("ACCESS_LOG", "ACCESS_RULES", "XEDU_RULES", "XEDU_CONVERTER"):
+        path = getattr(demo, name).relative_to(demo.REPO_ROOT)
+        monkeypatch.setattr(demo, name, tmp_path / path)
+    monkeypatch.setattr(demo, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(demo, "RedisServer", _no_server)
+    monkeypatch.setattr(demo, "KafkaBroker", _no_server)
+
+    with pytest.raises(ScorerError) as caught:
+        demo.main()
+
+    assert str(caught.value) == (
+        "scorer demo runs in a clone of the repository: it reads "
+        f"examples/access_log/apache_logs, which is not in {tmp_path} (an "
+        "installed package has no examples); clone the repository and run "
+        "`make demo` there"
+    )
+
+
+def _no_server() -> None:
+    raise AssertionError("a server was started")

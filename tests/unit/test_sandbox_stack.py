@@ -13,13 +13,15 @@ from scorer.sandbox.stack import instructions
     [(".venv/bin/scorer", ".venv/bin/scorer"), ("/x/scorer/cli.py", "scorer")],
 )
 def test_the_commands_repeat_the_program_and_the_config(
-    monkeypatch: pytest.MonkeyPatch, typed: str, shown: str
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, typed: str, shown: str
 ) -> None:
     monkeypatch.setattr("sys.argv", [typed, "sandbox"])
+    monkeypatch.chdir(tmp_path)
 
     text = instructions("127.0.0.1:9", "redis://127.0.0.1:7/0", ["t"], Path("c.yaml"))
 
-    flags = "--config c.yaml --bootstrap-servers 127.0.0.1:9"
+    # Absolute: the other terminal need not be in this directory.
+    flags = f"--config {tmp_path / 'c.yaml'} --bootstrap-servers 127.0.0.1:9"
     assert f"  {shown} run {flags} --redis-url redis://127.0.0.1:7/0" in text
     assert f"  {shown} produce {flags} records.jsonl" in text
     assert f"  {shown} watch {flags} --from-beginning" in text
