@@ -221,15 +221,20 @@ def recommend(rows: list[Row]) -> Row | None:
 
 
 def why_recommended(best: Row, rows: list[Row]) -> str:
-    """How `recommend` chose `best`, for the line that suggests it."""
-    low, high = GOOD_BAND
-    band = f"the {low:.0%}-{high:.0%} band"
+    """How `recommend` chose `best`, for the line that suggests it.
+
+    It speaks of verdicts, not shares: a row can sit in the band and still
+    not be good (too few leads, or not selective).
+    """
     if best.verdict == "good":
-        return f"the highest threshold in {band}"
+        return "the highest threshold judged good"
     acceptable = sum(row.verdict == "acceptable" for row in rows)
     if acceptable == 1:
-        return f"the only acceptable threshold; none is in {band}"
-    return f"none is in {band}; of the {acceptable} acceptable, the nearest to it"
+        return "none is judged good, and this is the only acceptable one"
+    return (
+        f"none is judged good; of the {acceptable} acceptable, the one whose "
+        "share is nearest the good band"
+    )
 
 
 def _off_band(share: float) -> float:
@@ -249,8 +254,8 @@ def no_recommendation(rows: list[Row]) -> str:
             "(not selective)"
         )
     return (
-        f"no threshold puts the converted share between {TOO_LOW_BELOW:.0%} "
-        f"and {TOO_HIGH_ABOVE:.0%}"
+        f"no threshold reached by {MIN_REACHED} leads or more puts the converted "
+        f"share between {TOO_LOW_BELOW:.0%} and {TOO_HIGH_ABOVE:.0%}"
     )
 
 

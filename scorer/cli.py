@@ -18,7 +18,13 @@ from typing import IO, TYPE_CHECKING
 
 from scorer import __version__, accesslog, logs
 from scorer import calibrate as calibration
-from scorer.config import Config, Scoring, default_config_path, load_config
+from scorer.config import (
+    ENV_PREFIX,
+    Config,
+    Scoring,
+    default_config_path,
+    load_config,
+)
 from scorer.errors import ConfigError, InvalidRecord, ScorerError
 from scorer.events import TimeBounds, parse_time
 
@@ -108,7 +114,7 @@ too few (reached by
 fewer than {calibration.MIN_REACHED} leads: not judged), nobody.
 
 Thresholds swept: multiples of {calibration.THRESHOLD_STEP:g} (or of a larger \
-step, to keep {calibration.MAX_THRESHOLDS} rows)
+step, to keep at most {calibration.MAX_THRESHOLDS} rows)
 up to the score the top 1% of the leads reach, plus the config's threshold.
 Suggested: the highest good threshold, else the acceptable one nearest the
 good band. Leads in the outputs without a label are left out, with a count
@@ -227,7 +233,8 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="OLD",
         help="also list what the scoring rules change from config OLD's "
-        "(settings by dotted path, rules by name)",
+        "(settings by dotted path, rules by name; both read with the "
+        "environment's overrides)",
     )
     check.set_defaults(handler=_check_config)
 
@@ -521,7 +528,8 @@ def _lacks_zone(text: str) -> bool:
 def _check_config(args: argparse.Namespace) -> int:
     config = _checked(args.config, _overrides(args))
     old = _checked(args.against, {}) if args.against is not None else None
-    if config is None or (args.against is not None and old is None):
+    old_refused = args.against is not None and old is None
+    if config is None or old_refused:
         return EXIT_FAILED
 
     scoring = config.scoring
@@ -555,9 +563,11 @@ def _print_changes(path: Path, old: Scoring, new: Scoring) -> None:
     from scorer.revision import changes
 
     lines = changes(old, new)
-    if not lines:
+    if not lines and old.rules_version == new.rules_version:
         print(f"against {path}: the same scoring rules ({old.rules_version})")
         return
+    if not lines:
+        lines = ["no setting differs as shown here, but the rules versions do"]
 
     print(f"against {path} (rules {old.rules_version}):")
     for line in lines:
@@ -575,68 +585,102 @@ def _least(min_engagement: float | None) -> str:
 
 def _calibrate(args: argparse.Namespace) -> int:
     scoring = _load(args).scoring
-    mql = scoring.mql
-    threshold = mql.threshold
     labels = calibration.read_labels(args.labels)
-    outputs = calibration.read_outputs(args.outputs, mql.min_engagement)
-    peaks, leads = outputs.peaks, outputs.leads
+    outputs = calibration.read_outputs(args.outputs, scoring.mql.min_engagement)
+
     warning = _rules_warning(args, outputs.rules_versions, scoring.rules_version)
     if warning is not None:
         print(f"calibrate: warning: {warning}", file=sys.stderr)
+    if not _labelled(args, outputs.leads, labels):
+        return EXIT_FAILED
+
+    threshold = scoring.mql.threshold
+    rows = _sweep(outputs.peaks, labels, threshold)
+    print(calibration.render(rows, threshold))
+    print(_closing_line(rows))
+    return EXIT_OK
+
+
+def _labelled(
+    args: argparse.Namespace, leads: set[str], labels: dict[str, bool]
+) -> bool:
+    """Whether any lead of the outputs has a label; says how many have none."""
     unlabelled = len(leads - labels.keys())
-    if unlabelled and unlabelled < len(leads):
-        print(
-            f"calibrate: {unlabelled} of the {len(leads)} leads in {args.outputs} "
-            f"have no label in {args.labels} and are left out",
-            file=sys.stderr,
-        )
-    if not leads & labels.keys():
+    if unlabelled == len(leads):
         # Every row would read "nobody": the files are of different data.
         print(
             f"calibrate: none of the {len(leads)} leads in {args.outputs} is "
             f"in {args.labels} ({len(labels)} leads); are they of the same data?",
             file=sys.stderr,
         )
-        return EXIT_FAILED
-    thresholds = calibration.default_thresholds(peaks)
-    if threshold is not None and threshold not in thresholds:
-        thresholds = sorted([*thresholds, threshold])
-    rows = calibration.sweep(peaks, labels, thresholds)
-    print(calibration.render(rows, threshold))
+        return False
+
+    if unlabelled:
+        print(
+            f"calibrate: {unlabelled} of the {len(leads)} leads in {args.outputs} "
+            f"have no label in {args.labels} and are left out",
+            file=sys.stderr,
+        )
+    return True
+
+
+def _sweep(
+    peaks: dict[str, float], labels: dict[str, bool], configured: float
+) -> list[calibration.Row]:
+    """The default thresholds and the configured one, over labelled leads only:
+    a lead left out must not add rows either."""
+    labelled = {lead: peak for lead, peak in peaks.items() if lead in labels}
+    thresholds = calibration.default_thresholds(labelled)
+    if configured not in thresholds:
+        thresholds = sorted([*thresholds, configured])
+    return calibration.sweep(labelled, labels, thresholds)
+
+
+def _closing_line(rows: list[calibration.Row]) -> str:
     best = calibration.recommend(rows)
     if best is None:
-        print(calibration.no_recommendation(rows))
-        return EXIT_OK
-    print(
+        return calibration.no_recommendation(rows)
+
+    base = best.conversions / best.leads
+    return (
         f"suggested threshold: {best.threshold:g} ({best.verdict}: {best.share:.1%} "
-        f"of the {best.reached} leads reaching it converted; "
-        f"base rate {best.conversions / best.leads:.1%}): "
-        f"{calibration.why_recommended(best, rows)}"
+        f"of the {best.reached:,} leads reaching it converted; base rate "
+        f"{base:.1%}): {calibration.why_recommended(best, rows)}"
     )
-    return EXIT_OK
 
 
 def _rules_warning(
     args: argparse.Namespace, versions: set[str], configured: str
 ) -> str | None:
-    """`calibration.rules_warning`, but quiet about a --set of the MQL settings.
+    """`calibration.rules_warning`, but quiet about the MQL settings alone.
 
     The rules version covers `scoring.mql` too, so trying a threshold with
-    `--set scoring.mql.threshold=...` changes it; the scores in the outputs
-    are those of the file's rules all the same.
+    `--set scoring.mql.threshold=...` (or its environment variable) changes
+    it; the scores in the outputs are those of the file's rules all the same.
     """
     warning = calibration.rules_warning(versions, configured)
     overrides = _overrides(args)
     kept = {key: value for key, value in overrides.items() if not _mql(key)}
-    if warning is None or len(versions) != 1 or kept.keys() == overrides.keys():
+    environ = {name: value for name, value in os.environ.items() if not _mql_env(name)}
+    mql_set_apart = (
+        kept.keys() != overrides.keys() or environ.keys() != os.environ.keys()
+    )
+    if warning is None or len(versions) != 1 or not mql_set_apart:
         return warning
 
-    unset = load_config(args.config, overrides=kept).scoring.rules_version
-    return None if unset in versions else warning
+    try:
+        unset = load_config(args.config, overrides=kept, environ=environ)
+    except ConfigError:
+        return warning  # the file is no valid config without them: no comparison
+    return None if unset.scoring.rules_version in versions else warning
 
 
 def _mql(key: str) -> bool:
     return key.strip() == "scoring.mql" or key.strip().startswith("scoring.mql.")
+
+
+def _mql_env(name: str) -> bool:
+    return name.upper().startswith(f"{ENV_PREFIX}SCORING__MQL")
 
 
 def _produce(args: argparse.Namespace) -> int:

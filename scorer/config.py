@@ -62,7 +62,8 @@ _UNIT_MS["w"] = 7 * _UNIT_MS["d"]
 
 
 def duration_text(ms: int) -> str:
-    """A duration as YAML would give it: the largest unit that divides it."""
+    """A duration as the config writes it: the largest of d, h, m and s
+    that divides it (7d, not 1w; 90s, not 1.5m)."""
     for unit in ("d", "h", "m", "s"):
         size = _UNIT_MS[unit]
         if ms >= size and ms % size == 0:

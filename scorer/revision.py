@@ -14,6 +14,12 @@ from pydantic import BaseModel
 from scorer.config import Scoring, duration_text
 from scorer.reference import is_duration
 
+# The lists of named rules in Scoring, and what their order means.
+RULE_LISTS = {
+    "engagement_rules": "the first match fires",
+    "fit_rules": "as outputs list them",
+}
+
 
 def changes(old: Scoring, new: Scoring) -> list[str]:
     """One line per setting or rule that differs, then the rule order."""
@@ -63,7 +69,7 @@ def _settings(model: BaseModel, prefix: str) -> Iterator[tuple[str, str]]:
         path = f"{prefix}.{name}"
         if isinstance(value, BaseModel):
             yield from _settings(value, path)
-        elif _is_rule_list(value):
+        elif name in RULE_LISTS:
             for rule in value:
                 yield from _settings(rule, f"{path}[{rule.name}]")
         elif is_duration(info) and isinstance(value, int):
@@ -72,33 +78,30 @@ def _settings(model: BaseModel, prefix: str) -> Iterator[tuple[str, str]]:
             yield path, _text(value)
 
 
-def _is_rule_list(value: Any) -> bool:
-    return (
-        isinstance(value, tuple)
-        and bool(value)
-        and all(isinstance(item, BaseModel) and hasattr(item, "name") for item in value)
-    )
-
-
 def _text(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_text(item) for item in value) + "]"
     if isinstance(value, float):
-        return f"{value:g}"
+        # The shortest text that reads back the same: 20.000001 is another
+        # rules version than 20, which six digits would not show.
+        text = repr(value)
+        return text.removesuffix(".0")
     return str(value)
 
 
 def _order_change(old: Scoring, new: Scoring) -> Iterator[str]:
-    """The first engagement rule that matches fires, so order is meaning."""
-    kept = {rule.name for rule in old.engagement_rules} & {
-        rule.name for rule in new.engagement_rules
-    }
-    before = [rule.name for rule in old.engagement_rules if rule.name in kept]
-    after = [rule.name for rule in new.engagement_rules if rule.name in kept]
-    if before != after:
-        yield (
-            "scoring.engagement_rules order (the first match fires): "
-            f"{', '.join(before)} -> {', '.join(after)}"
-        )
+    """A moved rule: the first engagement rule that matches fires, and fit
+    rules are listed in their order in every output's reason."""
+    for name, meaning in RULE_LISTS.items():
+        before = [rule.name for rule in getattr(old, name)]
+        after = [rule.name for rule in getattr(new, name)]
+        kept = set(before) & set(after)
+        before = [rule for rule in before if rule in kept]
+        after = [rule for rule in after if rule in kept]
+        if before != after:
+            yield (
+                f"scoring.{name} order ({meaning}): "
+                f"{', '.join(before)} -> {', '.join(after)}"
+            )

@@ -23,7 +23,7 @@ from scorer.calibrate import (
     render,
     why_recommended,
 )
-from scorer.config import load_config
+from scorer.config import default_config_path, load_config
 
 EXPECTED = "expected 0, 1, true or false"
 NOT_FINITE = "not an output event (%s is not a finite number)"
@@ -284,7 +284,8 @@ def test_no_suggestion_says_why() -> None:
         "convert less than 1.2 times as often as all leads (not selective)"
     )
     assert no_recommendation(out_of_band) == (
-        "no threshold puts the converted share between 15% and 50%"
+        "no threshold reached by 30 leads or more puts the converted share "
+        "between 15% and 50%"
     )
     assert no_recommendation(too_few) == (
         "no threshold is reached by 30 leads, too few to judge"
@@ -372,10 +373,11 @@ def test_of_acceptable_thresholds_the_one_nearest_the_band_is_suggested() -> Non
     assert (near.verdict, edge.verdict) == ("acceptable", "acceptable")
     assert recommend([near, edge]) == near
     assert why_recommended(near, [near, edge]) == (
-        "none is in the 25%-40% band; of the 2 acceptable, the nearest to it"
+        "none is judged good; of the 2 acceptable, the one whose share is "
+        "nearest the good band"
     )
     assert why_recommended(edge, [edge]) == (
-        "the only acceptable threshold; none is in the 25%-40% band"
+        "none is judged good, and this is the only acceptable one"
     )
 
 
@@ -385,10 +387,7 @@ def test_of_good_thresholds_the_highest_is_suggested() -> None:
 
     assert (low.verdict, high.verdict) == ("good", "good")
     assert recommend([low, high]) == high
-    assert (
-        why_recommended(high, [low, high])
-        == "the highest threshold in the 25%-40% band"
-    )
+    assert why_recommended(high, [low, high]) == "the highest threshold judged good"
 
 
 def test_leads_without_a_label_are_counted_on_stderr(tmp_path: Path) -> None:
@@ -424,3 +423,70 @@ def test_trying_another_threshold_with_set_is_no_change_of_rules(
         "--set", "scoring.mql.threshold=35", "--set", "scoring.half_life=20d"
     )
     assert changed.startswith("calibrate: warning: the outputs were scored by rules")
+
+
+def test_the_closing_lines_never_deny_rows_the_table_shows_in_the_band() -> None:
+    # 1,000 leads, 300 converted. 40% at 10 leads: in the band, but too few.
+    low = Row(5.0, reached=600, converted=60, leads=1000, conversions=300)
+    thin = Row(60.0, reached=10, converted=4, leads=1000, conversions=300)
+    near = Row(20.0, reached=500, converted=206, leads=1000, conversions=300)
+
+    assert no_recommendation([low, thin]) == (
+        "no threshold reached by 30 leads or more puts the converted share "
+        "between 15% and 50%"
+    )
+    assert recommend([low, thin, near]) == near
+    assert why_recommended(near, [low, thin, near]) == (
+        "none is judged good, and this is the only acceptable one"
+    )
+
+
+def test_the_mql_settings_from_the_environment_are_no_change_of_rules(
+    tmp_path: Path,
+) -> None:
+    labels = written(tmp_path, "labels.csv", LABELS)
+    configured = load_config(environ={}).scoring.rules_version
+    scores = versioned(tmp_path, ("L1", 12.0, configured), ("L2", 7.0, configured))
+
+    result = run(
+        "calibrate",
+        *("--outputs", str(scores), "--labels", str(labels)),
+        *("--set", "scoring.mql.hysteresis=5"),
+        env={"SCORER_SCORING__MQL__THRESHOLD": "35"},
+    )
+
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_a_file_valid_only_with_its_set_still_warns_of_other_rules(
+    tmp_path: Path,
+) -> None:
+    labels = written(tmp_path, "labels.csv", LABELS)
+    unreachable = tmp_path / "unreachable.yaml"
+    unreachable.write_text(
+        default_config_path().read_text().replace("threshold: 60", "threshold: 1e5")
+    )
+    scores = versioned(tmp_path, ("L1", 12.0, "old+aa"), ("L2", 7.0, "old+aa"))
+
+    result = run(
+        "calibrate",
+        *("--config", str(unreachable), "--set", "scoring.mql.threshold=60"),
+        *("--outputs", str(scores), "--labels", str(labels)),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("calibrate: warning: the outputs were scored")
+
+
+def test_leads_without_a_label_add_no_rows(tmp_path: Path) -> None:
+    labels = written(tmp_path, "labels.csv", LABELS)
+    scores = outputs(tmp_path, ("L1", 12.0), ("L2", 7.0), ("L9", 50.0))
+
+    result = run(
+        "calibrate",
+        *("--outputs", str(scores), "--labels", str(labels)),
+        *("--set", "scoring.mql.min_engagement=null"),  # scores alone count
+    )
+
+    swept = [line.split()[0] for line in result.stdout.splitlines()[1:-1]]
+    assert swept == ["5", "10", "60"]  # up to L1's 12, and the configured 60

@@ -119,3 +119,29 @@ def test_the_packaged_default_is_printed_to_start_a_config_from(
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.splitlines()[1].startswith(f"against {default_config_path()}")
     assert "the same scoring rules" in checked.stdout
+
+
+def test_reordered_fit_rules_and_tiny_changes_are_shown() -> None:
+    """Both change the rules version; "the same rules" would be false."""
+    raw = default_raw()
+    fit = raw["scoring"]["fit_rules"]
+    fit[0], fit[1] = fit[1], fit[0]
+    fit[2]["points"] = 20.000001
+
+    assert changes(scoring_of(default_raw()), scoring_of(raw)) == [
+        "scoring.fit_rules[senior_title].points: 20 -> 20.000001",
+        "scoring.fit_rules order (as outputs list them): target_company_size, "
+        "target_industry, senior_title -> target_industry, "
+        "target_company_size, senior_title",
+    ]
+
+
+def test_removing_every_fit_rule_is_a_line_per_rule() -> None:
+    raw = default_raw()
+    raw["scoring"]["fit_rules"] = []
+
+    assert changes(scoring_of(default_raw()), scoring_of(raw)) == [
+        "scoring.fit_rules[senior_title]: removed",
+        "scoring.fit_rules[target_company_size]: removed",
+        "scoring.fit_rules[target_industry]: removed",
+    ]

@@ -1,10 +1,14 @@
 """What `scorer sandbox` prints for the other terminal, and of a stopped server."""
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from scorer.sandbox import _ending
+from scorer.config import load_config
+from scorer.errors import ScorerError
+from scorer.sandbox import _ending, stack
 from scorer.sandbox.stack import instructions
 
 
@@ -55,3 +59,24 @@ def test_a_stopped_servers_ending_reads_as_what_happened(
 ) -> None:
     # The JVM's 143 after SIGTERM is a clean stop, not a failure.
     assert _ending(exit_code) == shown
+
+
+def test_redis_starts_before_kafka_so_a_missing_redis_server_is_said_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[str] = []
+
+    def server(kind: str) -> Callable[[], object]:
+        def start() -> object:
+            started.append(kind)
+            raise ScorerError(f"{kind} not found on PATH")
+
+        return start
+
+    monkeypatch.setattr(stack, "RedisServer", server("redis-server"))
+    monkeypatch.setattr(stack, "KafkaBroker", server("kafka"))
+
+    with pytest.raises(ScorerError, match="redis-server not found"):
+        stack.serve(load_config(environ={}), threading.Event(), print)
+
+    assert started == ["redis-server"]
