@@ -799,6 +799,15 @@ def node_address(address: str) -> tuple[str, int]:
 class Pipeline(Frozen):
     batch_size: Integer = Field(default=1000, ge=1, le=100_000)
     batch_timeout_ms: Integer = Field(default=50, ge=1, le=60_000)
+    batch_bytes: Integer = Field(
+        default=16 * 1024 * 1024,
+        ge=1024 * 1024,
+        le=1024 * 1024 * 1024,
+        description="a batch takes fewer records than batch_size when records "
+        "are large, to hold about this many bytes: three batches are in flight, "
+        "each with the dead letters it copies, so this bounds the memory that "
+        "large records take (1,000 malformed records of 1 MB once took 1 GB)",
+    )
     max_future: DurationMs = Field(default=_UNIT_MS["d"], ge=0)
     transactional: bool = Field(
         default=False,

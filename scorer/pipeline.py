@@ -115,6 +115,42 @@ class Rejected:
     scored: bool = False
     """Scored, but its outputs cannot be encoded: counted as dead-lettered only."""
 
+    def __post_init__(self) -> None:
+        # A caught exception's traceback holds the frame that caught it, and
+        # that frame the batch: a cycle that only the collector frees. Whole
+        # batches of large records then outlived their turn (RSS past 1 GB
+        # on 1 MB malformed records). The dead letter needs none of it.
+        self.error.__traceback__ = None
+        self.error.__cause__ = self.error.__context__ = None
+
+
+@dataclass(slots=True)
+class BatchBytes:
+    """How many records to consume next, for a batch of about `limit` bytes.
+
+    librdkafka can only be asked for a number of records, so the number
+    follows the mean size of the records consumed so far: small records
+    give whole batches, a burst of large ones smaller batches at once.
+    """
+
+    limit: int
+    most: int
+    mean: float = 0.0
+
+    def count(self) -> int:
+        if self.mean * self.most <= self.limit:
+            return self.most
+        return max(1, int(self.limit / self.mean))
+
+    def observe(self, messages: Sequence[Message]) -> None:
+        if not messages:
+            return
+
+        mean = sum(map(len, messages)) / len(messages)
+        # Up at once, down by halves: one batch of small records after a
+        # burst of large ones does not let the next take 1,000 large ones.
+        self.mean = mean if mean > self.mean else (self.mean + mean) / 2
+
 
 @dataclass(slots=True)
 class Batch:
@@ -281,8 +317,9 @@ class ScorerPipeline:
         taking turns. Whatever is in flight when `stop` is set is finished:
         what reached Redis is published and committed.
         """
-        size = self.config.pipeline.batch_size
-        timeout_s = self.config.pipeline.batch_timeout_ms / 1000
+        pipeline = self.config.pipeline
+        sizes = BatchBytes(pipeline.batch_bytes, pipeline.batch_size)
+        timeout_s = pipeline.batch_timeout_ms / 1000
         in_flight: InFlight | None = None
         sent: Sending | None = None
         while not stop.is_set():
@@ -293,7 +330,9 @@ class ScorerPipeline:
                 # With a batch in flight, take only what has arrived: waiting
                 # for a batch to fill up would hold back the batches ahead.
                 busy = in_flight is not None or sent is not None
-                messages = self.consumer.consume(size, 0.0 if busy else timeout_s)
+                wait_s = 0.0 if busy else timeout_s
+                messages = self.consumer.consume(sizes.count(), wait_s)
+                sizes.observe(messages)
                 self._polled()
             self._report_lag()
             self.delivery.commit_due()
