@@ -81,6 +81,10 @@ FIRST_RETRY_DELAY_S = 0.1
 MAX_RETRY_DELAY_S = 2.0
 # At stop, outputs still unacknowledged after this are left to a redelivery.
 DELIVERY_TIMEOUT_S = 30.0
+# The whole stop of the Kafka clients (that flush, the final commit, the
+# group leave): with the brokers out of reach the last two waited for ever,
+# past the pod's grace period (60 s in deploy/kubernetes).
+CLIENTS_CLOSE_TIMEOUT_S = 45.0
 # How often consumer lag is read from the client's cached watermarks.
 LAG_INTERVAL_S = 5.0
 # At start, how long to wait for the broker's topic list (a check only).
@@ -717,10 +721,18 @@ class ScorerPipeline:
 
     def _close(self) -> None:
         log.info("scorer stopping: flushing outputs and committing")
-        self.delivery.close(DELIVERY_TIMEOUT_S)
-        self.consumer.close()
+        if not finished_within(CLIENTS_CLOSE_TIMEOUT_S, self._close_clients):
+            log.warning(
+                "the brokers did not let the Kafka clients close within %.0fs; "
+                "stopping without them: what is not committed is consumed again",
+                CLIENTS_CLOSE_TIMEOUT_S,
+            )
         self.lane.close()
         log.info("scorer stopped")
+
+    def _close_clients(self) -> None:
+        self.delivery.close(DELIVERY_TIMEOUT_S)
+        self.consumer.close()
 
     # -- metrics -----------------------------------------------------------
 
@@ -866,3 +878,25 @@ def _next_offsets_by_key(messages: list[Message]) -> dict[Key, int]:
         if offset > highest.get(key, -1):
             highest[key] = offset
     return {key: offset + 1 for key, offset in highest.items()}
+
+
+def finished_within(timeout_s: float, work: Callable[[], None]) -> bool:
+    """Run `work` on a daemon thread; False if it is still running after
+    `timeout_s`, and then left behind (the process exits without it).
+
+    An exception of `work` is raised here, as if it had run in this thread.
+    """
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the caller
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="scorer-stop", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if errors:
+        raise errors[0]
+    return not thread.is_alive()

@@ -53,6 +53,8 @@ REDIS_EVENTS = 24_000  # 30 s of events
 KAFKA_EVENTS = 16_000  # 20 s
 # Far longer than a turn of the consume loop, even on a loaded machine.
 REJOIN_DELAY_MS = 5000
+# deploy/kubernetes: SIGKILL follows SIGTERM after terminationGracePeriodSeconds.
+GRACE_PERIOD_S = 60.0
 
 
 def test_redis_restart_script_flush_and_long_pause(
@@ -489,3 +491,37 @@ def set_max_message_bytes(bootstrap: str, topic: str, value: str | None) -> None
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.incremental_alter_configs([resource]).values():
         future.result(timeout=30)
+
+
+def test_a_stop_with_the_broker_frozen_ends_within_the_pods_grace_period(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The final commit and the group leave waited on a frozen broker for as
+    long as it stayed frozen, past the 60 s after which Kubernetes kills."""
+    with KafkaBroker() as broker:
+        bootstrap = broker.bootstrap_servers
+        create_topics(bootstrap, {"events": PARTITIONS, "out": PARTITIONS, "dlq": 1})
+        raw = raw_config(bootstrap, redis_url, "events", "out", "dlq")
+        workload = make_workload(3_000, 600, seed=37)
+        reader = OutputLog(bootstrap, "out")
+        feeder = Feeder(bootstrap, "events", workload, RATE)
+        scorer = ScorerProcess(raw, tmp_path, "scorer")
+        reader.start()
+        scorer.start()
+        try:
+            scorer.wait_assigned()
+            feeder.start()
+            reader.wait_for_more(30.0)
+            broker.pause()
+            started = time.monotonic()
+            code = scorer.terminate(timeout_s=GRACE_PERIOD_S)
+            stopped_s = time.monotonic() - started
+        finally:
+            broker.resume()
+            scorer.ensure_stopped()
+        feeder.finish()
+        reader.finish()
+
+    assert code == 0
+    assert "did not let the Kafka clients close within 45s" in scorer.log_text()
+    Report("stop with the broker frozen", {"stopped_s": round(stopped_s, 1)}).print()
