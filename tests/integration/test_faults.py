@@ -30,6 +30,7 @@ from guarantees import (
     ScorerProcess,
     check_results,
     make_workload,
+    produce_workload,
     raw_config,
     replay_workload,
     wait_caught_up,
@@ -497,31 +498,43 @@ def test_a_stop_with_the_broker_frozen_ends_within_the_pods_grace_period(
     redis_url: str, tmp_path: Path
 ) -> None:
     """The final commit and the group leave waited on a frozen broker for as
-    long as it stayed frozen, past the 60 s after which Kubernetes kills."""
+    long as it stayed frozen, past the 60 s after which Kubernetes kills.
+
+    The broker freezes mid-drain, so outputs are in flight; whether offsets
+    wait to be committed as well depends on the moment, so the test holds
+    the scorer to the grace period only (test_pipeline_stop.py checks the
+    cut itself). Nothing touches the broker once frozen: one resumed after
+    a freeze that long sometimes went down by itself.
+    """
+    events = 40_000
     with KafkaBroker() as broker:
         bootstrap = broker.bootstrap_servers
         create_topics(bootstrap, {"events": PARTITIONS, "out": PARTITIONS, "dlq": 1})
         raw = raw_config(bootstrap, redis_url, "events", "out", "dlq")
-        workload = make_workload(3_000, 600, seed=37)
-        reader = OutputLog(bootstrap, "out")
-        feeder = Feeder(bootstrap, "events", workload, RATE)
+        produce_workload(bootstrap, "events", make_workload(events, 600, seed=37))
         scorer = ScorerProcess(raw, tmp_path, "scorer")
-        reader.start()
         scorer.start()
         try:
-            scorer.wait_assigned()
-            feeder.start()
-            reader.wait_for_more(30.0)
+            wait_handled(scorer, 2_000)
             broker.pause()
+            handled = scorer.metric("scorer_records_total")
             started = time.monotonic()
             code = scorer.terminate(timeout_s=GRACE_PERIOD_S)
             stopped_s = time.monotonic() - started
         finally:
             broker.resume()
             scorer.ensure_stopped()
-        feeder.finish()
-        reader.finish()
 
     assert code == 0
-    assert "did not let the Kafka clients close within 45s" in scorer.log_text()
-    Report("stop with the broker frozen", {"stopped_s": round(stopped_s, 1)}).print()
+    assert handled < events
+    figures = {"stopped_s": round(stopped_s, 1), "handled": handled}
+    Report("stop with the broker frozen", figures).print()
+
+
+def wait_handled(scorer: ScorerProcess, records: int, timeout_s: float = 60.0) -> None:
+    """Until the scorer's metrics count `records` handled, whatever the outcome."""
+    deadline = time.monotonic() + timeout_s
+    while scorer.metric_or_zero("scorer_records_total") < records:
+        assert scorer.is_running, scorer.log_text()[-2000:]
+        assert time.monotonic() < deadline, "the records were not handled in time"
+        time.sleep(0.1)

@@ -1,0 +1,82 @@
+"""A stop ends even when the brokers never answer the final commit or leave.
+
+With the brokers out of reach, consumer.close() (and the synchronous final
+commit) waited as long as the outage lasted, past the 60 s after which
+Kubernetes kills the pod. The integration test freezes a real broker.
+"""
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+from test_pipeline_unencodable import EVENTS, Broker, json_topics_config
+
+from scorer import pipeline as pipeline_module
+from scorer.lead import MemoryStore, Params
+from scorer.metrics import Metrics
+from scorer.pipeline import ScorerPipeline, finished_within
+from scorer.scoring import Scorer
+
+# Long enough for the old code to show it waits; short enough for a test.
+UNANSWERED_S = 20.0
+
+
+class Unreachable(Broker):
+    """Brokers that never answer a close: it returns after UNANSWERED_S."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = threading.Event()
+
+    def close(self) -> None:
+        self.closed.wait(UNANSWERED_S)
+
+
+@pytest.fixture
+def unreachable() -> Unreachable:
+    return Unreachable()
+
+
+@pytest.fixture
+def pipeline(unreachable: Unreachable) -> Iterator[ScorerPipeline]:
+    config = json_topics_config()
+    scorer = Scorer(config.scoring, MemoryStore(Params.of(config.scoring)))
+    clients: Any = unreachable
+    made = ScorerPipeline(config, scorer, clients, lambda: clients, Metrics())
+    made.partitions.on_assign(clients, [TopicPartition(EVENTS, 0)])
+    yield made
+    unreachable.closed.set()
+
+
+def test_a_stop_gives_up_on_unanswering_brokers_and_says_so(
+    pipeline: ScorerPipeline,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(pipeline_module, "CLIENTS_CLOSE_TIMEOUT_S", 1.0)
+
+    with caplog.at_level(logging.INFO, logger="scorer.pipeline"):
+        pipeline._close()
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages[-2:] == [
+        "the brokers did not let the Kafka clients close within 1s; stopping "
+        "without them: what is not committed is consumed again",
+        "scorer stopped",
+    ]
+
+
+def test_work_that_ends_in_time_is_waited_for_and_its_error_raised() -> None:
+    done: list[str] = []
+
+    def fails() -> None:
+        done.append("ran")
+        raise ValueError("from the closing thread")
+
+    assert finished_within(5.0, lambda: done.append("ran")) is True
+    with pytest.raises(ValueError, match="from the closing thread"):
+        finished_within(5.0, fails)
+    assert done == ["ran", "ran"]
