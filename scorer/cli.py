@@ -89,8 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-_LOW, _HIGH = calibration.GOOD_BAND
-CALIBRATE_DESCRIPTION = f"""\
+def _calibrate_description() -> str:
+    """`scorer calibrate --help`: its columns and verdicts, from its constants."""
+    low, high = (f"{share:.0%}" for share in calibration.GOOD_BAND)
+    floor = f"{calibration.TOO_LOW_BELOW:.0%}"
+    ceiling = f"{calibration.TOO_HIGH_ABOVE:.0%}"
+    fewest, lift = calibration.MIN_REACHED, calibration.MIN_LIFT
+    step, rows = calibration.THRESHOLD_STEP, calibration.MAX_THRESHOLDS
+    return f"""\
 Sweep MQL thresholds over output events (`scorer replay` or `scorer watch`)
 against known outcomes, and judge each as marketing operations do.
 
@@ -104,21 +110,16 @@ Columns, for each threshold:
                    converted
   recall           converted / all converted leads
 
-Verdicts: good ({_LOW:.0%}-{_HIGH:.0%} converted), acceptable (within \
-{calibration.TOO_LOW_BELOW:.0%}-{calibration.TOO_HIGH_ABOVE:.0%}
-but outside the good band), too low (under {calibration.TOO_LOW_BELOW:.0%}), \
-too high (over {calibration.TOO_HIGH_ABOVE:.0%}), not
-selective (within {calibration.TOO_LOW_BELOW:.0%}-\
-{calibration.TOO_HIGH_ABOVE:.0%} but a lift under {calibration.MIN_LIFT:g}), \
-too few (reached by
-fewer than {calibration.MIN_REACHED} leads: not judged), nobody.
+Verdicts: good ({low}-{high} converted), acceptable (within {floor}-{ceiling}
+but outside the good band), too low (under {floor}), too high (over {ceiling}),
+not selective (within {floor}-{ceiling} but a lift under {lift:g}), too few
+(reached by fewer than {fewest} leads: not judged), nobody.
 
-Thresholds swept: multiples of {calibration.THRESHOLD_STEP:g} (or of a larger \
-step, to keep at most {calibration.MAX_THRESHOLDS} rows)
-up to the score the top 1% of the leads reach, plus the config's threshold.
-Suggested: the highest good threshold, else the acceptable one nearest the
-good band. Leads in the outputs without a label are left out, with a count
-on stderr.
+Thresholds swept: multiples of {step:g} (or of a larger step, to keep at most
+{rows} rows) up to the score the top 1% of the leads reach, plus the config's
+threshold. Suggested: the highest good threshold, else the acceptable one
+nearest the good band. Leads in the outputs without a label are left out,
+with a count on stderr.
 """
 
 
@@ -257,7 +258,7 @@ def _parser() -> argparse.ArgumentParser:
     calibrate = commands.add_parser(
         "calibrate",
         help="sweep MQL thresholds against known conversions",
-        description=CALIBRATE_DESCRIPTION,
+        description=_calibrate_description(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _config_option(calibrate)
