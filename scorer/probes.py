@@ -195,7 +195,10 @@ class ProbeServer:
         try:
             self._http = _Server((host, port), registry, readiness, client_timeout_s)
         except OSError as exc:
-            message = f"cannot serve metrics on {host}:{port}: {exc.strerror}"
+            message = (
+                f"cannot serve metrics on {host}:{port}: {exc.strerror} "
+                "(metrics.port, or --metrics-port, sets another)"
+            )
             raise ScorerError(message) from exc
         self._thread = threading.Thread(
             target=self._http.serve_forever, name="probes", daemon=True
