@@ -793,15 +793,14 @@ def _without_dot_segments(path: str) -> str:
         return path
     segments = path.split("/")[1:]
     kept: list[str] = []
-    for position, segment in enumerate(segments, start=1):
+    for segment in segments:
         if segment == "..":
             if kept:
                 kept.pop()
         elif segment != ".":
             kept.append(segment)
-            continue
-        if position == len(segments):
-            kept.append("")  # `/a/b/..` is the folder `/a/`
+    if segments[-1] in (".", ".."):
+        kept.append("")  # `/a/b/..` is the folder `/a/`
     return "/" + "/".join(kept)
 
 
@@ -909,12 +908,12 @@ def _page_view(
     event_id: str, request: _Request, category: str | None, options: ImportOptions
 ) -> Event:
     event = _common(event_id, request, "page_view", options)
-    event["url"] = _without_email_addresses(request.path)
-    if options.keep_url_query:
-        # Path parameters belong to their segment: an address there goes too.
-        query = f"?{request.query}" if request.query else ""
-        kept = _without_email_addresses(request.path + request.params)
-        event["url"] = kept + query
+    # Path parameters belong to their segment: an address there goes too.
+    params = request.params if options.keep_url_query else ""
+    url = _without_email_addresses(request.path + params)
+    if options.keep_url_query and request.query:
+        url += f"?{request.query}"
+    event["url"] = url
     if category is not None:
         event["category"] = category
 
@@ -1002,10 +1001,12 @@ def _clean_referrer(referrer: str | None, keep_query: bool) -> str | None:
         port = parts.port
     except ValueError:
         return None
-    if not parts.scheme or not parts.hostname:
+    # A property that parses the authority again each time it is read.
+    hostname = parts.hostname
+    if not parts.scheme or not hostname:
         return None
 
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    host = f"[{hostname}]" if ":" in hostname else hostname
     host = host if port is None else f"{host}:{port}"
     path = _without_email_addresses(parts.path)
     if not keep_query:

@@ -327,7 +327,7 @@ class AtLeastOnce(_Delivery):
         try:
             self.consumer.commit(asynchronous=True)
         except KafkaException as exc:
-            self._commit_failed("commit failed: %s", exc)
+            self._commit_failed(exc)
 
     def commit_stored(self, moment: str) -> None:
         """Commit what is stored, and wait for it (on revocation and stop)."""
@@ -336,12 +336,15 @@ class AtLeastOnce(_Delivery):
             self.consumer.commit(asynchronous=False)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
-                self._commit_failed(f"commit on {moment} failed: %s", exc)
+                self._commit_failed(exc, moment)
 
-    def _commit_failed(self, message: str, exc: KafkaException) -> None:
+    def _commit_failed(self, exc: KafkaException, moment: str | None = None) -> None:
         # The batch is published; a lost commit only replays it.
         self.metrics.kafka_errors.labels("commit").inc()
-        log.warning(message, exc)
+        if moment is None:
+            log.warning("commit failed: %s", exc)
+        else:
+            log.warning("commit on %s failed: %s", moment, exc)
 
     def close(self, timeout_s: float) -> None:
         remaining = self.producer.flush(timeout_s)
@@ -450,7 +453,7 @@ class AtLeastOnce(_Delivery):
         try:
             self.consumer.store_offsets(offsets=offsets)
         except KafkaException as exc:
-            self._commit_failed("commit failed: %s", exc)
+            self._commit_failed(exc)
             return
         self._uncommitted = True
         self.commit_due()

@@ -182,19 +182,16 @@ class AvroCodec:
         # can hold a million items) would cost a whole decode before its
         # type is refused.
         readable = None if reads is None else frozenset(reads)
-        pairs = catalog.pairs().items()
         # Keyed by the whole header, so one dict lookup checks the marker and
         # finds what read_body needs, worked out once rather than per record.
-        self._readers = {
-            SINGLE_OBJECT_MARKER + fp: _reading(writer, reader)
-            for fp, (writer, reader) in pairs
-            if readable is None or writer.full_name in readable
-        }
-        self._not_read = {
-            SINGLE_OBJECT_MARKER + fp: writer.label
-            for fp, (writer, _) in pairs
-            if readable is not None and writer.full_name not in readable
-        }
+        self._readers: dict[bytes, _Reading] = {}
+        self._not_read: dict[bytes, str] = {}
+        for fp, (writer, reader) in catalog.pairs().items():
+            header = SINGLE_OBJECT_MARKER + fp
+            if readable is None or writer.full_name in readable:
+                self._readers[header] = _reading(writer, reader)
+            else:
+                self._not_read[header] = writer.label
         self._fixed = None if schema_name is None else _required(catalog, schema_name)
         self._by_type = {
             kind: version
@@ -382,9 +379,12 @@ def _required(catalog: SchemaCatalog, schema_name: str) -> SchemaVersion:
     return version
 
 
-def _reading(
-    writer: SchemaVersion, reader: SchemaVersion
-) -> tuple[dict[str, Any], dict[str, Any] | None, str, str]:
+# read_body's writer schema, the reader schema to resolve to (None: the
+# same), and the two schemas' labels.
+_Reading = tuple[dict[str, Any], dict[str, Any] | None, str, str]
+
+
+def _reading(writer: SchemaVersion, reader: SchemaVersion) -> _Reading:
     """read_body's schemas and labels for one writer schema."""
     resolve_to = None if reader is writer else reader.parsed
     return writer.parsed, resolve_to, writer.label, reader.label
