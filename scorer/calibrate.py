@@ -242,12 +242,37 @@ def _off_band(share: float) -> float:
     return max(low - share, share - high, 0.0)
 
 
+def sweep_labelled(
+    peaks: dict[str, float], labels: dict[str, bool], configured: float
+) -> list[Row]:
+    """The default thresholds and the configured one, over labelled leads
+    only: a lead left out must not add rows either."""
+    labelled = {lead: peak for lead, peak in peaks.items() if lead in labels}
+    thresholds = default_thresholds(labelled)
+    if configured not in thresholds:
+        thresholds = sorted([*thresholds, configured])
+    return sweep(labelled, labels, thresholds)
+
+
+def closing_line(rows: list[Row]) -> str:
+    """The suggested threshold and why, or why there is none."""
+    best = recommend(rows)
+    if best is None:
+        return no_recommendation(rows)
+
+    base = best.conversions / best.leads
+    return (
+        f"suggested threshold: {best.threshold:g} ({best.verdict}: {best.share:.1%} "
+        f"of the {best.reached:,} leads reaching it converted; base rate "
+        f"{base:.1%}): {why_recommended(best, rows)}"
+    )
+
+
 def no_recommendation(rows: list[Row]) -> str:
     """Why no threshold is suggested: too few leads, no lift, or the band."""
-    measured = [row for row in rows if row.reached >= MIN_REACHED]
-    if not measured:
+    if all(row.verdict in ("nobody", "too few") for row in rows):
         return f"no threshold is reached by {MIN_REACHED} leads, too few to judge"
-    if any(row.verdict == "not selective" for row in measured):
+    if any(row.verdict == "not selective" for row in rows):
         return (
             "no threshold is suggested: those with a converted share in the "
             f"band convert less than {MIN_LIFT:g} times as often as all leads "

@@ -596,9 +596,9 @@ def _calibrate(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
     threshold = scoring.mql.threshold
-    rows = _sweep(outputs.peaks, labels, threshold)
+    rows = calibration.sweep_labelled(outputs.peaks, labels, threshold)
     print(calibration.render(rows, threshold))
-    print(_closing_line(rows))
+    print(calibration.closing_line(rows))
     return EXIT_OK
 
 
@@ -623,31 +623,6 @@ def _labelled(
             file=sys.stderr,
         )
     return True
-
-
-def _sweep(
-    peaks: dict[str, float], labels: dict[str, bool], configured: float
-) -> list[calibration.Row]:
-    """The default thresholds and the configured one, over labelled leads only:
-    a lead left out must not add rows either."""
-    labelled = {lead: peak for lead, peak in peaks.items() if lead in labels}
-    thresholds = calibration.default_thresholds(labelled)
-    if configured not in thresholds:
-        thresholds = sorted([*thresholds, configured])
-    return calibration.sweep(labelled, labels, thresholds)
-
-
-def _closing_line(rows: list[calibration.Row]) -> str:
-    best = calibration.recommend(rows)
-    if best is None:
-        return calibration.no_recommendation(rows)
-
-    base = best.conversions / best.leads
-    return (
-        f"suggested threshold: {best.threshold:g} ({best.verdict}: {best.share:.1%} "
-        f"of the {best.reached:,} leads reaching it converted; base rate "
-        f"{base:.1%}): {calibration.why_recommended(best, rows)}"
-    )
 
 
 def _rules_warning(

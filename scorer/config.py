@@ -407,11 +407,12 @@ class Scoring(Frozen):
         if total <= MAX_OPEN_WINDOWS:
             return
         worst = max(self.engagement_rules, key=self.open_windows)
+        assert worst.cap is not None  # an uncapped rule opens no window
         raise ValueError(
             f"the capped rules can keep {total:,} cap windows open per lead, "
             f"more than {MAX_OPEN_WINDOWS:,}: a window stays open "
             f"allowed_lateness past its end, and {worst.name}'s "
-            f"{duration_text(worst.cap.window if worst.cap else 0)} windows "
+            f"{duration_text(worst.cap.window)} windows "
             f"alone make {self.open_windows(worst):,}; lengthen cap.window "
             "or shorten allowed_lateness"
         )

@@ -37,9 +37,7 @@ from scorer.errors import ScorerError
 from scorer.events import FIRMOGRAPHICS_TYPE
 from scorer.metrics import Metrics
 from scorer.publish import MQL_CROSSED
-from scorer.sandbox.kafka import KafkaBroker
-from scorer.sandbox.redis import RedisServer
-from scorer.sandbox.stack import create_config_topics
+from scorer.sandbox.stack import create_config_topics, start_servers
 from scorer.service import build_pipeline
 from scorer.wire import SCORE_SCHEMA, make_codec
 
@@ -81,9 +79,7 @@ def main(data_dir: Path | None = None, speed: float = 0.0) -> int:
     check_examples()
     say("Starting a local Kafka broker (KRaft) and Redis server ...")
     with ExitStack() as stack:
-        # Redis first, as in the sandbox: a missing redis-server is said at once.
-        redis_server = stack.enter_context(RedisServer())
-        broker = stack.enter_context(KafkaBroker())
+        broker, redis_server = start_servers(stack)
         say(f"  Kafka at {broker.bootstrap_servers}, Redis at {redis_server.url}")
         _access_log_part(broker.bootstrap_servers, redis_server.url, speed)
         _x_education_part(broker.bootstrap_servers, redis_server.url, data)

@@ -40,11 +40,11 @@ def changes(old: Scoring, new: Scoring) -> list[str]:
 def _by_rule(scoring: Scoring) -> dict[str, dict[str, str]]:
     """The settings grouped by rule (`scoring.fit_rules[senior_title]`);
     those outside any rule under the key ``scoring``."""
-    groups: dict[str, dict[str, str]] = {}
-    for path, value in _settings(scoring, "scoring"):
-        rule, bracket, _ = path.partition("]")
-        key = rule + bracket if bracket else "scoring"
-        groups.setdefault(key, {})[path] = value
+    groups = {"scoring": dict(_settings(scoring, "scoring"))}
+    for name in RULE_LISTS:
+        for rule in getattr(scoring, name):
+            key = f"scoring.{name}[{rule.name}]"
+            groups[key] = dict(_settings(rule, key))
     return groups
 
 
@@ -63,15 +63,14 @@ def _rules_last(key: str) -> tuple[bool, str]:
 
 
 def _settings(model: BaseModel, prefix: str) -> Iterator[tuple[str, str]]:
-    """(dotted path, value as text) of every leaf; rules keyed by name."""
+    """(dotted path, value as text) of every leaf but the rules (`_by_rule`)."""
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
         path = f"{prefix}.{name}"
+        if name in RULE_LISTS:
+            continue
         if isinstance(value, BaseModel):
             yield from _settings(value, path)
-        elif name in RULE_LISTS:
-            for rule in value:
-                yield from _settings(rule, f"{path}[{rule.name}]")
         elif is_duration(info) and isinstance(value, int):
             yield path, duration_text(value)
         else:

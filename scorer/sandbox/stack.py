@@ -45,6 +45,17 @@ def create_config_topics(bootstrap_servers: str, config: Config) -> list[str]:
     return names
 
 
+def start_servers(stack: ExitStack) -> tuple[KafkaBroker, RedisServer]:
+    """A Kafka broker and a redis-server, stopped when `stack` closes.
+
+    Redis first: it starts in milliseconds, and a missing redis-server is
+    then reported before Kafka's seconds of start-up, not after.
+    """
+    redis_server = stack.enter_context(RedisServer())
+    broker = stack.enter_context(KafkaBroker())
+    return broker, redis_server
+
+
 def serve(
     config: Config,
     stop: threading.Event,
@@ -62,10 +73,7 @@ def serve(
     """
     say("Starting a local Kafka broker (KRaft) and redis-server ...")
     with ExitStack() as stack:
-        # Redis first: it starts in milliseconds, and a missing redis-server
-        # is then reported before Kafka's seconds of start-up, not after.
-        redis_server = stack.enter_context(RedisServer())
-        broker = stack.enter_context(KafkaBroker())
+        broker, redis_server = start_servers(stack)
         names = create_config_topics(broker.bootstrap_servers, config)
 
         bootstrap, url = broker.bootstrap_servers, redis_server.url

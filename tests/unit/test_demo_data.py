@@ -13,6 +13,7 @@ import pytest
 from scorer import demo
 from scorer.demo import _convert_x_education
 from scorer.errors import ScorerError
+from scorer.sandbox import stack
 
 HEADER = (
     "Prospect ID,Lead Number,Lead Origin,Lead Source,Converted,TotalVisits,"
@@ -70,8 +71,8 @@ def test_without_the_repositorys_examples_the_demo_stops_before_any_server(
         path = getattr(demo, name).relative_to(demo.REPO_ROOT)
         monkeypatch.setattr(demo, name, tmp_path / path)
     monkeypatch.setattr(demo, "REPO_ROOT", tmp_path)
-    monkeypatch.setattr(demo, "RedisServer", _no_server)
-    monkeypatch.setattr(demo, "KafkaBroker", _no_server)
+    monkeypatch.setattr(stack, "RedisServer", _no_server)
+    monkeypatch.setattr(stack, "KafkaBroker", _no_server)
 
     with pytest.raises(ScorerError) as caught:
         demo.main()

@@ -1,18 +1,20 @@
 """A redelivered record's outputs are copies: metrics do not count them again."""
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import yaml
-from confluent_kafka import TopicPartition
-from test_pipeline_unencodable import EVENTS, Broker, Consumed, run_one_batch, sample
+from test_pipeline_unencodable import (
+    EVENTS,
+    Broker,
+    Consumed,
+    pipeline_on,
+    run_one_batch,
+    sample,
+)
 
 from scorer.config import default_config_path, parse_config
-from scorer.lead import MemoryStore, Params
-from scorer.metrics import Metrics
 from scorer.pipeline import ScorerPipeline
-from scorer.scoring import Scorer
 
 
 @pytest.fixture
@@ -25,11 +27,7 @@ def pipeline(broker: Broker) -> Iterator[ScorerPipeline]:
     raw = yaml.safe_load(default_config_path().read_text())
     raw["topics"]["events"] = [{"name": EVENTS, "format": "json"}]
     raw["topics"]["output"]["format"] = "json"
-    config = parse_config(raw)
-    scorer = Scorer(config.scoring, MemoryStore(Params.of(config.scoring)))
-    clients: Any = broker  # stands for the consumer and the producer
-    made = ScorerPipeline(config, scorer, clients, lambda: clients, Metrics())
-    made.partitions.on_assign(clients, [TopicPartition(EVENTS, 0)])
+    made = pipeline_on(broker, parse_config(raw))
     yield made
     made.lane.close()
 

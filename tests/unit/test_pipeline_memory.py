@@ -8,18 +8,11 @@ by the tracebacks of their rejections (bench/memory.py measures it).
 import gc
 import weakref
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import yaml
-from confluent_kafka import TopicPartition
-from test_pipeline_unencodable import EVENTS, Broker, Consumed
+from test_pipeline_unencodable import Broker, Consumed, pipeline_on
 
-from scorer.config import default_config_path, parse_config
-from scorer.lead import MemoryStore, Params
-from scorer.metrics import Metrics
 from scorer.pipeline import BatchBytes, ScorerPipeline
-from scorer.scoring import Scorer
 
 MIB = 1024 * 1024
 
@@ -41,13 +34,7 @@ class Unreadable(Consumed):
 
 @pytest.fixture
 def pipeline() -> Iterator[ScorerPipeline]:
-    raw = yaml.safe_load(default_config_path().read_text())
-    raw["topics"]["events"] = [{"name": EVENTS, "format": "json"}]
-    config = parse_config(raw)
-    scorer = Scorer(config.scoring, MemoryStore(Params.of(config.scoring)))
-    clients: Any = Broker()  # stands for the consumer and the producer
-    made = ScorerPipeline(config, scorer, clients, lambda: clients, Metrics())
-    made.partitions.on_assign(clients, [TopicPartition(EVENTS, 0)])
+    made = pipeline_on(Broker())
     yield made
     made.lane.close()
 

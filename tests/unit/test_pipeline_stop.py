@@ -8,17 +8,12 @@ Kubernetes kills the pod. The integration test freezes a real broker.
 import logging
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
-from test_pipeline_unencodable import EVENTS, Broker, json_topics_config
+from test_pipeline_unencodable import Broker, pipeline_on
 
 from scorer import pipeline as pipeline_module
-from scorer.lead import MemoryStore, Params
-from scorer.metrics import Metrics
 from scorer.pipeline import ScorerPipeline, finished_within
-from scorer.scoring import Scorer
 
 # Long enough for the old code to show it waits; short enough for a test.
 UNANSWERED_S = 20.0
@@ -42,12 +37,7 @@ def unreachable() -> Unreachable:
 
 @pytest.fixture
 def pipeline(unreachable: Unreachable) -> Iterator[ScorerPipeline]:
-    config = json_topics_config()
-    scorer = Scorer(config.scoring, MemoryStore(Params.of(config.scoring)))
-    clients: Any = unreachable
-    made = ScorerPipeline(config, scorer, clients, lambda: clients, Metrics())
-    made.partitions.on_assign(clients, [TopicPartition(EVENTS, 0)])
-    yield made
+    yield pipeline_on(unreachable)
     unreachable.closed.set()
 
 

@@ -117,14 +117,19 @@ def broker() -> Broker:
     return Broker()
 
 
-@pytest.fixture
-def pipeline(broker: Broker) -> Iterator[ScorerPipeline]:
-    config = json_topics_config()
-    store = MemoryStore(Params.of(config.scoring))
-    scorer = Scorer(config.scoring, store)
+def pipeline_on(broker: Broker, config: Config | None = None) -> ScorerPipeline:
+    """A pipeline whose consumer and producer are `broker`, owning EVENTS[0]."""
+    config = json_topics_config() if config is None else config
+    scorer = Scorer(config.scoring, MemoryStore(Params.of(config.scoring)))
     clients: Any = broker  # stands for the consumer and the producer
     made = ScorerPipeline(config, scorer, clients, lambda: clients, Metrics())
     made.partitions.on_assign(clients, [TopicPartition(EVENTS, 0)])
+    return made
+
+
+@pytest.fixture
+def pipeline(broker: Broker) -> Iterator[ScorerPipeline]:
+    made = pipeline_on(broker)
     yield made
     made.lane.close()
 
