@@ -422,7 +422,8 @@ def _conversion(watch: Watch, labels: dict[str, bool], threshold: float) -> None
     say(
         f"  X Education: {converted} of {len(mqls)} MQLs converted ({share:.1%}; "
         f"MQL threshold {threshold:g}; all leads {base:.1%}).\n"
-        f"  Verdict: {verdict} (marketing-ops target {low:.0%}-{high:.0%}, too low "
+        f"  Verdict: {verdict} (marketing-ops target {low:.0%}-{high:.0%}, "
+        f"acceptable within {TOO_LOW_BELOW:.0%}-{TOO_HIGH_ABOVE:.0%}, too low "
         f"below {TOO_LOW_BELOW:.0%}, too high above {TOO_HIGH_ABOVE:.0%}). When "
         f"all leads convert at {base:.0%}, a threshold that picks the better ones "
         f"lands above {base:.0%}; `scorer calibrate` sweeps thresholds."
