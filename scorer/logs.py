@@ -9,6 +9,10 @@ also lifts those words into fields of their own, as strings, so a log store
 can filter on ``topic`` or ``lead_id`` without parsing. Fields passed in
 ``extra`` become JSON fields with their types, and are appended to the text
 form as ``key=value``.
+
+Words are lifted from the message's format string, not from its text: a
+value filled in for ``%s`` (a lead id, an HTTP request line) may itself hold
+spaces and ``reason=...``, and must not become a field of its own.
 """
 
 import json
@@ -30,6 +34,13 @@ _CORE_FIELDS = ("time", "level", "logger", "message", "error")
 # A `key=value` word of a message; the value ends at white space, and a
 # trailing ';', ',' or ':' belongs to the sentence, not to the value.
 _FIELD = re.compile(r"(?<!\S)([a-z][a-z0-9_.]*)=(\S*[^\s;,:])")
+# A %-conversion of a format string, with its mapping key if it has one.
+_CONVERSION = re.compile(
+    r"%(?:\((\w+)\))?([#0 +-]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?[diouxXeEfFgGcrsa%])"
+)
+# The key of a `key=` word that a conversion completes.
+_KEY_BEFORE = re.compile(r"(?<!\S)([a-z][a-z0-9_.]*)=\Z")
+_WORD_END = re.compile(r"[\s;,:]|\Z")
 
 
 class TextFormatter(logging.Formatter):
@@ -59,7 +70,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": message,
         }
-        for name, value in _FIELD.findall(message):
+        for name, value in _message_fields(record):
             if name not in _CORE_FIELDS:
                 document.setdefault(name, value)
         for name, value in _extras(record).items():
@@ -80,6 +91,48 @@ def configure(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def _message_fields(record: logging.LogRecord) -> list[tuple[str, str]]:
+    """The `key=value` words of a record's message, values filled in whole.
+
+    Words written out in the format string are read from it; a `key=%s` word
+    takes its argument, formatted, as its value, spaces and all. Text an
+    argument brings along is never read for words.
+    """
+    template = str(record.msg)
+    if not record.args:  # logging fills nothing in: the text is the message
+        return _FIELD.findall(template)
+
+    # A word that a conversion completes or cuts (`offset=%d-%d`) is not
+    # written out: the marker keeps it out of the words read here.
+    blanked = _CONVERSION.sub("\0", template)
+    words = [w for w in _FIELD.findall(blanked) if "\0" not in w[1]]
+    try:
+        return words + _filled_words(template, record.args)
+    except (LookupError, TypeError, ValueError):
+        return words  # the message itself says what went wrong with it
+
+
+def _filled_words(template: str, args: Any) -> list[tuple[str, str]]:
+    words: list[tuple[str, str]] = []
+    position = 0
+    for match in _CONVERSION.finditer(template):
+        name, spec = match.groups()
+        if spec == "%":
+            continue
+        if "*" in spec:
+            break  # a width taken from the arguments: too rare to read
+        if name is not None:
+            value = f"%{spec}" % (args[name],)
+        else:
+            value = f"%{spec}" % (args[position] if isinstance(args, tuple) else args,)
+            position += 1
+
+        key = _KEY_BEFORE.search(template, 0, match.start())
+        if key is not None and _WORD_END.match(template, match.end()):
+            words.append((key.group(1), value))
+    return words
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:

@@ -637,16 +637,13 @@ class ScorerPipeline:
         ]
         # The message stays out of the log: it may quote the record. A field
         # is named only where there is one (not as `field=None`).
-        field = f" field={error.field}" if error.field else ""
-        log.warning(
-            "dead-lettered topic=%s partition=%d offset=%d reason=%s%s error=%s",
-            message.topic(),
-            message.partition(),
-            message.offset(),
-            error.reason,
-            field,
-            rejected.error_class,
-        )
+        text = "dead-lettered topic=%s partition=%d offset=%d reason=%s"
+        facts = [message.topic(), message.partition(), message.offset(), error.reason]
+        if error.field:
+            text += " field=%s"
+            facts.append(error.field)
+        log.warning(text + " error=%s", *facts, rejected.error_class)
+
         letter = Outgoing(
             topic=self.config.topics.dead_letter,
             key=message.key(),

@@ -13,6 +13,7 @@ inputs from the running pipeline and a cached Redis PING.
 
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -39,6 +40,8 @@ TEXT = "text/plain; charset=utf-8"
 # Longer than any scrape or probe of a healthy scorer takes to send its
 # request and read the answer.
 CLIENT_TIMEOUT_S = 10.0
+# From `?` to the end of the word: a request line's query string.
+_QUERY = re.compile(r"\?\S*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,5 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
-        # Probes arrive every few seconds: not worth a line at INFO.
-        log.debug("http request %s", format % args)
+        # Probes arrive every few seconds: not worth a line at INFO. A query
+        # string is the client's to write (it can carry an e-mail address)
+        # and no probe reads one.
+        log.debug("http request %s", _QUERY.sub("", format % args))

@@ -67,3 +67,41 @@ def test_text_lines_append_extra_fields(stderr: io.StringIO) -> None:
     line = stderr.getvalue()
     assert line.endswith(" INFO scorer.service scorer started count=3\n")
     assert line.count("\n") == 1
+
+
+def test_a_filled_in_value_cannot_forge_a_field(stderr: io.StringIO) -> None:
+    logs.configure("INFO", json_lines=True, stream=stderr)
+
+    # A request line or a lead id is the sender's text: spaces, `=` and all.
+    logging.getLogger("scorer.probes").warning(
+        "http request %s lead_id=%s reason=%s",
+        "GET /x reason=bad_json lead_id=forged",
+        "L 1 topic=forged",
+        "real_reason",
+    )
+
+    document = json.loads(stderr.getvalue())
+    assert document["lead_id"] == "L 1 topic=forged"
+    assert document["reason"] == "real_reason"
+    assert "topic" not in document
+
+
+def test_fields_come_formatted_and_cut_words_are_left_out(
+    stderr: io.StringIO,
+) -> None:
+    logs.configure("INFO", json_lines=True, stream=stderr)
+
+    logging.getLogger("scorer.x").info(
+        "waited waited_s=%(w).1f range=%(a)d-%(b)d mode=fast",
+        {"w": 2.25, "a": 1, "b": 2},
+    )
+    logging.getLogger("scorer.x").info(
+        "redis back waited_s=%.1f attempts=%d; 100%% done", 2.25, 3
+    )
+
+    first, second = (json.loads(line) for line in stderr.getvalue().splitlines())
+    assert first["message"] == "waited waited_s=2.2 range=1-2 mode=fast"
+    assert (first["waited_s"], first["mode"]) == ("2.2", "fast")
+    assert "range" not in first
+    assert second["waited_s"] == "2.2" and second["attempts"] == "3"
+    assert second["message"] == "redis back waited_s=2.2 attempts=3; 100% done"

@@ -184,6 +184,23 @@ def test_the_server_answers_health_readiness_and_metrics(
     assert get(f"{base}/nothing")[0] == 404
 
 
+def test_the_request_log_leaves_the_query_out(
+    served: tuple[str, Readiness], caplog: pytest.LogCaptureFixture
+) -> None:
+    base, _ = served
+    caplog.set_level(logging.DEBUG, logger="scorer.probes")
+
+    assert get(f"{base}/metrics?email=jane.sentinel%40example.test&x=1")[0] == 200
+
+    for _ in range(50):  # the handler thread logs after it has answered
+        lines = [r.getMessage() for r in caplog.records if r.name == "scorer.probes"]
+        if lines:
+            break
+        time.sleep(0.1)
+    assert lines and lines[0].startswith('http request "GET /metrics HTTP/1.1" 200')
+    assert not any("sentinel" in line for line in lines)
+
+
 def test_a_taken_port_is_a_clear_error(served: tuple[str, Readiness]) -> None:
     base, readiness = served
     port = int(base.rsplit(":", 1)[1])
