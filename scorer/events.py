@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from scorer.errors import InvalidRecord
 
@@ -41,7 +41,13 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 # A value that looks like a type name may be quoted in an error; anything
 # else (an e-mail address, a name) is not: errors end up in logs.
-_QUOTABLE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_UNKNOWN_TYPE = (
+    "unknown event type (not page_view, content_download, webinar or firmographics)"
+)
+# What a refused time should have looked like, for the message.
+_RFC3339_FORM = (
+    "expected yyyy-mm-ddThh:mm:ss, an optional .fraction, then Z, +hh:mm or -hh:mm"
+)
 # RFC 3339 section 5.6, date-time: full-date, "T", hh:mm:ss with an optional
 # fraction of any length, then "Z" or +hh:mm / -hh:mm. The section's notes
 # allow a lowercase "t" and "z", and let an application put a space for the
@@ -160,8 +166,9 @@ def parse_record(data: Mapping[str, Any], bounds: TimeBounds) -> Record:
         return _firmographics(data, bounds)
     if kind in ACTIVITY_TYPES:
         return _activity(kind, data, bounds)
-    shown = repr(kind) if _QUOTABLE.fullmatch(kind) else "(not a type name)"
-    raise InvalidRecord("unknown_type", f"unknown event type {shown}", "type")
+    # Never quoted: a producer has been seen to put a person's name in any
+    # field, and a name can look like a type name.
+    raise InvalidRecord("unknown_type", _UNKNOWN_TYPE, "type")
 
 
 def record_fields(record: Record) -> dict[str, Any]:
@@ -219,9 +226,7 @@ def _rfc3339(value: str, field: str) -> datetime:
     # fromisoformat alone is lenient: it takes week dates, no seconds, +05 or
     # +0530 offsets, comma fractions and no offset at all.
     if _RFC3339.fullmatch(value) is None:
-        lacks_zone = _LOCAL_TIME.fullmatch(value) is not None
-        problem = "has no time zone" if lacks_zone else "is not RFC 3339"
-        raise InvalidRecord("bad_timestamp", f"{field} {problem}", field)
+        _refuse_time(value, field)
     try:
         return datetime.fromisoformat(value)
     except ValueError:
@@ -236,8 +241,20 @@ def _rfc3339(value: str, field: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise InvalidRecord("bad_timestamp", f"{field} is not RFC 3339", field) from exc
+        raise InvalidRecord("bad_timestamp", _not_rfc3339(field), field) from exc
     return _leap_second(moment, field) if leap else moment
+
+
+def _refuse_time(value: str, field: str) -> NoReturn:
+    if not value or value.isspace():
+        raise InvalidRecord("empty_field", f"{field} is empty", field)
+    if _LOCAL_TIME.fullmatch(value) is not None:
+        raise InvalidRecord("bad_timestamp", f"{field} has no time zone", field)
+    raise InvalidRecord("bad_timestamp", _not_rfc3339(field), field)
+
+
+def _not_rfc3339(field: str) -> str:
+    return f"{field} is not RFC 3339 ({_RFC3339_FORM})"
 
 
 def _leap_second(moment: datetime, field: str) -> datetime:
@@ -252,7 +269,7 @@ def _leap_second(moment: datetime, field: str) -> datetime:
     try:
         utc = moment.astimezone(UTC)
     except OverflowError as exc:  # past year 9999 or before year 1 in UTC
-        raise InvalidRecord("bad_timestamp", f"{field} is not RFC 3339", field) from exc
+        raise InvalidRecord("bad_timestamp", _not_rfc3339(field), field) from exc
 
     last_day = calendar.monthrange(utc.year, utc.month)[1]
     at_month_end = utc.day == last_day and (utc.hour, utc.minute) == (23, 59)

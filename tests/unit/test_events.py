@@ -167,7 +167,6 @@ def test_second_60_outside_a_leap_second_is_refused(text: str) -> None:
         "2026-11-05T10:60:00Z",
         "2026-11-05T10:00:00+24:00",
         "2026-11-05T10:00:00+05:60",
-        "",
         "Z",
     ],
 )
@@ -192,7 +191,18 @@ def test_refused_time_is_not_quoted() -> None:
     error = rejection("jane.doe@example.com")
 
     assert "jane" not in error.message
-    assert error.message == "occurred_at is not RFC 3339"
+    assert error.message == (
+        "occurred_at is not RFC 3339 (expected yyyy-mm-ddThh:mm:ss, an optional "
+        ".fraction, then Z, +hh:mm or -hh:mm)"
+    )
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\t"])
+def test_an_empty_time_is_an_empty_field(text: str) -> None:
+    error = rejection(text, "updated_at")
+
+    assert (error.reason, error.field) == ("empty_field", "updated_at")
+    assert error.message == "updated_at is empty"
 
 
 def test_time_of_another_type_is_wrong_type() -> None:
