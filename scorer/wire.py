@@ -53,6 +53,8 @@ INPUT_SCHEMAS: Mapping[str, str] = {
     "firmographics": "leadscorer.events.Firmographics",
 }
 
+_KIND_OF_SCHEMA = {name: kind for kind, name in INPUT_SCHEMAS.items()}
+
 # Top-level fields that hold a moment in time: timestamp-millis in Avro, an
 # RFC 3339 string in JSON.
 TIMESTAMP_FIELDS = ("occurred_at", "updated_at")
@@ -186,12 +188,17 @@ class AvroCodec:
         # finds what read_body needs, worked out once rather than per record.
         self._readers: dict[bytes, _Reading] = {}
         self._not_read: dict[bytes, str] = {}
+        # The `type` each input schema's records carry: a PageView saying
+        # "webinar" would otherwise be refused for lacking a webinar_id.
+        self._kinds: dict[bytes, str] = {}
         for fp, (writer, reader) in catalog.pairs().items():
             header = SINGLE_OBJECT_MARKER + fp
             if readable is None or writer.full_name in readable:
                 self._readers[header] = _reading(writer, reader)
             else:
                 self._not_read[header] = writer.label
+            if writer.full_name in _KIND_OF_SCHEMA:
+                self._kinds[header] = _KIND_OF_SCHEMA[writer.full_name]
         self._fixed = None if schema_name is None else _required(catalog, schema_name)
         self._by_type = {
             kind: version
@@ -206,13 +213,19 @@ class AvroCodec:
         }
 
     def decode(self, value: bytes) -> dict[str, Any]:
-        reading = self._readers.get(value[:HEADER_BYTES])
+        header = value[:HEADER_BYTES]
+        reading = self._readers.get(header)
         if reading is None:
             _reject_header(value, self._not_read)
         writer, resolve_to, writer_label, reader_label = reading
-        return read_body(
+        record = read_body(
             value, HEADER_BYTES, writer, resolve_to, writer_label, reader_label
         )
+
+        kind = self._kinds.get(header)
+        if kind is not None and record.get("type") != kind:
+            _reject_kind(record.get("type"), kind, writer_label)
+        return record
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         target = self._target(record)
@@ -407,9 +420,25 @@ def _reject_header(value: bytes, not_read: Mapping[bytes, str]) -> NoReturn:
         )
         raise InvalidRecord("bad_marker", message)
 
-    # Shown in wire order, the order fastavro and the Java tools print it in.
-    hex_fp = bytes(value[2:HEADER_BYTES]).hex()
-    raise InvalidRecord("unknown_schema", f"no schema with fingerprint {hex_fp}")
+    # Shown in wire order, the order fastavro and the Java tools print it in,
+    # and as the number Java's parsingFingerprint64 returns.
+    wire = bytes(value[2:HEADER_BYTES])
+    number = int.from_bytes(wire, "little")
+    message = (
+        f"no schema with fingerprint {wire.hex()} (bytes as sent; 0x{number:016x})"
+    )
+    raise InvalidRecord("unknown_schema", message)
+
+
+def _reject_kind(found: Any, kind: str, writer_label: str) -> None:
+    """Refuse a record whose `type` is another input type than its schema's.
+
+    A `type` that is no input type at all is left to `parse_record`, which
+    refuses it as `unknown_type` on every topic alike.
+    """
+    if found in INPUT_SCHEMAS:
+        message = f"type {found!r} in a record of {writer_label}, which is {kind!r}"
+        raise InvalidRecord("bad_value", message, "type")
 
 
 def read_body(

@@ -407,10 +407,40 @@ def test_json_sent_to_avro_codec_is_bad_marker() -> None:
 def test_unknown_fingerprint_names_it_in_hex() -> None:
     value = SINGLE_OBJECT_MARKER + bytes.fromhex("0011223344556677") + b"\x00"
 
-    with pytest.raises(InvalidRecord, match="0011223344556677") as caught:
+    with pytest.raises(InvalidRecord) as caught:
         INPUTS.decode(value)
 
     assert caught.value.reason == "unknown_schema"
+    # The bytes as sent, then the CRC as a number (Java's parsingFingerprint64).
+    assert caught.value.message == (
+        "no schema with fingerprint 0011223344556677 (bytes as sent; "
+        "0x7766554433221100)"
+    )
+
+
+@pytest.mark.parametrize("claimed", ["webinar", "firmographics"])
+def test_a_record_claiming_another_input_type_than_its_schema_is_bad_value(
+    claimed: str,
+) -> None:
+    value = single_object(
+        newest(INPUT_SCHEMAS["page_view"]), {**PAGE_VIEW, "type": claimed}
+    )
+
+    with pytest.raises(InvalidRecord) as caught:
+        INPUTS.decode(value)
+
+    assert (caught.value.reason, caught.value.field) == ("bad_value", "type")
+    assert caught.value.message == (
+        f"type {claimed!r} in a record of leadscorer.events.PageView v2, "
+        "which is 'page_view'"
+    )
+
+
+def test_a_type_that_is_no_input_type_is_left_to_parse_record() -> None:
+    # parse_record refuses it as unknown_type, as on a JSON topic.
+    value = single_object(newest(INPUT_SCHEMAS["webinar"]), {**WEBINAR, "type": "x"})
+
+    assert INPUTS.decode(value)["type"] == "x"
 
 
 def test_a_codec_given_the_records_it_reads_refuses_others_unread() -> None:
