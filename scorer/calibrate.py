@@ -34,9 +34,6 @@ MIN_LIFT = 1.2
 
 LABEL_COLUMNS = ("lead_id", "converted")
 CONVERTED_VALUES = {"1": True, "true": True, "0": False, "false": False}
-# A wrong `converted` value is quoted up to this length: a shifted column
-# could put personal data there, which an error message must not repeat.
-QUOTED_MAX_CHARS = 16
 # The default sweep steps by this many points, or by a multiple of it.
 THRESHOLD_STEP = 5.0
 # A sweep is read by a person, so it has at most this many rows; steps of 5
@@ -331,17 +328,17 @@ def _label(row: dict[str, Any], where: str) -> tuple[str, bool]:
     converted = CONVERTED_VALUES.get(value.strip().lower()) if value else None
     if converted is None:
         raise UnusableFile(
-            f"{where}: converted is {_quoted(value)}; expected 0, 1, true or false"
+            f"{where}: converted is {_described(value)}; expected 0, 1, true or false"
         )
     return str(lead), converted
 
 
-def _quoted(value: str | None) -> str:
+def _described(value: str | None) -> str:
+    # Never quoted: a shifted column can put a person's name there, and a
+    # short name looks like any other wrong value.
     if value is None:
         return "missing"
-    if "@" in value or len(value) > QUOTED_MAX_CHARS:
-        return f"a value of {len(value)} characters"
-    return repr(value)
+    return f"a value of {len(value)} characters"
 
 
 def _scored(line: bytes, where: str) -> tuple[str, float, float, str | None]:

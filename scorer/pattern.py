@@ -27,11 +27,14 @@ def compile_pattern(text: str) -> Pattern:
     try:
         compiled: Pattern = re2.compile(text, options)
     except re2.error as exc:
-        reason = exc.args[0] if exc.args else exc
+        reason = exc.args[0] if exc.args else b""
         if isinstance(reason, bytes):
             reason = reason.decode(errors="replace")
+        # RE2 says "missing ): <the pattern>": only the part before the
+        # colon, since no config error quotes a value.
+        kind = str(reason).partition(":")[0].strip() or "refused"
         raise ValueError(
-            f"not a regular expression RE2 accepts: {reason} (no lookaround "
+            f"not a regular expression RE2 accepts: {kind} (no lookaround "
             "or backreferences)"
         ) from exc
     return compiled

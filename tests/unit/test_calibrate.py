@@ -72,9 +72,12 @@ def test_peaks_are_the_highest_score_of_each_lead(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        ("lead_id,converted\nL1,1\nL2,yes\n", ":3: converted is 'yes'; expected 0, 1"),
-        ("lead_id,converted\nL1,2\n", ":2: converted is '2'; expected 0, 1"),
-        ("lead_id,converted\nL1,\n", ":2: converted is ''; expected"),
+        (
+            "lead_id,converted\nL1,1\nL2,yes\n",
+            ":3: converted is a value of 3 characters; expected 0, 1",
+        ),
+        ("lead_id,converted\nL1,2\n", ":2: converted is a value of 1 characters;"),
+        ("lead_id,converted\nL1,\n", ":2: converted is a value of 0 characters;"),
         ("lead_id,converted\nL1\n", ":2: converted is missing; expected"),
         ("lead_id,converted\n,1\n", ":2: no lead_id"),
         ("id,converted\nL1,1\n", ":1: no lead_id column in the header"),
@@ -98,14 +101,20 @@ def test_unusable_labels_are_named_by_file_and_line(
 def test_a_converted_value_that_may_be_personal_is_not_quoted(
     tmp_path: Path,
 ) -> None:
-    path = written(tmp_path, "labels.csv", "lead_id,converted\nL1,ann@example.com\n")
+    # A shifted column: a name in `converted`, short and without an `@`.
+    text = "lead_id,converted\nL1,ann@example.com\nL2,Ann Roe,1\n"
+    path = written(tmp_path, "labels.csv", text)
 
     with pytest.raises(UnusableFile) as caught:
         read_labels(path)
-
     assert str(caught.value) == (
         f"{path}:2: converted is a value of 15 characters; expected 0, 1, true or false"
     )
+
+    path.write_text("lead_id,converted\nL2,Ann Roe,1\n")
+    with pytest.raises(UnusableFile) as caught:
+        read_labels(path)
+    assert "Ann" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -162,7 +171,11 @@ def test_each_unusable_file_is_one_line_from_the_command(tmp_path: Path) -> None
     yes = written(tmp_path, "yes.csv", "lead_id,converted\nL1,yes\n")
     cases = [
         (good_outputs, header_only, f"error: {header_only}: no labels, only a header"),
-        (good_outputs, yes, f"error: {yes}:2: converted is 'yes'; {EXPECTED}"),
+        (
+            good_outputs,
+            yes,
+            f"error: {yes}:2: converted is a value of 3 characters; {EXPECTED}",
+        ),
         (absent, good_labels, f"error: {absent}: No such file or directory"),
         (good_outputs, absent, f"error: {absent}: No such file or directory"),
         (binary, good_labels, f"error: {binary}:1: not UTF-8 text"),

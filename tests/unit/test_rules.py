@@ -174,6 +174,19 @@ def test_a_pattern_re2_cannot_run_is_refused_naming_the_field(
     (error,) = caught.value.errors()
     assert error["loc"][-1] == where
     assert "not a regular expression RE2 accepts" in error["msg"]
+    assert pattern not in error["msg"]  # no config error quotes a value
+
+
+def test_a_refused_pattern_is_described_by_re2_s_reason_only() -> None:
+    rule = {"name": "r", "match": {"type": "page_view", "url_pattern": "/a(b"}}
+
+    with pytest.raises(ValidationError) as caught:
+        scoring([rule], [])
+
+    assert caught.value.errors()[0]["msg"] == (
+        "Value error, not a regular expression RE2 accepts: missing ) "
+        "(no lookaround or backreferences)"
+    )
 
 
 def test_a_backtracking_pattern_runs_in_re2_on_a_long_url() -> None:
