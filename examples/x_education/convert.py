@@ -588,7 +588,16 @@ def _rows(reader: "csv.DictReader[str]") -> Iterable[dict[str, str]]:
     ]
     if missing:
         raise ConversionError(f"columns missing from the CSV: {', '.join(missing)}")
-    yield from reader
+
+    # DictReader fills a short row's last columns with None and puts a long
+    # row's extra cells under None: either means the row's cells are not
+    # where the header says, so none of its values can be trusted.
+    for row in reader:
+        if None in row or None in row.values():
+            raise ConversionError(
+                f"line {reader.line_num}: not as many cells as the header has columns"
+            )
+        yield row
 
 
 def _write_records(records: Iterable[Record], path: Path) -> None:

@@ -305,6 +305,26 @@ def test_main_refuses_a_csv_without_the_needed_columns(tmp_path: Path) -> None:
     assert code == 1
 
 
+@pytest.mark.parametrize("change", ["drop the last cell", "add a cell"])
+def test_main_refuses_a_row_whose_cells_do_not_match_the_header(
+    tmp_path: Path, change: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = tmp_path / "leads.csv"
+    write_csv(source, synthetic_rows())
+    lines = source.read_text(encoding="utf-8").splitlines()
+    if change == "add a cell":
+        lines[2] += ",x"
+    else:
+        lines[2] = lines[2].rsplit(",", 1)[0]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+
+    code = convert.main([str(source), "--out", str(out), "--labels", str(out)])
+
+    assert code == 1
+    assert "line 3: not as many cells as the header has columns" in caplog.text
+
+
 @pytest.mark.skipif(
     not REAL_CSV.is_file(), reason=f"no {REAL_CSV} (give the data: make test DATA=DIR)"
 )
