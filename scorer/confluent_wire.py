@@ -39,9 +39,11 @@ from scorer.registry import (
 )
 from scorer.wire import (
     HEADER_BYTES,
+    KIND_OF_SCHEMA,
     AvroCodec,
     Codec,
     SchemaCatalog,
+    check_kind,
     make_codec,
     read_body,
 )
@@ -66,6 +68,8 @@ class _Reading:
     """None when the writer's schema is the reader's (the fast path)."""
     label: str
     reader_label: str
+    kind: str | None
+    """The `type` the records carry, for an input record (see check_kind)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +145,7 @@ class ConfluentAvroCodec:
         if reading is None:
             reading = self._learn(value)
 
-        return read_body(
+        record = read_body(
             value,
             FRAME_BYTES,
             reading.writer,
@@ -149,6 +153,10 @@ class ConfluentAvroCodec:
             reading.label,
             reading.reader_label,
         )
+
+        if reading.kind is not None:
+            check_kind(record, reading.kind, reading.label)
+        return record
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         if self._output is None:
@@ -224,11 +232,12 @@ class ConfluentAvroCodec:
             # Refused before any body is read; see wire.AvroCodec.
             message = f"{label} is a record this topic does not carry"
             return _Refusal("unknown_type", message)
+        record_type = KIND_OF_SCHEMA.get(reader.full_name)
         if _canonical_fingerprint(raw) == reader.fingerprint:
             # The same Parsing Canonical Form is the same binary encoding, so
             # the reader's own parsed schema reads it without resolution.
-            return _Reading(reader.parsed, None, label, reader.label)
-        return _Reading(writer, reader.parsed, label, reader.label)
+            return _Reading(reader.parsed, None, label, reader.label, record_type)
+        return _Reading(writer, reader.parsed, label, reader.label, record_type)
 
     def _check_not_unknown(self, schema_id: int) -> None:
         asked_at = self._unknown_since.get(schema_id)

@@ -53,7 +53,7 @@ INPUT_SCHEMAS: Mapping[str, str] = {
     "firmographics": "leadscorer.events.Firmographics",
 }
 
-_KIND_OF_SCHEMA = {name: kind for kind, name in INPUT_SCHEMAS.items()}
+KIND_OF_SCHEMA = {name: kind for kind, name in INPUT_SCHEMAS.items()}
 
 # Top-level fields that hold a moment in time: timestamp-millis in Avro, an
 # RFC 3339 string in JSON.
@@ -188,8 +188,7 @@ class AvroCodec:
         # finds what read_body needs, worked out once rather than per record.
         self._readers: dict[bytes, _Reading] = {}
         self._not_read: dict[bytes, str] = {}
-        # The `type` each input schema's records carry: a PageView saying
-        # "webinar" would otherwise be refused for lacking a webinar_id.
+        # The `type` each input schema's records carry (see check_kind).
         self._kinds: dict[bytes, str] = {}
         for fp, (writer, reader) in catalog.pairs().items():
             header = SINGLE_OBJECT_MARKER + fp
@@ -197,8 +196,8 @@ class AvroCodec:
                 self._readers[header] = _reading(writer, reader)
             else:
                 self._not_read[header] = writer.label
-            if writer.full_name in _KIND_OF_SCHEMA:
-                self._kinds[header] = _KIND_OF_SCHEMA[writer.full_name]
+            if writer.full_name in KIND_OF_SCHEMA:
+                self._kinds[header] = KIND_OF_SCHEMA[writer.full_name]
         self._fixed = None if schema_name is None else _required(catalog, schema_name)
         self._by_type = {
             kind: version
@@ -224,7 +223,7 @@ class AvroCodec:
 
         kind = self._kinds.get(header)
         if kind is not None and record.get("type") != kind:
-            _reject_kind(record.get("type"), kind, writer_label)
+            check_kind(record, kind, writer_label)
         return record
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
@@ -430,13 +429,16 @@ def _reject_header(value: bytes, not_read: Mapping[bytes, str]) -> NoReturn:
     raise InvalidRecord("unknown_schema", message)
 
 
-def _reject_kind(found: Any, kind: str, writer_label: str) -> None:
+def check_kind(record: Mapping[str, Any], kind: str, writer_label: str) -> None:
     """Refuse a record whose `type` is another input type than its schema's.
 
-    A `type` that is no input type at all is left to `parse_record`, which
-    refuses it as `unknown_type` on every topic alike.
+    A PageView saying "webinar" would otherwise be refused for lacking a
+    webinar_id, a field no PageView has. A `type` that is no input type at
+    all is left to `parse_record`, which refuses it as `unknown_type` on
+    every topic alike.
     """
-    if found in INPUT_SCHEMAS:
+    found = record.get("type")
+    if found != kind and found in INPUT_SCHEMAS:
         message = f"type {found!r} in a record of {writer_label}, which is {kind!r}"
         raise InvalidRecord("bad_value", message, "type")
 

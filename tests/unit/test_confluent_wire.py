@@ -139,6 +139,23 @@ def test_newer_writer_with_an_extra_field_decodes_without_it(
     assert decoded == V2_VIEW
 
 
+@pytest.mark.parametrize("schema", [PAGE_VIEW_V1, PAGE_VIEW_V2])
+def test_a_record_claiming_another_input_type_is_bad_value(
+    registry: FakeRegistry, schema: dict[str, Any]
+) -> None:
+    schema_id = registry.add(schema)
+    value = framed(schema_id, schema, {**V2_VIEW, "type": "webinar"})
+
+    with pytest.raises(InvalidRecord) as caught:
+        reading_codec(registry).decode(value)
+
+    assert (caught.value.reason, caught.value.field) == ("bad_value", "type")
+    assert caught.value.message == (
+        f"type 'webinar' in a record of schema id {schema_id} "
+        "(leadscorer.events.PageView), which is 'page_view'"
+    )
+
+
 def test_a_codec_given_the_records_it_reads_refuses_others_unread(
     registry: FakeRegistry,
 ) -> None:
