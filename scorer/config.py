@@ -15,6 +15,7 @@ import re
 from collections.abc import Hashable, Mapping
 from functools import cached_property
 from importlib import resources
+from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
 from urllib.parse import unquote, urlsplit
@@ -34,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from scorer import backoff
 from scorer.errors import ConfigError
 from scorer.pattern import compile_pattern
 
@@ -933,10 +935,10 @@ class SchemaRegistry(Frozen):
     def longest_wait_s(self) -> float:
         """The longest one request can take: every try timing out, and the
         waits between them."""
-        waits, delay = 0.0, REGISTRY_FIRST_RETRY_DELAY_S
-        for _ in range(self.retries):
-            waits += delay
-            delay = min(delay * 2, REGISTRY_MAX_RETRY_DELAY_S)
+        delays = backoff.delays(
+            REGISTRY_FIRST_RETRY_DELAY_S, REGISTRY_MAX_RETRY_DELAY_S
+        )
+        waits = sum(islice(delays, self.retries))
         return (self.retries + 1) * self.timeout_s + waits
 
 

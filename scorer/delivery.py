@@ -34,6 +34,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from scorer import backoff
 from scorer.assignment import Assignment, Key
 from scorer.errors import BrokerError, ScorerError
 from scorer.metrics import Metrics
@@ -69,9 +70,6 @@ FENCED = (
     KafkaError.PRODUCER_FENCED,
     KafkaError.INVALID_PRODUCER_EPOCH,
 )
-# Between two attempts of a failed transaction: doubling up to the maximum.
-FIRST_RETRY_DELAY_S = 0.1
-MAX_RETRY_DELAY_S = 2.0
 
 
 class Interrupted(ScorerError):
@@ -99,14 +97,6 @@ class Handoff:
 
     def offsets_of(self, owned: set[Key]) -> list[TopicPartition]:
         return [tp for tp in self.offsets if (tp.topic, tp.partition) in owned]
-
-
-def retry_delays() -> Iterator[float]:
-    """The waits between attempts: 0.1 s, doubling up to 2 s, for ever."""
-    delay = FIRST_RETRY_DELAY_S
-    while True:
-        yield delay
-        delay = min(delay * 2, MAX_RETRY_DELAY_S)
 
 
 class Deliveries:
@@ -362,7 +352,7 @@ class AtLeastOnce(_Delivery):
         """
         started = time.monotonic()
         with self.waiting.holding("kafka"):
-            for delay in retry_delays():
+            for delay in backoff.delays():
                 self.metrics.produce_retries.inc(len(pending))
                 pending = self._await(self._produce(pending))
                 if not pending:
@@ -519,7 +509,7 @@ class Transactional(_Delivery):
 
     def send(self, handoff: Handoff) -> Sent:
         """The whole transaction: outputs and offsets cannot be split in two."""
-        for delay in retry_delays():
+        for delay in backoff.delays():
             try:
                 if self._attempt(handoff):
                     break

@@ -44,6 +44,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from scorer import backoff
 from scorer.assignment import Assignment, Key, Rejoin
 from scorer.config import Config, Topic
 from scorer.confluent_wire import topic_codec
@@ -76,9 +77,6 @@ from scorer.wire import INPUT_SCHEMAS, SCORE_SCHEMA, Codec, SchemaCatalog
 
 log = logging.getLogger(__name__)
 
-# Waiting for Redis doubles from the first to the last delay and stays there.
-FIRST_RETRY_DELAY_S = 0.1
-MAX_RETRY_DELAY_S = 2.0
 # At stop, outputs still unacknowledged after this are left to a redelivery.
 DELIVERY_TIMEOUT_S = 30.0
 # The whole stop of the Kafka clients (that flush, the final commit, the
@@ -554,10 +552,9 @@ class ScorerPipeline:
         returns the first outcome (see scorer.state).
         """
         started = time.monotonic()
-        delay = FIRST_RETRY_DELAY_S
         attempts = 0
         with self.waiting.holding("redis"):
-            while True:
+            for delay in backoff.delays():
                 self.metrics.redis_errors.inc()
                 log.warning(
                     "redis unavailable; batch held, retrying in %.1fs "
@@ -574,7 +571,6 @@ class ScorerPipeline:
                     break
                 except StateStoreError as exc:
                     error = exc
-                delay = min(delay * 2, MAX_RETRY_DELAY_S)
         waited_s = time.monotonic() - started
         log.warning("redis back waited_s=%.1f attempts=%d", waited_s, attempts)
         return [_as_first_delivery(result) for result in results]
@@ -690,7 +686,7 @@ class ScorerPipeline:
             if not result.outputs:
                 continue
             kind, created_ms = message.timestamp()
-            if kind != 0 and created_ms > 0:  # 0 is TIMESTAMP_NOT_AVAILABLE
+            if kind != TIMESTAMP_NOT_AVAILABLE and created_ms > 0:
                 self.metrics.latency.observe(max(0.0, now_ms - created_ms) / 1000)
 
     # -- lifecycle ---------------------------------------------------------

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from scorer import backoff
 from scorer.config import (
     REGISTRY_FIRST_RETRY_DELAY_S,
     REGISTRY_MAX_RETRY_DELAY_S,
@@ -173,8 +174,8 @@ class RegistryClient:
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> Any:
         """Send one request, retrying while the registry is unavailable."""
-        delay_s = REGISTRY_FIRST_RETRY_DELAY_S
-        for attempt in range(1, self.retries + 2):
+        waits = backoff.delays(REGISTRY_FIRST_RETRY_DELAY_S, REGISTRY_MAX_RETRY_DELAY_S)
+        for attempt, delay_s in enumerate(waits, start=1):
             try:
                 return self._send(method, path, body)
             except RegistryUnavailable as exc:
@@ -189,8 +190,7 @@ class RegistryClient:
                     exc,
                 )
             self._sleep(delay_s)
-            delay_s = min(delay_s * 2, REGISTRY_MAX_RETRY_DELAY_S)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        raise AssertionError("unreachable: the waits never end")
 
     def _send(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
         request = self._http_request(method, path, body)

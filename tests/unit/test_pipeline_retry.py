@@ -5,11 +5,13 @@ outcome as the first time (the store remembers them by lead, not by update
 id), so the pipeline must not score again the parts that reached Redis.
 """
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
+import scorer.backoff
 import scorer.pipeline
 from scorer.config import load_config
 from scorer.errors import StateStoreError
@@ -64,7 +66,7 @@ class Idle:
 
 @pytest.fixture(autouse=True)
 def no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scorer.pipeline, "FIRST_RETRY_DELAY_S", 0.0)
+    monkeypatch.setattr(scorer.backoff, "delays", lambda: itertools.repeat(0.0))
 
 
 def scored_in_parts(store: MemoryStore, parts: list[list[Item]]) -> list[Scored]:
