@@ -383,11 +383,15 @@ def _sandbox(args: argparse.Namespace) -> int:
 
     config = _load(args)
     stop = _stop_on_signal("stopping the servers")
-    say = lambda text: print(text, flush=True)  # noqa: E731
     lost = stack.serve(
-        config, stop, say, config_path=args.config, settings=args.settings
+        config, stop, _say, config_path=args.config, settings=args.settings
     )
     return EXIT_FAILED if lost else EXIT_OK
+
+
+def _say(text: str) -> None:
+    # Flushed at once: a user waits on these lines with stdout in a pipe.
+    print(text, flush=True)
 
 
 def _stop_on_signal(doing: str) -> threading.Event:

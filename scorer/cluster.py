@@ -87,6 +87,7 @@ class ClusterCalls:
     def _follow(self, command: tuple[Any, ...]) -> Any:
         """Send one command through the client, which follows its redirect."""
         try:
+            # Untyped in redis-py's cluster client, as above.
             return self.client.execute_command(*command)  # type: ignore[no-untyped-call]
         except NODE_FAILURES:
             raise

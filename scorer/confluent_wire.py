@@ -23,7 +23,6 @@ from typing import Any
 
 from fastavro.schema import (
     SchemaParseException,
-    fingerprint,
     parse_schema,
     to_parsing_canonical_form,
 )
@@ -40,12 +39,14 @@ from scorer.registry import (
 from scorer.wire import (
     HEADER_BYTES,
     KIND_OF_SCHEMA,
+    SINGLE_OBJECT_MARKER,
     AvroCodec,
     Codec,
     SchemaCatalog,
     check_kind,
     make_codec,
     read_body,
+    wire_fingerprint,
 )
 
 logger = logging.getLogger(__name__)
@@ -233,7 +234,7 @@ class ConfluentAvroCodec:
             message = f"{label} is a record this topic does not carry"
             return _Refusal("unknown_type", message)
         record_type = KIND_OF_SCHEMA.get(reader.full_name)
-        if _canonical_fingerprint(raw) == reader.fingerprint:
+        if wire_fingerprint(to_parsing_canonical_form(raw)) == reader.fingerprint:
             # The same Parsing Canonical Form is the same binary encoding, so
             # the reader's own parsed schema reads it without resolution.
             return _Reading(reader.parsed, None, label, reader.label, record_type)
@@ -355,13 +356,8 @@ def _check_reachable(registry: RegistryClient) -> None:
         raise ConfigError("schema_registry.url", message) from exc
 
 
-def _canonical_fingerprint(raw: Any) -> bytes:
-    # Wire (little-endian) order, as SchemaVersion.fingerprint holds it.
-    return bytes.fromhex(fingerprint(to_parsing_canonical_form(raw), "CRC-64-AVRO"))
-
-
 def _marker_problem(value: bytes) -> str:
-    if value[:2] == b"\xc3\x01":
+    if value[:2] == SINGLE_OBJECT_MARKER:
         return "Avro single-object encoding, not Confluent's: is the format avro?"
     if len(value) < FRAME_BYTES and value[:1] == bytes([MAGIC_BYTE]):
         return f"truncated Confluent header: {len(value)} of {FRAME_BYTES} bytes"

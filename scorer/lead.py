@@ -25,10 +25,10 @@ from scorer.config import Scoring
 from scorer.events import Forget
 from scorer.rules import ScoringRule
 
+# Outcome.status: what the store did with one update (scoring.py has the
+# statuses of whole records, for the metrics).
 APPLIED = "applied"
 DUPLICATE = "duplicate"
-STALE = "stale"
-FORGOTTEN = "forgotten"
 
 ON_TIME = 0
 LATE = 1  # behind the lead's newest event, within the allowed lateness

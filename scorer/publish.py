@@ -17,7 +17,7 @@ from typing import Any
 
 from scorer.errors import InvalidRecord
 from scorer.events import Forget
-from scorer.lead import DUPLICATE, ActivityUpdate, FitUpdate, Outcome
+from scorer.lead import ActivityUpdate, FitUpdate, Outcome
 
 ScoredUpdate = ActivityUpdate | FitUpdate | Forget
 
@@ -100,10 +100,6 @@ def encode_outputs(
             message = f"{event['type']} output: {exc.message}"
             raise InvalidRecord(OUTPUT_NOT_ENCODABLE, message, exc.field) from exc
     return encoded
-
-
-def is_redelivery(outcome: Outcome) -> bool:
-    return outcome.status == DUPLICATE
 
 
 def _base(

@@ -36,11 +36,9 @@ class _Matcher:
         self.min_minutes = match.min_minutes_watched
 
     def matches(self, event: Activity) -> bool:
+        """A download or webinar event; page views go through `page`."""
         if event.type != self.type:
             return False
-        if event.type == "page_view":
-            url = event.url or ""
-            return self.page(url, url.lower(), (event.category or "").lower())
         if event.type == "content_download":
             asset_type = (event.asset_type or "").lower()
             return not self.asset_types or asset_type in self.asset_types
@@ -72,7 +70,6 @@ class RuleBook:
     """The engagement rules of one scoring config, ready to match events."""
 
     def __init__(self, scoring: Scoring) -> None:
-        self.version = scoring.rules_version
         self._rules = [
             (_Matcher(rule.match), _scoring_rule(scoring, rule))
             for rule in scoring.engagement_rules

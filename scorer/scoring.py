@@ -74,7 +74,6 @@ class Plan:
 
 class Scorer:
     def __init__(self, scoring: Scoring, store: LeadStore) -> None:
-        self.scoring = scoring
         self.rules = RuleBook(scoring)
         self.fit = FitModel(scoring)
         self.store = store

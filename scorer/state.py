@@ -750,6 +750,7 @@ def _refuse_eviction(client: Client) -> None:
     """
     try:
         if isinstance(client, redis.RedisCluster):
+            # get_primaries is untyped in redis-py (no-untyped-call).
             infos = {
                 node.name: client.get_redis_connection(node).info("memory")
                 for node in client.get_primaries()  # type: ignore[no-untyped-call]

@@ -345,7 +345,7 @@ def _read_schema_file(path: Path) -> SchemaVersion:
         full_name=parsed["name"],
         version=int(match["version"]),
         path=path,
-        fingerprint=_wire_fingerprint(canonical),
+        fingerprint=wire_fingerprint(canonical),
         parsed=parsed,
     )
 
@@ -362,7 +362,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _wire_fingerprint(canonical: str) -> bytes:
+def wire_fingerprint(canonical: str) -> bytes:
     # The spec asks for the 64-bit Rabin fingerprint in little-endian order (as
     # Java's SchemaNormalization.fingerprint writes it). fastavro's hex string
     # already lists the bytes in that order, least significant first (it calls
