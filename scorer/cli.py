@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, TypeAlias
 
 from scorer import __version__, accesslog, logs
 from scorer import calibrate as calibration
@@ -47,6 +47,9 @@ EXIT_USAGE = 2
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 AS_OF_EXAMPLE = "2026-11-05T00:00:00Z"
+
+# argparse has no public name for what add_subparsers returns.
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 # Flags of `scorer run` that set one config field each (like --set).
 SHORTHANDS = {
@@ -140,14 +143,33 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one JSON object per log line (default: logging.format)",
     )
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_run(commands)
+    _add_replay(commands)
+    _add_produce(commands)
+    _add_watch(commands)
+    _add_check_config(commands)
+    _add_default_config(commands)
+    _add_import_access_log(commands)
+    _add_calibrate(commands)
+    _add_demo(commands)
+    _add_sandbox(commands)
+
+    for command in commands.choices.values():
+        command.set_defaults(command_parser=command)
+    return parser
+
+
+def _add_run(commands: Subcommands) -> None:
     run = commands.add_parser("run", help="consume, score and publish until stopped")
     _config_option(run)
-    for flag, path in SHORTHANDS.items():
-        run.add_argument(flag, metavar="VALUE", help=f"sets {path}")
+    for flag in SHORTHANDS:
+        _shorthand(run, flag)
     run.set_defaults(handler=_run)
 
+
+def _add_replay(commands: Subcommands) -> None:
     replay = commands.add_parser(
         "replay", help="score JSON-lines files in-process; outputs to stdout"
     )
@@ -176,13 +198,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(handler=_replay)
 
+
+def _add_produce(commands: Subcommands) -> None:
     produce = commands.add_parser(
         "produce", help="produce JSON-lines records to Kafka, keyed by lead id"
     )
     _config_option(produce)
-    produce.add_argument(
-        "--bootstrap-servers", metavar="VALUE", help="sets kafka.bootstrap_servers"
-    )
+    _shorthand(produce, "--bootstrap-servers")
     produce.add_argument("--topic", help="the topic of records with no --route")
     produce.add_argument(
         "--route",
@@ -201,13 +223,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     produce.set_defaults(handler=_produce)
 
+
+def _add_watch(commands: Subcommands) -> None:
     watch = commands.add_parser(
         "watch", help="print the output topic's events as JSON lines as they come"
     )
     _config_option(watch)
-    watch.add_argument(
-        "--bootstrap-servers", metavar="VALUE", help="sets kafka.bootstrap_servers"
-    )
+    _shorthand(watch, "--bootstrap-servers")
     watch.add_argument(
         "--from-beginning",
         action="store_true",
@@ -218,6 +240,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     watch.set_defaults(handler=_watch)
 
+
+def _add_check_config(commands: Subcommands) -> None:
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("config", type=Path, metavar="CONFIG")
     check.add_argument(
@@ -239,12 +263,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=_check_config)
 
+
+def _add_default_config(commands: Subcommands) -> None:
     default = commands.add_parser(
         "default-config",
         help="print the packaged default config (YAML), to copy and edit",
     )
     default.set_defaults(handler=_default_config)
 
+
+def _add_import_access_log(commands: Subcommands) -> None:
     importer = commands.add_parser(
         "import-access-log",
         help="turn a web access log into events (JSON lines)",
@@ -255,6 +283,8 @@ def _parser() -> argparse.ArgumentParser:
     accesslog.add_arguments(importer)
     importer.set_defaults(handler=accesslog.run)
 
+
+def _add_calibrate(commands: Subcommands) -> None:
     calibrate = commands.add_parser(
         "calibrate",
         help="sweep MQL thresholds against known conversions",
@@ -273,6 +303,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     calibrate.set_defaults(handler=_calibrate)
 
+
+def _add_demo(commands: Subcommands) -> None:
     demo = commands.add_parser(
         "demo", help="start local Kafka and Redis and score real traffic live"
     )
@@ -290,6 +322,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_demo)
 
+
+def _add_sandbox(commands: Subcommands) -> None:
     sandbox = commands.add_parser(
         "sandbox",
         help="start local Kafka and Redis with the config's topics for `scorer "
@@ -303,10 +337,6 @@ def _parser() -> argparse.ArgumentParser:
     _config_option(sandbox)
     sandbox.set_defaults(handler=_sandbox)
 
-    for command in commands.choices.values():
-        command.set_defaults(command_parser=command)
-    return parser
-
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     args, unknown = _parser().parse_known_args(argv)
@@ -314,6 +344,10 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         # argparse would blame `scorer`; the command's usage is the helpful one.
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args
+
+
+def _shorthand(parser: argparse.ArgumentParser, flag: str) -> None:
+    parser.add_argument(flag, metavar="VALUE", help=f"sets {SHORTHANDS[flag]}")
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
