@@ -171,6 +171,14 @@ def parse_record(data: Mapping[str, Any], bounds: TimeBounds) -> Record:
     raise InvalidRecord("unknown_type", _UNKNOWN_TYPE, "type")
 
 
+def wrong_topic(topic: str, carries_firmographics: bool) -> InvalidRecord:
+    """The refusal of a record on a topic of the other kind."""
+    expected = "firmographic records" if carries_firmographics else "events"
+    return InvalidRecord(
+        "wrong_topic", f"topic {topic} carries {expected} only", "type"
+    )
+
+
 def record_fields(record: Record) -> dict[str, Any]:
     """A validated record as the mapping a codec writes: its normalised values.
 

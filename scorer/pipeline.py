@@ -66,6 +66,7 @@ from scorer.events import (
     parse_record,
     tombstone_op_id,
     unexpected_error,
+    wrong_topic,
 )
 from scorer.lane import StoreLane
 from scorer.lead import LATE, TOO_LATE, Outcome
@@ -470,10 +471,7 @@ class ScorerPipeline:
 
         record = parse_record(self.codecs[topic].decode(value), self.bounds)
         if is_firmographics != isinstance(record, Firmographics):
-            expected = "firmographic records" if is_firmographics else "events"
-            raise InvalidRecord(
-                "wrong_topic", f"topic {topic} carries {expected} only", "type"
-            )
+            raise wrong_topic(topic, is_firmographics)
         return record
 
     def _client_error(self, error: KafkaError) -> None:

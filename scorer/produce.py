@@ -39,7 +39,13 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from scorer.config import Config, Topic, WireFormat, topic_name_problem
 from scorer.confluent_wire import topic_codec
 from scorer.errors import BrokerError, ConfigError, InvalidRecord
-from scorer.events import ACTIVITY_TYPES, FIRMOGRAPHICS_TYPE, TimeBounds, record_fields
+from scorer.events import (
+    ACTIVITY_TYPES,
+    FIRMOGRAPHICS_TYPE,
+    TimeBounds,
+    record_fields,
+    wrong_topic,
+)
 from scorer.registry import RegistryClient, RegistryError
 from scorer.replay import Line, parse_line
 from scorer.wire import INPUT_SCHEMAS, Codec, JsonCodec, SchemaCatalog, make_codec
@@ -121,17 +127,10 @@ class Routing:
     def _check_role(self, topic: str, is_firmographics: bool) -> None:
         # The scorer checks each record it consumes the same way (see
         # pipeline's _item) and dead-letters a mismatch as wrong_topic.
-        on_firmographics_topic = topic == self.firmographics_topic
-        on_event_topic = topic in self.event_topics
-        if on_firmographics_topic and not is_firmographics:
-            expected = "firmographic records"
-        elif on_event_topic and is_firmographics:
-            expected = "events"
-        else:
-            return
-        raise InvalidRecord(
-            "wrong_topic", f"topic {topic} carries {expected} only", "type"
-        )
+        if topic == self.firmographics_topic and not is_firmographics:
+            raise wrong_topic(topic, carries_firmographics=True)
+        if topic in self.event_topics and is_firmographics:
+            raise wrong_topic(topic, carries_firmographics=False)
 
     def format_of(self, topic: str) -> Format:
         return self.formats.get(topic, self.default_format)
@@ -375,7 +374,7 @@ def _config_routes(config: Config | None) -> dict[str, str]:
         routes["firmographics"] = config.topics.firmographics.name
     if len(config.topics.events) == 1:
         only = config.topics.events[0].name
-        routes |= dict.fromkeys(("page_view", "content_download", "webinar"), only)
+        routes |= dict.fromkeys(ACTIVITY_TYPES, only)
     for topic in config.topics.events:
         routes |= dict.fromkeys(topic.types, topic.name)
     return routes
