@@ -842,7 +842,7 @@ class Pipeline(Frozen):
     )
 
 
-class Metrics(Frozen):
+class MetricsServer(Frozen):
     """The HTTP server of /metrics, /healthz and /readyz."""
 
     port: Integer | None = Field(
@@ -948,7 +948,7 @@ class Config(Frozen):
     redis: Redis = Redis()
     topics: Topics
     pipeline: Pipeline = Pipeline()
-    metrics: Metrics = Metrics()
+    metrics: MetricsServer = MetricsServer()
     logging: Logging = Logging()
     schema_registry: SchemaRegistry | None = Field(
         default=None,
@@ -1128,6 +1128,10 @@ def _message(err: Mapping[str, Any]) -> str:
         return "unknown field"
     if kind in ("tuple_type", "list_type"):
         return "must be a list (YAML: one '- item' per line, or [a, b])"
+    if kind in ("model_type", "dict_type"):
+        # pydantic would name a class of ours ("instance of MetricsServer").
+        # No ": " in it, which would be read as "name: problem" (see above).
+        return "must be a mapping of keys to values, not a single value or a list"
     if kind == "too_short" and isinstance(context.get("min_length"), int):
         return f"must hold at least {_items(context['min_length'])}"
     if kind == "too_long" and isinstance(context.get("max_length"), int):

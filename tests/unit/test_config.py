@@ -142,6 +142,26 @@ def test_a_fit_rule_with_an_empty_choice_is_refused() -> None:
     assert error.message.startswith("an empty value")
 
 
+@pytest.mark.parametrize(
+    ("path", "value"), [(("metrics",), 9100), (("kafka", "settings"), "acks=all")]
+)
+def test_a_section_given_as_a_value_is_told_to_be_a_mapping(
+    path: tuple[str, ...], value: object
+) -> None:
+    raw = default_raw()
+    parent = raw
+    for part in path[:-1]:
+        parent = parent.setdefault(part, {})
+    parent[path[-1]] = value
+
+    error = error_of(raw)
+    assert error.field == ".".join(path)
+    # Not pydantic's "instance of MetricsServer": a class the user never wrote.
+    assert error.message == (
+        "must be a mapping of keys to values, not a single value or a list"
+    )
+
+
 def test_a_list_given_as_one_text_is_told_to_be_a_list() -> None:
     raw = default_raw()
     raw["scoring"]["engagement_rules"][0]["match"]["url_contains"] = "/blog/"
