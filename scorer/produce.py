@@ -56,6 +56,9 @@ CodecOf = Callable[[str, Format, str], Codec]
 # How long the end of a run waits for the broker to acknowledge the rest.
 FLUSH_TIMEOUT_S = 60.0
 POLL_EVERY_LINES = 1000
+# Refusals that come from the command's set-up (routes, the registry), not
+# from the line: they fail the run.
+SET_UP_REASONS = ("no_route", "schema_registry")
 # The record types a --route may name: what the scorer's parse_record accepts.
 ROUTABLE_TYPES = (*ACTIVITY_TYPES, FIRMOGRAPHICS_TYPE)
 
@@ -147,13 +150,17 @@ class ProduceStats:
 
     @property
     def succeeded(self) -> bool:
-        """Every delivery acknowledged, and something sent if lines were read.
+        """Every delivery acknowledged, every record given a topic and schema,
+        and something sent if lines were read.
 
-        Bad lines alone are reported and skipped; a run that sent nothing of
-        what it read (no route for any record, say) did not do its job.
+        Lines the scorer would dead-letter are reported and skipped: the data
+        is at fault. A record without a route or a schema is the run's set-up
+        at fault, and every record of its type fails alike: a backfill that
+        sent the firmographics and none of the events must not look done.
         """
         nothing_sent = self.lines > 0 and not self.produced
-        return not self.failed and not nothing_sent
+        unrouted = any(self.bad[reason] for reason in SET_UP_REASONS)
+        return not self.failed and not nothing_sent and not unrouted
 
     def summary(self) -> str:
         parts = [f"lines={self.lines}", f"produced={sum(self.produced.values())}"]

@@ -399,10 +399,23 @@ def test_a_record_over_the_size_limit_is_reported_and_the_rest_go_on() -> None:
 
 def test_a_run_succeeds_only_if_it_sent_something_and_lost_nothing() -> None:
     assert ProduceStats().succeeded  # an empty input
-    some_bad = ProduceStats(lines=3, bad=Counter(no_route=2))
+    some_bad = ProduceStats(lines=3, bad=Counter(missing_field=2))
     some_bad.produced["t"] = 1
     assert some_bad.succeeded
-    assert not ProduceStats(lines=3, bad=Counter(no_route=3)).succeeded
+    assert not ProduceStats(lines=3, bad=Counter(missing_field=3)).succeeded
+
+
+@pytest.mark.parametrize("reason", ["no_route", "schema_registry"])
+def test_a_record_without_a_route_or_schema_fails_the_run(reason: str) -> None:
+    # Events routed nowhere while the firmographics went in: a seed that
+    # looked done with 93% of its records left out.
+    partly = ProduceStats(lines=3, bad=Counter({reason: 2}))
+    partly.produced["profiles"] = 1
+
+    assert not partly.succeeded
+
+
+def test_lines_lost_in_delivery_fail_the_run() -> None:
     lost = ProduceStats(lines=2, failed=1)
     lost.produced["t"] = 1
     assert not lost.succeeded
