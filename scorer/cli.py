@@ -149,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_replay(commands)
     _add_produce(commands)
     _add_watch(commands)
+    _add_state(commands)
     _add_check_config(commands)
     _add_default_config(commands)
     _add_import_access_log(commands)
@@ -174,7 +175,9 @@ def _add_replay(commands: Subcommands) -> None:
         "replay", help="score JSON-lines files in-process; outputs to stdout"
     )
     _config_option(replay)
-    replay.add_argument("--as-of", help="RFC 3339 time to evaluate the state at")
+    replay.add_argument(
+        "--as-of", help="RFC 3339 time, or now, to evaluate the state at"
+    )
     replay.add_argument(
         "--state-out",
         type=_output_file,
@@ -239,6 +242,32 @@ def _add_watch(commands: Subcommands) -> None:
         "--mql-only", action="store_true", help="print mql_crossed events only"
     )
     watch.set_defaults(handler=_watch)
+
+
+def _add_state(commands: Subcommands) -> None:
+    state = commands.add_parser(
+        "state",
+        help="print leads' scores as Redis holds them (JSON lines)",
+        description="Read leads' state from the scorer's Redis (read only, "
+        "safe while it runs) and print each as `replay --state-out` does, "
+        "decayed to now: who is an MQL today, where the flag of the lead's "
+        "newest event can be months old.",
+    )
+    _config_option(state)
+    _shorthand(state, "--redis-url")
+    state.add_argument(
+        "--as-of",
+        help="RFC 3339 time to decay the scores to (default: now; a time "
+        "before a lead's newest event counts as that event's)",
+    )
+    state.add_argument(
+        "--all", action="store_true", help="every lead held (a SCAN; no set order)"
+    )
+    state.add_argument(
+        "--mql-only", action="store_true", help="print only the leads that are MQLs"
+    )
+    state.add_argument("leads", nargs="*", metavar="LEAD_ID")
+    state.set_defaults(handler=_state)
 
 
 def _add_check_config(commands: Subcommands) -> None:
@@ -469,6 +498,24 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _state(args: argparse.Namespace) -> int:
+    from scorer import lookup
+    from scorer.lead import Params
+    from scorer.service import redis_client
+    from scorer.state import RedisStore
+
+    if bool(args.leads) == args.all:
+        raise UsageError("give the lead ids to show, or --all")
+    config = _load(args)
+    as_of_ms = _as_of(args.as_of or "now")
+
+    client = redis_client(config)
+    store = RedisStore(client, Params.of(config.scoring), config.redis.key_prefix)
+    found = lookup.standings(store, args.leads or None, as_of_ms)
+    missing = lookup.write(found, sys.stdout, sys.stderr, args.mql_only)
+    return EXIT_FAILED if missing else EXIT_OK
+
+
 def _inputs(args: argparse.Namespace) -> dict[Path | tuple[int, int], str]:
     """What replay reads, by file identity: its inputs and its config."""
     files = [Path(name) for name in args.inputs if name != "-"]
@@ -543,6 +590,8 @@ def _write_state(run: "Replay", out: IO[str]) -> None:
 def _as_of(text: str | None) -> int | None:
     if text is None:
         return None
+    if text.strip().lower() == "now":
+        return time.time_ns() // 1_000_000
     try:
         return parse_time(text, "--as-of")
     except InvalidRecord as exc:
