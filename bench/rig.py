@@ -37,6 +37,7 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from traffic import EVENT_ROLES, ROLE_FIRMOGRAPHICS, Record
 
 from scorer.config import default_config_path
+from scorer.delivery import send
 from scorer.sandbox import spawn
 from scorer.sandbox.kafka import admin_client, delete_topics
 from scorer.wire import AvroCodec, SchemaCatalog
@@ -212,12 +213,7 @@ class Stage:
 
     def _produce_one(self, record: Encoded) -> None:
         topic = self.inputs[record.role]
-        while True:
-            try:
-                self.producer.produce(topic, value=record.value, key=record.key)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        send(self.producer, topic, record.value, record.key)
 
     def produce_paced(self, records: Sequence[Encoded], rate: float) -> None:
         """Produce at `rate` records per second, in steps of a millisecond."""

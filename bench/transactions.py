@@ -34,6 +34,7 @@ import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from scorer.config import default_config_path
+from scorer.delivery import send
 from scorer.events import format_time
 from scorer.sandbox import spawn
 from scorer.sandbox.kafka import KafkaBroker, create_topics
@@ -129,12 +130,7 @@ class Run:
     def _produce(self, values: list[tuple[bytes, bytes]]) -> None:
         producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 20})
         for number, (key, value) in enumerate(values):
-            while True:
-                try:
-                    producer.produce(self.events, value=value, key=key)
-                    break
-                except BufferError:
-                    producer.poll(0.1)
+            send(producer, self.events, value, key)
             if number % 1000 == 0:
                 producer.poll(0)
         assert producer.flush(WAIT_S) == 0

@@ -677,14 +677,22 @@ def produce(
     item: Outgoing,
     on_delivery: Callable[[KafkaError | None, Message], None],
 ) -> None:
+    send(producer, item.topic, item.value, item.key, item.headers, on_delivery)
+
+
+def send(
+    producer: Producer,
+    topic: str,
+    value: bytes | None,
+    key: bytes | None = None,
+    headers: list[tuple[str, str | bytes | None]] | None = None,
+    on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+) -> None:
+    """`producer.produce`, waiting while librdkafka's local queue is full."""
     while True:
         try:
             producer.produce(
-                item.topic,
-                value=item.value,
-                key=item.key,
-                headers=item.headers,
-                on_delivery=on_delivery,
+                topic, value=value, key=key, headers=headers, on_delivery=on_delivery
             )
             return
         except BufferError:

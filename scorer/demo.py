@@ -33,6 +33,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from scorer import accesslog
 from scorer.calibrate import GOOD_BAND, TOO_HIGH_ABOVE, TOO_LOW_BELOW, Row
 from scorer.config import Config, parse_config
+from scorer.delivery import send
 from scorer.errors import ScorerError
 from scorer.events import FIRMOGRAPHICS_TYPE
 from scorer.metrics import Metrics
@@ -310,12 +311,7 @@ def _produce(config: Config, records: list[dict[str, Any]], speed: float) -> Non
             time.sleep(pause_s)
         topic = by_type[record["type"]]
         value = codec.encode(record)
-        while True:
-            try:
-                producer.produce(topic, value=value, key=record["lead_id"].encode())
-                break
-            except BufferError:
-                producer.poll(0.1)
+        send(producer, topic, value, record["lead_id"].encode())
         producer.poll(0)
     producer.flush(60)
 

@@ -38,6 +38,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from scorer.config import Config, Topic, WireFormat, topic_name_problem
 from scorer.confluent_wire import topic_codec
+from scorer.delivery import send
 from scorer.errors import BrokerError, ConfigError, InvalidRecord
 from scorer.events import (
     ACTIVITY_TYPES,
@@ -257,18 +258,11 @@ class Sender:
             self._pending.pop(where, None)
             self._delivered(where, topic, error)
 
-        while True:
-            try:
-                self.producer.produce(
-                    topic, key=key, value=value, on_delivery=delivered
-                )
-                self._pending[where] = None
-                return
-            except BufferError:
-                # The local queue is full: let deliveries drain it.
-                self.producer.poll(0.1)
-            except KafkaException as exc:
-                raise _refused(exc, topic, len(key) + len(value)) from exc
+        try:
+            send(self.producer, topic, value, key, on_delivery=delivered)
+        except KafkaException as exc:
+            raise _refused(exc, topic, len(key) + len(value)) from exc
+        self._pending[where] = None
 
     def _delivered(self, where: str, topic: str, error: KafkaError | None) -> None:
         if error is None:

@@ -37,6 +37,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from scorer.config import Config, default_config_path, parse_config
+from scorer.delivery import send
 from scorer.events import format_time, parse_record
 from scorer.lead import Params
 from scorer.replay import Line, Replay
@@ -422,14 +423,7 @@ def _produce_one(
     producer: Producer, topic: str, workload: Workload, index: int, on_delivery: Any
 ) -> None:
     key = workload.records[index]["lead_id"].encode()
-    while True:
-        try:
-            producer.produce(
-                topic, value=workload.values[index], key=key, on_delivery=on_delivery
-            )
-            break
-        except BufferError:
-            producer.poll(0.1)
+    send(producer, topic, workload.values[index], key, on_delivery=on_delivery)
     if index % 500 == 0:
         producer.poll(0)
 

@@ -27,7 +27,10 @@ class RecordingProducer:
         self.sent: list[tuple[str, bytes, bytes]] = []
         self._callbacks: list[Any] = []
 
-    def produce(self, topic: str, key: bytes, value: bytes, on_delivery: Any) -> None:
+    def produce(
+        self, topic: str, key: bytes, value: bytes, headers: Any, on_delivery: Any
+    ) -> None:
+        assert headers is None  # scorer produce sends no headers
         self.sent.append((topic, key, value))
         self._callbacks.append(on_delivery)
 
