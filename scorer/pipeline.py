@@ -48,6 +48,7 @@ from scorer import backoff
 from scorer.assignment import Assignment, Key, Rejoin
 from scorer.config import Config, Topic
 from scorer.confluent_wire import topic_codec
+from scorer.dead_letter import DeadLetters, Rejected, placed
 from scorer.delivery import (
     AtLeastOnce,
     Handoff,
@@ -92,39 +93,10 @@ TOPIC_CHECK_S = 5.0
 # The Avro records an input topic carries; any other is refused by its
 # header or schema id, before its body is read.
 INPUT_RECORDS = frozenset(INPUT_SCHEMAS.values())
-DLQ_HEADER_PREFIX = "scorer.error."
-# librdkafka's default message.max.bytes: its producer refuses anything
-# larger (key, value and headers), while the broker takes up to 1 MiB.
-DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
-MESSAGE_OVERHEAD_BYTES = 512  # record framing librdkafka counts in that size
-# Each header adds the varint lengths of its name and value (up to 5 bytes
-# each) to that size: a thousand empty headers cost some 2 kB, not nothing.
-HEADER_FRAMING_BYTES = 10
-SHORT_KEY_BYTES = 1024  # a key still copied when a dead letter is too big
 # Records per part of a batch sent to Redis at once (`_start`):
 # small enough that Redis starts early and little of its work is left
 # without Python work beside it, large enough for several updates per call.
 PART_RECORDS = 200
-
-
-@dataclass(slots=True)
-class Rejected:
-    """A record that cannot be scored, on its way to the dead-letter topic."""
-
-    message: Message
-    error: InvalidRecord
-    error_class: str = "InvalidRecord"
-    """The class of the exception; another than InvalidRecord is a bug."""
-    scored: bool = False
-    """Scored, but its outputs cannot be encoded: counted as dead-lettered only."""
-
-    def __post_init__(self) -> None:
-        # A caught exception's traceback holds the frame that caught it, and
-        # that frame the batch: a cycle that only the collector frees. Whole
-        # batches of large records then outlived their turn (RSS past 1 GB
-        # on 1 MB malformed records). The dead letter needs none of it.
-        self.error.__traceback__ = None
-        self.error.__cause__ = self.error.__context__ = None
 
 
 @dataclass(slots=True)
@@ -224,7 +196,7 @@ class ScorerPipeline:
         )
         self.output_codec = topic_codec(topics.output, catalog, registry, SCORE_SCHEMA)
         self.bounds = TimeBounds(max_future_ms=config.pipeline.max_future)
-        self.max_message_bytes = _max_message_bytes(config)
+        self.dead_letters = DeadLetters(config)
         self.partitions = Assignment(
             consumer,
             metrics,
@@ -410,7 +382,7 @@ class ScorerPipeline:
         batch = in_flight.batch
         results, outputs = self._scored(in_flight, behind)
 
-        outgoing = [self._dead_letter(r) for r in batch.rejected] + outputs
+        outgoing = [self.dead_letters.letter(r) for r in batch.rejected] + outputs
         offsets = [TopicPartition(t, p, o) for (t, p), o in in_flight.offsets.items()]
         sent = self.delivery.send(Handoff(outgoing, offsets, in_flight.epochs))
         return Sending(in_flight, results, sent)
@@ -598,84 +570,13 @@ class ScorerPipeline:
         return outputs
 
     def _output(self, source: Message, event: dict[str, Any], value: bytes) -> Outgoing:
-        topic, partition, _ = _where(source)
+        topic, partition, _ = placed(source)
         return Outgoing(
             topic=self.config.topics.output.name,
             key=str(event["lead_id"]).encode(),
             value=value,
             headers=[("type", str(event["type"]).encode())],
             source=(topic, partition),
-        )
-
-    def _dead_letter(self, rejected: Rejected) -> Outgoing:
-        message, error = rejected.message, rejected.error
-        reason_headers = {
-            "class": rejected.error_class,
-            "reason": error.reason,
-            "message": error.message,
-            "field": error.field or "",
-        }
-        topic, partition, offset = _where(message)
-        reason_headers |= {
-            "topic": topic,
-            "partition": str(partition),
-            "offset": str(offset),
-        }
-        # Reason headers already on the record (a dead letter copied back,
-        # or a producer's own) would be read before the scorer's.
-        headers = [
-            h for h in _headers(message) if not h[0].startswith(DLQ_HEADER_PREFIX)
-        ]
-        headers += [
-            (DLQ_HEADER_PREFIX + k, v.encode()) for k, v in reason_headers.items()
-        ]
-        # The message stays out of the log: it may quote the record. A field
-        # is named only where there is one (not as `field=None`).
-        text = "dead-lettered topic=%s partition=%d offset=%d reason=%s"
-        facts = [message.topic(), message.partition(), message.offset(), error.reason]
-        if error.field:
-            text += " field=%s"
-            facts.append(error.field)
-        log.warning(text + " error=%s", *facts, rejected.error_class)
-
-        letter = Outgoing(
-            topic=self.config.topics.dead_letter,
-            key=message.key(),
-            value=message.value(),
-            headers=headers,
-            source=(topic, partition),
-        )
-        return self._within_limit(letter, len(reason_headers), message)
-
-    def _within_limit(
-        self, letter: Outgoing, added_headers: int, source: Message
-    ) -> Outgoing:
-        """The dead letter, or a copy without its content if it is too big.
-
-        A record the broker took can exceed what the producer may send once
-        the reason headers are added; refusing it would stop the scorer at
-        it for good. The content stays at its offset in the source topic.
-        """
-        if _size(letter) + MESSAGE_OVERHEAD_BYTES <= self.max_message_bytes:
-            return letter
-
-        omitted = _size(letter)
-        log.warning(
-            "dead letter too big; sent without its content "
-            "topic=%s partition=%d offset=%d bytes=%d",
-            source.topic(),
-            source.partition(),
-            source.offset(),
-            omitted,
-        )
-        short_key = letter.key is not None and len(letter.key) <= SHORT_KEY_BYTES
-        note = (DLQ_HEADER_PREFIX + "omitted_bytes", str(omitted).encode())
-        return Outgoing(
-            topic=letter.topic,
-            key=letter.key if short_key else None,
-            value=None,
-            headers=[*letter.headers[-added_headers:], note],
-            source=letter.source,
         )
 
     def _observe_latency(self, batch: Batch, results: list[Scored]) -> None:
@@ -828,35 +729,6 @@ def _lead_from_key(message: Message) -> str:
     if not lead_id.strip() or not lead_id.isprintable() or len(lead_id) > MAX_ID_CHARS:
         raise InvalidRecord("bad_key", "the key is not a lead id")
     return lead_id
-
-
-def _max_message_bytes(config: Config) -> int:
-    kafka = config.kafka
-    given = kafka.producer_settings.get("message.max.bytes")
-    if given is None:
-        given = kafka.settings.get("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES)
-    return int(given)
-
-
-def _size(item: Outgoing) -> int:
-    headers = sum(
-        len(name) + len(value or b"") + HEADER_FRAMING_BYTES
-        for name, value in item.headers
-    )
-    return len(item.key or b"") + len(item.value or b"") + headers
-
-
-def _headers(message: Message) -> list[tuple[str, str | bytes | None]]:
-    original = message.headers() or []
-    pairs = original.items() if isinstance(original, dict) else original
-    return [(str(pair[0]), pair[1]) for pair in pairs]
-
-
-def _where(message: Message) -> tuple[str, int, int]:
-    """Topic, partition and offset of a consumed (hence placed) message."""
-    topic, partition, offset = message.topic(), message.partition(), message.offset()
-    assert topic is not None and partition is not None and offset is not None
-    return topic, partition, offset
 
 
 def _next_offsets_by_key(messages: list[Message]) -> dict[Key, int]:

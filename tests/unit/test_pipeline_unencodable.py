@@ -206,7 +206,7 @@ def test_the_record_is_counted_once_as_dead_lettered_and_its_outputs_not_at_all(
 def test_the_log_line_names_a_field_only_where_there_is_one(
     pipeline: ScorerPipeline, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="scorer.pipeline")
+    caplog.set_level(logging.WARNING, logger="scorer.dead_letter")
 
     run_one_batch(pipeline, [Consumed(0, "", "/pricing"), Consumed(1, "L2", "/demo")])
 
