@@ -28,16 +28,12 @@ from types import FrameType
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
+from scorer.clients import consumer_settings, output_producer_settings, redis_client
 from scorer.config import Config, load_config
 from scorer.events import TimeBounds, parse_record
 from scorer.lead import Params
 from scorer.scoring import Scorer
-from scorer.service import (
-    consumer_settings,
-    output_producer_settings,
-    redis_client,
-    tune_garbage_collector,
-)
+from scorer.service import tune_garbage_collector
 from scorer.state import RedisStore
 from scorer.wire import SCORE_SCHEMA, Codec, SchemaCatalog, make_codec
 

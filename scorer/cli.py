@@ -500,8 +500,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _state(args: argparse.Namespace) -> int:
     from scorer import lookup
+    from scorer.clients import redis_client
     from scorer.lead import Params
-    from scorer.service import redis_client
     from scorer.state import RedisStore
 
     if bool(args.leads) == args.all:
@@ -749,7 +749,7 @@ def _mql_env(name: str) -> bool:
 def _produce(args: argparse.Namespace) -> int:
     from confluent_kafka import Producer
 
-    from scorer import produce, service
+    from scorer import clients, produce
     from scorer.replay import read_lines
 
     config = _load(args)
@@ -757,9 +757,9 @@ def _produce(args: argparse.Namespace) -> int:
     if args.topic is not None:
         produce.checked_topic("--topic", args.topic)
     routing = produce.Routing.of(config, routes, args.topic, args.format)
-    with service.settings_checked_by_librdkafka(config.kafka):
+    with clients.settings_checked_by_librdkafka(config.kafka):
         producer = Producer(
-            service.producer_settings(config), logger=service.client_logger("producer")
+            clients.producer_settings(config), logger=clients.client_logger("producer")
         )
     bounds = TimeBounds(max_future_ms=config.pipeline.max_future)
     codecs = produce.codecs_for(config)

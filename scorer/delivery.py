@@ -453,7 +453,7 @@ class Transactional(_Delivery):
     """Outputs and offsets in one Kafka transaction per batch.
 
     The producer's `transactional.id` is stable per instance (see
-    `scorer.service.transactional_id`): a restarted instance aborts what
+    `scorer.clients.transactional_id`): a restarted instance aborts what
     its previous life left open, at once instead of after
     `transaction.timeout.ms`. Zombies, instances that lost their partitions
     without noticing, are fenced by the group metadata sent with the

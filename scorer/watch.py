@@ -25,12 +25,12 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from scorer.clients import client_logger, kafka_common, settings_checked_by_librdkafka
 from scorer.config import Config
 from scorer.confluent_wire import topic_codec
 from scorer.errors import BrokerError, InvalidRecord
 from scorer.publish import MQL_CROSSED, SCORE_CHANGED
 from scorer.registry import RegistryClient
-from scorer.service import client_logger, kafka_common, settings_checked_by_librdkafka
 from scorer.wire import Codec, JsonCodec, SchemaCatalog
 
 log = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ from guarantees import (
 from test_faults import CONSUMER, RATE, REDIS_TIMEOUT_S, pause_redis
 from test_state import PARAMS, RULES, T0, random_updates
 
+from scorer.clients import redis_client
 from scorer.config import Config, load_config, parse_config
 from scorer.errors import StateStoreError
 from scorer.lead import (
@@ -38,7 +39,6 @@ from scorer.lead import (
 )
 from scorer.sandbox import free_ports
 from scorer.sandbox.redis import RedisServer
-from scorer.service import redis_client
 from scorer.state import RedisStore
 
 # Every test here starts redis-servers of its own.

@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from harness import TopicReader, make_config, produce, running_scorer
 
+from scorer.clients import producer_settings
 from scorer.config import Config
 from scorer.errors import ConfigError
 from scorer.events import format_time
@@ -28,7 +29,7 @@ from scorer.produce import Routing, Sender, codecs_for
 from scorer.registry import RegistryUnavailable
 from scorer.replay import Line
 from scorer.sandbox.registry import SchemaRegistryServer
-from scorer.service import build_pipeline, producer_settings
+from scorer.service import build_pipeline
 from scorer.wire import DEFAULT_SCHEMAS_DIR, SCORE_SCHEMA, AvroCodec, SchemaCatalog
 
 REGISTRY_ENV = "SCHEMA_REGISTRY_URL"

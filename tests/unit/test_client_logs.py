@@ -2,7 +2,7 @@
 
 import logging
 
-from scorer.service import Repeats
+from scorer.clients import Repeats
 
 
 def client_record(level: int, facility: str, text: str) -> logging.LogRecord:

@@ -9,14 +9,14 @@ import yaml
 from command import scorer as run_cli
 from confluent_kafka import Consumer, Producer
 
-from scorer.config import default_config_path, load_config, parse_config
-from scorer.errors import ConfigError
-from scorer.service import (
+from scorer.clients import (
     consumer_settings,
     producer_settings,
     redis_client,
     settings_checked_by_librdkafka,
 )
+from scorer.config import default_config_path, load_config, parse_config
+from scorer.errors import ConfigError
 
 SECRET = "s3cr3t-Hunter2"
 

@@ -18,6 +18,12 @@ import yaml
 from confluent_kafka import KafkaError, Producer, TopicPartition
 
 from scorer.assignment import Assignment
+from scorer.clients import (
+    output_producer_settings,
+    producer_settings,
+    redis_client,
+    transactional_id,
+)
 from scorer.config import Config, default_config_path, parse_config
 from scorer.delivery import (
     WAIT_LOG_EVERY_S,
@@ -31,13 +37,7 @@ from scorer.delivery import (
 )
 from scorer.errors import ConfigError
 from scorer.metrics import Metrics
-from scorer.service import (
-    _count_errors,
-    output_producer_settings,
-    producer_settings,
-    redis_client,
-    transactional_id,
-)
+from scorer.service import _count_errors
 
 
 class StandInMessage:

@@ -17,9 +17,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from scorer.clients import consumer_settings, transactional_id
 from scorer.config import load_config, parse_config
 from scorer.metrics import Metrics
-from scorer.service import consumer_settings, transactional_id
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
