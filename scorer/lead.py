@@ -97,6 +97,17 @@ class Params:
             return False
         return self.min_engagement is None or engagement >= self.min_engagement
 
+    def fell_out(self, was_mql: bool, decayed_score: float) -> bool:
+        """Whether an MQL's score, decayed to its next event, left the band.
+
+        Decay lowers a quiet lead's score between events, unseen. Had its
+        next event's points been judged against the flag alone, an event
+        lifting it back into the band would keep it an MQL it stopped being
+        weeks before: it is judged as no MQL instead, and leaves (down)
+        unless the event takes it up to the threshold again.
+        """
+        return was_mql and decayed_score < self.threshold - self.hysteresis
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -309,18 +320,21 @@ def apply_activity(state: LeadState, update: ActivityUpdate, params: Params) -> 
 
     previous_score = state.score
     decay_lost = 0.0
+    fell = False
     if state.ref_ms is None:
         state.ref_ms = update.at_ms
     moved = update.at_ms > state.ref_ms
     if moved:
         before = state.engagement()
         state.advance(update.at_ms)
-        decay_lost = before - state.engagement()
+        after = state.engagement()
+        decay_lost = before - after
+        fell = params.fell_out(state.is_mql, params.total(state.fit, after))
     late = _lateness(state.ref_ms - update.at_ms, params.lateness_ms)
 
     applied, capped = _add_points(state, update)
     state.close_windows(params.lateness_ms)
-    outcome = _settle(state, params, previous_score, applied, decay_lost)
+    outcome = _settle(state, params, previous_score, applied, decay_lost, fell)
     outcome = replace(outcome, capped=capped, late=late)
 
     # Remembered by the lead's newest time, not the event's own: an event
@@ -458,11 +472,13 @@ def _settle(
     previous_score: float,
     applied: float,
     decay_lost: float,
+    fell: bool = False,
 ) -> Outcome:
+    """The update's outcome; `fell`: decay took an MQL out of the band before it."""
     engagement = state.engagement()
     score = params.total(state.fit, engagement)
     was_mql = state.is_mql
-    state.is_mql = params.is_mql(was_mql, score, engagement)
+    state.is_mql = params.is_mql(was_mql and not fell, score, engagement)
     state.score = score
     return Outcome(
         status=APPLIED,

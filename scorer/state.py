@@ -405,12 +405,12 @@ local function add_points(st, at, rule)
   return after - before, math.abs(w[1]) > w[4]
 end
 
-local function settle(st, applied, lost, capped, late)
+local function settle(st, applied, lost, capped, late, fell)
   local previous_text = st.score_text
   local eng = engagement(st)
   local score = FW * st.fit + EW * eng
   local was = st.mql
-  if was then
+  if was and not fell then
     st.mql = score >= T - H
   else
     st.mql = score >= T and (MIN_ENGAGEMENT == nil or eng >= MIN_ENGAGEMENT)
@@ -449,20 +449,23 @@ local function activity(key, seen, outs, op_id, at, rule)
   local again = remembered(st, seen, outs, op_id)
   if again then return again end
 
-  local lost, moved = 0, false
+  local lost, moved, fell = 0, false, false
   if st.ref == nil then st.ref, st.ref_text = at, num(at) end
   if at > st.ref then
     local before = engagement(st)
     advance(st, at)
-    lost = before - engagement(st)
+    local after = engagement(st)
+    lost = before - after
     moved = true
+    -- Decay took a quiet MQL out of the band before this event (Params.fell_out).
+    fell = st.mql and FW * st.fit + EW * after < T - H
   end
   local behind, late = st.ref - at, 0
   if behind > 0 then late = (behind <= LATENESS) and 1 or 2 end
 
   local applied, capped = add_points(st, at, rule)
   close_windows(st)
-  local encoded = settle(st, applied, lost, capped, late)
+  local encoded = settle(st, applied, lost, capped, late, fell)
 
   save(key, st)
   -- By the lead's newest time, not the event's: an event older than the

@@ -105,6 +105,25 @@ def test_lua_and_python_agree_to_the_bit(
     assert_twins_agree(redis_client, random_updates(seed, 400), per_call, params)
 
 
+# With PARAMS' engagement weight of 0.8: 64 is an MQL, (5 + 62) * 0.8 = 53.6
+# inside the band, (5 + 75) * 0.8 = 64 over the threshold.
+@pytest.mark.parametrize(("points", "stays"), [(62.0, False), (75.0, True)])
+def test_an_mql_decayed_out_of_the_band_is_judged_alike_in_lua(
+    redis_client: redis.Redis, points: float, stays: bool
+) -> None:
+    big = ScoringRule("big", 80.0, 7 * DAY_MS, None, None)
+    comeback = ScoringRule("comeback", points, 7 * DAY_MS, None, None)
+    updates: list[Update] = [
+        ActivityUpdate("L1", "e1", T0, big),
+        ActivityUpdate("L1", "e2", T0 + 28 * DAY_MS, comeback),  # 4 before it
+    ]
+
+    assert_twins_agree(redis_client, updates, per_call=64)
+    store = RedisStore(redis_client, PARAMS, key_prefix="p")
+    snapshot = store.snapshot("L1")
+    assert snapshot is not None and snapshot.is_mql is stays
+
+
 def assert_twins_agree(
     client: redis.Redis,
     updates: list[Update],

@@ -389,6 +389,34 @@ def test_state_as_of_a_later_time_can_drop_an_mql() -> None:
     assert month_later.score == pytest.approx(70 / 16)
 
 
+@pytest.mark.parametrize(
+    ("points", "flags"),
+    [
+        (55.0, (True, False)),  # back into the band only: it left while quiet
+        (65.0, (True, True)),  # back over the threshold: still an MQL
+    ],
+)
+def test_an_mql_that_decayed_out_of_the_band_is_judged_at_its_next_event(
+    points: float, flags: tuple[bool, bool]
+) -> None:
+    store = MemoryStore(PARAMS)
+    big = ScoringRule("big", 70.0, 7 * DAY_MS, None, None)
+    comeback = ScoringRule("comeback", points, 7 * DAY_MS, None, None)
+
+    # 70 is an MQL; four half-lives later it is 4.4, far below 60 - 10,
+    # when an event lifts it to 59.4 (inside the band) or to 69.4.
+    outcomes = store.apply(
+        [visit(big, T0, "e1"), visit(comeback, T0 + 28 * DAY_MS, "e2")]
+    )
+
+    last = outcomes[-1]
+    assert last is not None
+    assert last.score == pytest.approx(70 / 16 + points)
+    assert (last.was_mql, last.is_mql) == flags
+    snapshot = store.snapshot("L1")
+    assert snapshot is not None and snapshot.is_mql == flags[1]
+
+
 RULES = [PRICING, BLOG, PLAIN, CAREERS]
 
 
