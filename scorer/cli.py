@@ -1,7 +1,6 @@
 """The `scorer` command line."""
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -47,6 +46,7 @@ EXIT_USAGE = 2
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 AS_OF_EXAMPLE = "2026-11-05T00:00:00Z"
+LATEST_AS_OF_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 # argparse has no public name for what add_subparsers returns.
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -364,6 +364,15 @@ def _add_sandbox(commands: Subcommands) -> None:
         "Ctrl-C or SIGTERM, then stops both servers and deletes their data.",
     )
     _config_option(sandbox)
+    sandbox.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        dest="topics",
+        metavar="NAME",
+        help="also create this topic (repeatable), such as a side output topic "
+        "to seed history into",
+    )
     sandbox.set_defaults(handler=_sandbox)
 
 
@@ -442,12 +451,20 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
+    from scorer.produce import checked_topic
     from scorer.sandbox import stack
 
+    for name in args.topics:
+        checked_topic("--topic", name)
     config = _load(args)
     stop = _stop_on_signal("stopping the servers")
     lost = stack.serve(
-        config, stop, _say, config_path=args.config, settings=args.settings
+        config,
+        stop,
+        _say,
+        config_path=args.config,
+        settings=args.settings,
+        extra_topics=args.topics,
     )
     return EXIT_FAILED if lost else EXIT_OK
 
@@ -507,13 +524,19 @@ def _state(args: argparse.Namespace) -> int:
     if bool(args.leads) == args.all:
         raise UsageError("give the lead ids to show, or --all")
     config = _load(args)
-    as_of_ms = _as_of(args.as_of or "now")
+    as_of_ms = _as_of("now" if args.as_of is None else args.as_of)
 
     client = redis_client(config)
     store = RedisStore(client, Params.of(config.scoring), config.redis.key_prefix)
     found = lookup.standings(store, args.leads or None, as_of_ms)
-    missing = lookup.write(found, sys.stdout, sys.stderr, args.mql_only)
-    return EXIT_FAILED if missing else EXIT_OK
+    written = lookup.write(found, sys.stdout, sys.stderr, args.mql_only)
+    if args.all and not written.held:
+        # Most often a key prefix other than the scorer's: say so, rather
+        # than look like a store with no MQLs.
+        prefix = config.redis.key_prefix
+        print(f"no lead held under redis.key_prefix={prefix}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_FAILED if written.missing else EXIT_OK
 
 
 def _inputs(args: argparse.Namespace) -> dict[Path | tuple[int, int], str]:
@@ -581,10 +604,10 @@ def _progress_line(args: argparse.Namespace) -> "ProgressLine | None":
 
 
 def _write_state(run: "Replay", out: IO[str]) -> None:
-    from scorer.replay import snapshot_json
+    from scorer.replay import state_line
 
     for snapshot in run.snapshots():
-        out.write(json.dumps(snapshot_json(snapshot)) + "\n")
+        out.write(state_line(snapshot))
 
 
 def _as_of(text: str | None) -> int | None:
@@ -593,7 +616,7 @@ def _as_of(text: str | None) -> int | None:
     if text.strip().lower() == "now":
         return time.time_ns() // 1_000_000
     try:
-        return parse_time(text, "--as-of")
+        as_of_ms = parse_time(text, "--as-of")
     except InvalidRecord as exc:
         problem = (
             "has no time zone"
@@ -601,6 +624,12 @@ def _as_of(text: str | None) -> int | None:
             else "is not an RFC 3339 time with a zone"
         )
         raise UsageError(f"--as-of: {text!r} {problem} (e.g. {AS_OF_EXAMPLE})") from exc
+
+    # A time written with an offset can land past year 9999 in UTC, which
+    # the state's `as_of` (written in UTC) cannot show.
+    if as_of_ms > LATEST_AS_OF_MS:
+        raise UsageError(f"--as-of: {text!r} is after 9999-12-31 in UTC")
+    return as_of_ms
 
 
 def _lacks_zone(text: str) -> bool:

@@ -10,8 +10,8 @@ only at its next event, so after a backfill or a quiet month "who is an
 MQL today" needs the decay to today.
 """
 
-import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import IO
 
 import redis
@@ -19,7 +19,7 @@ from redis.exceptions import RedisClusterException
 
 from scorer.errors import StateStoreError
 from scorer.lead import Snapshot
-from scorer.replay import snapshot_json
+from scorer.replay import state_line
 from scorer.state import RedisStore
 
 NO_STATE = "no state (never scored, erased, or under another redis.key_prefix)"
@@ -40,21 +40,27 @@ def standings(
         raise StateStoreError(f"cannot list the leads: {exc}") from exc
 
 
+@dataclass(slots=True)
+class Written:
+    held: int = 0
+    missing: int = 0
+
+
 def write(
     found: Iterable[tuple[str, Snapshot | None]],
     out: IO[str],
     errors: IO[str],
     mql_only: bool = False,
-) -> int:
-    """One JSON line per lead held; the others named on `errors`. How many
-    were missing."""
-    missing = 0
+) -> Written:
+    """One line per lead held, as replay's --state-out; the others named on
+    `errors`."""
+    written = Written()
     for lead_id, snapshot in found:
         if snapshot is None:
-            missing += 1
+            written.missing += 1
             print(f"{lead_id}: {NO_STATE}", file=errors)
             continue
-        if mql_only and not snapshot.is_mql:
-            continue
-        out.write(json.dumps(snapshot_json(snapshot), ensure_ascii=False) + "\n")
-    return missing
+        written.held += 1
+        if not mql_only or snapshot.is_mql:
+            out.write(state_line(snapshot))
+    return written

@@ -13,7 +13,6 @@ inputs from the running pipeline and a cached Redis PING.
 
 import json
 import logging
-import re
 import sys
 import threading
 import time
@@ -40,8 +39,7 @@ TEXT = "text/plain; charset=utf-8"
 # Longer than any scrape or probe of a healthy scorer takes to send its
 # request and read the answer.
 CLIENT_TIMEOUT_S = 10.0
-# From `?` to the end of the word: a request line's query string.
-_QUERY = re.compile(r"\?\S*")
+_PATHS = ("/metrics", "/healthz", "/readyz")
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,8 +288,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:
-        # Probes arrive every few seconds: not worth a line at INFO. A query
-        # string is the client's to write (it can carry an e-mail address)
-        # and no probe reads one.
-        log.debug("http request %s", _QUERY.sub("", format % args))
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # Probes arrive every few seconds: not worth a line at INFO. Only
+        # what the server knows is named: the request line is the client's
+        # to write (a query or a path can carry an e-mail address).
+        path = getattr(self, "path", "").split("?", 1)[0]
+        shown = path if path in _PATHS else "(other)"
+        method = self.command if self.command in ("GET", "HEAD", "POST") else "(other)"
+        status = code.value if isinstance(code, HTTPStatus) else code
+        log.debug("http request method=%s path=%s status=%s", method, shown, status)
+
+    def log_error(self, format: str, *args: object) -> None:
+        pass  # the request's own line follows, from log_request

@@ -58,8 +58,9 @@ CodecOf = Callable[[str, Format, str], Codec]
 FLUSH_TIMEOUT_S = 60.0
 POLL_EVERY_LINES = 1000
 # Refusals that come from the command's set-up (routes, the registry), not
-# from the line: they fail the run.
-SET_UP_REASONS = ("no_route", "schema_registry")
+# from the line: they fail the run. A record of one kind routed to a topic
+# of the other (wrong_topic) was routed there by the config or --route.
+SET_UP_REASONS = ("no_route", "wrong_topic", "schema_registry")
 # The record types a --route may name: what the scorer's parse_record accepts.
 ROUTABLE_TYPES = (*ACTIVITY_TYPES, FIRMOGRAPHICS_TYPE)
 

@@ -249,6 +249,11 @@ def read_lines(paths: Iterable[str]) -> Iterator[Line]:
             yield from _numbered(path, handle)
 
 
+def state_line(snapshot: Snapshot) -> str:
+    """A lead's line of `--state-out` (and of `scorer state`)."""
+    return json.dumps(snapshot_json(snapshot)) + "\n"
+
+
 def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
     return {
         "lead_id": snapshot.lead_id,

@@ -580,6 +580,9 @@ def _json_problem(text: str, exc: json.JSONDecodeError) -> str:
     own line number, that read as the wrong line. So trailing whitespace is
     left out of the count, and a one-line value gets no line of its own.
     """
+    if text.startswith("\ufeff") and exc.pos == 0:
+        # Files given to replay and produce may open with one; a message not.
+        return "not JSON: it opens with a byte-order mark (U+FEFF)"
     content = text.rstrip(_JSON_WHITESPACE)
     at = min(exc.pos, len(content))
     column = at - content.rfind("\n", 0, at)

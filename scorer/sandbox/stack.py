@@ -28,8 +28,11 @@ PARTITIONS = 3
 WATCH_EVERY_S = 1.0
 
 
-def create_config_topics(bootstrap_servers: str, config: Config) -> list[str]:
-    """Create every topic `config` names; the firmographics one compacted.
+def create_config_topics(
+    bootstrap_servers: str, config: Config, extra: Sequence[str] = ()
+) -> list[str]:
+    """Create every topic `config` names, the firmographics one compacted,
+    and the `extra` ones.
 
     Returns their names, inputs first.
     """
@@ -40,6 +43,7 @@ def create_config_topics(bootstrap_servers: str, config: Config) -> list[str]:
         names.append(topics.firmographics.name)
         compacted.append(topics.firmographics.name)
     names += [topics.output.name, topics.dead_letter]
+    names += [name for name in dict.fromkeys(extra) if name not in names]
 
     create_topics(bootstrap_servers, dict.fromkeys(names, PARTITIONS), compacted)
     return names
@@ -62,6 +66,7 @@ def serve(
     say: Callable[[str], None],
     config_path: Path | None = None,
     settings: Sequence[str] = (),
+    extra_topics: Sequence[str] = (),
 ) -> list[str]:
     """Run both servers until `stop` is set; then stop them and drop their data.
 
@@ -69,12 +74,13 @@ def serve(
 
     `config_path`, the file `config` came from, and `settings`, the `--set`
     overrides it was read with, are repeated in the commands printed for the
-    other terminal, so they use the same topics.
+    other terminal, so they use the same topics. `extra_topics` are created
+    beside the config's (a side output topic for a seed, say).
     """
     say("Starting a local Kafka broker (KRaft) and redis-server ...")
     with ExitStack() as stack:
         broker, redis_server = start_servers(stack)
-        names = create_config_topics(broker.bootstrap_servers, config)
+        names = create_config_topics(broker.bootstrap_servers, config, extra_topics)
 
         bootstrap, url = broker.bootstrap_servers, redis_server.url
         say(instructions(bootstrap, url, names, config_path, settings))

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import redis
 from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
 
 from scorer.wire import make_codec
 
@@ -42,6 +43,10 @@ RECORDS[1] |= {"asset_id": "a1", "asset_type": "whitepaper"}
 RECORDS[2] |= {"webinar_id": "w", "status": "registered", "minutes_watched": 0}
 
 
+# A topic beside the config's, as for seeding history (README).
+SIDE_TOPIC = "lead.scores.seed"
+
+
 def scorer(*args: str) -> list[str]:
     return [sys.executable, "-m", "scorer.cli", *args]
 
@@ -51,7 +56,10 @@ def running_sandbox() -> Iterator[tuple[subprocess.Popen[str], str]]:
     """`scorer sandbox` started, with what it printed up to its instructions;
     killed at the end if the test did not stop it."""
     process = subprocess.Popen(
-        scorer("sandbox"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        scorer("sandbox", "--topic", SIDE_TOPIC),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         yield process, _read_until(process, "Ctrl-C")
@@ -71,6 +79,8 @@ def sandbox() -> Iterator[tuple[str, str]]:
         redis_url = re.search(r"^  Redis  (\S+)$", printed, re.M)
         assert kafka and redis_url, printed
         assert f"scorer produce --bootstrap-servers {kafka[1]}" in printed
+        topics = re.search(r"^  Topics (.+) \(3 partitions each\)$", printed, re.M)
+        assert topics and topics[1].endswith(f", {SIDE_TOPIC}"), printed
         yield kafka[1], redis_url[1]
 
         process.send_signal(signal.SIGTERM)
@@ -113,6 +123,23 @@ def test_records_produced_by_hand_are_scored_by_hand(
         "w1": "webinar_registered",
     }
     assert max(o["score"] for o in outputs) == 35.0
+    assert (
+        SIDE_TOPIC
+        in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+    )
+
+
+def test_a_topic_name_kafka_refuses_stops_the_sandbox_before_any_server() -> None:
+    done = subprocess.run(
+        scorer("sandbox", "--topic", "no spaces"),
+        capture_output=True,
+        text=True,
+        timeout=STOP_TIMEOUT_S,
+    )
+
+    assert done.returncode == 2
+    assert done.stderr.startswith("config error: --topic: 'no spaces' is not a Kafka")
+    assert "Starting" not in done.stdout
 
 
 def _read_until(process: subprocess.Popen[str], marker: str) -> str:

@@ -117,6 +117,53 @@ def test_a_lead_redis_does_not_hold_is_named_and_fails(
     )
 
 
+def test_all_under_another_prefix_is_no_lead_and_fails(
+    history: Path, redis_url: str
+) -> None:
+    done = scorer(
+        "state", "--redis-url", redis_url, "--set", "redis.key_prefix=other", "--all"
+    )
+
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "no lead held under redis.key_prefix=other\n"
+
+
+def test_lines_are_byte_equal_to_replay_s_for_any_lead_id(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis
+) -> None:
+    lead = {**RECORDS[1], "lead_id": 'ünï "cöde"'}
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps(lead) + "\n")
+    scoring = load_config(environ={}).scoring
+    store = RedisStore(redis_client, Params.of(scoring), key_prefix=PREFIX)
+    Scorer(scoring, store).score([parse_record(lead, TimeBounds())])
+    out = tmp_path / "state.jsonl"
+    replayed = scorer("replay", "--as-of", NEWEST, "--state-out", str(out), str(path))
+    assert replayed.returncode == 0
+
+    done = scorer(
+        "state", "--redis-url", redis_url, "--set", f"redis.key_prefix={PREFIX}",
+        "--as-of", NEWEST, "--", lead["lead_id"],
+    )  # fmt: skip
+
+    assert done.stdout == out.read_text()
+
+
+@pytest.mark.parametrize(
+    ("as_of", "problem"),
+    [
+        ("9999-12-31T23:59:59-23:59", "is after 9999-12-31 in UTC"),
+        ("", "is not an RFC 3339 time with a zone"),
+    ],
+)
+def test_an_unusable_as_of_is_a_usage_error(as_of: str, problem: str) -> None:
+    for args in (("state", "--as-of", as_of, "L-1"), ("replay", "--as-of", as_of, "-")):
+        done = scorer(*args, stdin="")
+
+        assert done.returncode == 2, args
+        assert done.stderr.startswith(f"error: --as-of: {as_of!r} {problem}"), args
+
+
 def test_an_unreachable_redis_is_one_error_line() -> None:
     (port,) = free_ports(1)  # nothing listens there
     done = scorer("state", "--redis-url", f"redis://127.0.0.1:{port}/0", "L-1")

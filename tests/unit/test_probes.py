@@ -191,14 +191,21 @@ def test_the_request_log_leaves_the_query_out(
     caplog.set_level(logging.DEBUG, logger="scorer.probes")
 
     assert get(f"{base}/metrics?email=jane.sentinel%40example.test&x=1")[0] == 200
+    assert get(f"{base}/jane.sentinel@example.test")[0] == 404
+    with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1]))) as raw:
+        raw.sendall(b"GET /x?a=1 jane.sentinel@example.test HTTP/1.1\r\n\r\n")
+        assert raw.recv(1024).startswith(b"HTTP/1.0 400")  # echoed to its sender
 
-    for _ in range(50):  # the handler thread logs after it has answered
+    for _ in range(50):  # the handler threads log after they have answered
         lines = [r.getMessage() for r in caplog.records if r.name == "scorer.probes"]
-        if lines:
+        if len(lines) == 3:
             break
         time.sleep(0.1)
-    assert lines and lines[0].startswith('http request "GET /metrics HTTP/1.1" 200')
-    assert not any("sentinel" in line for line in lines)
+    assert sorted(lines) == [
+        "http request method=(other) path=(other) status=400",
+        "http request method=GET path=(other) status=404",
+        "http request method=GET path=/metrics status=200",
+    ]
 
 
 def test_a_taken_port_is_a_clear_error(served: tuple[str, Readiness]) -> None:

@@ -408,7 +408,7 @@ def test_a_run_succeeds_only_if_it_sent_something_and_lost_nothing() -> None:
     assert not ProduceStats(lines=3, bad=Counter(missing_field=3)).succeeded
 
 
-@pytest.mark.parametrize("reason", ["no_route", "schema_registry"])
+@pytest.mark.parametrize("reason", ["no_route", "wrong_topic", "schema_registry"])
 def test_a_record_without_a_route_or_schema_fails_the_run(reason: str) -> None:
     # Events routed nowhere while the firmographics went in: a seed that
     # looked done with 93% of its records left out.

@@ -397,6 +397,16 @@ def test_value_without_marker_says_so(value: bytes) -> None:
     assert caught.value.reason == "bad_marker"
 
 
+def test_a_json_message_opening_with_a_byte_order_mark_says_so() -> None:
+    with pytest.raises(InvalidRecord) as caught:
+        JSON.decode(b"\xef\xbb\xbf" + JSON.encode(PAGE_VIEW))
+
+    assert caught.value.reason == "bad_json"
+    assert caught.value.message == (
+        "not JSON: it opens with a byte-order mark (U+FEFF)"
+    )
+
+
 def test_json_sent_to_avro_codec_is_bad_marker() -> None:
     with pytest.raises(InvalidRecord) as caught:
         INPUTS.decode(JSON.encode(PAGE_VIEW))
