@@ -37,7 +37,6 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from traffic import EVENT_ROLES, ROLE_FIRMOGRAPHICS, Record
 
 from scorer.config import default_config_path
-from scorer.delivery import send
 from scorer.sandbox import spawn
 from scorer.sandbox.kafka import admin_client, delete_topics
 from scorer.wire import AvroCodec, SchemaCatalog
@@ -213,6 +212,10 @@ class Stage:
 
     def _produce_one(self, record: Encoded) -> None:
         topic = self.inputs[record.role]
+        # Imported here: records.py --against loads this module with older
+        # versions of the package, which lack delivery.send.
+        from scorer.delivery import send
+
         send(self.producer, topic, record.value, record.key)
 
     def produce_paced(self, records: Sequence[Encoded], rate: float) -> None:
