@@ -29,17 +29,21 @@ from test_state import PARAMS, RULES, T0, random_updates
 from scorer.clients import redis_client
 from scorer.config import Config, load_config, parse_config
 from scorer.errors import StateStoreError
+from scorer.events import parse_time
 from scorer.lead import (
     APPLIED,
     DUPLICATE,
     ActivityUpdate,
     MemoryStore,
     Outcome,
+    Params,
     Update,
 )
+from scorer.replay import state_line
 from scorer.sandbox import free_ports
 from scorer.sandbox.redis import RedisServer
 from scorer.state import RedisStore
+from tests.unit.command import scorer
 
 # Every test here starts redis-servers of its own.
 pytestmark = pytest.mark.integration
@@ -157,6 +161,37 @@ def test_scores_on_a_cluster_equal_the_reference_model(
     assert got == expected
     for lead in memory.lead_ids():
         assert store.snapshot(lead) == memory.snapshot(lead)
+
+
+def test_scorer_state_reads_every_lead_of_a_cluster(
+    cluster: redis.RedisCluster,
+) -> None:
+    cluster.flushall()
+    config = cluster_config(cluster.get_default_node().port)
+    params = Params.of(config.scoring)
+    updates = random_updates(seed=11, count=300)
+    memory = MemoryStore(params)
+    memory.apply(updates)
+    store = RedisStore(cluster, params, key_prefix=config.redis.key_prefix)
+    store.apply(updates)
+    as_of = "2025-08-01T00:00:00Z"  # after every update (T0 + 45 days)
+
+    # --all scans every master; the leads' keys live on all three.
+    done = scorer(
+        "state", "--redis-url", config.redis.url, "--set", "redis.cluster=true",
+        "--as-of", as_of, "--all",
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    as_of_ms = parse_time(as_of, "--as-of")
+    expected = {
+        lead: state_line(snapshot)
+        for lead in memory.lead_ids()
+        if (snapshot := memory.snapshot(lead, as_of_ms)) is not None
+    }
+    assert sorted(done.stdout.splitlines(keepends=True)) == sorted(expected.values())
+    nodes = {cluster.get_node_from_key(store.keys(lead)[0]).port for lead in expected}
+    assert len(nodes) == NODES
 
 
 def test_a_lead_spreads_over_no_more_than_one_node(
