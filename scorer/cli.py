@@ -1,6 +1,7 @@
 """The `scorer` command line."""
 
 import argparse
+import functools
 import logging
 import math
 import os
@@ -526,7 +527,9 @@ def _state(args: argparse.Namespace) -> int:
     config = _load(args)
     as_of_ms = _as_of("now" if args.as_of is None else args.as_of)
 
-    client = redis_client(config)
+    # Made at the first read: a cluster client connects as it is made, and its
+    # failure is then the store's error, one line, not a traceback.
+    client = functools.partial(redis_client, config)
     store = RedisStore(client, Params.of(config.scoring), config.redis.key_prefix)
     found = lookup.standings(store, args.leads or None, as_of_ms)
     written = lookup.write(found, sys.stdout, sys.stderr, args.mql_only)

@@ -299,11 +299,10 @@ class Repeats(logging.Filter):
         self._last[kind] = now
         held = self._held.pop(kind, 0)
         if held:
-            text = record.getMessage()
-            record.msg = (
-                f"{text} ({held} more like it in the last {self.window_s:.0f}s)"
-            )
-            record.args = ()
+            # Appended to the format, arguments kept (the note holds no %):
+            # the JSON log reads words from the format only (scorer.logs).
+            note = f" ({held} more like it in the last {self.window_s:.0f}s)"
+            record.msg = f"{record.msg}{note}"
         return True
 
 

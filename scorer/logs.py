@@ -36,7 +36,7 @@ _CORE_FIELDS = ("time", "level", "logger", "message", "error")
 _FIELD = re.compile(r"(?<!\S)([a-z][a-z0-9_.]*)=(\S*[^\s;,:])")
 # A %-conversion of a format string, with its mapping key if it has one.
 _CONVERSION = re.compile(
-    r"%(?:\((\w+)\))?([#0 +-]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?[diouxXeEfFgGcrsa%])"
+    r"%(?:\(([^)]*)\))?([#0 +-]*(?:\*|\d+)?(?:\.(?:\*|\d*))?[hlL]?[diouxXeEfFgGcrsa%])"
 )
 # The key of a `key=` word that a conversion completes.
 _KEY_BEFORE = re.compile(r"(?<!\S)([a-z][a-z0-9_.]*)=\Z")
@@ -106,12 +106,18 @@ def _message_fields(record: logging.LogRecord) -> list[tuple[str, str]]:
 
     # A word that a conversion completes or cuts (`offset=%d-%d`) is not
     # written out: the marker keeps it out of the words read here.
-    blanked = _CONVERSION.sub("\0", template)
+    blanked = _CONVERSION.sub(_blank, template)
     words = [w for w in _FIELD.findall(blanked) if "\0" not in w[1]]
     try:
         return words + _filled_words(template, record.args)
-    except (LookupError, TypeError, ValueError):
-        return words  # the message itself says what went wrong with it
+    except Exception:
+        # A log call must never raise for its fields (OverflowError of %c,
+        # say); the message itself shows what went wrong.
+        return words
+
+
+def _blank(conversion: re.Match[str]) -> str:
+    return "%" if conversion.group(2) == "%" else "\0"
 
 
 def _filled_words(template: str, args: Any) -> list[tuple[str, str]]:

@@ -299,4 +299,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("http request method=%s path=%s status=%s", method, shown, status)
 
     def log_error(self, format: str, *args: object) -> None:
-        pass  # the request's own line follows, from log_request
+        # A refused request's own line follows, from log_request; a client
+        # that stalled gets none, and its text is not the server's to show.
+        if format.startswith("Request timed out"):
+            log.debug("http request timed out")

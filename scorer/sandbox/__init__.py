@@ -369,9 +369,9 @@ class LocalServer(abc.ABC):
 
     def _forget_process(self, how: str) -> None:
         process = self._running_process()
-        logger.info(
-            "%s %s pid=%d %s", self.kind, how, process.pid, _ending(process.returncode)
-        )
+        key, value = _ending(process.returncode).split("=", 1)
+        # The key in the format, so that the JSON log lifts it (scorer.logs).
+        logger.info(f"%s %s pid=%d {key}=%s", self.kind, how, process.pid, value)
         self._process = None
         self._paused = False
 

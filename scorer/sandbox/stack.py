@@ -104,7 +104,10 @@ def _watch(
             if how is None or server.kind in lost:
                 continue
             lost.append(server.kind)
-            log.warning("%s ended on its own pid=%s %s", server.kind, server.pid, how)
+            key, value = how.split("=", 1)  # exit_code=N or signal=NAME
+            log.warning(
+                f"%s ended on its own pid=%s {key}=%s", server.kind, server.pid, value
+            )
             say(f"{server.kind} ended on its own ({how}); Ctrl-C stops the rest.")
     return lost
 

@@ -164,13 +164,18 @@ def test_an_unusable_as_of_is_a_usage_error(as_of: str, problem: str) -> None:
         assert done.stderr.startswith(f"error: --as-of: {as_of!r} {problem}"), args
 
 
-def test_an_unreachable_redis_is_one_error_line() -> None:
+@pytest.mark.parametrize("cluster", ["false", "true"])
+def test_an_unreachable_redis_is_one_error_line(cluster: str) -> None:
     (port,) = free_ports(1)  # nothing listens there
-    done = scorer("state", "--redis-url", f"redis://127.0.0.1:{port}/0", "L-1")
+    url = f"redis://127.0.0.1:{port}/0"
+    for leads in (["L-1"], ["--all"]):
+        done = scorer(
+            "state", "--redis-url", url, "--set", f"redis.cluster={cluster}", *leads
+        )
 
-    assert done.returncode == 1
-    assert done.stderr.startswith("error: cannot read lead_id=L-1: ")
-    assert "Traceback" not in done.stderr
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith("error: cannot "), done.stderr
+        assert "Traceback" not in done.stderr
 
 
 def test_leads_or_all_must_be_given() -> None:

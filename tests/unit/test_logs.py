@@ -105,3 +105,19 @@ def test_fields_come_formatted_and_cut_words_are_left_out(
     assert "range" not in first
     assert second["waited_s"] == "2.2" and second["attempts"] == "3"
     assert second["message"] == "redis back waited_s=2.2 attempts=3; 100% done"
+
+
+def test_odd_conversions_neither_shift_fields_nor_raise(stderr: io.StringIO) -> None:
+    logs.configure("INFO", json_lines=True, stream=stderr)
+    log = logging.getLogger("scorer.x")
+
+    # A precision without digits once shifted every later argument by one
+    # (and 2**40 into %c raised inside the formatter).
+    log.info("waited=%.fs lead_id=%s", 1.5, "L7")
+    log.info("paused for %.fs n=%c", 2**40, 65)
+    log.info("rate=50%% done=%(lead.id)s", {"lead.id": "L8"})
+
+    first, second, third = (json.loads(x) for x in stderr.getvalue().splitlines())
+    assert (first["lead_id"], "waited" in first) == ("L7", False)
+    assert second["n"] == "A"
+    assert (third["rate"], third["done"]) == ("50%", "L8")

@@ -1,11 +1,15 @@
 """What `scorer sandbox` prints for the other terminal, and of a stopped server."""
 
+import io
+import json
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from scorer import logs
 from scorer.config import load_config
 from scorer.errors import ScorerError
 from scorer.sandbox import _ending, stack
@@ -80,3 +84,33 @@ def test_redis_starts_before_kafka_so_a_missing_redis_server_is_said_at_once(
         stack.serve(load_config(environ={}), threading.Event(), print)
 
     assert started == ["redis-server"]
+
+
+class EndedServer:
+    kind, pid = "redis", 4242
+
+    def ended(self) -> str | None:
+        return "signal=SIGKILL"
+
+
+def test_a_server_that_ended_is_logged_with_its_signal_as_a_field(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    logs.configure("INFO", json_lines=True, stream=stream)
+    monkeypatch.setattr(stack, "WATCH_EVERY_S", 0.01)
+    stop = threading.Event()
+    said: list[str] = []
+    try:
+        timer = threading.Timer(0.2, stop.set)
+        timer.start()
+        lost = stack._watch(stop, [EndedServer()], said.append)  # type: ignore[list-item]
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+    assert lost == ["redis"]
+    document = json.loads(stream.getvalue().splitlines()[0])
+    assert (document["pid"], document["signal"]) == ("4242", "SIGKILL")
