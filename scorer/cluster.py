@@ -88,7 +88,8 @@ class ClusterCalls:
         """Send one command through the client, which follows its redirect."""
         try:
             # Untyped in redis-py's cluster client, as above.
-            return self.client.execute_command(*command)  # type: ignore[no-untyped-call]
+            execute: Any = self.client.execute_command
+            return execute(*command)
         except NODE_FAILURES:
             raise
         except redis.RedisError as exc:

@@ -102,10 +102,10 @@ class DeadLetters:
         the reason headers are added; refusing it would stop the scorer at
         it for good. The content stays at its offset in the source topic.
         """
-        if _size(letter) + MESSAGE_OVERHEAD_BYTES <= self.max_message_bytes:
+        omitted = _size(letter)
+        if omitted + MESSAGE_OVERHEAD_BYTES <= self.max_message_bytes:
             return letter
 
-        omitted = _size(letter)
         log.warning(
             "dead letter too big; sent without its content "
             "topic=%s partition=%d offset=%d bytes=%d",

@@ -188,16 +188,12 @@ class AvroCodec:
         # finds what read_body needs, worked out once rather than per record.
         self._readers: dict[bytes, _Reading] = {}
         self._not_read: dict[bytes, str] = {}
-        # The `type` each input schema's records carry (see check_kind).
-        self._kinds: dict[bytes, str] = {}
         for fp, (writer, reader) in catalog.pairs().items():
             header = SINGLE_OBJECT_MARKER + fp
             if readable is None or writer.full_name in readable:
                 self._readers[header] = _reading(writer, reader)
             else:
                 self._not_read[header] = writer.label
-            if writer.full_name in KIND_OF_SCHEMA:
-                self._kinds[header] = KIND_OF_SCHEMA[writer.full_name]
         self._fixed = None if schema_name is None else _required(catalog, schema_name)
         self._by_type = {
             kind: version
@@ -212,16 +208,14 @@ class AvroCodec:
         }
 
     def decode(self, value: bytes) -> dict[str, Any]:
-        header = value[:HEADER_BYTES]
-        reading = self._readers.get(header)
+        reading = self._readers.get(value[:HEADER_BYTES])
         if reading is None:
             _reject_header(value, self._not_read)
-        writer, resolve_to, writer_label, reader_label = reading
+        writer, resolve_to, writer_label, reader_label, kind = reading
         record = read_body(
             value, HEADER_BYTES, writer, resolve_to, writer_label, reader_label
         )
 
-        kind = self._kinds.get(header)
         if kind is not None and record.get("type") != kind:
             check_kind(record, kind, writer_label)
         return record
@@ -392,14 +386,16 @@ def _required(catalog: SchemaCatalog, schema_name: str) -> SchemaVersion:
 
 
 # read_body's writer schema, the reader schema to resolve to (None: the
-# same), and the two schemas' labels.
-_Reading = tuple[dict[str, Any], dict[str, Any] | None, str, str]
+# same), the two schemas' labels, and the `type` an input schema's records
+# carry (None for the others; see check_kind).
+_Reading = tuple[dict[str, Any], dict[str, Any] | None, str, str, str | None]
 
 
 def _reading(writer: SchemaVersion, reader: SchemaVersion) -> _Reading:
-    """read_body's schemas and labels for one writer schema."""
+    """read_body's schemas and labels for one writer schema, and its kind."""
     resolve_to = None if reader is writer else reader.parsed
-    return writer.parsed, resolve_to, writer.label, reader.label
+    kind = KIND_OF_SCHEMA.get(writer.full_name)
+    return writer.parsed, resolve_to, writer.label, reader.label, kind
 
 
 def _reject_header(value: bytes, not_read: Mapping[bytes, str]) -> NoReturn:

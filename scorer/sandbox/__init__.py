@@ -369,7 +369,7 @@ class LocalServer(abc.ABC):
 
     def _forget_process(self, how: str) -> None:
         process = self._running_process()
-        key, value = _ending(process.returncode).split("=", 1)
+        key, value = _ending_field(process.returncode)
         # The key in the format, so that the JSON log lifts it (scorer.logs).
         logger.info(f"%s %s pid=%d {key}=%s", self.kind, how, process.pid, value)
         self._process = None
@@ -382,16 +382,21 @@ def _ending(exit_code: int | None) -> str:
     128 + 15 is the shell's way of saying "ended by SIGTERM", which the JVM
     copies after a clean shutdown; shown bare, it read like a failure.
     """
+    return "=".join(_ending_field(exit_code))
+
+
+def _ending_field(exit_code: int | None) -> tuple[str, str]:
+    """`_ending` as a log field: its name and value."""
     if exit_code is None:
-        return "exit_code=unknown"
+        return "exit_code", "unknown"
     if exit_code < 0:
         try:
-            return f"signal={signal.Signals(-exit_code).name}"
+            return "signal", signal.Signals(-exit_code).name
         except ValueError:
-            return f"signal={-exit_code}"
+            return "signal", str(-exit_code)
     if exit_code == SHELL_SIGNAL_BASE + signal.SIGTERM:
-        return f"exit_code={exit_code} (shut down on SIGTERM)"
-    return f"exit_code={exit_code}"
+        return "exit_code", f"{exit_code} (shut down on SIGTERM)"
+    return "exit_code", str(exit_code)
 
 
 def _is_error_line(line: str) -> bool:

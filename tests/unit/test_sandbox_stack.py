@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,7 +107,8 @@ def test_a_server_that_ended_is_logged_with_its_signal_as_a_field(
     try:
         timer = threading.Timer(0.2, stop.set)
         timer.start()
-        lost = stack._watch(stop, [EndedServer()], said.append)  # type: ignore[list-item]
+        servers: list[Any] = [EndedServer()]  # stands for a LocalServer
+        lost = stack._watch(stop, servers, said.append)
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
