@@ -6,14 +6,10 @@ path (``scoring.mql.threshold``). Environment variables override the file
 (see `load_config`).
 """
 
-import hashlib
-import json
 import logging
-import math
 import os
 import re
 from collections.abc import Hashable, Mapping
-from functools import cached_property
 from importlib import resources
 from itertools import islice
 from pathlib import Path
@@ -24,7 +20,6 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     FilePath,
@@ -36,8 +31,90 @@ from pydantic import (
 )
 
 from scorer import backoff
+from scorer.config.fields import (
+    MAX_DURATION_MS,
+    MAX_POINTS,
+    MAX_TIMEOUT_S,
+    UNIT_MS,
+    DurationMs,
+    EventType,
+    Frozen,
+    Integer,
+    Number,
+    Points,
+    duration_text,
+)
+from scorer.config.rules import (
+    Cap,
+    EngagementRule,
+    FitRule,
+    Match,
+    Range,
+)
+from scorer.config.scoring import (
+    MAX_OPEN_WINDOWS,
+    MAX_WEIGHT,
+    Mql,
+    Scoring,
+    Total,
+)
 from scorer.errors import ConfigError
-from scorer.pattern import compile_pattern
+
+__all__ = [
+    "CONSUMER_FIXED",
+    "ENV_PREFIX",
+    "FREE_FORM_MAPS",
+    "MAX_DURATION_MS",
+    "MAX_OPEN_WINDOWS",
+    "MAX_POINTS",
+    "MAX_REGISTRY_WAIT_S",
+    "MAX_TIMEOUT_S",
+    "MAX_WEIGHT",
+    "PRODUCER_FIXED",
+    "PRODUCER_RESERVED",
+    "RDKAFKA_ENV_PREFIX",
+    "REDIS_SCHEMES",
+    "REGISTRY_FIRST_RETRY_DELAY_S",
+    "REGISTRY_MAX_RETRY_DELAY_S",
+    "TOPIC_NAME_EXPECTED",
+    "Cap",
+    "Config",
+    "DurationMs",
+    "EngagementRule",
+    "EventTopic",
+    "EventType",
+    "FitRule",
+    "Frozen",
+    "Integer",
+    "Kafka",
+    "Logging",
+    "Match",
+    "MetricsServer",
+    "Mql",
+    "Number",
+    "Pipeline",
+    "Points",
+    "Range",
+    "Redis",
+    "RedisTls",
+    "SchemaRegistry",
+    "Scoring",
+    "Topic",
+    "TopicName",
+    "Topics",
+    "Total",
+    "WireFormat",
+    "default_config_path",
+    "describe_errors",
+    "duration_text",
+    "is_secret_setting",
+    "load_config",
+    "node_address",
+    "parse_config",
+    "split_dotted",
+    "topic_name_problem",
+    "unread_variables",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,53 +130,7 @@ FREE_FORM_MAPS = frozenset(
     }
 )
 
-# A number, then a unit; without one, seconds. A sign is read so that "-3d" is
-# refused as negative, not as unreadable. The number may be text: quoted, or
-# an exponent such as 1e6, which YAML 1.1 reads as a string even unquoted.
-_DURATION = re.compile(
-    r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(ms|s|m|h|d|w)?\s*$"
-)
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_UNIT_MS["w"] = 7 * _UNIT_MS["d"]
 
-
-def duration_text(ms: int) -> str:
-    """A duration as the config writes it: the largest of d, h, m and s
-    that divides it (7d, not 1w; 90s, not 1.5m)."""
-    for unit in ("d", "h", "m", "s"):
-        size = _UNIT_MS[unit]
-        if ms >= size and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
-
-
-_RULE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_EMPTY_VALUE = "an empty value; give text, or leave the field out"
-_DURATION_EXPECTED = (
-    "a duration: a number of seconds, quoted or not (90, '90', '1.5', '1e6'), "
-    "or a number with a unit ms, s, m, h, d or w, as in '500ms', '30s', '15m', "
-    "'12h', '7d' or '2w'"
-)
-# Far longer than any decay, cap window or horizon a scoring model needs; it
-# keeps every duration exact as a double (Lua, JSON) and a 1 ms cap window a
-# visible share of any half-life (Scoring.max_engagement divides by it).
-MAX_DURATION_MS = 1000 * 365 * 86_400_000
-# Points of a rule, either sign: far beyond any scoring model (the default's
-# rules give 1 to 30), and small enough that no score can overflow a double.
-MAX_POINTS = 1_000_000
-# A weight rescales fit against engagement; a thousandfold is plenty. With
-# MAX_POINTS, an event adds at most 1e9 to the total, so reaching a double's
-# 1.8e308 would take about 1e299 events.
-MAX_WEIGHT = 1_000
-# Cap windows a lead can hold open at once, over all its rules; each update
-# of the lead reads and writes them all (the default rules: 14).
-MAX_OPEN_WINDOWS = 1_000
-# Far beyond any healthy round trip to Redis or the registry. A call that
-# hangs blocks the consume loop, unpolled, for this long: it must stay well
-# within metrics.stall_after (1 min) and max.poll.interval.ms (5 min). (Python's
-# socket timeouts overflow past about 292 years: 1e300 passed check-config,
-# then `scorer run` died in an OverflowError.)
-MAX_TIMEOUT_S = 30
 # The schema registry client's waits between tries: doubling from the first
 # (a restarting registry answers again within seconds) up to the last.
 REGISTRY_FIRST_RETRY_DELAY_S = 0.25
@@ -120,351 +151,6 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 def is_secret_setting(name: str) -> bool:
     """Whether a librdkafka setting holds a credential, kept out of every output."""
     return _SECRET_SETTING.search(name.lower()) is not None
-
-
-def _duration_ms(value: Any) -> Any:
-    """'500ms', '90s', '15m', '12h', '7d', '2w' or seconds, as milliseconds.
-
-    Seconds are a number, or text that is one ('86400'): the same number
-    read either way gives the same duration and meets the same range check.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"{_DURATION_EXPECTED}, not a boolean")
-    if isinstance(value, int | float):
-        return _whole_ms(value * 1000)
-    if isinstance(value, str):
-        found = _DURATION.match(value)
-        if found is None:
-            raise ValueError(_DURATION_EXPECTED)
-        amount, unit = found.groups()
-        return _whole_ms(float(amount) * _UNIT_MS[unit or "s"])
-    if value is None:
-        return value  # pydantic says "required" or takes it for an optional one
-    # A list or a mapping: pydantic would say "a valid integer", which
-    # misleads where a duration such as '10d' is wanted.
-    raise ValueError(_DURATION_EXPECTED)
-
-
-def _whole_ms(ms: float) -> int:
-    # Checked before int(), whose OverflowError for inf (a duration of 400
-    # digits reads as one) pydantic would not turn into a validation error.
-    in_range = -MAX_DURATION_MS <= ms <= MAX_DURATION_MS  # False for NaN too
-    if not in_range:
-        days = MAX_DURATION_MS // _UNIT_MS["d"]
-        raise ValueError(f"must be a finite duration of at most {days}d")
-    return int(ms)
-
-
-def _not_boolean(value: Any) -> Any:
-    # YAML reads `true` as a boolean, and pydantic would take it as 1.
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not a boolean")
-    return value
-
-
-def _within_points_limit(value: float) -> float:
-    if abs(value) > MAX_POINTS:
-        raise ValueError(f"must be between -{MAX_POINTS:,} and {MAX_POINTS:,}")
-    return value
-
-
-DurationMs = Annotated[int, BeforeValidator(_duration_ms)]
-# Every number of the config is one of these: no boolean passes as 0 or 1.
-# NaN and infinities are refused by `Frozen` (allow_inf_nan) for every float.
-Number = Annotated[float, BeforeValidator(_not_boolean)]
-Integer = Annotated[int, BeforeValidator(_not_boolean)]
-Points = Annotated[Number, AfterValidator(_within_points_limit)]
-
-
-EventType = Literal["page_view", "content_download", "webinar"]
-
-
-class Frozen(BaseModel):
-    # No NaN or infinity: an infinite threshold passed the reachability check
-    # and then made scores that no JSON output can hold.
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-
-class Cap(Frozen):
-    """At most `points` from one rule per clock-aligned window of `window`."""
-
-    points: Number = Field(gt=0, description="most points the rule adds per window")
-    window: DurationMs = Field(
-        gt=0,
-        description="window length; windows start at its multiples since the "
-        "Unix epoch (UTC): a day at midnight, 7 days on a Thursday",
-    )
-
-
-class Match(Frozen):
-    """Which activity events a rule scores. Omitted conditions match anything."""
-
-    type: EventType
-    url_contains: tuple[str, ...] = Field(
-        default=(), description="page view: any of these substrings of the URL"
-    )
-    url_pattern: str | None = Field(
-        default=None,
-        description="page view: a regular expression (RE2 syntax) searched in the URL",
-    )
-    category: tuple[str, ...] = Field(
-        default=(),
-        description="page view: the page category is one of these (whole value, "
-        "case ignored)",
-    )
-    asset_type: tuple[str, ...] = Field(
-        default=(),
-        description="content download: the asset type is one of these (whole "
-        "value, case ignored)",
-    )
-    status: Literal["registered", "attended"] | None = Field(
-        default=None, description="webinar: registered or attended"
-    )
-    min_minutes_watched: Number | None = Field(
-        default=None, ge=0, description="webinar: watched at least this many minutes"
-    )
-
-    @field_validator("url_contains", "category", "asset_type")
-    @classmethod
-    def _given_choices(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _non_empty_choices(value)
-
-    @field_validator("url_pattern")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if not value.strip():
-            # It would be found in every text, like an empty substring.
-            raise ValueError(_EMPTY_VALUE)
-        compile_pattern(value)
-        return value
-
-    @model_validator(mode="after")
-    def _conditions_fit_type(self) -> Self:
-        by_type = {
-            "page_view": ("url_contains", "url_pattern", "category"),
-            "content_download": ("asset_type",),
-            "webinar": ("status", "min_minutes_watched"),
-        }
-        for kind, fields in by_type.items():
-            for name in fields:
-                if kind != self.type and getattr(self, name) not in (None, ()):
-                    raise ValueError(f"{name} applies only to {kind} events")
-        return self
-
-
-class EngagementRule(Frozen):
-    """Points for an activity; the first matching rule in the list fires."""
-
-    name: str
-    description: str = ""
-    match: Match
-    points: Points = Field(
-        description="points per event; negative lowers the score; "
-        f"at most {MAX_POINTS:,} either way"
-    )
-    cap: Cap | None = None
-    half_life: DurationMs | None = Field(
-        default=None, gt=0, description="overrides scoring.half_life for this rule"
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _rule_name(value)
-
-    @field_validator("points")
-    @classmethod
-    def _points(cls, value: float) -> float:
-        if value == 0:
-            raise ValueError("must be a number other than 0")
-        return value
-
-
-class Range(Frozen):
-    min: Number | None = None
-    max: Number | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if self.min is None and self.max is None:
-            raise ValueError("give min, max or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError("min is greater than max")
-        return self
-
-
-class FitRule(Frozen):
-    """Points for one firmographic criterion; every matching rule adds."""
-
-    name: str
-    description: str = ""
-    field: Literal["employees", "industry", "title", "country", "company"]
-    range: Range | None = Field(default=None, description="employees: min..max")
-    any_of: tuple[str, ...] = Field(
-        default=(), description="text equals one of these (case and spaces ignored)"
-    )
-    pattern: str | None = Field(
-        default=None,
-        description="a regular expression (RE2 syntax) searched in the text",
-    )
-    points: Points = Field(
-        description=f"points when the criterion matches; at most {MAX_POINTS:,} "
-        "either way"
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _rule_name(value)
-
-    @field_validator("any_of")
-    @classmethod
-    def _given_choices(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _non_empty_choices(value)
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        return Match._compiles(value)
-
-    @model_validator(mode="after")
-    def _one_condition(self) -> Self:
-        given = [self.range is not None, bool(self.any_of), self.pattern is not None]
-        if sum(given) != 1:
-            raise ValueError("give exactly one of range, any_of, pattern")
-        if (self.range is not None) != (self.field == "employees"):
-            raise ValueError("range applies to employees, and employees needs range")
-        return self
-
-
-class Total(Frozen):
-    """score = fit_weight * fit + engagement_weight * engagement."""
-
-    fit_weight: Number = Field(default=1.0, ge=0, le=MAX_WEIGHT)
-    engagement_weight: Number = Field(default=1.0, ge=0, le=MAX_WEIGHT)
-
-
-class Mql(Frozen):
-    """A lead becomes an MQL at `threshold` and stops below threshold-hysteresis."""
-
-    threshold: Number = Field(gt=0)
-    hysteresis: Number = Field(default=10.0, ge=0)
-    min_engagement: Number | None = Field(
-        default=None,
-        ge=0,
-        description="engagement a lead needs besides the threshold to become an "
-        "MQL, so that fit alone never alerts sales (unset: the threshold alone)",
-    )
-
-    @model_validator(mode="after")
-    def _band(self) -> Self:
-        if self.hysteresis >= self.threshold:
-            raise ValueError("hysteresis must be smaller than threshold")
-        return self
-
-
-class Scoring(Frozen):
-    """The scoring model: rules, decay and the MQL threshold."""
-
-    version: str = Field(min_length=1, max_length=64)
-    half_life: DurationMs = Field(default=14 * _UNIT_MS["d"], gt=0)
-    allowed_lateness: DurationMs = Field(default=_UNIT_MS["d"], ge=0)
-    dedupe_horizon: DurationMs = Field(default=30 * _UNIT_MS["d"], gt=0)
-    total: Total = Total()
-    mql: Mql
-    engagement_rules: tuple[EngagementRule, ...] = Field(min_length=1)
-    fit_rules: tuple[FitRule, ...] = ()
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        names = [r.name for r in self.engagement_rules] + [
-            r.name for r in self.fit_rules
-        ]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"duplicate rule names: {', '.join(repeated)}")
-        if self.dedupe_horizon < self.allowed_lateness:
-            raise ValueError("dedupe_horizon must be at least allowed_lateness")
-        self._check_open_windows()
-        self._check_reachable()
-        return self
-
-    def open_windows(self, rule: EngagementRule) -> int:
-        """The most cap windows of `rule` a lead can hold open at once.
-
-        A window stays open until `allowed_lateness` past its end: the lead's
-        newest event's window, and those ending less than that before it.
-        """
-        if rule.cap is None:
-            return 0
-        return -(-self.allowed_lateness // rule.cap.window) + 1
-
-    def _check_open_windows(self) -> None:
-        # Every update of a lead reads, sums and writes all its open windows
-        # in one script call that blocks Redis: a 1-minute cap with a week
-        # of lateness kept 10,081 open, and a call took seconds.
-        total = sum(self.open_windows(rule) for rule in self.engagement_rules)
-        if total <= MAX_OPEN_WINDOWS:
-            return
-        worst = max(self.engagement_rules, key=self.open_windows)
-        assert worst.cap is not None  # an uncapped rule opens no window
-        raise ValueError(
-            f"the capped rules can keep {total:,} cap windows open per lead, "
-            f"more than {MAX_OPEN_WINDOWS:,}: a window stays open "
-            f"allowed_lateness past its end, and {worst.name}'s "
-            f"{duration_text(worst.cap.window)} windows "
-            f"alone make {self.open_windows(worst):,}; lengthen cap.window "
-            "or shorten allowed_lateness"
-        )
-
-    def _check_reachable(self) -> None:
-        best = self.total.fit_weight * self.max_fit()
-        if self.total.engagement_weight > 0:
-            best += self.total.engagement_weight * self.max_engagement()
-        if best < self.mql.threshold:
-            raise ValueError(
-                f"mql.threshold {self.mql.threshold:g} cannot be reached: "
-                f"the highest possible score is {best:g}"
-            )
-        least = self.mql.min_engagement
-        if least is not None and self.max_engagement() < least:
-            raise ValueError(
-                f"mql.min_engagement {least:g} cannot be reached: "
-                f"the highest possible engagement is {self.max_engagement():g}"
-            )
-
-    @cached_property
-    def rules_version(self) -> str:
-        """The configured version plus a digest of the rules' content."""
-        body = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        digest = hashlib.sha256(body.encode()).hexdigest()[:8]
-        return f"{self.version}+{digest}"
-
-    def half_life_of(self, rule: EngagementRule) -> int:
-        return rule.half_life if rule.half_life is not None else self.half_life
-
-    def max_fit(self) -> float:
-        return sum(max(rule.points, 0.0) for rule in self.fit_rules)
-
-    def max_engagement(self) -> float:
-        """The ceiling of engagement: a full cap in every window, as late as can be.
-
-        Windows are clock-aligned, so a full cap can be earned at the very end
-        of one window and another at the start of the next: at that moment
-        the current window and the one before count undecayed, and each
-        earlier one a window's decay less than the one after it.
-        """
-        ceiling = 0.0
-        for rule in self.engagement_rules:
-            if rule.points <= 0:
-                continue
-            if rule.cap is None:
-                return math.inf
-            per_window = 2.0 ** (-rule.cap.window / self.half_life_of(rule))
-            ceiling += rule.cap.points * (1.0 + 1.0 / (1.0 - per_window))
-        return ceiling
 
 
 WireFormat = Literal["avro", "json", "confluent_avro"]
@@ -811,7 +497,7 @@ class Pipeline(Frozen):
         "each with the dead letters it copies, so this bounds the memory that "
         "large records take (1,000 malformed records of 1 MB once took 1 GB)",
     )
-    max_future: DurationMs = Field(default=_UNIT_MS["d"], ge=0)
+    max_future: DurationMs = Field(default=UNIT_MS["d"], ge=0)
     transactional: bool = Field(
         default=False,
         description="publish each batch's outputs and commit its offsets in one "
@@ -998,12 +684,12 @@ def load_config(
             "environment variable %s is not read: a section and its field are "
             "separated by __ (%s)",
             name,
-            _with_double_underscore(name),
+            with_double_underscore(name),
         )
-    sources = _apply_environment(raw, environ)
+    sources = apply_environment(raw, environ)
     for dotted, value in (overrides or {}).items():
         keys = split_dotted(dotted)
-        _set_path(raw, keys, _environment_value(keys, value))
+        set_path(raw, keys, environment_value(keys, value))
         sources[".".join(keys)] = "the command line"
     _refuse_list_items(sources)
     try:
@@ -1071,7 +757,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise _first_error(exc) from exc
+        raise first_error(exc) from exc
 
 
 def describe_errors(exc: ValidationError) -> list[str]:
@@ -1079,7 +765,7 @@ def describe_errors(exc: ValidationError) -> list[str]:
     return [": ".join(_where_and_what(err)) for err in _errors(exc)]
 
 
-def _first_error(exc: ValidationError) -> ConfigError:
+def first_error(exc: ValidationError) -> ConfigError:
     where, what = _where_and_what(_errors(exc)[0])
     return ConfigError(where, what, describe_errors(exc))
 
@@ -1213,7 +899,7 @@ def _meant_section(name: str) -> str | None:
     return next((s for s in sections if rest == s or rest.startswith(f"{s}_")), None)
 
 
-def _with_double_underscore(name: str) -> str:
+def with_double_underscore(name: str) -> str:
     section = _meant_section(name)
     assert section is not None, "only for the names unread_variables lists"
     rest = name.removeprefix(ENV_PREFIX)
@@ -1250,7 +936,7 @@ def _is_model(kind: Any) -> bool:
     return isinstance(kind, type) and issubclass(kind, BaseModel)
 
 
-def _apply_environment(
+def apply_environment(
     raw: dict[str, Any], environ: Mapping[str, str]
 ) -> dict[str, str]:
     """Set what the environment gives; returns each dotted path's variable."""
@@ -1262,17 +948,17 @@ def _apply_environment(
                 raise ConfigError(name, "names no librdkafka setting")
             section = "secrets" if is_secret_setting(setting) else "settings"
             path = ["kafka", section, setting]
-            _set_path(raw, path, value)
+            set_path(raw, path, value)
         elif name.startswith(ENV_PREFIX) and "__" in name:
             path = name.removeprefix(ENV_PREFIX).lower().split("__")
-            _set_path(raw, path, _environment_value(path, value))
+            set_path(raw, path, environment_value(path, value))
         else:
             continue
         sources[".".join(path)] = name
     return sources
 
 
-def _environment_value(path: list[str], text: str) -> Any:
+def environment_value(path: list[str], text: str) -> Any:
     """A variable's value read as YAML; a credential's verbatim."""
     # As YAML, a password such as 0123 would become a number, and *x fail
     # as an unknown alias.
@@ -1284,7 +970,7 @@ def _environment_value(path: list[str], text: str) -> Any:
         return text  # validation then names the field if a string is wrong
 
 
-def _set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
+def set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
     node = raw
     for part in path[:-1]:
         child = node.get(part)
@@ -1293,20 +979,3 @@ def _set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
             node[part] = child
         node = child
     node[path[-1]] = value
-
-
-def _non_empty_choices(value: tuple[str, ...]) -> tuple[str, ...]:
-    # Given but empty, a condition would quietly match every event (an empty
-    # list reads as "no condition"; "" is a substring of every URL), so that
-    # the rule shadows every rule after it.
-    if not value:
-        raise ValueError("an empty list; give at least one value, or leave it out")
-    if any(not item.strip() for item in value):
-        raise ValueError(_EMPTY_VALUE)
-    return value
-
-
-def _rule_name(value: str) -> str:
-    if not _RULE_NAME.fullmatch(value):
-        raise ValueError("use lower-case letters, digits and _ (at most 64)")
-    return value
