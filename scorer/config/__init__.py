@@ -11,31 +11,22 @@ import os
 import re
 from collections.abc import Hashable, Mapping
 from importlib import resources
-from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, get_args
-from urllib.parse import unquote, urlsplit
+from typing import Any, get_args
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
-    FilePath,
-    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
-from scorer import backoff
 from scorer.config.fields import (
     MAX_DURATION_MS,
     MAX_POINTS,
     MAX_TIMEOUT_S,
-    UNIT_MS,
     DurationMs,
     EventType,
     Frozen,
@@ -44,6 +35,20 @@ from scorer.config.fields import (
     Points,
     duration_text,
 )
+from scorer.config.kafka import (
+    CONSUMER_FIXED,
+    FREE_FORM_MAPS,
+    PRODUCER_FIXED,
+    PRODUCER_RESERVED,
+    Kafka,
+    is_secret_setting,
+)
+from scorer.config.redis import (
+    REDIS_SCHEMES,
+    Redis,
+    RedisTls,
+    node_address,
+)
 from scorer.config.rules import (
     Cap,
     EngagementRule,
@@ -51,12 +56,32 @@ from scorer.config.rules import (
     Match,
     Range,
 )
+from scorer.config.runtime import (
+    Logging,
+    MetricsServer,
+    Pipeline,
+)
+from scorer.config.schema_registry import (
+    MAX_REGISTRY_WAIT_S,
+    REGISTRY_FIRST_RETRY_DELAY_S,
+    REGISTRY_MAX_RETRY_DELAY_S,
+    SchemaRegistry,
+)
 from scorer.config.scoring import (
     MAX_OPEN_WINDOWS,
     MAX_WEIGHT,
     Mql,
     Scoring,
     Total,
+)
+from scorer.config.topics import (
+    TOPIC_NAME_EXPECTED,
+    EventTopic,
+    Topic,
+    TopicName,
+    Topics,
+    WireFormat,
+    topic_name_problem,
 )
 from scorer.errors import ConfigError
 
@@ -120,512 +145,10 @@ log = logging.getLogger(__name__)
 
 ENV_PREFIX = "SCORER_"
 RDKAFKA_ENV_PREFIX = "SCORER_RDKAFKA_"
-# Settings whose keys are librdkafka's dotted names, not further levels.
-FREE_FORM_MAPS = frozenset(
-    {
-        ("kafka", "settings"),
-        ("kafka", "consumer_settings"),
-        ("kafka", "producer_settings"),
-        ("kafka", "secrets"),
-    }
-)
 
 
-# The schema registry client's waits between tries: doubling from the first
-# (a restarting registry answers again within seconds) up to the last.
-REGISTRY_FIRST_RETRY_DELAY_S = 0.25
-REGISTRY_MAX_RETRY_DELAY_S = 4.0
-# A registry lookup runs while a batch is decoded, unpolled: all its tries
-# and waits together must end well within max.poll.interval.ms (5 min).
-MAX_REGISTRY_WAIT_S = 120
-# librdkafka settings that hold credentials (sasl.password, ssl.key.password,
-# sasl.oauthbearer.client.secret, an inline private key, ...).
-_SECRET_SETTING = re.compile(
-    r"password|secret|^ssl\.key\.pem$|^sasl\.oauthbearer\.config$"
-)
 # A quoted token of a YAML error; punctuation (',', '\t') is shown, words not.
 _QUOTED = re.compile(r"'[^'\s]{3,}'|\"[^\"\s]{3,}\"")
-REDIS_SCHEMES = ("redis", "rediss", "unix")
-
-
-def is_secret_setting(name: str) -> bool:
-    """Whether a librdkafka setting holds a credential, kept out of every output."""
-    return _SECRET_SETTING.search(name.lower()) is not None
-
-
-WireFormat = Literal["avro", "json", "confluent_avro"]
-# Kafka's rule for topic names (org.apache.kafka.common.internals.Topic):
-# the broker refuses any other, after the scorer has written to Redis.
-_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
-TOPIC_NAME_EXPECTED = "1 to 249 letters, digits, '.', '_' or '-', not '.' or '..'"
-
-
-def topic_name_problem(name: str) -> str | None:
-    """Why Kafka would refuse `name` as a topic name, or None."""
-    if _TOPIC_NAME.fullmatch(name) and name not in (".", ".."):
-        return None
-    return f"not a Kafka topic name: use {TOPIC_NAME_EXPECTED}"
-
-
-def _topic_name(value: str) -> str:
-    problem = topic_name_problem(value)
-    if problem is not None:
-        raise ValueError(problem)
-    return value
-
-
-TopicName = Annotated[str, AfterValidator(_topic_name)]
-
-
-class Topic(Frozen):
-    name: TopicName
-    format: WireFormat = Field(
-        default="avro",
-        description="avro (single-object encoding), json, or confluent_avro "
-        "(Schema Registry framing; needs schema_registry)",
-    )
-
-
-class EventTopic(Topic):
-    types: tuple[EventType, ...] = Field(
-        default=(),
-        description="the event types this topic carries; `scorer produce` routes "
-        "records of these types to it (the scorer reads any type on any topic)",
-    )
-
-
-class Topics(Frozen):
-    events: tuple[EventTopic, ...] = Field(min_length=1)
-    firmographics: Topic | None = None
-    output: Topic
-    dead_letter: TopicName
-
-    @model_validator(mode="after")
-    def _apart(self) -> Self:
-        """Inputs, outputs and dead letters on distinct topics.
-
-        A dead-letter topic that is also an input would consume its own dead
-        letters again, for ever; an output topic that is an input would score
-        the scorer's outputs.
-        """
-        inputs = [t.name for t in (*self.events, self.firmographics) if t]
-        twice = sorted({name for name in inputs if inputs.count(name) > 1})
-        if twice:
-            raise ValueError(f"input topics named twice: {', '.join(twice)}")
-        if self.output.name in inputs:
-            raise ValueError(f"output {self.output.name!r} is also an input topic")
-        if self.dead_letter in inputs:
-            raise ValueError(f"dead_letter {self.dead_letter!r} is also an input topic")
-        if self.dead_letter == self.output.name:
-            raise ValueError(f"dead_letter {self.dead_letter!r} is also the output")
-        self._one_topic_per_type()
-        return self
-
-    def _one_topic_per_type(self) -> None:
-        """A record's type names one topic, or `scorer produce` cannot choose."""
-        for topic in self.events:
-            listed = [kind for kind in topic.types if topic.types.count(kind) > 1]
-            if listed:
-                raise ValueError(f"{topic.name} lists {listed[0]} twice in types")
-        carried = [kind for topic in self.events for kind in topic.types]
-        twice = sorted({kind for kind in carried if carried.count(kind) > 1})
-        if twice:
-            raise ValueError(f"types carried by two event topics: {', '.join(twice)}")
-
-    def named_with(self, fmt: WireFormat) -> list[str]:
-        """The names of the topics in wire format `fmt`, inputs first."""
-        every = [*self.events, self.firmographics, self.output]
-        return [t.name for t in every if t is not None and t.format == fmt]
-
-
-# librdkafka settings the delivery guarantees rest on (see scorer.delivery):
-# offsets are stored by hand after the outputs are acknowledged, and the
-# producer retries without duplicates or reordering.
-CONSUMER_FIXED: dict[str, Any] = {
-    "enable.auto.commit": False,
-    "enable.auto.offset.store": False,
-}
-PRODUCER_FIXED: dict[str, Any] = {"enable.idempotence": True, "acks": "all"}
-# Set from pipeline.transactional and its prefix only.
-PRODUCER_RESERVED = ("transactional.id",)
-
-
-class Kafka(Frozen):
-    # librdkafka checks the values of its own settings; refused here, an inf
-    # would be reported once per branch of the settings' type union.
-    model_config = ConfigDict(allow_inf_nan=True)
-
-    bootstrap_servers: str = Field(
-        default="127.0.0.1:9092",
-        description="librdkafka's bootstrap.servers: host:port[,host:port...] of "
-        "the brokers; a host without a port is taken as port 9092, librdkafka's "
-        "default",
-    )
-    group_id: str = "lead-scorer"
-    settings: dict[str, str | int | float | bool] = Field(
-        default_factory=dict,
-        description="librdkafka settings, by librdkafka's names, for every client",
-    )
-    consumer_settings: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="librdkafka settings for the consumer only"
-    )
-    producer_settings: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="librdkafka settings for producers only"
-    )
-    secrets: dict[str, SecretStr] = Field(
-        default_factory=dict,
-        description="librdkafka settings kept out of logs (sasl.password, ...); "
-        "credentials given in `settings` land here too",
-    )
-
-    @field_validator("bootstrap_servers", "group_id")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        # An empty group id aborts the process inside confluent-kafka; an
-        # empty broker list leaves the scorer waiting for ever.
-        if not value.strip() or value != value.strip():
-            raise ValueError("must not be empty or start or end with a space")
-        return value
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets_apart(cls, data: Any) -> Any:
-        """Credentials among the plain settings move to `secrets`."""
-        if not isinstance(data, dict):
-            return data
-        for where in ("consumer_settings", "producer_settings"):
-            _refuse_secrets(where, data.get(where))
-
-        settings, secrets = data.get("settings"), data.get("secrets") or {}
-        if not isinstance(settings, dict) or not isinstance(secrets, dict):
-            return data  # the field validation names what is wrong
-        moved = {k: v for k, v in settings.items() if is_secret_setting(str(k))}
-        if not moved:
-            return data
-
-        twice = sorted(set(moved) & set(secrets))
-        if twice:
-            raise ValueError(f"{', '.join(twice)}: given in settings and in secrets")
-        plain = {k: v for k, v in settings.items() if k not in moved}
-        return {**data, "settings": plain, "secrets": {**secrets, **moved}}
-
-    @field_validator("secrets", mode="before")
-    @classmethod
-    def _secrets_mapping(cls, value: Any) -> Any:
-        # A whole map from --set or a variable stays text (credentials are
-        # taken verbatim, not read as YAML): say how to give them instead
-        # of pydantic's "Input should be a valid dictionary". No ": " in the
-        # message, which would be read as "name: problem" (_where_and_what).
-        if isinstance(value, dict):
-            return value
-        raise ValueError(
-            "a mapping of librdkafka names to values; from the command line "
-            "or the environment, give one at a time (--set "
-            "kafka.secrets.sasl.password=VALUE, SCORER_RDKAFKA_SASL_PASSWORD=VALUE)"
-        )
-
-    @field_validator("settings")
-    @classmethod
-    def _common_keeps_guarantees(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _keep_fixed(value, {**CONSUMER_FIXED, **PRODUCER_FIXED})
-        return value
-
-    @field_validator("consumer_settings")
-    @classmethod
-    def _consumer_keeps_guarantees(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _keep_fixed(value, CONSUMER_FIXED)
-        return value
-
-    @field_validator("producer_settings")
-    @classmethod
-    def _producer_keeps_guarantees(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _keep_fixed(value, PRODUCER_FIXED)
-        return value
-
-
-def _keep_fixed(given: Mapping[str, Any], fixed: Mapping[str, Any]) -> None:
-    """Refuse a change of a setting the delivery guarantees rest on."""
-    for name, value in fixed.items():
-        if name in given and str(given[name]).lower() != str(value).lower():
-            raise ValueError(f"{name}: must stay {value}: delivery guarantees need it")
-    for name in PRODUCER_RESERVED:
-        if name in given:
-            raise ValueError(f"{name}: set pipeline.transactional (and its prefix)")
-
-
-def _refuse_secrets(where: str, settings: Any) -> None:
-    if not isinstance(settings, dict):
-        return
-    for name in settings:
-        if is_secret_setting(str(name)):
-            # One set of credentials serves every client; a per-client copy
-            # would sit among the plain settings.
-            raise ValueError(f"{where}.{name}: a credential; give it in secrets")
-
-
-class RedisTls(Frozen):
-    """TLS to Redis: with a rediss:// url, certificates other than the system's."""
-
-    ca_file: FilePath | None = Field(
-        default=None, description="CA certificates (PEM) to check the server by"
-    )
-    cert_file: FilePath | None = Field(
-        default=None, description="client certificate (PEM), if the server asks"
-    )
-    key_file: FilePath | None = Field(
-        default=None, description="private key (PEM) of cert_file"
-    )
-    check_hostname: bool = Field(
-        default=True, description="the server's certificate must name the url's host"
-    )
-
-    @model_validator(mode="after")
-    def _pair(self) -> Self:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("give cert_file and key_file together")
-        return self
-
-
-class Redis(Frozen):
-    url: str = Field(
-        default="redis://127.0.0.1:6379/0",
-        description="redis://, rediss:// (TLS) or unix://; a user name and "
-        "password in it move to `username` and `password`",
-    )
-    username: str | None = Field(default=None, description="ACL user")
-    password: SecretStr | None = None
-    tls: RedisTls | None = Field(default=None, description="needs a rediss:// url")
-    cluster: bool = False
-    cluster_nodes: tuple[str, ...] = Field(
-        default=(),
-        description="with cluster: more nodes, as host:port, that tell the "
-        "cluster's layout when the url's node does not answer",
-    )
-    key_prefix: str = Field(default="scorer", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
-    timeout_s: Number = Field(
-        default=5.0,
-        gt=0,
-        le=MAX_TIMEOUT_S,
-        description="socket timeout of each Redis call, seconds; at most "
-        f"{MAX_TIMEOUT_S}",
-    )
-    ops_per_call: Integer = Field(
-        default=64,
-        ge=1,
-        le=1000,
-        description="score updates per Lua script call (a lead's updates of "
-        "a batch are never split, so a call may carry more)",
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _credentials_apart(cls, data: Any) -> Any:
-        """Take the user name and password out of the url, so it can be shown."""
-        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
-            return data
-        parts = urlsplit(data["url"])
-        if parts.username is None and parts.password is None:
-            return data
-
-        moved = {"username": parts.username or None, "password": parts.password}
-        given = sorted(k for k, v in moved.items() if v and data.get(k) is not None)
-        if given:
-            raise ValueError(f"url and {' and '.join(given)} both give the {given[0]}")
-        host = parts.netloc.rpartition("@")[2]
-        plain = {k: unquote(v) for k, v in moved.items() if v}
-        return {**data, **plain, "url": parts._replace(netloc=host).geturl()}
-
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        # The message leaves the url out: it may hold a password.
-        parts = urlsplit(value)
-        if parts.scheme not in REDIS_SCHEMES:
-            raise ValueError("use a redis://, rediss:// or unix:// url")
-        try:
-            parts.port  # noqa: B018 - urllib checks the port when it is read
-        except ValueError:
-            raise ValueError("the url's port is not a number from 0 to 65535") from None
-        return value
-
-    @field_validator("cluster_nodes")
-    @classmethod
-    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        # The message leaves the address out: a mistaken one may hold a
-        # password (user:pw@host:port).
-        for number, address in enumerate(value, 1):
-            try:
-                node_address(address)
-            except ValueError as exc:
-                raise ValueError(f"item {number}: {exc}") from None
-        return value
-
-    @model_validator(mode="after")
-    def _tls_scheme(self) -> Self:
-        if self.tls is not None and urlsplit(self.url).scheme != "rediss":
-            raise ValueError("tls needs a rediss:// url")
-        return self
-
-    @model_validator(mode="after")
-    def _nodes_of_a_cluster(self) -> Self:
-        if self.cluster_nodes and not self.cluster:
-            raise ValueError("cluster_nodes needs cluster: true")
-        return self
-
-
-def node_address(address: str) -> tuple[str, int]:
-    """`host:port` (an IPv6 host in brackets) as its host and port."""
-    parts = urlsplit(f"//{address}")
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if not port or not parts.hostname or parts.netloc != address or "@" in address:
-        raise ValueError("give host:port, with a port from 1 to 65535")
-    return parts.hostname, port
-
-
-class Pipeline(Frozen):
-    batch_size: Integer = Field(default=1000, ge=1, le=100_000)
-    batch_timeout_ms: Integer = Field(default=50, ge=1, le=60_000)
-    batch_bytes: Integer = Field(
-        default=16 * 1024 * 1024,
-        ge=1024 * 1024,
-        le=1024 * 1024 * 1024,
-        description="a batch takes fewer records than batch_size when records "
-        "are large, to hold about this many bytes: three batches are in flight, "
-        "each with the dead letters it copies, so this bounds the memory that "
-        "large records take (1,000 malformed records of 1 MB once took 1 GB)",
-    )
-    max_future: DurationMs = Field(default=UNIT_MS["d"], ge=0)
-    transactional: bool = Field(
-        default=False,
-        description="publish each batch's outputs and commit its offsets in one "
-        "Kafka transaction: read_committed consumers see every output once",
-    )
-    transactional_id_prefix: str = Field(
-        default="lead-scorer",
-        pattern=r"^[A-Za-z0-9._-]{1,100}$",
-        description="the producer's transactional.id is <prefix>-<instance id>",
-    )
-    instance_id: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9._-]{1,100}$",
-        description="this instance's name, stable across its restarts and unique "
-        "among running instances (default: the consumer's group.instance.id, "
-        "else the host name)",
-    )
-    rejoin_after: DurationMs | None = Field(
-        default=None,
-        gt=0,
-        description="an instance that lost its partitions and is given no new "
-        "assignment, not even an empty one, for this long replaces its Kafka "
-        "consumer: librdkafka's consumer can stay cut off from the group "
-        "coordinator after a broker restart. Counted from the loss, or from "
-        "the consumer's last report of the brokers out of reach if later "
-        "(default: the consumer's session.timeout.ms plus max.poll.interval.ms, "
-        "345 s with the defaults, longer than a rejoin may take)",
-    )
-
-
-class MetricsServer(Frozen):
-    """The HTTP server of /metrics, /healthz and /readyz."""
-
-    port: Integer | None = Field(
-        default=None, ge=0, le=65535, description="no port, no server; 0 picks one"
-    )
-    host: str = Field(default="127.0.0.1", description="address to listen on")
-    stall_after: DurationMs = Field(
-        default=60_000,
-        gt=0,
-        description="/readyz fails when the consume loop has not turned, or a "
-        "lagging consumer has committed nothing, for this long",
-    )
-
-
-class Logging(Frozen):
-    """Log lines on stderr: `text` for people, `json` (one object a line) for tools."""
-
-    format: Literal["text", "json"] = "text"
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-
-    @field_validator("level", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
-
-
-class SchemaRegistry(Frozen):
-    """A Confluent-compatible Schema Registry, for topics in format confluent_avro."""
-
-    url: str = Field(
-        description="base URL of the REST API: http://host:8081 for Confluent's, "
-        "http://host:8080/apis/ccompat/v7 for Apicurio's"
-    )
-    username: str | None = Field(default=None, description="HTTP basic auth user")
-    password: SecretStr | None = Field(default=None, description="its password")
-    subject_strategy: Literal["topic", "record", "topic_record"] = Field(
-        default="topic",
-        description="subject of the output schema: <topic>-value (topic), the "
-        "record's full name (record) or <topic>-<full name> (topic_record)",
-    )
-    auto_register: bool = Field(
-        default=True,
-        description="register the output schema at start-up; false: look it up "
-        "and refuse to start if it is not registered",
-    )
-    timeout_s: Number = Field(
-        default=5.0,
-        gt=0,
-        le=MAX_TIMEOUT_S,
-        description=f"per HTTP request, seconds; at most {MAX_TIMEOUT_S}",
-    )
-    retries: Integer = Field(
-        default=4,
-        ge=0,
-        le=10,
-        description="further tries while the registry is unreachable, after "
-        "delays doubling from 0.25 s (4: 3.75 s of waiting, plus the timeouts)",
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("an http:// or https:// URL with a host")
-        # Credentials in the URL would end up in log lines and errors.
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("put credentials in username and password, not the URL")
-        if parts.query or parts.fragment:
-            raise ValueError("a base URL without ?query or #fragment")
-        return value.strip().rstrip("/")
-
-    @model_validator(mode="after")
-    def _credentials_pair(self) -> Self:
-        if (self.username is None) != (self.password is None):
-            raise ValueError("give username and password together, or neither")
-        return self
-
-    @model_validator(mode="after")
-    def _lookups_end_in_time(self) -> Self:
-        longest = self.longest_wait_s()
-        if longest > MAX_REGISTRY_WAIT_S:
-            raise ValueError(
-                f"retries and timeout_s let one lookup hold the consume loop "
-                f"{longest:g} s, beyond {MAX_REGISTRY_WAIT_S} s (the consumer "
-                "leaves its group after 5 min without a poll); lower either"
-            )
-        return self
-
-    def longest_wait_s(self) -> float:
-        """The longest one request can take: every try timing out, and the
-        waits between them."""
-        delays = backoff.delays(
-            REGISTRY_FIRST_RETRY_DELAY_S, REGISTRY_MAX_RETRY_DELAY_S
-        )
-        waits = sum(islice(delays, self.retries))
-        return (self.retries + 1) * self.timeout_s + waits
 
 
 class Config(Frozen):
