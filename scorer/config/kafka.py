@@ -108,7 +108,7 @@ class Kafka(Frozen):
         # A whole map from --set or a variable stays text (credentials are
         # taken verbatim, not read as YAML): say how to give them instead
         # of pydantic's "Input should be a valid dictionary". No ": " in the
-        # message, which would be read as "name: problem" (_where_and_what).
+        # message, which would be read as "name: problem" (see messages.py).
         if isinstance(value, dict):
             return value
         raise ValueError(

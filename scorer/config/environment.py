@@ -1,0 +1,120 @@
+"""Settings from environment variables: ``SCORER_<SECTION>__<FIELD>`` for any
+field, ``SCORER_RDKAFKA_<NAME>`` for a librdkafka setting.
+"""
+
+from collections.abc import Mapping
+from typing import Any, get_args
+
+import yaml
+from pydantic import BaseModel
+
+from scorer.config.kafka import is_secret_setting
+from scorer.config.root import Config
+from scorer.errors import ConfigError
+
+ENV_PREFIX = "SCORER_"
+RDKAFKA_ENV_PREFIX = "SCORER_RDKAFKA_"
+
+
+def unread_variables(environ: Mapping[str, str]) -> list[str]:
+    """SCORER_ variables that look meant for a section but lack its `__`.
+
+    SCORER_PIPELINE_BATCH_SIZE was ignored without a word: a typo that
+    leaves a setting at its default. Only names that start with a section
+    count; other SCORER_ variables (SCORER_DATA, those Kubernetes makes of
+    a Service's name) are none of the config's business, so this warns
+    instead of stopping.
+    """
+    return [name for name in sorted(environ) if _meant_section(name) is not None]
+
+
+def _meant_section(name: str) -> str | None:
+    """The section a SCORER_ variable without `__` starts with, if any."""
+    rest = name.removeprefix(ENV_PREFIX)
+    if rest == name or "__" in rest or name.startswith(RDKAFKA_ENV_PREFIX):
+        return None
+    # Longest first: SCHEMA_REGISTRY_URL is the section SCHEMA_REGISTRY's.
+    sections = sorted((n.upper() for n in Config.model_fields), key=len, reverse=True)
+    return next((s for s in sections if rest == s or rest.startswith(f"{s}_")), None)
+
+
+def with_double_underscore(name: str) -> str:
+    section = _meant_section(name)
+    assert section is not None, "only for the names unread_variables lists"
+    rest = name.removeprefix(ENV_PREFIX)
+    if rest == section:
+        return f"set its fields, e.g. {name}__<FIELD>"
+    fields = rest[len(f"{section}_") :]
+    model = Config.model_fields[section.lower()].annotation
+    path = _field_path(model, fields) or [fields]
+    return f"did you mean {ENV_PREFIX}{section}__{'__'.join(path)}?"
+
+
+def _field_path(model: Any, words: str) -> list[str] | None:
+    """`words` (FIELD_SUBFIELD) split into the nested fields of `model`.
+
+    SCORER_SCORING_MQL_THRESHOLD means scoring.mql.threshold, whose
+    variable is SCORER_SCORING__MQL__THRESHOLD. None when no split fits.
+    """
+    # An optional section (`tls: RedisTls | None`) is its model's.
+    models = [m for m in (model, *get_args(model)) if _is_model(m)]
+    if not models:
+        return None
+    for name, field in models[0].model_fields.items():
+        upper = name.upper()
+        if words == upper:
+            return [upper]
+        if words.startswith(f"{upper}_"):
+            rest = _field_path(field.annotation, words[len(upper) + 1 :])
+            if rest is not None:
+                return [upper, *rest]
+    return None
+
+
+def _is_model(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
+
+
+def apply_environment(
+    raw: dict[str, Any], environ: Mapping[str, str]
+) -> dict[str, str]:
+    """Set what the environment gives; returns each dotted path's variable."""
+    sources: dict[str, str] = {}
+    for name, value in sorted(environ.items()):
+        if name.startswith(RDKAFKA_ENV_PREFIX):
+            setting = name.removeprefix(RDKAFKA_ENV_PREFIX).lower().replace("_", ".")
+            if not setting.strip("."):
+                raise ConfigError(name, "names no librdkafka setting")
+            section = "secrets" if is_secret_setting(setting) else "settings"
+            path = ["kafka", section, setting]
+            set_path(raw, path, value)
+        elif name.startswith(ENV_PREFIX) and "__" in name:
+            path = name.removeprefix(ENV_PREFIX).lower().split("__")
+            set_path(raw, path, environment_value(path, value))
+        else:
+            continue
+        sources[".".join(path)] = name
+    return sources
+
+
+def environment_value(path: list[str], text: str) -> Any:
+    """A variable's value read as YAML; a credential's verbatim."""
+    # As YAML, a password such as 0123 would become a number, and *x fail
+    # as an unknown alias.
+    if path[:2] == ["kafka", "secrets"] or any(map(is_secret_setting, path)):
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text  # validation then names the field if a string is wrong
+
+
+def set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    node = raw
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
