@@ -34,6 +34,11 @@ ON_TIME = 0
 LATE = 1  # behind the lead's newest event, within the allowed lateness
 TOO_LATE = 2  # beyond it: still counted, but a closed window's cap restarts
 
+# An MQL stays one while its engagement holds this share of
+# `mql.min_engagement`: fit alone keeps no lead an MQL, as it makes none. The
+# gap below the entry level is the band that keeps the flag from flapping.
+STAY_ENGAGEMENT_SHARE = 0.5
+
 
 @dataclass(frozen=True, slots=True)
 class ActivityUpdate:
@@ -89,24 +94,33 @@ class Params:
         """Hysteresis: up at the threshold, down only below the band.
 
         Going up also needs `min_engagement`: a buying signal, not fit alone.
-        Staying up needs the score only, so decay cannot flap the flag.
+        Staying up needs a share of it (see `stays`), so that a lead whose
+        fit alone is in the band does not stay an MQL for ever once in.
         """
         if was_mql:
-            return score >= self.threshold - self.hysteresis
+            return self.stays(score, engagement)
         if score < self.threshold:
             return False
         return self.min_engagement is None or engagement >= self.min_engagement
 
-    def fell_out(self, was_mql: bool, decayed_score: float) -> bool:
-        """Whether an MQL's score, decayed to its next event, left the band.
+    def stays(self, score: float, engagement: float) -> bool:
+        """Whether an MQL with this score and engagement is still one."""
+        in_band = score >= self.threshold - self.hysteresis
+        if self.min_engagement is None:
+            return in_band
+        engaged = engagement >= self.min_engagement * STAY_ENGAGEMENT_SHARE
+        return in_band and engaged
 
-        Decay lowers a quiet lead's score between events, unseen. Had its
-        next event's points been judged against the flag alone, an event
-        lifting it back into the band would keep it an MQL it stopped being
-        weeks before: it is judged as no MQL instead, and leaves (down)
-        unless the event takes it up to the threshold again.
+    def fell_out(self, was_mql: bool, decayed_score: float, decayed: float) -> bool:
+        """Whether an MQL, decayed to its next event, was no longer one.
+
+        Decay lowers a quiet lead's score and engagement between events,
+        unseen. Had its next event's points been judged against the flag
+        alone, an event lifting it back into the band would keep it an MQL it
+        stopped being weeks before: it is judged as no MQL instead, and leaves
+        (down) unless the event takes it up to the threshold again.
         """
-        return was_mql and decayed_score < self.threshold - self.hysteresis
+        return was_mql and not self.stays(decayed_score, decayed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,7 +343,7 @@ def apply_activity(state: LeadState, update: ActivityUpdate, params: Params) -> 
         state.advance(update.at_ms)
         after = state.engagement()
         decay_lost = before - after
-        fell = params.fell_out(state.is_mql, params.total(state.fit, after))
+        fell = params.fell_out(state.is_mql, params.total(state.fit, after), after)
     late = _lateness(state.ref_ms - update.at_ms, params.lateness_ms)
 
     applied, capped = _add_points(state, update)

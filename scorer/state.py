@@ -78,6 +78,8 @@ local FW, EW = tonumber(ARGV[1]), tonumber(ARGV[2])
 local T, H = tonumber(ARGV[3]), tonumber(ARGV[4])
 local LATENESS, HORIZON = tonumber(ARGV[5]), tonumber(ARGV[6])
 local MIN_ENGAGEMENT = tonumber(ARGV[7])
+-- scorer.lead.STAY_ENGAGEMENT_SHARE of it keeps an MQL one (Params.stays).
+local STAY_ENGAGEMENT = MIN_ENGAGEMENT and MIN_ENGAGEMENT * 0.5
 local RULE_COUNT = tonumber(ARGV[8])
 
 local call = redis.call
@@ -405,13 +407,19 @@ local function add_points(st, at, rule)
   return after - before, math.abs(w[1]) > w[4]
 end
 
+-- Params.stays: an MQL keeps the flag in the band, with a share of the
+-- engagement it needed to come in.
+local function stays(score, eng)
+  return score >= T - H and (STAY_ENGAGEMENT == nil or eng >= STAY_ENGAGEMENT)
+end
+
 local function settle(st, applied, lost, capped, late, fell)
   local previous_text = st.score_text
   local eng = engagement(st)
   local score = FW * st.fit + EW * eng
   local was = st.mql
   if was and not fell then
-    st.mql = score >= T - H
+    st.mql = stays(score, eng)
   else
     st.mql = score >= T and (MIN_ENGAGEMENT == nil or eng >= MIN_ENGAGEMENT)
   end
@@ -458,7 +466,7 @@ local function activity(key, seen, outs, op_id, at, rule)
     lost = before - after
     moved = true
     -- Decay took a quiet MQL out of the band before this event (Params.fell_out).
-    fell = st.mql and FW * st.fit + EW * after < T - H
+    fell = st.mql and not stays(FW * st.fit + EW * after, after)
   end
   local behind, late = st.ref - at, 0
   if behind > 0 then late = (behind <= LATENESS) and 1 or 2 end

@@ -38,7 +38,8 @@ class Mql(Frozen):
         default=None,
         ge=0,
         description="engagement a lead needs besides the threshold to become an "
-        "MQL, so that fit alone never alerts sales (unset: the threshold alone)",
+        "MQL, so that fit alone never alerts sales; an MQL stays one while it "
+        "holds half of it (unset: the threshold alone)",
     )
 
     @model_validator(mode="after")

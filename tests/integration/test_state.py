@@ -124,6 +124,28 @@ def test_an_mql_decayed_out_of_the_band_is_judged_alike_in_lua(
     assert snapshot is not None and snapshot.is_mql is stays
 
 
+# Fit 50 is in the band (60 - 10) for good; 50 + 15 * 0.8 = 62 crosses, with
+# engagement 15 over min_engagement 8. A week on, 7.5 + 1 keeps the 4 it
+# needs to stay; three weeks on, 1.875 + 1 does not.
+@pytest.mark.parametrize(("quiet_days", "stays"), [(7, True), (21, False)])
+def test_fit_alone_keeps_no_mql_in_lua_either(
+    redis_client: redis.Redis, quiet_days: int, stays: bool
+) -> None:
+    params = replace(PARAMS, min_engagement=8.0)
+    visit_15 = ScoringRule("visit", 15.0, 7 * DAY_MS, None, None)
+    small = ScoringRule("small", 1.0, 7 * DAY_MS, None, None)
+    updates: list[Update] = [
+        FitUpdate("L1", "f", T0, 50.0, "d"),
+        ActivityUpdate("L1", "e1", T0, visit_15),
+        ActivityUpdate("L1", "e2", T0 + quiet_days * DAY_MS, small),
+    ]
+
+    assert_twins_agree(redis_client, updates, per_call=64, params=params)
+    store = RedisStore(redis_client, params, key_prefix="p")
+    snapshot = store.snapshot("L1")
+    assert snapshot is not None and snapshot.is_mql is stays
+
+
 def assert_twins_agree(
     client: redis.Redis,
     updates: list[Update],

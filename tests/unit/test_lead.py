@@ -417,6 +417,55 @@ def test_an_mql_that_decayed_out_of_the_band_is_judged_at_its_next_event(
     assert snapshot is not None and snapshot.is_mql == flags[1]
 
 
+# Fit 50 alone is in the band (60 - 10) for good: only engagement can take
+# such a lead out, and it must hold half of min_engagement (10) to stay.
+@pytest.mark.parametrize(
+    ("quiet_days", "flags"),
+    [
+        (7, (True, True)),  # 12 decayed to 6, plus 1: 7 of the 5 it needs
+        (14, (True, False)),  # 12 decayed to 3, plus 1: 4 < 5, out on fit alone
+    ],
+)
+def test_fit_alone_does_not_keep_a_lead_an_mql(
+    quiet_days: int, flags: tuple[bool, bool]
+) -> None:
+    params = replace(PARAMS, min_engagement=10.0)
+    store = MemoryStore(params)
+    visit_12 = ScoringRule("visit", 12.0, 7 * DAY_MS, None, None)
+    small = ScoringRule("small", 1.0, 7 * DAY_MS, None, None)
+
+    outcomes = store.apply(
+        [
+            FitUpdate("L1", "f", T0, 50.0, "d"),
+            visit(visit_12, T0, "e1"),  # 62, engagement 12: up
+            visit(small, T0 + quiet_days * DAY_MS, "e2"),
+        ]
+    )
+
+    crossing, last = outcomes[1], outcomes[2]
+    assert crossing is not None and (crossing.was_mql, crossing.is_mql) == (False, True)
+    assert last is not None
+    assert last.score == pytest.approx(50 + 12 / 2 ** (quiet_days / 7) + 1)
+    assert last.score >= params.threshold - params.hysteresis  # in the band
+    assert (last.was_mql, last.is_mql) == flags
+
+
+def test_an_mql_on_fit_alone_is_none_in_a_later_snapshot() -> None:
+    store = MemoryStore(replace(PARAMS, min_engagement=10.0))
+    store.apply(
+        [
+            FitUpdate("L1", "f", T0, 50.0, "d"),
+            visit(ScoringRule("visit", 12.0, 7 * DAY_MS, None, None), T0, "e1"),
+        ]
+    )
+
+    now = store.snapshot("L1")
+    years_later = store.snapshot("L1", T0 + 3650 * DAY_MS)
+    assert now is not None and now.is_mql
+    assert years_later is not None and not years_later.is_mql
+    assert years_later.score == pytest.approx(50.0)
+
+
 RULES = [PRICING, BLOG, PLAIN, CAREERS]
 
 
