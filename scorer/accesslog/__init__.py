@@ -1137,6 +1137,3 @@ def _write_events(events: Iterable[Event], out: TextIO) -> None:
     for event in events:
         out.write(json.dumps(event) + "\n")
 
-
-if __name__ == "__main__":
-    sys.exit(main())
