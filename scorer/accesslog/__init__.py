@@ -89,6 +89,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import parse_qsl, urlsplit
 
+from scorer.accesslog import drop_reasons
+from scorer.accesslog.drop_reasons import DROP_REASONS, FORMAT_REASONS
 from scorer.errors import InvalidRecord, ScorerError
 from scorer.events import (
     MAX_URL_CHARS,
@@ -100,6 +102,45 @@ from scorer.events import (
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
+
+# Every name this module had before it became a package, for the modules,
+# tests and scripts that import them from here.
+__all__ = [
+    "BOT_USER_AGENT_MARKERS",
+    "BYTE_ORDER_MARK",
+    "DEFAULT_ASSET_TYPE",
+    "DEFAULT_ASSET_TYPES",
+    "DEFAULT_CATEGORY_PREFIXES",
+    "DEFAULT_DOWNLOAD_EXTENSIONS",
+    "DEFAULT_OTHER_FILE_EXTENSIONS",
+    "DEFAULT_STATIC_EXTENSIONS",
+    "DROP_REASONS",
+    "EMAIL_PLACEHOLDER",
+    "EVENT_DIGEST_HEX_CHARS",
+    "EVENT_PREFIX",
+    "FEED_CATEGORY",
+    "FEED_EXTENSIONS",
+    "FEED_FILE_NAMES",
+    "FEED_FLAVOURS",
+    "FORMAT_REASONS",
+    "GZIP_MAGIC",
+    "LEAD_DIGEST_HEX_CHARS",
+    "LEAD_PREFIX",
+    "MAGIC_BYTES",
+    "MAX_LINE_CHARS",
+    "OCCURRENCE_MEMORY_LINES",
+    "OTHER_COMPRESSIONS",
+    "SALT_VARIABLE",
+    "Event",
+    "ImportOptions",
+    "ImportStats",
+    "NotCombinedFormat",
+    "UnreadableLog",
+    "add_arguments",
+    "import_log",
+    "main",
+    "run",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -341,45 +382,6 @@ FEED_FILE_NAMES = frozenset(
 FEED_EXTENSIONS = (".rss", ".atom")
 FEED_CATEGORY = "feed"
 
-# Drop reasons that say a line gave nothing to look at: not in the combined
-# format, too long to read, or naming no client (a proxy's forwarded list).
-# When they are all an input gave, it is in some other format or written
-# by a server set up in a way the importer cannot use.
-FORMAT_REASONS = frozenset(
-    {
-        "blank",
-        "line_too_long",
-        "unparseable",
-        "common_format",
-        "bad_request",
-        "no_client",
-    }
-)
-
-# Why a line did not become an event, in the order the checks run; a line is
-# counted under the first reason that applies. Records the scorer itself
-# would refuse are counted as "invalid_<reason of InvalidRecord>"; of those,
-# a time outside the scorer's bounds is checked right after "bad_time".
-DROP_REASONS = (
-    "line_too_long",
-    "blank",
-    "unparseable",
-    "common_format",
-    "bad_request",
-    "bad_time",
-    "invalid_timestamp_out_of_range",
-    "no_client",
-    "bot",
-    "no_user_agent",
-    "method",
-    "partial_content",
-    "redirect",
-    "error_status",
-    "other_status",
-    "feed",
-    "static_asset",
-    "other_file",
-)
 
 # One search for all the markers: a loop over them took a third of a line's time.
 _BOT_MARKER = re.compile("|".join(re.escape(m) for m in BOT_USER_AGENT_MARKERS))
@@ -672,9 +674,9 @@ def _convert_line(
     line: str, options: ImportOptions, occurrences: _Occurrences
 ) -> Event | str:
     if len(line) > MAX_LINE_CHARS:
-        return "line_too_long"
+        return drop_reasons.LINE_TOO_LONG
     if not line.strip():
-        return "blank"
+        return drop_reasons.BLANK
 
     request = _parse_line(line, options.bounds)
     if isinstance(request, str):
@@ -698,30 +700,38 @@ def _parse_line(line: str, bounds: TimeBounds) -> _Request | str:
     fields = _LINE.fullmatch(line)
     if fields is None:
         # The user agent is needed to tell crawlers from readers.
-        return "common_format" if _COMMON_LINE.fullmatch(line) else "unparseable"
+        return (
+            drop_reasons.COMMON_FORMAT
+            if _COMMON_LINE.fullmatch(line)
+            else drop_reasons.UNPARSEABLE
+        )
     client_field, stamp, request_line, status, referrer, user_agent = fields.groups()
 
     request = _REQUEST.fullmatch(request_line)
     if request is None:
-        return "bad_request"
+        return drop_reasons.BAD_REQUEST
     target = _origin_form(request.group(2))
     if target is None:
         # RFC 9112, section 3.2: `OPTIONS *` and `CONNECT host:port` are
         # requests too (Apache's "internal dummy connection" among them),
         # just not for a page.
-        return "method" if request.group(1) in _OTHER_FORM_METHODS else "bad_request"
+        return (
+            drop_reasons.METHOD
+            if request.group(1) in _OTHER_FORM_METHODS
+            else drop_reasons.BAD_REQUEST
+        )
     occurred_at_ms = _parse_time(stamp)
     if occurred_at_ms is None:
-        return "bad_time"
+        return drop_reasons.BAD_TIME
     # Checked before the other filters, so the count covers every line of a
     # log older than the scorer takes, not only the lines worth an event.
     try:
         bounds.check("occurred_at", occurred_at_ms)
     except InvalidRecord as exc:
-        return f"invalid_{exc.reason}"
+        return drop_reasons.invalid_record(exc)
     client = _client(client_field)
     if client is None:
-        return "no_client"
+        return drop_reasons.NO_CLIENT
     path, params, query = _target_parts(target)
 
     return _Request(
@@ -857,24 +867,24 @@ def _writable(occurred_at_ms: int) -> bool:
 def _rejection(request: _Request, options: ImportOptions) -> str | None:
     agent = request.user_agent.lower()
     if _BOT_MARKER.search(agent):
-        return "bot"
+        return drop_reasons.BOT
     if agent.strip() in ("", "-"):
-        return "no_user_agent"
+        return drop_reasons.NO_USER_AGENT
     if request.method not in options.methods:
-        return "method"
+        return drop_reasons.METHOD
     return _status_rejection(request.status)
 
 
 def _status_rejection(status: int) -> str | None:
     if status in _SUCCESS_STATUSES:
-        return "partial_content" if status == _PARTIAL_CONTENT else None
+        return drop_reasons.PARTIAL_CONTENT if status == _PARTIAL_CONTENT else None
     if status == _NOT_MODIFIED:
         return None
     if 300 <= status < 400:
-        return "redirect"
+        return drop_reasons.REDIRECT
     if 400 <= status < 600:
-        return "error_status"
-    return "other_status"
+        return drop_reasons.ERROR_STATUS
+    return drop_reasons.OTHER_STATUS
 
 
 def _event(event_id: str, request: _Request, options: ImportOptions) -> Event | str:
@@ -892,14 +902,14 @@ def _event(event_id: str, request: _Request, options: ImportOptions) -> Event | 
 
     if _is_feed(lowered, request.query):
         if not options.keep_feeds:
-            return "feed"
+            return drop_reasons.FEED
         return _page_view(event_id, request, FEED_CATEGORY, options)
 
     extension = _extension(lowered)
     if extension in options.static_extensions:
-        return "static_asset"
+        return drop_reasons.STATIC_ASSET
     if extension in options.other_file_extensions:
-        return "other_file"
+        return drop_reasons.OTHER_FILE
     category = _category(path, options.category_prefixes)
     return _page_view(event_id, request, category, options)
 
@@ -945,7 +955,7 @@ def _validated(event: Event, bounds: TimeBounds) -> Event | str:
     try:
         parse_record(event, bounds)
     except InvalidRecord as exc:
-        return f"invalid_{exc.reason}"
+        return drop_reasons.invalid_record(exc)
     return event
 
 
@@ -1028,7 +1038,7 @@ def _check_format(name: str, stats: ImportStats) -> None:
         return
     counts = " ".join(f"{why}={n}" for why, n in sorted(stats.dropped.items()))
     what = "no line is in the combined format"
-    if "no_client" in stats.dropped:
+    if drop_reasons.NO_CLIENT in stats.dropped:
         what = (
             "no line is a combined-format request that names its client "
             "(behind a proxy, have the server log the client's address)"
@@ -1136,4 +1146,3 @@ def _skip_rest_of_line(log: TextIO) -> None:
 def _write_events(events: Iterable[Event], out: TextIO) -> None:
     for event in events:
         out.write(json.dumps(event) + "\n")
-
