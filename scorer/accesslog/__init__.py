@@ -69,28 +69,33 @@ Decisions a reader may look for:
 
 import argparse
 import functools
-import gzip
 import hashlib
 import hmac
-import io
 import ipaddress
 import json
 import logging
 import os
 import re
-import shlex
 import sys
-import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 from urllib.parse import parse_qsl, urlsplit
 
 from scorer.accesslog import drop_reasons
 from scorer.accesslog.drop_reasons import DROP_REASONS, FORMAT_REASONS
+from scorer.accesslog.reading import (
+    BYTE_ORDER_MARK,
+    GZIP_MAGIC,
+    MAGIC_BYTES,
+    MAX_LINE_CHARS,
+    OTHER_COMPRESSIONS,
+    UnreadableLog,
+    decoded_lines,
+    opened,
+    uncompressed,
+)
 from scorer.errors import InvalidRecord, ScorerError
 from scorer.events import (
     MAX_URL_CHARS,
@@ -99,9 +104,6 @@ from scorer.events import (
     parse_record,
     parse_time,
 )
-
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
 
 # Every name this module had before it became a package, for the modules,
 # tests and scripts that import them from here.
@@ -156,30 +158,10 @@ EVENT_PREFIX = "accesslog:"
 LEAD_DIGEST_HEX_CHARS = 16
 EVENT_DIGEST_HEX_CHARS = 24
 
-# The longest line that is parsed. Apache and nginx refuse a request line or
-# a header over 8 KiB by default (LimitRequestLine, LimitRequestFieldSize,
-# large_client_header_buffers), so a combined line stays under about 25 KiB
-# unless most of its bytes were escaped; a longer one is damage or an attack.
-# Matching the line pattern costs some 200 bytes of memory per character, so
-# a longer line is refused before it is matched, and never read whole.
-MAX_LINE_CHARS = 64 * 1024
 # How many distinct recent lines the occurrence counts of event ids are kept
 # for, the oldest forgotten first: about 250 bytes each at the peak of a
 # dict resize, so some 25 MB.
 OCCURRENCE_MEMORY_LINES = 100_000
-# RFC 1952, section 2.3.1: every gzip member starts with the bytes ID1, ID2.
-GZIP_MAGIC = b"\x1f\x8b"
-# Compressions that are not read, by their magic bytes: bzip2 ("BZh" and the
-# block size), xz (its file format specification, section 2.1.1.1) and
-# zstd (RFC 8878, section 3.1.1); the tool that decompresses each.
-OTHER_COMPRESSIONS = {
-    **{f"BZh{size}".encode(): ("bzip2", "bzip2 -dc") for size in range(1, 10)},
-    b"\xfd7zXZ\x00": ("xz", "xz -dc"),
-    b"\x28\xb5\x2f\xfd": ("zstd", "zstd -dc"),
-}
-MAGIC_BYTES = max(len(magic) for magic in (GZIP_MAGIC, *OTHER_COMPRESSIONS))
-# Editors on Windows open a UTF-8 file with it; it is no part of the first line.
-BYTE_ORDER_MARK = "\ufeff"
 
 # Case-insensitive substrings of user agents that belong to software, not to
 # a person reading: search crawlers, feed fetchers, link checkers, uptime
@@ -432,13 +414,6 @@ _NOT_MODIFIED = 304
 _PARTIAL_CONTENT = 206
 
 
-class UnreadableLog(ScorerError):
-    """A log's data is damaged, cut short or compressed in a way not read.
-
-    The message names the file.
-    """
-
-
 class NotCombinedFormat(ScorerError):
     """Lines were read and none of them was in the combined format."""
 
@@ -641,15 +616,15 @@ def run(args: argparse.Namespace) -> int:
     stats = ImportStats()
     name = "<stdin>" if args.file == "-" else args.file
 
-    with _opened(args.file) as log:
-        data = _uncompressed(name, log)
+    with opened(args.file) as log:
+        data = uncompressed(name, log)
         # Only once the file is known to be readable: an error is enough.
         if not options.salt:
             logger.warning(
                 "no salt given: lead ids of real IP addresses are reversible"
             )
         logger.info("access log import started file=%s", args.file)
-        events = import_log(_decoded_lines(name, data), options, stats)
+        events = import_log(decoded_lines(name, data), options, stats)
         _write_events(events, sys.stdout)
 
     logger.info(
@@ -1044,103 +1019,6 @@ def _check_format(name: str, stats: ImportStats) -> None:
             "(behind a proxy, have the server log the client's address)"
         )
     raise NotCombinedFormat(f"{name}: {what} (lines_read={stats.lines_read} {counts})")
-
-
-@contextmanager
-def _opened(name: str) -> Iterator[io.BufferedReader]:
-    if name == "-":
-        # Bytes, to look at the first few; fd 0 stays open for the process.
-        with open(sys.stdin.fileno(), "rb", closefd=False) as stdin:
-            yield stdin
-        return
-    with Path(name).open("rb") as log:
-        yield log
-
-
-def _decoded_lines(
-    name: str, data: "io.BufferedReader[_Replayed] | gzip.GzipFile"
-) -> Iterator[str]:
-    # Servers escape unusual bytes, but a damaged file must not stop the run.
-    # LF, CR LF and a lone CR each end a line: servers escape a CR inside a
-    # request, so a CR in the file ends a line a converter wrote, and a file
-    # with CR endings alone would otherwise be a single line.
-    text = io.TextIOWrapper(data, encoding="utf-8", errors="replace", newline=None)
-    lines_read = 0
-    try:
-        for line in _bounded_lines(text):
-            yield line
-            lines_read += 1
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        where = f"after line {lines_read}" if lines_read else "before the first line"
-        message = f"{name}: the gzip data is damaged or cut short {where}"
-        raise UnreadableLog(message) from exc
-
-
-def _uncompressed(
-    name: str, log: io.BufferedReader
-) -> "io.BufferedReader[_Replayed] | gzip.GzipFile":
-    head = log.read(MAGIC_BYTES)
-    other = [
-        kind for magic, kind in OTHER_COMPRESSIONS.items() if head.startswith(magic)
-    ]
-    if other:
-        compression, tool = other[0]
-        # The command to run, ready to paste (stdin has no name to give).
-        source = "FILE" if name == "<stdin>" else shlex.quote(name)
-        raise UnreadableLog(
-            f"{name}: the data is {compression}-compressed; decompress it first: "
-            f"{tool} {source} | scorer import-access-log -"
-        )
-
-    whole = io.BufferedReader(_Replayed(head, log))
-    if head.startswith(GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=whole, mode="rb")
-    return whole
-
-
-class _Replayed(io.RawIOBase):
-    """A stream whose first bytes were read to look at them, whole again."""
-
-    def __init__(self, head: bytes, rest: io.BufferedReader) -> None:
-        super().__init__()
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: "WriteableBuffer") -> int:
-        view = memoryview(buffer).cast("B")
-        if self._head:
-            size = min(len(view), len(self._head))
-            view[:size] = self._head[:size]
-            self._head = self._head[size:]
-            return size
-
-        # read1 returns what a pipe holds now, so lines piped in one at a
-        # time (tail -f) are imported as they come, not by the buffer-full.
-        data = self._rest.read1(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-
-def _bounded_lines(log: TextIO) -> Iterator[str]:
-    """The lines of `log`, each cut after MAX_LINE_CHARS + 1 characters.
-
-    A cut line is still one character too long to be parsed; the rest of it
-    is read in pieces and thrown away, so memory stays bounded.
-    """
-    while line := log.readline(MAX_LINE_CHARS + 1):
-        yield line
-        cut = len(line) > MAX_LINE_CHARS and not line.endswith("\n")
-        if cut:
-            _skip_rest_of_line(log)
-
-
-def _skip_rest_of_line(log: TextIO) -> None:
-    while piece := log.readline(MAX_LINE_CHARS):
-        if piece.endswith("\n"):
-            return
 
 
 def _write_events(events: Iterable[Event], out: TextIO) -> None:
