@@ -81,7 +81,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from scorer.accesslog import drop_reasons
 from scorer.accesslog.drop_reasons import DROP_REASONS, FORMAT_REASONS
@@ -95,6 +95,13 @@ from scorer.accesslog.reading import (
     decoded_lines,
     opened,
     uncompressed,
+)
+from scorer.accesslog.urls import (
+    EMAIL_PLACEHOLDER,
+    clean_referrer,
+    origin_form,
+    target_parts,
+    without_email_addresses,
 )
 from scorer.errors import InvalidRecord, ScorerError
 from scorer.events import (
@@ -382,22 +389,7 @@ _COMMON_LINE = re.compile(_COMMON)
 # Fields after the user agent (some servers append more) are ignored.
 _LINE = re.compile(_COMMON + " " + _QUOTED + " " + _QUOTED + r"(?:\s.*)?")
 _REQUEST = re.compile(r"([A-Z]+) (\S+) HTTP/\d(?:\.\d)?")
-# RFC 9112, section 3.2.2: a request sent to a proxy names the whole URL;
-# what follows the authority is the path and query.
-_ABSOLUTE_FORM = re.compile(r"(?i)https?://[^/?#]*([/?].*)?")
 _OTHER_FORM_METHODS = frozenset({"OPTIONS", "CONNECT"})
-_PERCENT_ENCODED = re.compile(r"%([0-9A-Fa-f]{2})")
-# An e-mail address in a path segment or parameter, its @ written or
-# encoded, and a domain whose last label is letters (lodash@4.17.21 is a
-# version pin); with the rest of its segment, such as a file extension.
-_EMAIL_SEGMENT = re.compile(
-    r"(?<=[/;=])[^/;=@]+(?:@|%40)[^/;]+\.[A-Za-z]{2,}(?=[/;.]|$)[^/;]*"
-)
-EMAIL_PLACEHOLDER = "(e-mail)"
-# RFC 3986, section 2.3: characters a URL means the same by, encoded or not.
-_UNRESERVED = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
-)
 _TIME = re.compile(
     r"(\d{2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{4})"
 )
@@ -685,7 +677,7 @@ def _parse_line(line: str, bounds: TimeBounds) -> _Request | str:
     request = _REQUEST.fullmatch(request_line)
     if request is None:
         return drop_reasons.BAD_REQUEST
-    target = _origin_form(request.group(2))
+    target = origin_form(request.group(2))
     if target is None:
         # RFC 9112, section 3.2: `OPTIONS *` and `CONNECT host:port` are
         # requests too (Apache's "internal dummy connection" among them),
@@ -707,7 +699,7 @@ def _parse_line(line: str, bounds: TimeBounds) -> _Request | str:
     client = _client(client_field)
     if client is None:
         return drop_reasons.NO_CLIENT
-    path, params, query = _target_parts(target)
+    path, params, query = target_parts(target)
 
     return _Request(
         client=client,
@@ -751,58 +743,6 @@ def _host_name(field: str) -> str | None:
     if len(name) > _MAX_HOST_NAME_CHARS or not (well_formed and qualified):
         return None
     return name
-
-
-def _origin_form(target: str) -> str | None:
-    """The path and query of a request target, or None for another form."""
-    if target.startswith("/"):
-        return target
-    absolute = _ABSOLUTE_FORM.fullmatch(target)
-    if absolute is None:
-        return None
-    rest = absolute.group(1) or "/"
-    return rest if rest.startswith("/") else f"/{rest}"
-
-
-def _target_parts(target: str) -> tuple[str, str, str]:
-    """Path, parameters (from the first ";", with it) and query of `target`."""
-    path_and_params, _, query = target.partition("?")
-    normal = _PERCENT_ENCODED.sub(_normal_percent_encoding, path_and_params)
-    path, semicolon, params = normal.partition(";")
-    return _without_dot_segments(path), semicolon + params, query
-
-
-def _without_dot_segments(path: str) -> str:
-    """RFC 3986, section 5.2.4: `/blog/../pricing` is `/pricing`."""
-    if "/." not in path:
-        return path
-    segments = path.split("/")[1:]
-    kept: list[str] = []
-    for segment in segments:
-        if segment == "..":
-            if kept:
-                kept.pop()
-        elif segment != ".":
-            kept.append(segment)
-    if segments[-1] in (".", ".."):
-        kept.append("")  # `/a/b/..` is the folder `/a/`
-    return "/" + "/".join(kept)
-
-
-def _without_email_addresses(path: str) -> str:
-    # Unsubscribe and preference links put the reader's e-mail address in
-    # the path (/unsubscribe/name@example.com); a lead is a person, and the
-    # address would travel with every event. The rules need the rest.
-    return _EMAIL_SEGMENT.sub(EMAIL_PLACEHOLDER, path)
-
-
-def _normal_percent_encoding(encoded: re.Match[str]) -> str:
-    # RFC 3986, section 6.2.2: an unreserved character means the same
-    # encoded or not (/%70ricing is /pricing), and hex digits ignore case.
-    character = chr(int(encoded.group(1), 16))
-    if character in _UNRESERVED:
-        return character
-    return encoded.group(0).upper()
 
 
 def _parse_time(stamp: str) -> int | None:
@@ -869,7 +809,7 @@ def _event(event_id: str, request: _Request, options: ImportOptions) -> Event | 
     download_extension = _download_extension(lowered, options.download_extensions)
     if download_extension is not None:
         event = _common(event_id, request, "content_download", options)
-        event["asset_id"] = _without_email_addresses(path)
+        event["asset_id"] = without_email_addresses(path)
         event["asset_type"] = options.asset_types.get(
             download_extension, options.default_asset_type
         )
@@ -895,7 +835,7 @@ def _page_view(
     event = _common(event_id, request, "page_view", options)
     # Path parameters belong to their segment: an address there goes too.
     params = request.params if options.keep_url_query else ""
-    url = _without_email_addresses(request.path + params)
+    url = without_email_addresses(request.path + params)
     if options.keep_url_query and request.query:
         url += f"?{request.query}"
     event["url"] = url
@@ -904,7 +844,7 @@ def _page_view(
 
     # The referrer is optional: one too long for the scorer is left out
     # rather than costing the page view.
-    referrer = _clean_referrer(request.referrer, options.keep_referrer_query)
+    referrer = clean_referrer(request.referrer, options.keep_referrer_query)
     if referrer is not None and len(referrer) <= MAX_URL_CHARS:
         event["referrer"] = referrer
     return event
@@ -972,32 +912,6 @@ def _category(path: str, prefixes: Mapping[str, str]) -> str | None:
     if not matching:
         return None
     return prefixes[max(matching, key=len)]
-
-
-def _clean_referrer(referrer: str | None, keep_query: bool) -> str | None:
-    # A referrer's query string carries search terms and tracking tokens,
-    # its path parameters session ids, and its user-info part can hold
-    # credentials: personal data the scorer does not need, so by default
-    # only scheme, host and path are kept.
-    if referrer is None:
-        return None
-    try:
-        parts = urlsplit(referrer)
-        port = parts.port
-    except ValueError:
-        return None
-    # A property that parses the authority again each time it is read.
-    hostname = parts.hostname
-    if not parts.scheme or not hostname:
-        return None
-
-    host = f"[{hostname}]" if ":" in hostname else hostname
-    host = host if port is None else f"{host}:{port}"
-    path = _without_email_addresses(parts.path)
-    if not keep_query:
-        return f"{parts.scheme}://{host}{path.partition(';')[0]}"
-    cleaned = f"{parts.scheme}://{host}{path}"
-    return f"{cleaned}?{parts.query}" if parts.query else cleaned
 
 
 def _digest(salt: str, text: str, hex_chars: int) -> str:
