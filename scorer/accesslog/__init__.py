@@ -71,7 +71,6 @@ import argparse
 import functools
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -85,6 +84,7 @@ from urllib.parse import parse_qsl
 
 from scorer.accesslog import drop_reasons
 from scorer.accesslog.drop_reasons import DROP_REASONS, FORMAT_REASONS
+from scorer.accesslog.line_format import Request, parse_line
 from scorer.accesslog.reading import (
     BYTE_ORDER_MARK,
     GZIP_MAGIC,
@@ -99,8 +99,6 @@ from scorer.accesslog.reading import (
 from scorer.accesslog.urls import (
     EMAIL_PLACEHOLDER,
     clean_referrer,
-    origin_form,
-    target_parts,
     without_email_addresses,
 )
 from scorer.errors import InvalidRecord, ScorerError
@@ -109,7 +107,6 @@ from scorer.events import (
     TimeBounds,
     format_time,
     parse_record,
-    parse_time,
 )
 
 # Every name this module had before it became a package, for the modules,
@@ -374,33 +371,6 @@ FEED_CATEGORY = "feed"
 
 # One search for all the markers: a loop over them took a third of a line's time.
 _BOT_MARKER = re.compile("|".join(re.escape(m) for m in BOT_USER_AGENT_MARKERS))
-_QUOTED = r'"((?:[^"\\]|\\.)*)"'
-# Debian's vhost_combined format opens a line with the virtual host and port
-# (``www.example.com:443``); it is read and ignored.
-_VIRTUAL_HOST = r"(?:(?:\w[\w.-]*|\[[0-9A-Fa-f:.]+\])(?::\d+)? )?"
-# Apache's common format: the combined format without referrer and agent.
-_COMMON = (
-    _VIRTUAL_HOST
-    + r"(\S*(?:, \S+)*) \S+ \S+ \[([^\]]+)\] "
-    + _QUOTED
-    + r" (\d{3}) (?:\d+|-)"
-)
-_COMMON_LINE = re.compile(_COMMON)
-# Fields after the user agent (some servers append more) are ignored.
-_LINE = re.compile(_COMMON + " " + _QUOTED + " " + _QUOTED + r"(?:\s.*)?")
-_REQUEST = re.compile(r"([A-Z]+) (\S+) HTTP/\d(?:\.\d)?")
-_OTHER_FORM_METHODS = frozenset({"OPTIONS", "CONNECT"})
-_TIME = re.compile(
-    r"(\d{2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{4})"
-)
-# RFC 1123, section 2.1: a host name's labels are letters, digits and
-# hyphens, not starting or ending with a hyphen, up to 63 characters each.
-_HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_MAX_HOST_NAME_CHARS = 253
-# Month names are parsed here rather than with strptime's %b, which follows
-# the process locale.
-_MONTH_NAMES = "jan feb mar apr may jun jul aug sep oct nov dec"
-_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES.split(), 1)}
 _SUCCESS_STATUSES = range(200, 300)
 _NOT_MODIFIED = 304
 _PARTIAL_CONTENT = 206
@@ -512,21 +482,6 @@ class _Occurrences:
             del self._counts[oldest]
         self._ring[self._next] = key
         self._next = (self._next + 1) % len(self._ring)
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    client: str
-    user_agent: str
-    method: str
-    # The request target's path, its parameters from the first ";" (they
-    # carry session tokens such as jsessionid) and its query, apart.
-    path: str
-    params: str
-    query: str
-    status: int
-    referrer: str | None
-    occurred_at_ms: int
 
 
 def import_log(
@@ -645,7 +600,7 @@ def _convert_line(
     if not line.strip():
         return drop_reasons.BLANK
 
-    request = _parse_line(line, options.bounds)
+    request = parse_line(line, options.bounds)
     if isinstance(request, str):
         return request
 
@@ -663,123 +618,7 @@ def _convert_line(
     return _validated(event, options.bounds)
 
 
-def _parse_line(line: str, bounds: TimeBounds) -> _Request | str:
-    fields = _LINE.fullmatch(line)
-    if fields is None:
-        # The user agent is needed to tell crawlers from readers.
-        return (
-            drop_reasons.COMMON_FORMAT
-            if _COMMON_LINE.fullmatch(line)
-            else drop_reasons.UNPARSEABLE
-        )
-    client_field, stamp, request_line, status, referrer, user_agent = fields.groups()
-
-    request = _REQUEST.fullmatch(request_line)
-    if request is None:
-        return drop_reasons.BAD_REQUEST
-    target = origin_form(request.group(2))
-    if target is None:
-        # RFC 9112, section 3.2: `OPTIONS *` and `CONNECT host:port` are
-        # requests too (Apache's "internal dummy connection" among them),
-        # just not for a page.
-        return (
-            drop_reasons.METHOD
-            if request.group(1) in _OTHER_FORM_METHODS
-            else drop_reasons.BAD_REQUEST
-        )
-    occurred_at_ms = _parse_time(stamp)
-    if occurred_at_ms is None:
-        return drop_reasons.BAD_TIME
-    # Checked before the other filters, so the count covers every line of a
-    # log older than the scorer takes, not only the lines worth an event.
-    try:
-        bounds.check("occurred_at", occurred_at_ms)
-    except InvalidRecord as exc:
-        return drop_reasons.invalid_record(exc)
-    client = _client(client_field)
-    if client is None:
-        return drop_reasons.NO_CLIENT
-    path, params, query = target_parts(target)
-
-    return _Request(
-        client=client,
-        user_agent=user_agent,
-        method=request.group(1),
-        path=path,
-        params=params,
-        query=query,
-        status=int(status),
-        referrer=None if referrer in ("", "-") else referrer,
-        occurred_at_ms=occurred_at_ms,
-    )
-
-
-# A log repeats its clients' fields line after line; parsing an address
-# with ipaddress costs more than the rest of the line.
-@functools.lru_cache(maxsize=4096)
-def _client(field: str) -> str | None:
-    """The client's address or host name in one spelling, or None."""
-    unbracketed = field.removeprefix("[").removesuffix("]")
-    # RFC 4007, section 11: the zone after % names the server's interface,
-    # not the visitor.
-    without_zone = unbracketed.partition("%")[0] if ":" in field else field
-    try:
-        address = ipaddress.ip_address(without_zone)
-    except ValueError:
-        return _host_name(field)
-
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
-
-
-def _host_name(field: str) -> str | None:
-    # One label alone ("unknown", "localhost") names no visitor, and a last
-    # label of digits only is a mistyped address, not a name.
-    name = field.lower().removesuffix(".")
-    labels = name.split(".")
-    well_formed = all(_HOST_LABEL.fullmatch(label) for label in labels)
-    qualified = len(labels) > 1 and not labels[-1].isdigit()
-    if len(name) > _MAX_HOST_NAME_CHARS or not (well_formed and qualified):
-        return None
-    return name
-
-
-def _parse_time(stamp: str) -> int | None:
-    parts = _TIME.fullmatch(stamp)
-    if parts is None:
-        return None
-    day, month_name, year, hour, minute, second, sign, offset = parts.groups()
-    month = _MONTHS.get(month_name.lower())
-    if month is None:
-        return None
-
-    # Rewritten as RFC 3339 for the scorer's own parser, so that a log time
-    # is read as the same time in a JSON event would be: ranges of date,
-    # time and offset checked (day 31 of June, +0060 and +2400 refused), a
-    # leap second kept as the last millisecond of its minute.
-    date = f"{year}-{month:02d}-{day}"
-    rfc3339 = f"{date}T{hour}:{minute}:{second}{sign}{offset[:2]}:{offset[2:]}"
-    try:
-        occurred_at_ms = parse_time(rfc3339, "occurred_at")
-    except InvalidRecord:
-        return None
-    return occurred_at_ms if _writable(occurred_at_ms) else None
-
-
-def _writable(occurred_at_ms: int) -> bool:
-    # Once its offset is taken away, a time near the year 9999 (or 1) can
-    # fall past it in UTC; datetime, and so the event's RFC 3339 text, holds
-    # the years 1 to 9999 only, and the platform's fromtimestamp may refuse
-    # a narrower range (OSError).
-    try:
-        format_time(occurred_at_ms)
-    except (OverflowError, ValueError, OSError):
-        return False
-    return True
-
-
-def _rejection(request: _Request, options: ImportOptions) -> str | None:
+def _rejection(request: Request, options: ImportOptions) -> str | None:
     agent = request.user_agent.lower()
     if _BOT_MARKER.search(agent):
         return drop_reasons.BOT
@@ -802,7 +641,7 @@ def _status_rejection(status: int) -> str | None:
     return drop_reasons.OTHER_STATUS
 
 
-def _event(event_id: str, request: _Request, options: ImportOptions) -> Event | str:
+def _event(event_id: str, request: Request, options: ImportOptions) -> Event | str:
     path = request.path
     lowered = path.lower()
 
@@ -830,7 +669,7 @@ def _event(event_id: str, request: _Request, options: ImportOptions) -> Event | 
 
 
 def _page_view(
-    event_id: str, request: _Request, category: str | None, options: ImportOptions
+    event_id: str, request: Request, category: str | None, options: ImportOptions
 ) -> Event:
     event = _common(event_id, request, "page_view", options)
     # Path parameters belong to their segment: an address there goes too.
@@ -851,7 +690,7 @@ def _page_view(
 
 
 def _common(
-    event_id: str, request: _Request, kind: str, options: ImportOptions
+    event_id: str, request: Request, kind: str, options: ImportOptions
 ) -> Event:
     visitor = request.client
     if options.by_user_agent:
