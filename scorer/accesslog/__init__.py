@@ -69,8 +69,6 @@ Decisions a reader may look for:
 
 import argparse
 import functools
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -82,8 +80,15 @@ from dataclasses import dataclass, field
 from typing import TextIO
 from urllib.parse import parse_qsl
 
-from scorer.accesslog import drop_reasons
+from scorer.accesslog import drop_reasons, ids
 from scorer.accesslog.drop_reasons import DROP_REASONS, FORMAT_REASONS
+from scorer.accesslog.ids import (
+    EVENT_DIGEST_HEX_CHARS,
+    EVENT_PREFIX,
+    LEAD_DIGEST_HEX_CHARS,
+    LEAD_PREFIX,
+    OCCURRENCE_MEMORY_LINES,
+)
 from scorer.accesslog.line_format import Request, parse_line
 from scorer.accesslog.reading import (
     BYTE_ORDER_MARK,
@@ -155,17 +160,6 @@ Event = dict[str, str]
 # Where the salt is read from when --salt is not given: a command line shows
 # in `ps` to every user of the machine, a process's environment does not.
 SALT_VARIABLE = "SCORER_ACCESS_LOG_SALT"
-
-LEAD_PREFIX = "visitor:"
-EVENT_PREFIX = "accesslog:"
-# 64 bits: collisions stay unlikely below about four billion visitors.
-LEAD_DIGEST_HEX_CHARS = 16
-EVENT_DIGEST_HEX_CHARS = 24
-
-# How many distinct recent lines the occurrence counts of event ids are kept
-# for, the oldest forgotten first: about 250 bytes each at the peak of a
-# dict resize, so some 25 MB.
-OCCURRENCE_MEMORY_LINES = 100_000
 
 # Case-insensitive substrings of user agents that belong to software, not to
 # a person reading: search crawlers, feed fetchers, link checkers, uptime
@@ -452,38 +446,6 @@ class ImportStats:
         return lines
 
 
-class _Occurrences:
-    """How many times each of the recent distinct lines was seen.
-
-    Lines are remembered by a 64-bit digest, so memory stays bounded
-    whatever their length: a dict of ints and a ring of the same ints in the
-    order they were first seen, the oldest forgotten first (an OrderedDict
-    of 16-byte strings took half as much again).
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self._counts: dict[int, int] = {}
-        self._ring: list[int | None] = [None] * capacity
-        self._next = 0
-
-    def count(self, line: str) -> int:
-        """How many identical lines came before `line`; `line` is counted."""
-        digest = hashlib.blake2b(line.encode(errors="replace"), digest_size=8)
-        key = int.from_bytes(digest.digest(), "little")
-        before = self._counts.get(key, 0)
-        if before == 0:
-            self._remember(key)
-        self._counts[key] = before + 1
-        return before
-
-    def _remember(self, key: int) -> None:
-        oldest = self._ring[self._next]
-        if oldest is not None:
-            del self._counts[oldest]
-        self._ring[self._next] = key
-        self._next = (self._next + 1) % len(self._ring)
-
-
 def import_log(
     lines: Iterable[str],
     options: ImportOptions | None = None,
@@ -496,7 +458,9 @@ def import_log(
     """
     chosen = options if options is not None else ImportOptions()
     tally = stats if stats is not None else ImportStats()
-    occurrences = _Occurrences(OCCURRENCE_MEMORY_LINES)
+    # Read from this package's namespace, where it is re-exported, so that
+    # setting `scorer.accesslog.OCCURRENCE_MEMORY_LINES` still takes effect.
+    occurrences = ids.Occurrences(OCCURRENCE_MEMORY_LINES)
 
     for line_number, raw in enumerate(lines, start=1):
         tally.lines_read += 1
@@ -593,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _convert_line(
-    line: str, options: ImportOptions, occurrences: _Occurrences
+    line: str, options: ImportOptions, occurrences: ids.Occurrences
 ) -> Event | str:
     if len(line) > MAX_LINE_CHARS:
         return drop_reasons.LINE_TOO_LONG
@@ -609,10 +573,7 @@ def _convert_line(
         return reason
 
     occurrence = occurrences.count(line)
-    event_id = EVENT_PREFIX + _digest(
-        options.salt, f"{occurrence}\n{line}", EVENT_DIGEST_HEX_CHARS
-    )
-    event = _event(event_id, request, options)
+    event = _event(ids.event_id(options.salt, occurrence, line), request, options)
     if isinstance(event, str):
         return event
     return _validated(event, options.bounds)
@@ -697,7 +658,7 @@ def _common(
         visitor = f"{request.client}\n{request.user_agent}"
     return {
         "event_id": event_id,
-        "lead_id": LEAD_PREFIX + _digest(options.salt, visitor, LEAD_DIGEST_HEX_CHARS),
+        "lead_id": ids.lead_id(options.salt, visitor),
         "type": kind,
         "occurred_at": format_time(request.occurred_at_ms),
     }
@@ -751,11 +712,6 @@ def _category(path: str, prefixes: Mapping[str, str]) -> str | None:
     if not matching:
         return None
     return prefixes[max(matching, key=len)]
-
-
-def _digest(salt: str, text: str, hex_chars: int) -> str:
-    mac = hmac.new(salt.encode(), text.encode(errors="replace"), hashlib.sha256)
-    return mac.hexdigest()[:hex_chars]
 
 
 def _check_format(name: str, stats: ImportStats) -> None:
