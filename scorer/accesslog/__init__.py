@@ -68,7 +68,6 @@ Decisions a reader may look for:
 """
 
 import argparse
-import functools
 import json
 import logging
 import os
@@ -80,8 +79,15 @@ from dataclasses import dataclass, field
 from typing import TextIO
 from urllib.parse import parse_qsl
 
-from scorer.accesslog import drop_reasons, ids
+from scorer.accesslog import drop_reasons, file_types, ids
 from scorer.accesslog.drop_reasons import DROP_REASONS, FORMAT_REASONS
+from scorer.accesslog.file_types import (
+    DEFAULT_ASSET_TYPE,
+    DEFAULT_ASSET_TYPES,
+    DEFAULT_DOWNLOAD_EXTENSIONS,
+    DEFAULT_OTHER_FILE_EXTENSIONS,
+    DEFAULT_STATIC_EXTENSIONS,
+)
 from scorer.accesslog.ids import (
     EVENT_DIGEST_HEX_CHARS,
     EVENT_PREFIX,
@@ -211,140 +217,6 @@ BOT_USER_AGENT_MARKERS = (
     "statuscake",
 )
 
-# Documents: a person reads them as they would a whitepaper; the asset types
-# are those `schemas/content_download.v1.avsc` names.
-_DOCUMENT_EXTENSIONS = (
-    ".pdf",
-    ".doc",
-    ".docx",
-    ".odt",
-    ".ppt",
-    ".pptx",
-    ".odp",
-    ".xls",
-    ".xlsx",
-    ".ods",
-)
-_EBOOK_EXTENSIONS = (".epub",)
-# Installers, packages and archives: the asset type `software`.
-_SOFTWARE_EXTENSIONS = (
-    ".jar",
-    ".py",
-    ".whl",
-    ".exe",
-    ".msi",
-    ".dmg",
-    ".pkg",
-    ".deb",
-    ".rpm",
-    ".apk",
-    ".zip",
-    ".7z",
-    ".rar",
-    ".gz",
-    ".tar.gz",
-    ".tgz",
-    ".bz2",
-    ".tar.bz2",
-    ".tbz2",
-    ".xz",
-    ".tar.xz",
-    ".txz",
-)
-DEFAULT_DOWNLOAD_EXTENSIONS = (
-    _DOCUMENT_EXTENSIONS + _EBOOK_EXTENSIONS + _SOFTWARE_EXTENSIONS
-)
-DEFAULT_ASSET_TYPES: Mapping[str, str] = {
-    **dict.fromkeys(_DOCUMENT_EXTENSIONS, "whitepaper"),
-    **dict.fromkeys(_EBOOK_EXTENSIONS, "ebook"),
-}
-DEFAULT_ASSET_TYPE = "software"
-
-# Files a browser fetches on its own to draw a page; they say nothing about
-# the reader's interest beyond the page view that caused them.
-DEFAULT_STATIC_EXTENSIONS = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".gif",
-    ".svg",
-    ".ico",
-    ".webp",
-    ".bmp",
-    ".avif",
-    ".css",
-    ".js",
-    ".mjs",
-    ".map",
-    ".ttf",
-    ".otf",
-    ".woff",
-    ".woff2",
-    ".eot",
-    ".swf",
-)
-
-# Files nobody reads as a page: data, configuration, source code, backups
-# and media played inside a page. Their requests come from scripts, from
-# scanners probing for leaked files (.env, .bak, .sql) or from players, and
-# are counted as `other_file`; a path with any other extension, or none,
-# is a page (``/docs/v2.0``, ``/customers/example.com``).
-DEFAULT_OTHER_FILE_EXTENSIONS = (
-    ".txt",
-    ".md",
-    ".xml",
-    ".xsl",
-    ".json",
-    ".csv",
-    ".tsv",
-    ".log",
-    ".sql",
-    ".db",
-    ".sqlite",
-    ".bak",
-    ".old",
-    ".orig",
-    ".swp",
-    ".tmp",
-    ".ini",
-    ".cfg",
-    ".conf",
-    ".properties",
-    ".toml",
-    ".yml",
-    ".yaml",
-    ".env",
-    ".sh",
-    ".bat",
-    ".ps1",
-    ".c",
-    ".h",
-    ".cpp",
-    ".rb",
-    ".pl",
-    ".lua",
-    ".pyc",
-    ".patch",
-    ".diff",
-    ".tex",
-    ".pcap",
-    ".asc",
-    ".sig",
-    ".pem",
-    ".key",
-    ".mp3",
-    ".mp4",
-    ".m4a",
-    ".webm",
-    ".ogg",
-    ".oga",
-    ".ogv",
-    ".wav",
-    ".flac",
-    ".avi",
-    ".mov",
-    ".mkv",
-)
 
 DEFAULT_CATEGORY_PREFIXES: Mapping[str, str] = {
     "/blog/": "blog",
@@ -606,7 +478,9 @@ def _event(event_id: str, request: Request, options: ImportOptions) -> Event | s
     path = request.path
     lowered = path.lower()
 
-    download_extension = _download_extension(lowered, options.download_extensions)
+    download_extension = file_types.download_extension(
+        lowered, options.download_extensions
+    )
     if download_extension is not None:
         event = _common(event_id, request, "content_download", options)
         event["asset_id"] = without_email_addresses(path)
@@ -620,7 +494,7 @@ def _event(event_id: str, request: Request, options: ImportOptions) -> Event | s
             return drop_reasons.FEED
         return _page_view(event_id, request, FEED_CATEGORY, options)
 
-    extension = _extension(lowered)
+    extension = file_types.extension(lowered)
     if extension in options.static_extensions:
         return drop_reasons.STATIC_ASSET
     if extension in options.other_file_extensions:
@@ -672,27 +546,6 @@ def _validated(event: Event, bounds: TimeBounds) -> Event | str:
     except InvalidRecord as exc:
         return drop_reasons.invalid_record(exc)
     return event
-
-
-def _download_extension(path: str, extensions: tuple[str, ...]) -> str | None:
-    lowered = _lowered(extensions)
-    if not path.endswith(lowered):  # one call for the usual answer: no
-        return None
-    # The longest match wins, so ".tar.gz" is found before ".gz".
-    pairs = zip(extensions, lowered, strict=True)
-    matches = [ext for ext, low in pairs if path.endswith(low)]
-    return max(matches, key=len)
-
-
-@functools.cache
-def _lowered(extensions: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(ext.lower() for ext in extensions)
-
-
-def _extension(path: str) -> str | None:
-    name = path.rsplit("/", 1)[-1]
-    dot = name.rfind(".")
-    return name[dot:] if dot >= 0 else None
 
 
 def _is_feed(path: str, query: str) -> bool:
