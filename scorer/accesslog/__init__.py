@@ -96,6 +96,7 @@ from scorer.accesslog.ids import (
     OCCURRENCE_MEMORY_LINES,
 )
 from scorer.accesslog.line_format import Request, parse_line
+from scorer.accesslog.options import DEFAULT_CATEGORY_PREFIXES, ImportOptions
 from scorer.accesslog.reading import (
     BYTE_ORDER_MARK,
     GZIP_MAGIC,
@@ -167,13 +168,6 @@ Event = dict[str, str]
 # in `ps` to every user of the machine, a process's environment does not.
 SALT_VARIABLE = "SCORER_ACCESS_LOG_SALT"
 
-DEFAULT_CATEGORY_PREFIXES: Mapping[str, str] = {
-    "/blog/": "blog",
-    "/presentations/": "presentation",
-    "/articles/": "article",
-    "/projects/": "project",
-}
-
 # Feed URLs by convention: WordPress (?feed=rss2, /feed/), Blosxom
 # (?flav=rss20) and the usual file names.
 FEED_FLAVOURS = frozenset({"rss", "rss2", "rss20", "atom"})
@@ -189,35 +183,6 @@ _PARTIAL_CONTENT = 206
 
 class NotCombinedFormat(ScorerError):
     """Lines were read and none of them was in the combined format."""
-
-
-@dataclass(frozen=True, slots=True)
-class ImportOptions:
-    """How requests become events; every default is named above.
-
-    Extensions are written in lower case with their dot; paths are compared
-    in lower case. `bounds` should match the scorer's own time bounds.
-    """
-
-    salt: str = ""
-    by_user_agent: bool = False
-    methods: frozenset[str] = frozenset({"GET"})
-    keep_feeds: bool = False
-    download_extensions: tuple[str, ...] = DEFAULT_DOWNLOAD_EXTENSIONS
-    asset_types: Mapping[str, str] = field(
-        default_factory=lambda: dict(DEFAULT_ASSET_TYPES)
-    )
-    default_asset_type: str = DEFAULT_ASSET_TYPE
-    static_extensions: tuple[str, ...] = DEFAULT_STATIC_EXTENSIONS
-    other_file_extensions: tuple[str, ...] = DEFAULT_OTHER_FILE_EXTENSIONS
-    category_prefixes: Mapping[str, str] = field(
-        default_factory=lambda: dict(DEFAULT_CATEGORY_PREFIXES)
-    )
-    keep_referrer_query: bool = False
-    # A page's query string can carry what a form sent in a GET (e-mail=,
-    # name=) as well as tracking tokens; the rules match paths.
-    keep_url_query: bool = False
-    bounds: TimeBounds = field(default_factory=TimeBounds)
 
 
 @dataclass(slots=True)
