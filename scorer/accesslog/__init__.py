@@ -72,9 +72,7 @@ import json
 import logging
 import os
 import sys
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TextIO
 from urllib.parse import parse_qsl
 
@@ -108,12 +106,13 @@ from scorer.accesslog.reading import (
     opened,
     uncompressed,
 )
+from scorer.accesslog.stats import ImportStats, NotCombinedFormat, check_format
 from scorer.accesslog.urls import (
     EMAIL_PLACEHOLDER,
     clean_referrer,
     without_email_addresses,
 )
-from scorer.errors import InvalidRecord, ScorerError
+from scorer.errors import InvalidRecord
 from scorer.events import (
     MAX_URL_CHARS,
     TimeBounds,
@@ -179,53 +178,6 @@ FEED_CATEGORY = "feed"
 _SUCCESS_STATUSES = range(200, 300)
 _NOT_MODIFIED = 304
 _PARTIAL_CONTENT = 206
-
-
-class NotCombinedFormat(ScorerError):
-    """Lines were read and none of them was in the combined format."""
-
-
-@dataclass(slots=True)
-class ImportStats:
-    """What one import read, emitted and dropped; filled while it runs."""
-
-    lines_read: int = 0
-    events: Counter[str] = field(default_factory=Counter)
-    dropped: Counter[str] = field(default_factory=Counter)
-    # The number of the first line dropped for each reason, to look at.
-    first_dropped: dict[str, int] = field(default_factory=dict)
-    leads: set[str] = field(default_factory=set)
-
-    @property
-    def events_emitted(self) -> int:
-        return sum(self.events.values())
-
-    @property
-    def distinct_leads(self) -> int:
-        return len(self.leads)
-
-    def drop(self, line_number: int, reason: str) -> None:
-        """Count a line that became no event."""
-        self.dropped[reason] += 1
-        self.first_dropped.setdefault(reason, line_number)
-
-    def summary(self) -> list[str]:
-        """Stable ``key=value`` lines of counts and line numbers, no content.
-
-        A drop reason's line also gives the first line it dropped.
-        """
-        lines = [
-            f"lines_read={self.lines_read}",
-            f"events_emitted={self.events_emitted}",
-        ]
-        lines += [f"events.{kind}={n}" for kind, n in sorted(self.events.items())]
-        lines.append(f"dropped={sum(self.dropped.values())}")
-        lines += [
-            f"dropped.{why}={n} first_line={self.first_dropped[why]}"
-            for why, n in sorted(self.dropped.items())
-        ]
-        lines.append(f"distinct_leads={self.distinct_leads}")
-        return lines
 
 
 def import_log(
@@ -326,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
         stats.events_emitted,
     )
     sys.stderr.write("\n".join(stats.summary()) + "\n")
-    _check_format(name, stats)
+    check_format(name, stats)
     return 0
 
 
@@ -475,22 +427,6 @@ def _category(path: str, prefixes: Mapping[str, str]) -> str | None:
     if not matching:
         return None
     return prefixes[max(matching, key=len)]
-
-
-def _check_format(name: str, stats: ImportStats) -> None:
-    # Like `scorer produce` reading records but sending none: an input of
-    # some other format should not pass for a quiet log.
-    format_only = set(stats.dropped) <= FORMAT_REASONS
-    if stats.lines_read == 0 or stats.events_emitted or not format_only:
-        return
-    counts = " ".join(f"{why}={n}" for why, n in sorted(stats.dropped.items()))
-    what = "no line is in the combined format"
-    if drop_reasons.NO_CLIENT in stats.dropped:
-        what = (
-            "no line is a combined-format request that names its client "
-            "(behind a proxy, have the server log the client's address)"
-        )
-    raise NotCombinedFormat(f"{name}: {what} (lines_read={stats.lines_read} {counts})")
 
 
 def _write_events(events: Iterable[Event], out: TextIO) -> None:
