@@ -13,7 +13,7 @@ a quiet log from a misread one.
 Identity. A log knows nothing about a person, only the client address (and
 the user agent). The lead id is ``visitor:`` plus 16 hex digits of an
 HMAC-SHA256 of the address (optionally with the user agent), keyed with a
-salt. The address itself never leaves this module. Without a salt the hash
+salt. The address itself never leaves this package. Without a salt the hash
 of an IPv4 address can be reversed by trying all 2**32 of them, so pass one
 for a real log; the user name field of the log is ignored entirely.
 
@@ -29,6 +29,14 @@ Known limitation: asset types are inferred from the file extension
 (``.pdf`` and office documents become ``whitepaper``, ``.epub`` ``ebook``,
 other downloads ``software``), not read from any catalogue, so they are a
 guess about what the file is.
+
+The modules: `reading` opens, decompresses and bounds the input;
+`line_format` parses a line into a `Request`, with `clients` for the
+client's one spelling and `urls` for the target and referrer;
+`classification` makes a request an event or a reason from
+`drop_reasons`, using `bots`, `file_types` and `ids`; `options` and
+`stats` are what an import takes and counts; `command` is the
+``scorer import-access-log`` front.
 
 Decisions a reader may look for:
 
@@ -67,13 +75,8 @@ Decisions a reader may look for:
   and refused with a message saying how to decompress them.
 """
 
-import argparse
-import json
 import logging
-import os
-import sys
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TextIO
+from collections.abc import Iterable, Iterator
 
 from scorer.accesslog import ids
 from scorer.accesslog.bots import BOT_USER_AGENT_MARKERS
@@ -85,6 +88,7 @@ from scorer.accesslog.classification import (
     Event,
     convert_line,
 )
+from scorer.accesslog.command import SALT_VARIABLE, add_arguments, main, run
 from scorer.accesslog.drop_reasons import DROP_REASONS, FORMAT_REASONS
 from scorer.accesslog.file_types import (
     DEFAULT_ASSET_TYPE,
@@ -108,15 +112,12 @@ from scorer.accesslog.reading import (
     MAX_LINE_CHARS,
     OTHER_COMPRESSIONS,
     UnreadableLog,
-    decoded_lines,
-    opened,
-    uncompressed,
 )
-from scorer.accesslog.stats import ImportStats, NotCombinedFormat, check_format
+from scorer.accesslog.stats import ImportStats, NotCombinedFormat
 from scorer.accesslog.urls import EMAIL_PLACEHOLDER
 
-# Every name this module had before it became a package, for the modules,
-# tests and scripts that import them from here.
+# The public names of the module this package was, still imported from here
+# by the command line, the demo and the tests; the import itself is below.
 __all__ = [
     "BOT_USER_AGENT_MARKERS",
     "BYTE_ORDER_MARK",
@@ -157,11 +158,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-# Where the salt is read from when --salt is not given: a command line shows
-# in `ps` to every user of the machine, a process's environment does not.
-SALT_VARIABLE = "SCORER_ACCESS_LOG_SALT"
-
-
 def import_log(
     lines: Iterable[str],
     options: ImportOptions | None = None,
@@ -192,86 +188,3 @@ def import_log(
         tally.events[outcome["type"]] += 1
         tally.leads.add(outcome["lead_id"])
         yield outcome
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``scorer import-access-log``."""
-    parser.add_argument(
-        "file",
-        metavar="FILE",
-        help="access log path, or - for stdin; gzip-compressed or not",
-    )
-    parser.add_argument(
-        "--salt",
-        default="",
-        help="secret key for hashing client addresses into lead ids; without "
-        "one, the lead id of an IPv4 address can be reversed (default: the "
-        f"environment variable {SALT_VARIABLE}, which ps does not show)",
-    )
-    parser.add_argument(
-        "--by-user-agent",
-        action="store_true",
-        help="treat each address and user agent pair as its own visitor",
-    )
-    parser.add_argument(
-        "--keep-feeds",
-        action="store_true",
-        help="emit feed fetches (RSS, Atom) as page views of category 'feed' "
-        "instead of dropping them",
-    )
-    parser.add_argument(
-        "--keep-url-query",
-        action="store_true",
-        help="keep the query string of page URLs (dropped by default: it can "
-        "hold what a visitor typed into a form)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Import `args.file`: events to stdout, counts to stderr.
-
-    An unreadable file raises OSError, a compressed one that is not gzip or
-    a damaged gzip `UnreadableLog`, and one with no line in the combined
-    format `NotCombinedFormat`; the command line reports them.
-    """
-    options = ImportOptions(
-        salt=args.salt or os.environ.get(SALT_VARIABLE, ""),
-        by_user_agent=args.by_user_agent,
-        keep_feeds=args.keep_feeds,
-        keep_url_query=args.keep_url_query,
-    )
-    stats = ImportStats()
-    name = "<stdin>" if args.file == "-" else args.file
-
-    with opened(args.file) as log:
-        data = uncompressed(name, log)
-        # Only once the file is known to be readable: an error is enough.
-        if not options.salt:
-            logger.warning(
-                "no salt given: lead ids of real IP addresses are reversible"
-            )
-        logger.info("access log import started file=%s", args.file)
-        events = import_log(decoded_lines(name, data), options, stats)
-        _write_events(events, sys.stdout)
-
-    logger.info(
-        "access log import finished lines=%d events=%d",
-        stats.lines_read,
-        stats.events_emitted,
-    )
-    sys.stderr.write("\n".join(stats.summary()) + "\n")
-    check_format(name, stats)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m scorer.accesslog``: the same as ``scorer import-access-log``."""
-    from scorer import cli
-
-    args = sys.argv[1:] if argv is None else list(argv)
-    return cli.main(["import-access-log", *args])
-
-
-def _write_events(events: Iterable[Event], out: TextIO) -> None:
-    for event in events:
-        out.write(json.dumps(event) + "\n")
