@@ -225,8 +225,13 @@ def parse_time(value: Any, field: str) -> int:
 
 
 def format_time(value_ms: int) -> str:
-    """Epoch ms as RFC 3339 in UTC with millisecond precision."""
-    moment = datetime.fromtimestamp(value_ms / 1000, tz=UTC)
+    """Epoch ms as RFC 3339 in UTC with millisecond precision.
+
+    Raises OverflowError for a time outside the years 1 to 9999.
+    """
+    # Integer arithmetic: value_ms / 1000 as a float lost the last
+    # millisecond of times after about the year 2250.
+    moment = _EPOCH + _ONE_MS * value_ms
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

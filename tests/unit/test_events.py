@@ -14,6 +14,7 @@ from scorer.events import (
     Activity,
     Firmographics,
     TimeBounds,
+    format_time,
     parse_record,
     parse_time,
 )
@@ -91,6 +92,27 @@ def refused(base: dict[str, Any], **changes: Any) -> InvalidRecord:
 )
 def test_rfc3339_times_are_accepted(text: str, expected_ms: int) -> None:
     assert parse_time(text, "occurred_at") == expected_ms
+
+
+# A float division lost the last millisecond after about 2250 (the state's
+# as_of at 9999-12-31T23:59:59.999Z showed .998).
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0001-01-01T00:00:00.000Z",
+        "1969-12-31T23:59:59.999Z",
+        "2026-11-05T10:00:00.123Z",
+        "3000-01-01T00:00:00.001Z",
+        "9999-12-31T23:59:59.999Z",
+    ],
+)
+def test_times_are_written_back_to_the_millisecond(text: str) -> None:
+    assert format_time(parse_time(text, "as_of")) == text
+
+
+def test_a_time_past_9999_cannot_be_written() -> None:
+    with pytest.raises(OverflowError):
+        format_time(parse_time("9999-12-31T23:59:59.999Z", "as_of") + 1)
 
 
 @pytest.mark.parametrize(
