@@ -242,8 +242,7 @@ class ScorerPipeline:
             self.delivery.start()
             self._warn_of_missing_topics()
             self._subscribe()
-            topics, mode = ",".join(self.codecs), self.delivery.name
-            log.info("scorer started topics=%s delivery=%s", topics, mode)
+            self._log_start()
             self._loop(stop)
         except Interrupted:
             log.warning(
@@ -251,6 +250,21 @@ class ScorerPipeline:
             )
         finally:
             self._close()
+
+    def _log_start(self) -> None:
+        # What tells two instances apart, such as a candidate rule set run
+        # beside the baseline: each needs its own group, prefix and output.
+        config = self.config
+        log.info(
+            "scorer started topics=%s delivery=%s group=%s key_prefix=%s "
+            "output=%s rules=%s",
+            ",".join(self.codecs),
+            self.delivery.name,
+            config.kafka.group_id,
+            config.redis.key_prefix,
+            config.topics.output.name,
+            config.scoring.rules_version,
+        )
 
     def _subscribe(self) -> None:
         self.consumer.subscribe(

@@ -54,10 +54,12 @@ NOTES = {
     "scoring.fit_rules[].range": "employees: min..max",
     "scoring.fit_rules[].range.min": "lowest head count that matches",
     "scoring.fit_rules[].range.max": "highest head count that matches",
-    "kafka.group_id": "the consumer group all instances share",
+    "kafka.group_id": "the consumer group all instances of one rule set share; "
+    "another rule set (a candidate beside the baseline) needs its own",
     "redis.password": "kept out of logs",
     "redis.cluster": "use Redis Cluster (keys are hash-tagged by lead)",
-    "redis.key_prefix": "prefix of every key the scorer writes",
+    "redis.key_prefix": "prefix of every key the scorer writes; another rule set "
+    "run beside this one needs its own",
     "topics.events": "input topics of activity events",
     "topics.events[].name": "topic name: letters, digits, '.', '_', '-' (Kafka's rule)",
     "topics.firmographics": "the compacted topic of firmographic records (key: "

@@ -175,5 +175,9 @@ def check_lifecycle_logs(log: str, leads: set[str]) -> None:
         "scorer stopped",
     ):
         assert any(marker in line for line in lines), marker
+    # The start names what sets instances apart (group, prefix, output, rules).
+    started = next(line for line in lines if "scorer started" in line)
+    for field in ("group=guarantees-", "key_prefix=g", "output=", "rules="):
+        assert f" {field}" in started, started
     assert len(lines) < 30, lines
     assert lead_ids_in(lines, leads) == []
