@@ -47,6 +47,7 @@ EXIT_USAGE = 2
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 AS_OF_EXAMPLE = "2026-11-05T00:00:00Z"
+EARLIEST_AS_OF_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
 LATEST_AS_OF_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 # argparse has no public name for what add_subparsers returns.
@@ -628,10 +629,12 @@ def _as_of(text: str | None) -> int | None:
         )
         raise UsageError(f"--as-of: {text!r} {problem} (e.g. {AS_OF_EXAMPLE})") from exc
 
-    # A time written with an offset can land past year 9999 in UTC, which
-    # the state's `as_of` (written in UTC) cannot show.
+    # A time written with an offset can land past year 9999, or before year
+    # 1, in UTC, which the state's `as_of` (written in UTC) cannot show.
     if as_of_ms > LATEST_AS_OF_MS:
         raise UsageError(f"--as-of: {text!r} is after 9999-12-31 in UTC")
+    if as_of_ms < EARLIEST_AS_OF_MS:
+        raise UsageError(f"--as-of: {text!r} is before 0001-01-01 in UTC")
     return as_of_ms
 
 

@@ -34,9 +34,11 @@ ON_TIME = 0
 LATE = 1  # behind the lead's newest event, within the allowed lateness
 TOO_LATE = 2  # beyond it: still counted, but a closed window's cap restarts
 
-# An MQL stays one while its engagement holds this share of
+# An MQL stays one while its engagement holds this share of a positive
 # `mql.min_engagement`: fit alone keeps no lead an MQL, as it makes none. The
-# gap below the entry level is the band that keeps the flag from flapping.
+# gap below the entry level is the band that keeps the flag from flapping; a
+# min_engagement of 0 leaves none, so it asks nothing of an MQL to stay.
+# The Lua twin in scorer.state is built with this number.
 STAY_ENGAGEMENT_SHARE = 0.5
 
 
@@ -106,7 +108,7 @@ class Params:
     def stays(self, score: float, engagement: float) -> bool:
         """Whether an MQL with this score and engagement is still one."""
         in_band = score >= self.threshold - self.hysteresis
-        if self.min_engagement is None:
+        if self.min_engagement is None or self.min_engagement <= 0:
             return in_band
         engaged = engagement >= self.min_engagement * STAY_ENGAGEMENT_SHARE
         return in_band and engaged

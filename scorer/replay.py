@@ -260,7 +260,7 @@ def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
         "fit": round(snapshot.fit, 4) + 0.0,
         "engagement": round(snapshot.engagement, 4) + 0.0,
         "score": round(snapshot.score, 4) + 0.0,
-        "as_of": format_time(snapshot.as_of_ms) if snapshot.as_of_ms else None,
+        "as_of": None if snapshot.as_of_ms is None else format_time(snapshot.as_of_ms),
         "is_mql": snapshot.is_mql,
     }
 

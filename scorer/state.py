@@ -29,6 +29,7 @@ from scorer.cluster import ClusterCalls
 from scorer.errors import StateStoreError
 from scorer.events import Forget
 from scorer.lead import (
+    STAY_ENGAGEMENT_SHARE,
     ActivityUpdate,
     FitUpdate,
     LeadState,
@@ -74,12 +75,16 @@ LEAD_IDS_PER_ROUND_TRIP = 1000
 # the accumulator names are sorted once per update; and old update ids are
 # pruned only when the lead's newest time moved.
 APPLY_UPDATES = r"""
+local STAY_ENGAGEMENT_SHARE = @STAY_ENGAGEMENT_SHARE@
 local FW, EW = tonumber(ARGV[1]), tonumber(ARGV[2])
 local T, H = tonumber(ARGV[3]), tonumber(ARGV[4])
 local LATENESS, HORIZON = tonumber(ARGV[5]), tonumber(ARGV[6])
 local MIN_ENGAGEMENT = tonumber(ARGV[7])
--- scorer.lead.STAY_ENGAGEMENT_SHARE of it keeps an MQL one (Params.stays).
-local STAY_ENGAGEMENT = MIN_ENGAGEMENT and MIN_ENGAGEMENT * 0.5
+-- A share of a positive one keeps an MQL one (Params.stays); 0 asks nothing.
+local STAY_ENGAGEMENT = nil
+if MIN_ENGAGEMENT and MIN_ENGAGEMENT > 0 then
+  STAY_ENGAGEMENT = MIN_ENGAGEMENT * STAY_ENGAGEMENT_SHARE
+end
 local RULE_COUNT = tonumber(ARGV[8])
 
 local call = redis.call
@@ -548,7 +553,11 @@ for i = 0, #KEYS / 3 - 1 do
   end
 end
 return results
-"""
+""".replace(
+    # scorer.lead's constant, so that the twins cannot drift apart.
+    "@STAY_ENGAGEMENT_SHARE@",
+    repr(STAY_ENGAGEMENT_SHARE),
+)
 
 
 class RedisStore:

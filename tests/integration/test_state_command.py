@@ -153,6 +153,7 @@ def test_lines_are_byte_equal_to_replay_s_for_any_lead_id(
     ("as_of", "problem"),
     [
         ("9999-12-31T23:59:59-23:59", "is after 9999-12-31 in UTC"),
+        ("0001-01-01T00:00:00+01:00", "is before 0001-01-01 in UTC"),
         ("", "is not an RFC 3339 time with a zone"),
     ],
 )

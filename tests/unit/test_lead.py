@@ -450,6 +450,25 @@ def test_fit_alone_does_not_keep_a_lead_an_mql(
     assert (last.was_mql, last.is_mql) == flags
 
 
+def test_a_min_engagement_of_0_asks_nothing_of_an_mql_to_stay() -> None:
+    # Half of 0 is 0, the entry level itself: no band, so engagement going
+    # either side of 0 would flip the flag at every event.
+    store = MemoryStore(replace(PARAMS, min_engagement=0.0))
+    one = ScoringRule("one", 1.0, 7 * DAY_MS, None, None)
+    minus = ScoringRule("minus", -15.0, 7 * DAY_MS, None, None)
+    plus = ScoringRule("plus", 20.0, 7 * DAY_MS, None, None)
+    updates = [FitUpdate("L1", "f", T0, 80.0, "d"), visit(one, T0, "e1")]
+    for n, rule in enumerate([minus, plus, minus, plus]):
+        updates.append(visit(rule, T0 + (n + 1) * HOUR_MS, f"e{n + 2}"))
+
+    outcomes = store.apply(updates)
+
+    engagements = [round(o.engagement) for o in outcomes[1:] if o is not None]
+    flags = [o.is_mql for o in outcomes[1:] if o is not None]
+    assert engagements == [1, -14, 6, -9, 11]
+    assert flags == [True] * 5
+
+
 def test_an_mql_on_fit_alone_is_none_in_a_later_snapshot() -> None:
     store = MemoryStore(replace(PARAMS, min_engagement=10.0))
     store.apply(

@@ -6,6 +6,8 @@ from pathlib import Path
 from command import scorer as run
 
 from scorer.events import format_time
+from scorer.lead import Snapshot
+from scorer.replay import state_line
 
 T0 = 1_750_000_000_000
 DAY_MS = 86_400_000
@@ -144,6 +146,14 @@ def test_as_of_decays_the_state_and_skips_later_events(tmp_path: Path) -> None:
     assert final["score"] == 10.0  # 20 points, one 14-day half-life later
     assert final["as_of"] == as_of
     assert summary_rows(result.stderr)["after --as-of"] == "1"
+
+
+def test_a_state_as_of_the_epoch_says_so() -> None:
+    # 0 ms is a time like any other (`scorer state --as-of 1970-01-01T00:00:00Z`
+    # on a lead with a fit only): it was once written as null.
+    snapshot = Snapshot("L1", 35.0, 0.0, 35.0, 0, False)
+
+    assert json.loads(state_line(snapshot))["as_of"] == "1970-01-01T00:00:00.000Z"
 
 
 def test_replay_reads_standard_input() -> None:
