@@ -137,6 +137,12 @@ class Metrics:
             "Unix time the consume loop last asked Kafka for records",
             registry=r,
         )
+        self.other_rules = Gauge(
+            "scorer_other_rules_versions",
+            "Rules versions other than this instance's that wrote under its "
+            "redis.key_prefix in the last minute (scorer.presence)",
+            registry=r,
+        )
         self.waiting = Gauge(
             "scorer_waiting_for_dependency",
             "1 while the scorer waits for Redis or Kafka to come back",

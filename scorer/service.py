@@ -12,6 +12,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
+from scorer import presence
 from scorer.assignment import Reachability, Rejoin
 from scorer.clients import (
     client_logger,
@@ -104,15 +105,29 @@ def run(config: Config, stop: threading.Event) -> None:
     """`scorer run`: serve metrics and probes, and score until `stop` is set."""
     metrics = Metrics()
     probes = start_probes(config, metrics, stop)
+    announcing = None
     try:
         pipeline = build_pipeline(config, metrics)
         if probes is not None:
             probes.readiness.pipeline = pipeline
+        announcing = presence.start(rules_presence(config, metrics))
         tune_garbage_collector()
         pipeline.run(stop)
     finally:
+        if announcing is not None:
+            announcing.set()
         if probes is not None:
             probes.close()
+
+
+def rules_presence(config: Config, metrics: Metrics) -> presence.Presence:
+    """This instance's announcement of its rules under its key prefix."""
+    return presence.Presence(
+        functools.partial(redis_client, config),
+        config.redis.key_prefix,
+        config.scoring.rules_version,
+        metrics.other_rules,
+    )
 
 
 def tune_garbage_collector() -> None:

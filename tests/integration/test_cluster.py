@@ -39,9 +39,11 @@ from scorer.lead import (
     Params,
     Update,
 )
+from scorer.metrics import Metrics
 from scorer.replay import state_line
 from scorer.sandbox import free_ports
 from scorer.sandbox.redis import RedisServer
+from scorer.service import rules_presence
 from scorer.state import RedisStore
 from tests.unit.command import scorer
 
@@ -161,6 +163,30 @@ def test_scores_on_a_cluster_equal_the_reference_model(
     assert got == expected
     for lead in memory.lead_ids():
         assert store.snapshot(lead) == memory.snapshot(lead)
+
+
+def test_rule_sets_on_one_prefix_notice_each_other_on_a_cluster(
+    cluster: redis.RedisCluster,
+) -> None:
+    cluster.flushall()
+    config = cluster_config(cluster.get_default_node().port)
+    baseline = rules_presence(config, Metrics())
+    port = cluster.get_default_node().port
+    candidate_config = load_config(
+        environ={},
+        overrides={
+            "redis.url": f"redis://127.0.0.1:{port}/0",
+            "redis.cluster": "true",
+            "scoring.version": "cand-2",
+        },
+    )
+    candidate = rules_presence(candidate_config, Metrics())
+
+    for announcer in (baseline, candidate, baseline):
+        announcer.announce()
+
+    assert baseline.others == {candidate_config.scoring.rules_version}
+    assert candidate.others == {config.scoring.rules_version}
 
 
 def test_scorer_state_reads_every_lead_of_a_cluster(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from guarantees import (
     Feeder,
     OutputLog,
@@ -161,6 +162,11 @@ def test_sigterm_finishes_the_batch_commits_and_exits_0(
     assert redelivered == 0
     figures = check_results(config, redis_url, expected, outputs, allow_copies=False)
     check_lifecycle_logs(first.log_text(), workload.lead_ids)
+    # The running scorer announced its rules beside the leads (scorer.presence).
+    announced = redis.Redis.from_url(redis_url).hkeys(
+        f"{config.redis.key_prefix}:rules"
+    )
+    assert announced == [config.scoring.rules_version.encode()]
     Report("sigterm", {"committed_at_stop": committed_at_stop, **figures}).print()
 
 
