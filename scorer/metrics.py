@@ -26,6 +26,8 @@ REBALANCE_KINDS = ("assign", "revoke", "lost")
 # offset commit, or the client's own error callback (brokers down, auth).
 KAFKA_ERROR_KINDS = ("consume", "produce", "commit", "client")
 DEPENDENCIES = ("redis", "kafka")
+# Where another rule set can be noticed (scorer.presence).
+PRESENCE_PLACES = ("key_prefix", "group")
 
 
 class Metrics:
@@ -139,10 +141,13 @@ class Metrics:
         )
         self.other_rules = Gauge(
             "scorer_other_rules_versions",
-            "Rules versions other than this instance's that wrote under its "
-            "redis.key_prefix in the last minute (scorer.presence)",
+            "Rules versions other than this instance's in use in the last "
+            "minute on its key prefix or consumer group (scorer.presence)",
+            ["where"],
             registry=r,
         )
+        for where in PRESENCE_PLACES:
+            self.other_rules.labels(where)
         self.waiting = Gauge(
             "scorer_waiting_for_dependency",
             "1 while the scorer waits for Redis or Kafka to come back",

@@ -72,6 +72,7 @@ from scorer.events import (
 from scorer.lane import StoreLane
 from scorer.lead import LATE, TOO_LATE, Outcome
 from scorer.metrics import LATENESS, MQL_DIRECTIONS, Metrics
+from scorer.presence import commit_note
 from scorer.publish import MQL_CROSSED, encode_outputs
 from scorer.registry import RegistryClient, RegistryError
 from scorer.scoring import DUPLICATE_RECORD, Item, Plan, Scored, Scorer
@@ -176,6 +177,7 @@ class ScorerPipeline:
         rejoin: Rejoin | None = None,
     ) -> None:
         self.config = config
+        self.rules_version = config.scoring.rules_version
         self.scorer = scorer
         self.consumer = consumer
         self.rejoin = rejoin
@@ -397,7 +399,12 @@ class ScorerPipeline:
         results, outputs = self._scored(in_flight, behind)
 
         outgoing = [self.dead_letters.letter(r) for r in batch.rejected] + outputs
-        offsets = [TopicPartition(t, p, o) for (t, p), o in in_flight.offsets.items()]
+        # The note tells the group which rules committed (scorer.presence).
+        note = commit_note(self.rules_version, time.time())
+        offsets = [
+            TopicPartition(t, p, o, metadata=note)
+            for (t, p), o in in_flight.offsets.items()
+        ]
         sent = self.delivery.send(Handoff(outgoing, offsets, in_flight.epochs))
         return Sending(in_flight, results, sent)
 

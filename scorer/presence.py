@@ -1,25 +1,35 @@
-"""Which rule sets write under one Redis key prefix: each instance says so.
+"""Another rule set on this instance's key prefix or consumer group is noticed.
 
 Two instances with other rules on one `redis.key_prefix` mix their leads'
 state: whichever scores an event first writes the lead, and the other takes
 the event as a duplicate and publishes the first one's scores under its own
-rules version (README, "A candidate beside the baseline"). Nothing in a
-lead's keys says which rules wrote it, so the mix cannot be found later.
+rules version. In one `kafka.group_id` they split the partitions, and each
+commits, for good, records the other never scores (README, "A candidate
+beside the baseline"). Nothing in a lead's keys or an output says that this
+happened, so it is looked for while it happens, in two places:
 
-So every instance writes its `rules_version` and the time into one hash
-beside the leads' keys, ``<prefix>:rules``, every `ANNOUNCE_EVERY_S`, and
-reads the others'. A version written within `SEEN_WITHIN_S` is in use. A
-rolling restart to new rules shows one for as long as the restart takes; a
-candidate sharing the prefix by mistake, for as long as it runs. The count
-is a metric (`scorer_other_rules_versions`) with an alert, and each version
-that appears is a WARNING line.
+- the key prefix: every instance writes its `rules_version` and the time
+  into one hash beside the leads' keys, ``<prefix>:rules``, and reads the
+  others' (`KeyPrefix`);
+- the consumer group: every commit carries `commit_note` as its offsets'
+  metadata, which the group's committed offsets show (`ConsumerGroup`).
+
+Every `ANNOUNCE_EVERY_S`, a version other than this instance's seen in
+either within `SEEN_WITHIN_S` is in use. A rolling restart to new rules
+shows one for as long as the restart takes; a candidate sharing the prefix
+or group by mistake, for as long as it runs. The count per place is a metric
+(`scorer_other_rules_versions`) with an alert, and each version that appears
+is a WARNING line.
 """
 
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
+from confluent_kafka.admin import AdminClient
 from prometheus_client import Gauge
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
@@ -29,112 +39,170 @@ log = logging.getLogger(__name__)
 
 # Lead keys always hold "{", so this one can never be a lead's.
 KEY_SUFFIX = "rules"
-# Often enough that a new neighbour shows within a few seconds of its start.
+# Often enough that a new neighbour shows within seconds of its start.
 ANNOUNCE_EVERY_S = 10.0
 # Several missed announcements (a pause, a slow Redis, clock skew between
 # hosts) before a version counts as gone.
 SEEN_WITHIN_S = 60.0
-# Versions unseen for this long are deleted, so the hash stays small.
+# Versions unseen for this long are deleted from the hash, so it stays small.
 FORGET_AFTER_S = 86_400.0
+# How long a look at the group's committed offsets may take.
+GROUP_TIMEOUT_S = 5.0
+# The start of a commit's metadata; what follows is "<ms> <rules_version>".
+NOTE_MARK = "scorer-rules-at="
 
 
-class Presence:
-    """Announces this instance's rules under a key prefix and notes others."""
+def commit_note(rules_version: str, now_s: float) -> str:
+    """The metadata of a commit: when, and under which rules."""
+    return f"{NOTE_MARK}{int(now_s * 1000)} {rules_version}"
+
+
+class Place(Protocol):
+    """Where rule sets leave their mark, and how long ago each did."""
+
+    where: str
+    """The metric's label: ``key_prefix`` or ``group``."""
+    setting: str
+    """The setting shared, as the log names it: ``redis.key_prefix=scorer``."""
+
+    def ages_s(self, now_s: float) -> dict[str, float]:
+        """Seconds since each rules version last left its mark here."""
+        ...
+
+
+class KeyPrefix:
+    """The hash `<prefix>:rules`: each version and when it last wrote there."""
+
+    where = "key_prefix"
 
     def __init__(
-        self,
-        client: Callable[[], Client],
-        key_prefix: str,
-        rules_version: str,
-        gauge: Gauge,
-        clock: Callable[[], float] = time.time,
+        self, client: Callable[[], Client], key_prefix: str, rules_version: str
     ) -> None:
         self._make_client = client
         self._client: Client | None = None
-        self.key_prefix = key_prefix
         self.key = f"{key_prefix}:{KEY_SUFFIX}"
+        self.setting = f"redis.key_prefix={key_prefix}"
         self.rules_version = rules_version
-        self.gauge = gauge
-        self.clock = clock
-        self.others: set[str] = set()
 
-    def run(self, stop: threading.Event) -> None:
-        """Announce until `stop` is set; Redis being away only skips a round."""
-        refused = False
-        while not stop.is_set():
-            try:
-                self.announce()
-            except ResponseError as exc:
-                # An ACL that allows scoring but not this key: say so once.
-                if not refused:
-                    log.warning(
-                        "cannot announce rules under redis.key_prefix=%s, so "
-                        "another rule set on it goes unnoticed: %s",
-                        self.key_prefix,
-                        exc,
-                    )
-                refused = True
-            except (RedisError, RedisClusterException) as exc:
-                # The scoring loop reports Redis being away, with more to say.
-                log.debug("rules announcement skipped: %s", exc)
-            stop.wait(ANNOUNCE_EVERY_S)
-
-    def announce(self) -> None:
-        """Write this instance's time, read the others', report the change."""
-        now_s = self.clock()
+    def ages_s(self, now_s: float) -> dict[str, float]:
         client = self._redis()
         pipe = client.pipeline(transaction=False)
         pipe.hset(self.key, self.rules_version, str(int(now_s * 1000)))
         pipe.hgetall(self.key)
         _, written = pipe.execute()
 
-        ages_s = _ages_s(written, now_s)
-        ages_s.pop(self.rules_version, None)
-        forgotten = [v for v, age_s in ages_s.items() if age_s > FORGET_AFTER_S]
+        ages = {_text(v): _age_s(stamp, now_s) for v, stamp in written.items()}
+        forgotten = [v for v, age_s in ages.items() if age_s > FORGET_AFTER_S]
         if forgotten:
             client.hdel(self.key, *forgotten)
-        in_use = {v: age_s for v, age_s in ages_s.items() if age_s <= SEEN_WITHIN_S}
-        self._report(in_use)
+        return ages
 
     def _redis(self) -> Client:
-        # Made at the first announcement: a cluster client connects as it is
-        # made, which fails while Redis is away.
+        # Made at the first look: a cluster client connects as it is made,
+        # which fails while Redis is away.
         if self._client is None:
             self._client = self._make_client()
         return self._client
 
-    def _report(self, in_use: Mapping[str, float]) -> None:
-        for version in sorted(in_use.keys() - self.others):
+
+class ConsumerGroup:
+    """The group's committed offsets, whose metadata is a `commit_note`."""
+
+    where = "group"
+
+    def __init__(self, admin: Callable[[], AdminClient], group_id: str) -> None:
+        self._make_admin = admin
+        self._admin: AdminClient | None = None
+        self.group_id = group_id
+        self.setting = f"kafka.group_id={group_id}"
+
+    def ages_s(self, now_s: float) -> dict[str, float]:
+        if self._admin is None:
+            self._admin = self._make_admin()
+        request = [ConsumerGroupTopicPartitions(self.group_id)]
+        futures = self._admin.list_consumer_group_offsets(
+            request, request_timeout=GROUP_TIMEOUT_S
+        )
+        offsets = futures[self.group_id].result(timeout=GROUP_TIMEOUT_S)
+
+        ages: dict[str, float] = {}
+        for partition in offsets.topic_partitions or []:
+            note = _read_note(partition.metadata, now_s)
+            if note is not None:
+                version, age_s = note
+                ages[version] = min(age_s, ages.get(version, age_s))
+        return ages
+
+
+class Presence:
+    """Looks at each place in turn and reports the other rules versions."""
+
+    def __init__(
+        self,
+        rules_version: str,
+        places: list[Place],
+        gauge: Gauge,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.rules_version = rules_version
+        self.places = places
+        self.gauge = gauge
+        self.clock = clock
+        self.others: dict[str, set[str]] = {p.where: set() for p in places}
+        self._refused: set[str] = set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Look until `stop` is set; a place out of reach only skips a round."""
+        while not stop.is_set():
+            self.look()
+            stop.wait(ANNOUNCE_EVERY_S)
+
+    def look(self) -> None:
+        for place in self.places:
+            try:
+                ages = place.ages_s(self.clock())
+            except ResponseError as exc:
+                self._refused_once(place, exc)
+                continue
+            except (
+                RedisError,
+                RedisClusterException,
+                KafkaException,
+                TimeoutError,
+            ) as exc:
+                # The scoring loop reports Redis or Kafka being away.
+                log.debug("no look at %s: %s", place.setting, exc)
+                continue
+            ages.pop(self.rules_version, None)
+            in_use = {v: age_s for v, age_s in ages.items() if age_s <= SEEN_WITHIN_S}
+            self._report(place, in_use)
+
+    def _refused_once(self, place: Place, exc: Exception) -> None:
+        # An ACL that allows scoring but not this key: say so once.
+        if place.where not in self._refused:
             log.warning(
-                "rules %s also write under redis.key_prefix=%s (%.0f s ago): "
-                "two rule sets on one prefix mix their leads' state; give one "
-                "its own prefix, unless a rolling restart is changing the rules",
+                "cannot announce rules under %s, so another rule set on it "
+                "goes unnoticed: %s",
+                place.setting,
+                exc,
+            )
+        self._refused.add(place.where)
+
+    def _report(self, place: Place, in_use: Mapping[str, float]) -> None:
+        seen = self.others[place.where]
+        for version in sorted(in_use.keys() - seen):
+            log.warning(
+                "rules %s also in use on %s (%.0f s ago): two rule sets there "
+                "mix their scoring; give one its own, unless a rolling restart "
+                "is changing the rules",
                 version,
-                self.key_prefix,
+                place.setting,
                 max(in_use[version], 0.0),
             )
-        for version in sorted(self.others - in_use.keys()):
-            log.info(
-                "rules %s no longer write under redis.key_prefix=%s",
-                version,
-                self.key_prefix,
-            )
-        self.others = set(in_use)
-        self.gauge.set(len(in_use))
-
-
-def _ages_s(
-    written: Mapping[bytes | str, bytes | str], now_s: float
-) -> dict[str, float]:
-    """Seconds since each version's last announcement; unreadable ones old."""
-    ages = {}
-    for version, stamp in written.items():
-        name = version.decode() if isinstance(version, bytes) else version
-        try:
-            ages[name] = now_s - int(stamp) / 1000
-        except ValueError:
-            ages[name] = FORGET_AFTER_S + 1  # not ours to read: let it go
-    return ages
+        for version in sorted(seen - in_use.keys()):
+            log.info("rules %s no longer in use on %s", version, place.setting)
+        self.others[place.where] = set(in_use)
+        self.gauge.labels(place.where).set(len(in_use))
 
 
 def start(presence: Presence) -> threading.Event:
@@ -145,3 +213,24 @@ def start(presence: Presence) -> threading.Event:
     )
     thread.start()
     return stop
+
+
+def _read_note(metadata: str | None, now_s: float) -> tuple[str, float] | None:
+    """The rules version and age of a `commit_note`; None for other metadata."""
+    if not metadata or not metadata.startswith(NOTE_MARK):
+        return None
+    stamp, _, version = metadata[len(NOTE_MARK) :].partition(" ")
+    if not version or not stamp.isdigit():
+        return None
+    return version, now_s - int(stamp) / 1000
+
+
+def _age_s(stamp: bytes | str, now_s: float) -> float:
+    try:
+        return now_s - int(stamp) / 1000
+    except ValueError:
+        return FORGET_AFTER_S + 1  # not written by us: let it go
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

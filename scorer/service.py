@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import redis
 from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
@@ -17,6 +18,7 @@ from scorer.assignment import Reachability, Rejoin
 from scorer.clients import (
     client_logger,
     consumer_settings,
+    kafka_common,
     output_producer_settings,
     redis_client,
     settings_checked_by_librdkafka,
@@ -121,13 +123,21 @@ def run(config: Config, stop: threading.Event) -> None:
 
 
 def rules_presence(config: Config, metrics: Metrics) -> presence.Presence:
-    """This instance's announcement of its rules under its key prefix."""
-    return presence.Presence(
-        functools.partial(redis_client, config),
-        config.redis.key_prefix,
-        config.scoring.rules_version,
-        metrics.other_rules,
-    )
+    """The look for other rule sets on this instance's key prefix and group."""
+    rules_version = config.scoring.rules_version
+
+    def admin() -> AdminClient:
+        return AdminClient(kafka_common(config), logger=client_logger("admin"))
+
+    places: list[presence.Place] = [
+        presence.KeyPrefix(
+            functools.partial(redis_client, config),
+            config.redis.key_prefix,
+            rules_version,
+        ),
+        presence.ConsumerGroup(admin, config.kafka.group_id),
+    ]
+    return presence.Presence(rules_version, places, metrics.other_rules)
 
 
 def tune_garbage_collector() -> None:

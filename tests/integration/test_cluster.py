@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,10 @@ from scorer.lead import (
     Update,
 )
 from scorer.metrics import Metrics
+from scorer.presence import KeyPrefix, Presence
 from scorer.replay import state_line
 from scorer.sandbox import free_ports
 from scorer.sandbox.redis import RedisServer
-from scorer.service import rules_presence
 from scorer.state import RedisStore
 from tests.unit.command import scorer
 
@@ -170,23 +171,17 @@ def test_rule_sets_on_one_prefix_notice_each_other_on_a_cluster(
 ) -> None:
     cluster.flushall()
     config = cluster_config(cluster.get_default_node().port)
-    baseline = rules_presence(config, Metrics())
-    port = cluster.get_default_node().port
-    candidate_config = load_config(
-        environ={},
-        overrides={
-            "redis.url": f"redis://127.0.0.1:{port}/0",
-            "redis.cluster": "true",
-            "scoring.version": "cand-2",
-        },
-    )
-    candidate = rules_presence(candidate_config, Metrics())
+    looks = [key_prefix_presence(config, v) for v in ("default-1+aa", "cand-2+bb")]
 
-    for announcer in (baseline, candidate, baseline):
-        announcer.announce()
+    for presence in (*looks, looks[0]):
+        presence.look()
 
-    assert baseline.others == {candidate_config.scoring.rules_version}
-    assert candidate.others == {config.scoring.rules_version}
+    assert [p.others["key_prefix"] for p in looks] == [{"cand-2+bb"}, {"default-1+aa"}]
+
+
+def key_prefix_presence(config: Config, rules_version: str) -> Presence:
+    place = KeyPrefix(partial(redis_client, config), "c", rules_version)
+    return Presence(rules_version, [place], Metrics().other_rules)
 
 
 def test_scorer_state_reads_every_lead_of_a_cluster(

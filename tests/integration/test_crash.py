@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from confluent_kafka.admin import AdminClient
 from guarantees import (
     Feeder,
     OutputLog,
@@ -31,6 +32,7 @@ from guarantees import (
 )
 
 from scorer.config import parse_config
+from scorer.presence import ConsumerGroup
 
 PARTITIONS = 6
 # Static membership: a restarted process takes its partitions back at once
@@ -162,11 +164,12 @@ def test_sigterm_finishes_the_batch_commits_and_exits_0(
     assert redelivered == 0
     figures = check_results(config, redis_url, expected, outputs, allow_copies=False)
     check_lifecycle_logs(first.log_text(), workload.lead_ids)
-    # The running scorer announced its rules beside the leads (scorer.presence).
-    announced = redis.Redis.from_url(redis_url).hkeys(
-        f"{config.redis.key_prefix}:rules"
-    )
-    assert announced == [config.scoring.rules_version.encode()]
+    # The scorer announced its rules beside the leads and in its commits.
+    prefix, rules = config.redis.key_prefix, config.scoring.rules_version
+    announced = redis.Redis.from_url(redis_url).hkeys(f"{prefix}:rules")
+    assert announced == [rules.encode()]
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    assert ConsumerGroup(lambda: admin, group).ages_s(time.time()).keys() == {rules}
     Report("sigterm", {"committed_at_stop": committed_at_stop, **figures}).print()
 
 

@@ -1,16 +1,30 @@
-"""Rule sets sharing a key prefix notice each other, on a real redis-server."""
+"""Rule sets sharing a key prefix or a group notice each other.
+
+On a real redis-server, and a real Kafka broker for the group.
+"""
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry, Gauge
 
 import scorer.presence
-from scorer.presence import FORGET_AFTER_S, SEEN_WITHIN_S, Presence
+from scorer.presence import (
+    FORGET_AFTER_S,
+    SEEN_WITHIN_S,
+    ConsumerGroup,
+    KeyPrefix,
+    Presence,
+    commit_note,
+)
 
 T0_S = 1_750_000_000.0
 
@@ -31,12 +45,17 @@ def clock() -> Clock:
 def presence(
     client: redis.Redis, prefix: str, rules: str, clock: Clock | None = None
 ) -> Presence:
-    gauge = Gauge("others", "test", registry=CollectorRegistry())
-    return Presence(lambda: client, prefix, rules, gauge, clock or Clock())
+    place = KeyPrefix(lambda: client, prefix, rules)
+    return Presence(rules, [place], gauge(), clock or Clock())
 
 
-def others(announcer: Presence) -> float:
-    return announcer.gauge._value.get()  # type: ignore[attr-defined, no-any-return]
+def gauge() -> Gauge:
+    return Gauge("others", "test", ["where"], registry=CollectorRegistry())
+
+
+def others(announcer: Presence, where: str = "key_prefix") -> float:
+    value = announcer.gauge.labels(where)._value.get()  # type: ignore[attr-defined]
+    return float(value)
 
 
 def test_a_candidate_on_the_baseline_prefix_is_noticed_by_both(
@@ -46,17 +65,17 @@ def test_a_candidate_on_the_baseline_prefix_is_noticed_by_both(
     candidate = presence(redis_client, "scorer", "cand-2+bbbb", clock)
 
     with caplog.at_level(logging.INFO, logger="scorer.presence"):
-        baseline.announce()
-        candidate.announce()
-        baseline.announce()
+        baseline.look()
+        candidate.look()
+        baseline.look()
 
     assert others(baseline) == 1 and others(candidate) == 1
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 2  # once each, not at every announcement
     assert warnings[0].startswith(
-        "rules default-1+aaaa also write under redis.key_prefix=scorer (0 s ago)"
+        "rules default-1+aaaa also in use on redis.key_prefix=scorer (0 s ago)"
     )
-    assert "rules cand-2+bbbb also write under redis.key_prefix=scorer" in warnings[1]
+    assert "rules cand-2+bbbb also in use on redis.key_prefix=scorer" in warnings[1]
 
 
 def test_instances_of_one_rule_set_or_other_prefixes_are_not_noticed(
@@ -67,7 +86,7 @@ def test_instances_of_one_rule_set_or_other_prefixes_are_not_noticed(
     shadow = presence(redis_client, "shadow", "cand-2+bbbb", clock)
 
     for announcer in (one, two, shadow, one, two, shadow):
-        announcer.announce()
+        announcer.look()
 
     assert [others(a) for a in (one, two, shadow)] == [0, 0, 0]
     assert redis_client.hkeys("scorer:rules") == [b"default-1+aaaa"]
@@ -79,22 +98,20 @@ def test_a_rule_set_that_stopped_announcing_is_gone_after_a_minute(
     old_clock, new_clock = Clock(), Clock()
     old = presence(redis_client, "scorer", "old+aaaa", old_clock)
     new = presence(redis_client, "scorer", "new+bbbb", new_clock)
-    old.announce()
+    old.look()
 
     new_clock.now_s = T0_S + SEEN_WITHIN_S  # a rolling restart's last minute
-    new.announce()
+    new.look()
     assert others(new) == 1
 
     new_clock.now_s = T0_S + SEEN_WITHIN_S + 1
     with caplog.at_level(logging.INFO, logger="scorer.presence"):
-        new.announce()
+        new.look()
     assert others(new) == 0
-    assert "rules old+aaaa no longer write under redis.key_prefix=scorer" in (
-        caplog.text
-    )
+    assert "rules old+aaaa no longer in use on redis.key_prefix=scorer" in caplog.text
 
     new_clock.now_s = T0_S + FORGET_AFTER_S + 1
-    new.announce()
+    new.look()
     assert redis_client.hkeys("scorer:rules") == [b"new+bbbb"]
 
 
@@ -139,3 +156,39 @@ def _no_acl_users_left(redis_client: redis.Redis) -> Iterator[None]:
     before = set(redis_client.acl_users())
     yield
     assert set(redis_client.acl_users()) == before
+
+
+def test_a_candidate_committing_in_the_baseline_group_is_noticed(
+    kafka_bootstrap: str, fresh_topics: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    (topic,) = fresh_topics("events", partitions=3)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    now_s = time.time()
+    commit(kafka_bootstrap, group, topic, {
+        0: commit_note("cand-2+bbbb", now_s - 5),
+        1: commit_note("old+cccc", now_s - SEEN_WITHIN_S - 5),  # a minute ago
+        2: "not a note of ours",
+    })  # fmt: skip
+    place = ConsumerGroup(
+        lambda: AdminClient({"bootstrap.servers": kafka_bootstrap}), group
+    )
+    baseline = Presence("default-1+aaaa", [place], gauge(), clock=lambda: now_s)
+
+    with caplog.at_level(logging.WARNING, logger="scorer.presence"):
+        baseline.look()
+
+    assert place.ages_s(now_s).keys() == {"cand-2+bbbb", "old+cccc"}
+    assert others(baseline, "group") == 1
+    assert f"rules cand-2+bbbb also in use on kafka.group_id={group} (5 s ago)" in (
+        caplog.text
+    )
+
+
+def commit(bootstrap: str, group: str, topic: str, notes: dict[int, str]) -> None:
+    """Commit offset 0 of each partition with the given metadata."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        offsets = [TopicPartition(topic, p, 0, metadata=n) for p, n in notes.items()]
+        consumer.commit(offsets=offsets, asynchronous=False)
+    finally:
+        consumer.close()

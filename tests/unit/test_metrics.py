@@ -65,6 +65,7 @@ def test_no_metric_is_labelled_by_lead() -> None:
         "dependency",
         "version",
         "rules_version",
+        "where",
     }
 
 
