@@ -91,8 +91,13 @@ class KeyPrefix:
         pipe.hgetall(self.key)
         _, written = pipe.execute()
 
-        ages = {_text(v): _age_s(stamp, now_s) for v, stamp in written.items()}
-        forgotten = [v for v, age_s in ages.items() if age_s > FORGET_AFTER_S]
+        ages, forgotten = {}, []
+        for version, stamp in written.items():
+            age_s = _age_s(stamp, now_s)
+            if age_s > FORGET_AFTER_S:
+                forgotten.append(version)  # as written, so HDEL finds it
+            else:
+                ages[_text(version)] = age_s
         if forgotten:
             client.hdel(self.key, *forgotten)
         return ages
@@ -233,4 +238,5 @@ def _age_s(stamp: bytes | str, now_s: float) -> float:
 
 
 def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    # Anyone may write into the hash; a field that is no UTF-8 is still shown.
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

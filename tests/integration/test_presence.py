@@ -115,6 +115,18 @@ def test_a_rule_set_that_stopped_announcing_is_gone_after_a_minute(
     assert redis_client.hkeys("scorer:rules") == [b"new+bbbb"]
 
 
+def test_garbage_in_the_hash_is_read_past_and_let_go(
+    redis_client: redis.Redis, clock: Clock
+) -> None:
+    redis_client.hset("scorer:rules", mapping={b"\xff\xfe": b"1", "x": "not a time"})
+    announcer = presence(redis_client, "scorer", "default-1+aaaa", clock)
+
+    announcer.look()
+
+    assert others(announcer) == 0
+    assert redis_client.hkeys("scorer:rules") == [b"default-1+aaaa"]
+
+
 def test_an_acl_that_refuses_the_key_is_said_once(
     redis_client: redis.Redis,
     redis_url: str,
