@@ -158,8 +158,14 @@ class Presence:
 
     def run(self, stop: threading.Event) -> None:
         """Look until `stop` is set; a place out of reach only skips a round."""
+        failed = False
         while not stop.is_set():
-            self.look()
+            try:
+                self.look()
+            except Exception:  # a look must not end the thread, whatever failed
+                if not failed:
+                    log.exception("looking for other rule sets failed")
+                failed = True
             stop.wait(ANNOUNCE_EVERY_S)
 
     def look(self) -> None:

@@ -204,3 +204,31 @@ def commit(bootstrap: str, group: str, topic: str, notes: dict[int, str]) -> Non
         consumer.commit(offsets=offsets, asynchronous=False)
     finally:
         consumer.close()
+
+
+def test_a_look_that_fails_unforeseen_is_logged_once_and_looking_goes_on(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scorer.presence, "ANNOUNCE_EVERY_S", 0.01)
+    looks = []
+
+    class Broken:
+        where, setting = "key_prefix", "redis.key_prefix=scorer"
+
+        def ages_s(self, now_s: float) -> dict[str, float]:
+            looks.append(now_s)
+            raise AttributeError("a bug")
+
+    announcer = Presence("default-1+aaaa", [Broken()], gauge())
+    stop = threading.Event()
+    with caplog.at_level(logging.ERROR, logger="scorer.presence"):
+        runner = threading.Thread(target=announcer.run, args=(stop,))
+        runner.start()
+        stop.wait(0.3)
+        stop.set()
+        runner.join(timeout=5)
+
+    assert len(looks) > 3
+    assert [r.getMessage() for r in caplog.records] == [
+        "looking for other rule sets failed"
+    ]
