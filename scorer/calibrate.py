@@ -167,7 +167,7 @@ def rules_warning(versions: set[str], configured: str) -> str | None:
         (version,) = versions
         return (
             f"the outputs were scored by rules {version}, the config's are "
-            f"{configured}; the sweep says how the old rules' scores converted"
+            f"{configured}; the sweep says how the scores of {version} converted"
         )
     return None
 

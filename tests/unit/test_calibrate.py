@@ -349,7 +349,7 @@ def test_outputs_of_other_rules_than_the_configs_are_warned_of(
     configured = load_config(environ={}).scoring.rules_version
     assert result.stderr == (
         f"calibrate: warning: the outputs were scored by rules old+aa, the "
-        f"config's are {configured}; the sweep says how the old rules' scores "
+        f"config's are {configured}; the sweep says how the scores of old+aa "
         "converted\n"
     )
 
