@@ -73,7 +73,7 @@ from scorer.lane import StoreLane
 from scorer.lead import LATE, TOO_LATE, Outcome
 from scorer.metrics import LATENESS, MQL_DIRECTIONS, Metrics
 from scorer.presence import commit_note
-from scorer.publish import MQL_CROSSED, encode_outputs
+from scorer.publish import MQL_CROSSED, SCORE_CHANGED, encode_outputs
 from scorer.registry import RegistryClient, RegistryError
 from scorer.scoring import DUPLICATE_RECORD, Item, Plan, Scored, Scorer
 from scorer.wire import INPUT_SCHEMAS, SCORE_SCHEMA, Codec, SchemaCatalog
@@ -178,6 +178,13 @@ class ScorerPipeline:
     ) -> None:
         self.config = config
         self.rules_version = config.scoring.rules_version
+        # One list per output type, shared by its outputs: a router picks
+        # events by type, and a subscriber tells rule sets apart, undecoded.
+        rules_header = ("rules_version", self.rules_version.encode())
+        self._output_headers: dict[str, list[tuple[str, str | bytes | None]]] = {
+            kind: [("type", kind.encode()), rules_header]
+            for kind in (SCORE_CHANGED, MQL_CROSSED)
+        }
         self.scorer = scorer
         self.consumer = consumer
         self.rejoin = rejoin
@@ -596,7 +603,7 @@ class ScorerPipeline:
             topic=self.config.topics.output.name,
             key=str(event["lead_id"]).encode(),
             value=value,
-            headers=[("type", str(event["type"]).encode())],
+            headers=self._output_headers[event["type"]],
             source=(topic, partition),
         )
 

@@ -118,6 +118,12 @@ def test_avro_events_become_score_and_mql_events(
     fit_op = Firmographics("L1", T0_MS, employees=800, title="VP Sales").op_id
     assert sources == {"e1", "w1", f"L1/{fit_op}"}
     assert all(m.key() == b"L1" for m in reader.messages)
+    rules = config.scoring.rules_version.encode()
+    for message, event in zip(reader.messages, events, strict=True):
+        assert message.headers() == [
+            ("type", event["type"].encode()),
+            ("rules_version", rules),
+        ]
 
 
 def test_streaming_and_replay_give_the_same_outputs(
