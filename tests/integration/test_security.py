@@ -265,7 +265,8 @@ def test_sasl_ssl_and_a_redis_acl_user_with_secrets_from_the_environment(
         client.close()
 
     assert {e["lead_id"] for e in outputs} == {f"L{n}" for n in range(5)}
-    assert len(stored) == 15  # three keys for each of the five leads
+    # Three keys for each of the five leads, and the rules announcement.
+    assert len(stored) == 16 and b"scorer:rules" in stored
     assert "scorer started" in written and " DEBUG " in written
     assert "scorer_records_total" in metrics
     assert_no_secret(written, metrics, checked)
@@ -302,7 +303,7 @@ def test_sasl_ssl_and_redis_over_tls_with_secrets_in_the_file(
         client.close()
 
     assert {e["lead_id"] for e in outputs} == {f"L{n}" for n in range(5)}
-    assert len(stored) == 15
+    assert len(stored) == 16 and b"scorer:rules" in stored
     assert "scorer started" in written
     assert_no_secret(written, metrics, checked)
 
