@@ -28,8 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import Gauge
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
@@ -69,6 +68,10 @@ class Place(Protocol):
         """Seconds since each rules version last left its mark here."""
         ...
 
+    def close(self) -> None:
+        """Let go of the place's client, if it made one."""
+        ...
+
 
 class KeyPrefix:
     """The hash `<prefix>:rules`: each version and when it last wrote there."""
@@ -102,6 +105,10 @@ class KeyPrefix:
             client.hdel(self.key, *forgotten)
         return ages
 
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
     def _redis(self) -> Client:
         # Made at the first look: a cluster client connects as it is made,
         # which fails while Redis is away.
@@ -111,32 +118,55 @@ class KeyPrefix:
 
 
 class ConsumerGroup:
-    """The group's committed offsets, whose metadata is a `commit_note`."""
+    """The group's committed offsets, whose metadata is a `commit_note`.
+
+    Read by a consumer of its own that never joins the group: one with a
+    `group.id` may fetch the group's offsets without subscribing. (An
+    AdminClient's list_consumer_group_offsets crashed librdkafka 2.16 in its
+    OffsetFetch handling on a broker just started, and aborted on broker
+    restarts.)
+    """
 
     where = "group"
 
-    def __init__(self, admin: Callable[[], AdminClient], group_id: str) -> None:
-        self._make_admin = admin
-        self._admin: AdminClient | None = None
+    def __init__(
+        self, consumer: Callable[[], Consumer], group_id: str, topics: list[str]
+    ) -> None:
+        self._make_consumer = consumer
+        self._consumer: Consumer | None = None
         self.group_id = group_id
+        self.topics = topics
         self.setting = f"kafka.group_id={group_id}"
 
     def ages_s(self, now_s: float) -> dict[str, float]:
-        if self._admin is None:
-            self._admin = self._make_admin()
-        request = [ConsumerGroupTopicPartitions(self.group_id)]
-        futures = self._admin.list_consumer_group_offsets(
-            request, request_timeout=GROUP_TIMEOUT_S
-        )
-        offsets = futures[self.group_id].result(timeout=GROUP_TIMEOUT_S)
+        if self._consumer is None:
+            self._consumer = self._make_consumer()
+        partitions = self._partitions(self._consumer)
+        if not partitions:
+            return {}
+        committed = self._consumer.committed(partitions, timeout=GROUP_TIMEOUT_S)
 
         ages: dict[str, float] = {}
-        for partition in offsets.topic_partitions or []:
+        for partition in committed:
             note = _read_note(partition.metadata, now_s)
             if note is not None:
                 version, age_s = note
                 ages[version] = min(age_s, ages.get(version, age_s))
         return ages
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+
+    def _partitions(self, consumer: Consumer) -> list[TopicPartition]:
+        found = []
+        for topic in self.topics:
+            listed = consumer.list_topics(topic, timeout=GROUP_TIMEOUT_S).topics
+            held = listed.get(topic)
+            if held is None or held.error is not None:
+                continue  # a missing topic: the scorer's start-up warned of it
+            found += [TopicPartition(topic, p) for p in held.partitions]
+        return found
 
 
 class Presence:
@@ -167,6 +197,8 @@ class Presence:
                     log.exception("looking for other rule sets failed")
                 failed = True
             stop.wait(ANNOUNCE_EVERY_S)
+        for place in self.places:
+            place.close()
 
     def look(self) -> None:
         for place in self.places:
@@ -206,12 +238,12 @@ class Presence:
                 "rules %s also in use on %s (%.0f s ago): two rule sets there "
                 "mix their scoring; give one its own, unless a rolling restart "
                 "is changing the rules",
-                version,
+                _shown(version),
                 place.setting,
                 max(in_use[version], 0.0),
             )
         for version in sorted(seen - in_use.keys()):
-            log.info("rules %s no longer in use on %s", version, place.setting)
+            log.info("rules %s no longer in use on %s", _shown(version), place.setting)
         self.others[place.where] = set(in_use)
         self.gauge.labels(place.where).set(len(in_use))
 
@@ -233,16 +265,26 @@ def _read_note(metadata: str | None, now_s: float) -> tuple[str, float] | None:
     stamp, _, version = metadata[len(NOTE_MARK) :].partition(" ")
     if not version or not stamp.isdigit():
         return None
-    return version, now_s - int(stamp) / 1000
+    age_s = now_s - int(stamp) / 1000
+    return (version, age_s) if age_s >= -SEEN_WITHIN_S else None
 
 
 def _age_s(stamp: bytes | str, now_s: float) -> float:
     try:
-        return now_s - int(stamp) / 1000
+        age_s = now_s - int(stamp) / 1000
     except ValueError:
         return FORGET_AFTER_S + 1  # not written by us: let it go
+    # Ahead by more than clock skew explains: it would count for ever.
+    return age_s if age_s >= -SEEN_WITHIN_S else FORGET_AFTER_S + 1
 
 
 def _text(value: bytes | str) -> str:
     # Anyone may write into the hash; a field that is no UTF-8 is still shown.
     return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def _shown(version: str) -> str:
+    # Anyone may write into the hash: a name that would break the log line
+    # (a newline, an escape) or vanish in it is shown quoted.
+    plain = version.isprintable() and version.strip() == version and version
+    return version if plain else repr(version)

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import redis
 from confluent_kafka import Consumer, KafkaError, Producer
-from confluent_kafka.admin import AdminClient
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
@@ -126,16 +125,24 @@ def rules_presence(config: Config, metrics: Metrics) -> presence.Presence:
     """The look for other rule sets on this instance's key prefix and group."""
     rules_version = config.scoring.rules_version
 
-    def admin() -> AdminClient:
-        return AdminClient(kafka_common(config), logger=client_logger("admin"))
+    def group_reader() -> Consumer:
+        # Never subscribed, so never in the group: it only reads its offsets.
+        settings = {
+            **kafka_common(config),
+            "group.id": config.kafka.group_id,
+            "enable.auto.commit": False,
+        }
+        return Consumer(settings, logger=client_logger("presence"))
 
+    inputs = config.topics
+    topics = [t.name for t in (*inputs.events, inputs.firmographics) if t]
     places: list[presence.Place] = [
         presence.KeyPrefix(
             functools.partial(redis_client, config),
             config.redis.key_prefix,
             rules_version,
         ),
-        presence.ConsumerGroup(admin, config.kafka.group_id),
+        presence.ConsumerGroup(group_reader, config.kafka.group_id, topics),
     ]
     return presence.Presence(rules_version, places, metrics.other_rules)
 

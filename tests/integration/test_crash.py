@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import redis
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer
 from guarantees import (
     Feeder,
     OutputLog,
@@ -168,8 +168,10 @@ def test_sigterm_finishes_the_batch_commits_and_exits_0(
     prefix, rules = config.redis.key_prefix, config.scoring.rules_version
     announced = redis.Redis.from_url(redis_url).hkeys(f"{prefix}:rules")
     assert announced == [rules.encode()]
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    assert ConsumerGroup(lambda: admin, group).ages_s(time.time()).keys() == {rules}
+    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+    noted = ConsumerGroup(lambda: reader, group, [events]).ages_s(time.time())
+    reader.close()
+    assert noted.keys() == {rules}
     Report("sigterm", {"committed_at_stop": committed_at_stop, **figures}).print()
 
 

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import redis
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry, Gauge
 
 import scorer.presence
@@ -118,13 +117,30 @@ def test_a_rule_set_that_stopped_announcing_is_gone_after_a_minute(
 def test_garbage_in_the_hash_is_read_past_and_let_go(
     redis_client: redis.Redis, clock: Clock
 ) -> None:
-    redis_client.hset("scorer:rules", mapping={b"\xff\xfe": b"1", "x": "not a time"})
+    garbage = {b"\xff\xfe": b"1", "x": "not a time", "ahead": str(10**14)}
+    redis_client.hset("scorer:rules", mapping=garbage)
     announcer = presence(redis_client, "scorer", "default-1+aaaa", clock)
 
     announcer.look()
 
     assert others(announcer) == 0
     assert redis_client.hkeys("scorer:rules") == [b"default-1+aaaa"]
+
+
+def test_a_version_that_would_break_the_log_line_is_quoted(
+    redis_client: redis.Redis, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis_client.hset("scorer:rules", "two\nlines", str(int(T0_S * 1000)))
+    announcer = presence(redis_client, "scorer", "default-1+aaaa", clock)
+
+    with caplog.at_level(logging.WARNING, logger="scorer.presence"):
+        announcer.look()
+
+    assert (
+        caplog.records[0]
+        .getMessage()
+        .startswith("rules 'two\\nlines' also in use on redis.key_prefix=scorer")
+    )
 
 
 def test_an_acl_that_refuses_the_key_is_said_once(
@@ -173,23 +189,24 @@ def _no_acl_users_left(redis_client: redis.Redis) -> Iterator[None]:
 def test_a_candidate_committing_in_the_baseline_group_is_noticed(
     kafka_bootstrap: str, fresh_topics: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    (topic,) = fresh_topics("events", partitions=3)
+    (topic,) = fresh_topics("events", partitions=4)
     group = f"g-{uuid.uuid4().hex[:8]}"
     now_s = time.time()
     commit(kafka_bootstrap, group, topic, {
         0: commit_note("cand-2+bbbb", now_s - 5),
         1: commit_note("old+cccc", now_s - SEEN_WITHIN_S - 5),  # a minute ago
         2: "not a note of ours",
+        3: commit_note("ahead+dddd", now_s + SEEN_WITHIN_S + 5),  # a bad clock
     })  # fmt: skip
-    place = ConsumerGroup(
-        lambda: AdminClient({"bootstrap.servers": kafka_bootstrap}), group
-    )
+    reader = {"bootstrap.servers": kafka_bootstrap, "group.id": group}
+    place = ConsumerGroup(lambda: Consumer(reader), group, [topic])
     baseline = Presence("default-1+aaaa", [place], gauge(), clock=lambda: now_s)
 
     with caplog.at_level(logging.WARNING, logger="scorer.presence"):
         baseline.look()
 
     assert place.ages_s(now_s).keys() == {"cand-2+bbbb", "old+cccc"}
+    place.close()
     assert others(baseline, "group") == 1
     assert f"rules cand-2+bbbb also in use on kafka.group_id={group} (5 s ago)" in (
         caplog.text
@@ -218,6 +235,9 @@ def test_a_look_that_fails_unforeseen_is_logged_once_and_looking_goes_on(
         def ages_s(self, now_s: float) -> dict[str, float]:
             looks.append(now_s)
             raise AttributeError("a bug")
+
+        def close(self) -> None:
+            pass
 
     announcer = Presence("default-1+aaaa", [Broken()], gauge())
     stop = threading.Event()
