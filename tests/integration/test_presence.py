@@ -158,20 +158,15 @@ def test_an_acl_that_refuses_the_key_is_said_once(
     )  # fmt: skip
     limited = redis.Redis.from_url(redis_url, username=user, password=password)
     announcer = presence(limited, "scorer", "default-1+aaaa")
-    stop = threading.Event()
     try:
         with caplog.at_level(logging.WARNING, logger="scorer.presence"):
-            runner = threading.Thread(target=announcer.run, args=(stop,))
-            runner.start()
-            stop.wait(0.5)
-            stop.set()
-            runner.join(timeout=5)
+            ended = run_for(announcer, 0.5)
     finally:
         limited.close()
         redis_client.acl_deluser(user)
 
     refusals = [r.getMessage() for r in caplog.records]
-    assert not runner.is_alive()
+    assert ended
     assert len(refusals) == 1
     assert refusals[0].startswith(
         "cannot announce rules under redis.key_prefix=scorer, so another rule "
@@ -240,15 +235,21 @@ def test_a_look_that_fails_unforeseen_is_logged_once_and_looking_goes_on(
             pass
 
     announcer = Presence("default-1+aaaa", [Broken()], gauge())
-    stop = threading.Event()
     with caplog.at_level(logging.ERROR, logger="scorer.presence"):
-        runner = threading.Thread(target=announcer.run, args=(stop,))
-        runner.start()
-        stop.wait(0.3)
-        stop.set()
-        runner.join(timeout=5)
+        ended = run_for(announcer, 0.3)
 
-    assert len(looks) > 3
+    assert ended and len(looks) > 3
     assert [r.getMessage() for r in caplog.records] == [
         "looking for other rule sets failed"
     ]
+
+
+def run_for(announcer: Presence, seconds: float) -> bool:
+    """Run `announcer` on its thread for `seconds`; whether it then stopped."""
+    stop = threading.Event()
+    runner = threading.Thread(target=announcer.run, args=(stop,))
+    runner.start()
+    stop.wait(seconds)
+    stop.set()
+    runner.join(timeout=5)
+    return not runner.is_alive()
