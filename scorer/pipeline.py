@@ -272,7 +272,7 @@ class ScorerPipeline:
             config.kafka.group_id,
             config.redis.key_prefix,
             config.topics.output.name,
-            config.scoring.rules_version,
+            self.rules_version,
         )
 
     def _subscribe(self) -> None:

@@ -134,8 +134,7 @@ def rules_presence(config: Config, metrics: Metrics) -> presence.Presence:
         }
         return Consumer(settings, logger=client_logger("presence"))
 
-    inputs = config.topics
-    topics = [t.name for t in (*inputs.events, inputs.firmographics) if t]
+    topics = config.topics.input_names()
     places: list[presence.Place] = [
         presence.KeyPrefix(
             functools.partial(redis_client, config),

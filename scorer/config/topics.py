@@ -62,7 +62,7 @@ class Topics(Frozen):
         letters again, for ever; an output topic that is an input would score
         the scorer's outputs.
         """
-        inputs = [t.name for t in (*self.events, self.firmographics) if t]
+        inputs = self.input_names()
         twice = sorted({name for name in inputs if inputs.count(name) > 1})
         if twice:
             raise ValueError(f"input topics named twice: {', '.join(twice)}")
@@ -85,6 +85,10 @@ class Topics(Frozen):
         twice = sorted({kind for kind in carried if carried.count(kind) > 1})
         if twice:
             raise ValueError(f"types carried by two event topics: {', '.join(twice)}")
+
+    def input_names(self) -> list[str]:
+        """The topics the scorer consumes: events, then firmographics."""
+        return [t.name for t in (*self.events, self.firmographics) if t]
 
     def named_with(self, fmt: WireFormat) -> list[str]:
         """The names of the topics in wire format `fmt`, inputs first."""
