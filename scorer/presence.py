@@ -1,16 +1,20 @@
-"""Another rule set on this instance's key prefix or consumer group is noticed.
+"""Another rule set on this instance's key prefix, group or output is noticed.
 
 Two instances with other rules on one `redis.key_prefix` mix their leads'
 state: whichever scores an event first writes the lead, and the other takes
 the event as a duplicate and publishes the first one's scores under its own
 rules version. In one `kafka.group_id` they split the partitions, and each
-commits, for good, records the other never scores (README, "A candidate
-beside the baseline"). Nothing in a lead's keys or an output says that this
-happened, so it is looked for while it happens, in two places:
+commits, for good, records the other never scores. On one output topic,
+sales gets both sets of alerts (README, "A candidate beside the baseline").
+Nothing in a lead's keys says that this happened, so it is looked for while
+it happens, in three places:
 
 - the key prefix: every instance writes its `rules_version` and the time
   into one hash beside the leads' keys, ``<prefix>:rules``, and reads the
   others' (`KeyPrefix`);
+- the output topic: the same, into a hash named after the topic
+  (`OutputTopic`), which instances with other key prefixes share as long as
+  they share the Redis database;
 - the consumer group: every commit carries `commit_note` as its offsets'
   metadata, which the group's committed offsets show (`ConsumerGroup`).
 
@@ -38,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # Lead keys always hold "{", so this one can never be a lead's.
 KEY_SUFFIX = "rules"
+# A topic name holds no ":", so no `<prefix>:rules` is also an output's key.
+OUTPUT_KEY_PREFIX = "scorer-output:"
 # Often enough that a new neighbour shows within seconds of its start.
 ANNOUNCE_EVERY_S = 10.0
 # Several missed announcements (a pause, a slow Redis, clock skew between
@@ -60,7 +66,7 @@ class Place(Protocol):
     """Where rule sets leave their mark, and how long ago each did."""
 
     where: str
-    """The metric's label: ``key_prefix`` or ``group``."""
+    """The metric's label: ``key_prefix``, ``output`` or ``group``."""
     setting: str
     """The setting shared, as the log names it: ``redis.key_prefix=scorer``."""
 
@@ -73,18 +79,18 @@ class Place(Protocol):
         ...
 
 
-class KeyPrefix:
-    """The hash `<prefix>:rules`: each version and when it last wrote there."""
+class Marks:
+    """A Redis hash where each rules version writes when it was last in use."""
 
-    where = "key_prefix"
+    where = ""
 
     def __init__(
-        self, client: Callable[[], Client], key_prefix: str, rules_version: str
+        self, client: Callable[[], Client], key: str, setting: str, rules_version: str
     ) -> None:
         self._make_client = client
         self._client: Client | None = None
-        self.key = f"{key_prefix}:{KEY_SUFFIX}"
-        self.setting = f"redis.key_prefix={key_prefix}"
+        self.key = key
+        self.setting = setting
         self.rules_version = rules_version
 
     def ages_s(self, now_s: float) -> dict[str, float]:
@@ -115,6 +121,30 @@ class KeyPrefix:
         if self._client is None:
             self._client = self._make_client()
         return self._client
+
+
+class KeyPrefix(Marks):
+    """The hash `<prefix>:rules`, beside the leads' keys."""
+
+    where = "key_prefix"
+
+    def __init__(
+        self, client: Callable[[], Client], key_prefix: str, rules_version: str
+    ) -> None:
+        key = f"{key_prefix}:{KEY_SUFFIX}"
+        super().__init__(client, key, f"redis.key_prefix={key_prefix}", rules_version)
+
+
+class OutputTopic(Marks):
+    """The hash `scorer-output:<topic>`, whatever the key prefix."""
+
+    where = "output"
+
+    def __init__(
+        self, client: Callable[[], Client], topic: str, rules_version: str
+    ) -> None:
+        key = f"{OUTPUT_KEY_PREFIX}{topic}"
+        super().__init__(client, key, f"topics.output.name={topic}", rules_version)
 
 
 class ConsumerGroup:

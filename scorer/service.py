@@ -122,7 +122,7 @@ def run(config: Config, stop: threading.Event) -> None:
 
 
 def rules_presence(config: Config, metrics: Metrics) -> presence.Presence:
-    """The look for other rule sets on this instance's key prefix and group."""
+    """The look for other rule sets on this instance's key prefix, output and group."""
     rules_version = config.scoring.rules_version
 
     def group_reader() -> Consumer:
@@ -134,13 +134,12 @@ def rules_presence(config: Config, metrics: Metrics) -> presence.Presence:
         }
         return Consumer(settings, logger=client_logger("presence"))
 
+    # One client for both hashes, made at the first look.
+    client = functools.cache(functools.partial(redis_client, config))
     topics = config.topics.input_names()
     places: list[presence.Place] = [
-        presence.KeyPrefix(
-            functools.partial(redis_client, config),
-            config.redis.key_prefix,
-            rules_version,
-        ),
+        presence.KeyPrefix(client, config.redis.key_prefix, rules_version),
+        presence.OutputTopic(client, config.topics.output.name, rules_version),
         presence.ConsumerGroup(group_reader, config.kafka.group_id, topics),
     ]
     return presence.Presence(rules_version, places, metrics.other_rules)

@@ -1,4 +1,4 @@
-"""Rule sets sharing a key prefix or a group notice each other.
+"""Rule sets sharing a key prefix, an output topic or a group notice each other.
 
 On a real redis-server, and a real Kafka broker for the group.
 """
@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry, Gauge
 
 import scorer.presence
+from scorer.config import Config, default_config_path
+from scorer.metrics import Metrics
 from scorer.presence import (
     FORGET_AFTER_S,
     SEEN_WITHIN_S,
@@ -24,6 +27,8 @@ from scorer.presence import (
     Presence,
     commit_note,
 )
+from scorer.service import rules_presence
+from tests.integration.harness import make_config
 
 T0_S = 1_750_000_000.0
 
@@ -89,6 +94,53 @@ def test_instances_of_one_rule_set_or_other_prefixes_are_not_noticed(
 
     assert [others(a) for a in (one, two, shadow)] == [0, 0, 0]
     assert redis_client.hkeys("scorer:rules") == [b"default-1+aaaa"]
+
+
+def test_a_candidate_on_the_baseline_output_topic_is_noticed_whatever_its_prefix(
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_client: redis.Redis,
+    fresh_topics: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events, out, dlq = fresh_topics("events", "out", "dlq")
+    baseline = rules_presence(
+        on(kafka_bootstrap, redis_url, events, out, dlq), Metrics()
+    )
+    candidate_config = on(kafka_bootstrap, redis_url, events, out, dlq, "cand-2")
+    candidate = rules_presence(candidate_config, Metrics())
+
+    with caplog.at_level(logging.WARNING, logger="scorer.presence"):
+        for announcer in (baseline, candidate, baseline):
+            announcer.look()
+    for announcer in (baseline, candidate):
+        for place in announcer.places:
+            place.close()
+
+    assert [others(baseline, w) for w in ("output", "key_prefix", "group")] == [1, 0, 0]
+    assert others(candidate, "output") == 1
+    version = candidate_config.scoring.rules_version
+    assert f"rules {version} also in use on topics.output.name={out} (0 s ago)" in (
+        caplog.text
+    )
+    assert redis_client.hkeys(f"scorer-output:{out}") == [
+        v.encode() for v in (baseline.rules_version, version)
+    ]
+
+
+def on(
+    bootstrap: str, url: str, events: str, out: str, dlq: str, version: str = ""
+) -> Config:
+    """A config of its own prefix and group; of its own rules if given a version."""
+    topics = {
+        "events": [{"name": events, "format": "json"}],
+        "output": {"name": out, "format": "json"},
+        "dead_letter": dlq,
+    }
+    scoring = yaml.safe_load(default_config_path().read_text())["scoring"]
+    if version:
+        scoring["version"] = version
+    return make_config(bootstrap, url, topics, scoring)
 
 
 def test_a_rule_set_that_stopped_announcing_is_gone_after_a_minute(
