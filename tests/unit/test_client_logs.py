@@ -49,6 +49,21 @@ def test_kinds_are_limited_apart_and_debug_lines_all_pass() -> None:
     )
 
 
+def test_info_lines_of_a_refusing_broker_are_limited_apart_from_errors() -> None:
+    repeats = Repeats(window_s=30.0, clock=lambda: 0.0)
+    text = (
+        "Disconnected: connection reset by peer (after 0ms in state APIVERSION_QUERY)"
+    )
+
+    infos = [
+        repeats.filter(client_record(logging.INFO, "FAIL", text)) for _ in range(50)
+    ]
+    error = repeats.filter(client_record(logging.ERROR, "FAIL", "Connect failed"))
+
+    assert infos.count(True) == 1
+    assert error
+
+
 def test_a_fresh_brokers_coordinator_load_is_info_not_a_warning() -> None:
     repeats = Repeats(window_s=30.0, clock=lambda: 0.0)
     text = (
