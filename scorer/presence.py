@@ -171,10 +171,22 @@ class ConsumerGroup:
     def ages_s(self, now_s: float) -> dict[str, float]:
         if self._consumer is None:
             self._consumer = self._make_consumer()
-        partitions = self._partitions(self._consumer)
+        try:
+            return self._committed_ages_s(self._consumer, now_s)
+        finally:
+            # The client's log lines wait in a queue that only a poll serves:
+            # unpolled, they all came out at the scorer's stop, stamped then.
+            self._consumer.poll(0)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+
+    def _committed_ages_s(self, consumer: Consumer, now_s: float) -> dict[str, float]:
+        partitions = self._partitions(consumer)
         if not partitions:
             return {}
-        committed = self._consumer.committed(partitions, timeout=GROUP_TIMEOUT_S)
+        committed = consumer.committed(partitions, timeout=GROUP_TIMEOUT_S)
 
         ages: dict[str, float] = {}
         for partition in committed:
@@ -183,10 +195,6 @@ class ConsumerGroup:
                 version, age_s = note
                 ages[version] = min(age_s, ages.get(version, age_s))
         return ages
-
-    def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
 
     def _partitions(self, consumer: Consumer) -> list[TopicPartition]:
         found = []

@@ -260,6 +260,38 @@ def test_a_candidate_committing_in_the_baseline_group_is_noticed(
     )
 
 
+def test_the_group_readers_log_lines_come_out_at_each_look_not_at_the_stop(
+    kafka_bootstrap: str, fresh_topics: Any
+) -> None:
+    (topic,) = fresh_topics("events")
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    lines: list[logging.LogRecord] = []
+    logger = logging.getLogger(f"test.presence.{group}")
+    logger.addHandler(Keep(lines))
+    logger.setLevel(logging.DEBUG)
+    reader = {
+        "bootstrap.servers": kafka_bootstrap,
+        "group.id": group,
+        "debug": "metadata",
+    }
+    place = ConsumerGroup(lambda: Consumer(reader, logger=logger), group, [topic])
+
+    place.ages_s(time.time())
+    seen_before_close = len(lines)
+    place.close()
+
+    assert seen_before_close > 0
+
+
+class Keep(logging.Handler):
+    def __init__(self, lines: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record)
+
+
 def commit(bootstrap: str, group: str, topic: str, notes: dict[int, str]) -> None:
     """Commit offset 0 of each partition with the given metadata."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
