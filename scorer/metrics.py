@@ -91,7 +91,8 @@ class Metrics:
         )
         self.lag = Gauge(
             "scorer_consumer_lag_records",
-            "Records behind the partition's high watermark",
+            "Records of the partition not yet published: high watermark less "
+            "the offset after the last batch published",
             ["topic", "partition"],
             registry=r,
         )

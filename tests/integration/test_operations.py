@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from confluent_kafka import TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from harness import WAIT_S, TopicReader, make_config, produce, running_scorer
 
 import scorer.pipeline
@@ -230,13 +230,49 @@ def test_consumer_lag_comes_from_the_brokers_watermarks(
         )
 
     # The lag is read right after each consume: the broker's high watermark
-    # (600) less the consumer's position. That position is ahead of what is
-    # counted: the loop consumes the batches behind the one it confirms (two
-    # at most).
-    assert lag_while_held == {(events, "0"): 600 - position.offset}
+    # (600) less the offset after the last batch published. At the reading
+    # before the held (second) batch was published, that was the first
+    # batch's end. The consumer's position is ahead, past the batches in
+    # flight (two at most), which a lag from it would leave out.
+    assert lag_while_held == {(events, "0"): 600 - hooked[0]}
     assert consumed <= position.offset <= consumed + 2 * 50
-    assert 0 < lag_while_held[(events, "0")] < 600
+    assert position.offset > consumed == hooked[0] + hooked[1]
     assert final == {(events, "0"): 0.0}
+    assert pipeline.lag_records == 0
+
+
+def test_no_lag_is_left_by_a_transactions_marker_once_all_is_published(
+    kafka_bootstrap: str,
+    redis_url: str,
+    fresh_topics: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events, out, dlq = fresh_topics("events", "out", "dlq", partitions=1)
+    upstream = Producer(
+        {"bootstrap.servers": kafka_bootstrap, "transactional.id": f"up-{events}"}
+    )
+    upstream.init_transactions(WAIT_S)
+    upstream.begin_transaction()
+    for n in range(10):
+        record = page_view(f"e{n}", f"lead-{n}", "/pricing")
+        upstream.produce(events, JsonCodec().encode(record))
+    upstream.commit_transaction(WAIT_S)
+    config = make_config(kafka_bootstrap, redis_url, topics(events, out, dlq))
+    monkeypatch.setattr(scorer.pipeline, "LAG_INTERVAL_S", 0.0)
+    metrics = Metrics()
+
+    with running_scorer(config, metrics) as pipeline:
+        # The records hold offsets 0-9, the commit marker 10: the high
+        # watermark is 11, one past the last record published.
+        lag = wait_for(
+            lambda: (
+                metric_sum(metrics, "scorer_events_consumed_total"),
+                gauge(metrics, "scorer_consumer_lag_records"),
+            ),
+            lambda seen: seen == (10, {(events, "0"): 0.0}),
+        )
+
+    assert lag == (10, {(events, "0"): 0.0})
     assert pipeline.lag_records == 0
 
 
