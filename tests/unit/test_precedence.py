@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 
 from scorer import cli
-from scorer.config import load_config, split_dotted
+from scorer.config import default_config_path, load_config, split_dotted
 from scorer.errors import ConfigError
 
 
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
-    text = Path(cli.__file__).with_name("default.yaml").read_text()
+    text = default_config_path().read_text()
     text += "\nlogging: {format: text, level: WARNING}\n"
     path = tmp_path / "config.yaml"
     path.write_text(text.replace("group_id: lead-scorer", "group_id: from-file"))

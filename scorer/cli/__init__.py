@@ -846,7 +846,3 @@ def _check_data(folder: Path, dataset: Path) -> None:
         raise UsageError(f"--data: {folder}: {problem}")
     if not (folder / dataset).is_file():
         raise UsageError(f"--data: {folder} holds no {dataset}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
