@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, TypeAlias
 
 from scorer import __version__, accesslog, logs
 from scorer import calibrate as calibration
+from scorer.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from scorer.config import (
     ENV_PREFIX,
     Config,
@@ -33,15 +34,6 @@ if TYPE_CHECKING:
     from scorer.replay import Replay
 
 log = logging.getLogger(__name__)
-
-
-class UsageError(ScorerError):
-    """A flag's value cannot be used; the message starts with the flag."""
-
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 # The levels `logging.level` accepts; the flag takes them in any case.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
