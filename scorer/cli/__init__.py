@@ -11,13 +11,13 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
-from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING, TypeAlias
+from typing import IO, TYPE_CHECKING
 
 from scorer import __version__, accesslog, logs
 from scorer import calibrate as calibration
+from scorer.cli import options
 from scorer.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from scorer.config import (
     ENV_PREFIX,
@@ -26,8 +26,8 @@ from scorer.config import (
     default_config_path,
     load_config,
 )
-from scorer.errors import ConfigError, InvalidRecord, ScorerError
-from scorer.events import TimeBounds, parse_time
+from scorer.errors import ConfigError, ScorerError
+from scorer.events import TimeBounds
 
 if TYPE_CHECKING:
     from scorer.progress import ProgressLine
@@ -38,24 +38,13 @@ log = logging.getLogger(__name__)
 # The levels `logging.level` accepts; the flag takes them in any case.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
-AS_OF_EXAMPLE = "2026-11-05T00:00:00Z"
-EARLIEST_AS_OF_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
-LATEST_AS_OF_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
-
-# argparse has no public name for what add_subparsers returns.
-Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-# Flags of `scorer run` that set one config field each (like --set).
-SHORTHANDS = {
-    "--bootstrap-servers": "kafka.bootstrap_servers",
-    "--redis-url": "redis.url",
-    "--metrics-port": "metrics.port",
-}
+# The name the tests call, from when the command line was one module.
+_overrides = options.overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _arguments(argv)
-    # Until a config is read (see `_load`), the flags or the defaults rule.
+    # Until a config is read (see `options.load`), the flags or the defaults rule.
     logs.configure(args.log_level or "INFO", args.log_json)
     try:
         code: int = args.handler(args)
@@ -156,19 +145,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_run(commands: Subcommands) -> None:
+def _add_run(commands: options.Subcommands) -> None:
     run = commands.add_parser("run", help="consume, score and publish until stopped")
-    _config_option(run)
-    for flag in SHORTHANDS:
-        _shorthand(run, flag)
+    options.config_option(run)
+    for flag in options.SHORTHANDS:
+        options.shorthand(run, flag)
     run.set_defaults(handler=_run)
 
 
-def _add_replay(commands: Subcommands) -> None:
+def _add_replay(commands: options.Subcommands) -> None:
     replay = commands.add_parser(
         "replay", help="score JSON-lines files in-process; outputs to stdout"
     )
-    _config_option(replay)
+    options.config_option(replay)
     replay.add_argument(
         "--as-of", help="RFC 3339 time, or now, to evaluate the state at"
     )
@@ -196,12 +185,12 @@ def _add_replay(commands: Subcommands) -> None:
     replay.set_defaults(handler=_replay)
 
 
-def _add_produce(commands: Subcommands) -> None:
+def _add_produce(commands: options.Subcommands) -> None:
     produce = commands.add_parser(
         "produce", help="produce JSON-lines records to Kafka, keyed by lead id"
     )
-    _config_option(produce)
-    _shorthand(produce, "--bootstrap-servers")
+    options.config_option(produce)
+    options.shorthand(produce, "--bootstrap-servers")
     produce.add_argument("--topic", help="the topic of records with no --route")
     produce.add_argument(
         "--route",
@@ -221,12 +210,12 @@ def _add_produce(commands: Subcommands) -> None:
     produce.set_defaults(handler=_produce)
 
 
-def _add_watch(commands: Subcommands) -> None:
+def _add_watch(commands: options.Subcommands) -> None:
     watch = commands.add_parser(
         "watch", help="print the output topic's events as JSON lines as they come"
     )
-    _config_option(watch)
-    _shorthand(watch, "--bootstrap-servers")
+    options.config_option(watch)
+    options.shorthand(watch, "--bootstrap-servers")
     watch.add_argument(
         "--from-beginning",
         action="store_true",
@@ -238,7 +227,7 @@ def _add_watch(commands: Subcommands) -> None:
     watch.set_defaults(handler=_watch)
 
 
-def _add_state(commands: Subcommands) -> None:
+def _add_state(commands: options.Subcommands) -> None:
     state = commands.add_parser(
         "state",
         help="print leads' scores as Redis holds them (JSON lines)",
@@ -247,8 +236,8 @@ def _add_state(commands: Subcommands) -> None:
         "decayed to now: who is an MQL today, where the flag of the lead's "
         "newest event can be months old.",
     )
-    _config_option(state)
-    _shorthand(state, "--redis-url")
+    options.config_option(state)
+    options.shorthand(state, "--redis-url")
     state.add_argument(
         "--as-of",
         help="RFC 3339 time to decay the scores to (default: now; a time "
@@ -264,7 +253,7 @@ def _add_state(commands: Subcommands) -> None:
     state.set_defaults(handler=_state)
 
 
-def _add_check_config(commands: Subcommands) -> None:
+def _add_check_config(commands: options.Subcommands) -> None:
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("config", type=Path, metavar="CONFIG")
     check.add_argument(
@@ -287,7 +276,7 @@ def _add_check_config(commands: Subcommands) -> None:
     check.set_defaults(handler=_check_config)
 
 
-def _add_default_config(commands: Subcommands) -> None:
+def _add_default_config(commands: options.Subcommands) -> None:
     default = commands.add_parser(
         "default-config",
         help="print the packaged default config (YAML), to copy and edit",
@@ -295,7 +284,7 @@ def _add_default_config(commands: Subcommands) -> None:
     default.set_defaults(handler=_default_config)
 
 
-def _add_import_access_log(commands: Subcommands) -> None:
+def _add_import_access_log(commands: options.Subcommands) -> None:
     importer = commands.add_parser(
         "import-access-log",
         help="turn a web access log into events (JSON lines)",
@@ -307,14 +296,14 @@ def _add_import_access_log(commands: Subcommands) -> None:
     importer.set_defaults(handler=accesslog.run)
 
 
-def _add_calibrate(commands: Subcommands) -> None:
+def _add_calibrate(commands: options.Subcommands) -> None:
     calibrate = commands.add_parser(
         "calibrate",
         help="sweep MQL thresholds against known conversions",
         description=_calibrate_description(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _config_option(calibrate)
+    options.config_option(calibrate)
     calibrate.add_argument(
         "--outputs", type=Path, required=True, help="output events (JSON lines)"
     )
@@ -327,7 +316,7 @@ def _add_calibrate(commands: Subcommands) -> None:
     calibrate.set_defaults(handler=_calibrate)
 
 
-def _add_demo(commands: Subcommands) -> None:
+def _add_demo(commands: options.Subcommands) -> None:
     demo = commands.add_parser(
         "demo", help="start local Kafka and Redis and score real traffic live"
     )
@@ -346,7 +335,7 @@ def _add_demo(commands: Subcommands) -> None:
     demo.set_defaults(handler=_demo)
 
 
-def _add_sandbox(commands: Subcommands) -> None:
+def _add_sandbox(commands: options.Subcommands) -> None:
     sandbox = commands.add_parser(
         "sandbox",
         help="start local Kafka and Redis with the config's topics for `scorer "
@@ -357,7 +346,7 @@ def _add_sandbox(commands: Subcommands) -> None:
         "`scorer produce` and `scorer watch` commands that use them. Runs until "
         "Ctrl-C or SIGTERM, then stops both servers and deletes their data.",
     )
-    _config_option(sandbox)
+    options.config_option(sandbox)
     sandbox.add_argument(
         "--topic",
         action="append",
@@ -378,58 +367,10 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _shorthand(parser: argparse.ArgumentParser, flag: str) -> None:
-    parser.add_argument(flag, metavar="VALUE", help=f"sets {SHORTHANDS[flag]}")
-
-
-def _config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", type=Path, help="YAML config (default: the packaged default)"
-    )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        dest="settings",
-        metavar="KEY=VALUE",
-        help="set a config field by dotted path, value as YAML; overrides the "
-        "file and the environment (repeatable)",
-    )
-
-
-def _load(args: argparse.Namespace) -> Config:
-    """The config: file < environment < flags; then logging as it says."""
-    config = load_config(args.config, overrides=_overrides(args))
-    logs.configure(config.logging.level, config.logging.format == "json")
-    return config
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, str]:
-    overrides: dict[str, str] = {}
-    for setting in args.settings:
-        key, sep, value = setting.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError("--set", f"{setting!r} is not KEY=VALUE")
-        overrides[key.strip()] = value
-    for flag, path in SHORTHANDS.items():
-        value = getattr(args, _dest(flag), None)
-        if value is not None:
-            overrides[path] = value
-    if args.log_level is not None:
-        overrides["logging.level"] = args.log_level
-    if args.log_json:
-        overrides["logging.format"] = "json"
-    return overrides
-
-
-def _dest(flag: str) -> str:
-    return flag.removeprefix("--").replace("-", "_")
-
-
 def _run(args: argparse.Namespace) -> int:
     from scorer import service
 
-    config = _load(args)
+    config = options.load(args)
     stop = _stop_on_signal("finishing the batch in flight")
     service.run(config, stop)
     return EXIT_OK
@@ -438,7 +379,7 @@ def _run(args: argparse.Namespace) -> int:
 def _watch(args: argparse.Namespace) -> int:
     from scorer.watch import watch
 
-    config = _load(args)
+    config = options.load(args)
     stop = _stop_on_signal("stopping")
     watch(config, stop, from_beginning=args.from_beginning, mql_only=args.mql_only)
     return EXIT_OK
@@ -450,7 +391,7 @@ def _sandbox(args: argparse.Namespace) -> int:
 
     for name in args.topics:
         checked_topic("--topic", name)
-    config = _load(args)
+    config = options.load(args)
     stop = _stop_on_signal("stopping the servers")
     lost = stack.serve(
         config,
@@ -486,8 +427,8 @@ def _replay(args: argparse.Namespace) -> int:
 
     outputs = {"--dead-letter": args.dead_letter, "--state-out": args.state_out}
     _refuse_overwriting(_inputs(args), outputs)
-    config = _load(args)
-    as_of_ms = _as_of(args.as_of)
+    config = options.load(args)
+    as_of_ms = options.as_of(args.as_of)
 
     started_s = time.monotonic()
     with ExitStack() as files:
@@ -517,8 +458,8 @@ def _state(args: argparse.Namespace) -> int:
 
     if bool(args.leads) == args.all:
         raise UsageError("give the lead ids to show, or --all")
-    config = _load(args)
-    as_of_ms = _as_of("now" if args.as_of is None else args.as_of)
+    config = options.load(args)
+    as_of_ms = options.as_of("now" if args.as_of is None else args.as_of)
 
     # Made at the first read: a cluster client connects as it is made, and its
     # failure is then the store's error, one line, not a traceback.
@@ -606,42 +547,8 @@ def _write_state(run: "Replay", out: IO[str]) -> None:
         out.write(state_line(snapshot))
 
 
-def _as_of(text: str | None) -> int | None:
-    if text is None:
-        return None
-    if text.strip().lower() == "now":
-        return time.time_ns() // 1_000_000
-    try:
-        as_of_ms = parse_time(text, "--as-of")
-    except InvalidRecord as exc:
-        problem = (
-            "has no time zone"
-            if _lacks_zone(text)
-            else "is not an RFC 3339 time with a zone"
-        )
-        raise UsageError(f"--as-of: {text!r} {problem} (e.g. {AS_OF_EXAMPLE})") from exc
-
-    # A time written with an offset can land past year 9999, or before year
-    # 1, in UTC, which the state's `as_of` (written in UTC) cannot show.
-    if as_of_ms > LATEST_AS_OF_MS:
-        raise UsageError(f"--as-of: {text!r} is after 9999-12-31 in UTC")
-    if as_of_ms < EARLIEST_AS_OF_MS:
-        raise UsageError(f"--as-of: {text!r} is before 0001-01-01 in UTC")
-    return as_of_ms
-
-
-def _lacks_zone(text: str) -> bool:
-    """Whether `text` is a date and time that only misses its zone."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return False
-    has_time = len(text) > 10 and text[10] in "Tt "
-    return has_time and moment.tzinfo is None
-
-
 def _check_config(args: argparse.Namespace) -> int:
-    config = _checked(args.config, _overrides(args))
+    config = _checked(args.config, options.overrides(args))
     old = _checked(args.against, {}) if args.against is not None else None
     old_refused = args.against is not None and old is None
     if config is None or old_refused:
@@ -699,7 +606,7 @@ def _least(min_engagement: float | None) -> str:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    scoring = _load(args).scoring
+    scoring = options.load(args).scoring
     labels = calibration.read_labels(args.labels)
     outputs = calibration.read_outputs(args.outputs, scoring.mql.min_engagement)
 
@@ -749,7 +656,7 @@ def _rules_warning(
     it; the scores in the outputs are those of the file's rules all the same.
     """
     warning = calibration.rules_warning(versions, configured)
-    overrides = _overrides(args)
+    overrides = options.overrides(args)
     kept = {key: value for key, value in overrides.items() if not _mql(key)}
     environ = {name: value for name, value in os.environ.items() if not _mql_env(name)}
     mql_set_apart = (
@@ -779,7 +686,7 @@ def _produce(args: argparse.Namespace) -> int:
     from scorer import clients, produce
     from scorer.replay import read_lines
 
-    config = _load(args)
+    config = options.load(args)
     routes = produce.parse_routes(args.route)
     if args.topic is not None:
         produce.checked_topic("--topic", args.topic)
