@@ -13,12 +13,11 @@ from pathlib import Path
 from types import FrameType
 
 from scorer import __version__, accesslog, logs
-from scorer import calibrate as calibration
 from scorer.cli import options
+from scorer.cli.calibrate_command import add_calibrate
 from scorer.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from scorer.cli.replay_command import add_replay
 from scorer.config import (
-    ENV_PREFIX,
     Config,
     Scoring,
     default_config_path,
@@ -69,40 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _calibrate_description() -> str:
-    """`scorer calibrate --help`: its columns and verdicts, from its constants."""
-    low, high = (f"{share:.0%}" for share in calibration.GOOD_BAND)
-    floor = f"{calibration.TOO_LOW_BELOW:.0%}"
-    ceiling = f"{calibration.TOO_HIGH_ABOVE:.0%}"
-    fewest, lift = calibration.MIN_REACHED, calibration.MIN_LIFT
-    step, rows = calibration.THRESHOLD_STEP, calibration.MAX_THRESHOLDS
-    return f"""\
-Sweep MQL thresholds over output events (`scorer replay` or `scorer watch`)
-against known outcomes, and judge each as marketing operations do.
-
-Columns, for each threshold:
-  reached          labelled leads whose score reached it at some output, with
-                   at least mql.min_engagement of engagement
-  share_of_leads   reached / all labelled leads
-  converted        how many of those converted
-  share_converted  converted / reached
-  lift             share_converted / the share of all labelled leads that
-                   converted
-  recall           converted / all converted leads
-
-Verdicts: good ({low}-{high} converted), acceptable (within {floor}-{ceiling}
-but outside the good band), too low (under {floor}), too high (over {ceiling}),
-not selective (within {floor}-{ceiling} but a lift under {lift:g}), too few
-(reached by fewer than {fewest} leads: not judged), nobody.
-
-Thresholds swept: multiples of {step:g} (or of a larger step, to keep at most
-{rows} rows) up to the score the top 1% of the leads reach, plus the config's
-threshold. Suggested: the highest good threshold, else the acceptable one
-nearest the good band. Leads in the outputs without a label are left out,
-with a count on stderr.
-"""
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scorer", description="Real-time B2B lead scoring on Kafka and Redis."
@@ -130,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_check_config(commands)
     _add_default_config(commands)
     _add_import_access_log(commands)
-    _add_calibrate(commands)
+    add_calibrate(commands)
     _add_demo(commands)
     _add_sandbox(commands)
 
@@ -256,26 +221,6 @@ def _add_import_access_log(commands: options.Subcommands) -> None:
     )
     accesslog.add_arguments(importer)
     importer.set_defaults(handler=accesslog.run)
-
-
-def _add_calibrate(commands: options.Subcommands) -> None:
-    calibrate = commands.add_parser(
-        "calibrate",
-        help="sweep MQL thresholds against known conversions",
-        description=_calibrate_description(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    options.config_option(calibrate)
-    calibrate.add_argument(
-        "--outputs", type=Path, required=True, help="output events (JSON lines)"
-    )
-    calibrate.add_argument(
-        "--labels",
-        type=Path,
-        required=True,
-        help="CSV with lead_id,converted (0, 1, true or false)",
-    )
-    calibrate.set_defaults(handler=_calibrate)
 
 
 def _add_demo(commands: options.Subcommands) -> None:
@@ -466,81 +411,6 @@ def _print_changes(path: Path, old: Scoring, new: Scoring) -> None:
 
 def _least(min_engagement: float | None) -> str:
     return "" if min_engagement is None else f", min engagement {min_engagement:g}"
-
-
-def _calibrate(args: argparse.Namespace) -> int:
-    scoring = options.load(args).scoring
-    labels = calibration.read_labels(args.labels)
-    outputs = calibration.read_outputs(args.outputs, scoring.mql.min_engagement)
-
-    warning = _rules_warning(args, outputs.rules_versions, scoring.rules_version)
-    if warning is not None:
-        print(f"calibrate: warning: {warning}", file=sys.stderr)
-    if not _labelled(args, outputs.leads, labels):
-        return EXIT_FAILED
-
-    threshold = scoring.mql.threshold
-    rows = calibration.sweep_labelled(outputs.peaks, labels, threshold)
-    print(calibration.render(rows, threshold))
-    print(calibration.closing_line(rows))
-    return EXIT_OK
-
-
-def _labelled(
-    args: argparse.Namespace, leads: set[str], labels: dict[str, bool]
-) -> bool:
-    """Whether any lead of the outputs has a label; says how many have none."""
-    unlabelled = len(leads - labels.keys())
-    if unlabelled == len(leads):
-        # Every row would read "nobody": the files are of different data.
-        print(
-            f"calibrate: none of the {len(leads)} leads in {args.outputs} is "
-            f"in {args.labels} ({len(labels)} leads); are they of the same data?",
-            file=sys.stderr,
-        )
-        return False
-
-    if unlabelled:
-        print(
-            f"calibrate: {unlabelled} of the {len(leads)} leads in {args.outputs} "
-            f"have no label in {args.labels} and are left out",
-            file=sys.stderr,
-        )
-    return True
-
-
-def _rules_warning(
-    args: argparse.Namespace, versions: set[str], configured: str
-) -> str | None:
-    """`calibration.rules_warning`, but quiet about the MQL settings alone.
-
-    The rules version covers `scoring.mql` too, so trying a threshold with
-    `--set scoring.mql.threshold=...` (or its environment variable) changes
-    it; the scores in the outputs are those of the file's rules all the same.
-    """
-    warning = calibration.rules_warning(versions, configured)
-    overrides = options.overrides(args)
-    kept = {key: value for key, value in overrides.items() if not _mql(key)}
-    environ = {name: value for name, value in os.environ.items() if not _mql_env(name)}
-    mql_set_apart = (
-        kept.keys() != overrides.keys() or environ.keys() != os.environ.keys()
-    )
-    if warning is None or len(versions) != 1 or not mql_set_apart:
-        return warning
-
-    try:
-        unset = load_config(args.config, overrides=kept, environ=environ)
-    except ConfigError:
-        return warning  # the file is no valid config without them: no comparison
-    return None if unset.scoring.rules_version in versions else warning
-
-
-def _mql(key: str) -> bool:
-    return key.strip() == "scoring.mql" or key.strip().startswith("scoring.mql.")
-
-
-def _mql_env(name: str) -> bool:
-    return name.upper().startswith(f"{ENV_PREFIX}SCORING__MQL")
 
 
 def _produce(args: argparse.Namespace) -> int:
