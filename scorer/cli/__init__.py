@@ -1,30 +1,59 @@
-"""The `scorer` command line."""
+"""The `scorer` command line: `main`, the entry point of the `scorer` script.
 
-import argparse
+The modules: `argument_parser` builds the parser, with the global flags
+and the commands in the order help lists them; `options` holds the options
+several commands share (--config, --set, the shorthand flags, --as-of) and
+loads the config from them; `exit_codes` holds the codes and `UsageError`.
+Each command's options and handler are in a module named after it:
+`replay_command`, `produce_command`, `calibrate_command`, `demo_command`,
+`config_commands` (check-config, default-config) and `live_commands` (run,
+watch, state, sandbox); import-access-log's are in `scorer.accesslog`. The
+_command suffix keeps a command's front apart from the scorer module of
+the same name that does its work (`scorer.replay`, `scorer.calibrate`).
+
+A handler imports the modules that need Kafka, Redis or the pipeline when
+it runs, so that `scorer --help` stays quick.
+"""
+
 import os
 import sys
 from collections.abc import Sequence
 
-from scorer import __version__, accesslog, logs
-from scorer.cli import options
-from scorer.cli.calibrate_command import add_calibrate
-from scorer.cli.config_commands import add_check_config, add_default_config
-from scorer.cli.demo_command import add_demo
-from scorer.cli.exit_codes import EXIT_FAILED, EXIT_USAGE, UsageError
-from scorer.cli.live_commands import add_run, add_sandbox, add_state, add_watch
-from scorer.cli.produce_command import add_produce
-from scorer.cli.replay_command import add_replay
+from scorer import logs
+from scorer.cli.argument_parser import LOG_LEVELS, arguments, parser
+from scorer.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from scorer.cli.options import (
+    AS_OF_EXAMPLE,
+    EARLIEST_AS_OF_MS,
+    LATEST_AS_OF_MS,
+    SHORTHANDS,
+    Subcommands,
+    overrides,
+)
 from scorer.errors import ConfigError, ScorerError
 
-# The levels `logging.level` accepts; the flag takes them in any case.
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# The public names of the module this package was, still importable from here.
+__all__ = [
+    "AS_OF_EXAMPLE",
+    "EARLIEST_AS_OF_MS",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "LATEST_AS_OF_MS",
+    "LOG_LEVELS",
+    "SHORTHANDS",
+    "Subcommands",
+    "UsageError",
+    "main",
+]
 
-# The name the tests call, from when the command line was one module.
-_overrides = options.overrides
+# The names the tests call, from when the command line was one module.
+_parser = parser
+_overrides = overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _arguments(argv)
+    args = arguments(argv)
     # Until a config is read (see `options.load`), the flags or the defaults rule.
     logs.configure(args.log_level or "INFO", args.log_json)
     try:
@@ -54,59 +83,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_FAILED
     return code
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="scorer", description="Real-time B2B lead scoring on Kafka and Redis."
-    )
-    parser.add_argument("--version", action="version", version=f"scorer {__version__}")
-    parser.add_argument(
-        "--log-level",
-        type=str.upper,
-        choices=LOG_LEVELS,
-        metavar="LEVEL",
-        help="DEBUG, INFO, WARNING or ERROR (default: logging.level)",
-    )
-    parser.add_argument(
-        "--log-json",
-        action="store_true",
-        help="one JSON object per log line (default: logging.format)",
-    )
-
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    add_run(commands)
-    add_replay(commands)
-    add_produce(commands)
-    add_watch(commands)
-    add_state(commands)
-    add_check_config(commands)
-    add_default_config(commands)
-    _add_import_access_log(commands)
-    add_calibrate(commands)
-    add_demo(commands)
-    add_sandbox(commands)
-
-    for command in commands.choices.values():
-        command.set_defaults(command_parser=command)
-    return parser
-
-
-def _add_import_access_log(commands: options.Subcommands) -> None:
-    importer = commands.add_parser(
-        "import-access-log",
-        help="turn a web access log into events (JSON lines)",
-        description="Convert an Apache/Nginx combined-format access log, "
-        "plain or gzip-compressed, to scorer events: JSON lines on stdout, "
-        "counts on stderr.",
-    )
-    accesslog.add_arguments(importer)
-    importer.set_defaults(handler=accesslog.run)
-
-
-def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    args, unknown = _parser().parse_known_args(argv)
-    if unknown:
-        # argparse would blame `scorer`; the command's usage is the helpful one.
-        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    return args
