@@ -19,7 +19,7 @@ from scorer.sandbox.stack import instructions
 
 @pytest.mark.parametrize(
     ("typed", "shown"),
-    [(".venv/bin/scorer", ".venv/bin/scorer"), ("/x/scorer/cli.py", "scorer")],
+    [(".venv/bin/scorer", ".venv/bin/scorer"), ("/x/scorer/cli/__main__.py", "scorer")],
 )
 def test_the_commands_repeat_the_program_and_the_config(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, typed: str, shown: str
