@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from scorer import logs
-from scorer.cli.argument_parser import LOG_LEVELS, arguments, parser
+from scorer.cli.argument_parser import LOG_LEVELS, arguments
 from scorer.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from scorer.cli.options import (
     AS_OF_EXAMPLE,
@@ -28,7 +28,6 @@ from scorer.cli.options import (
     LATEST_AS_OF_MS,
     SHORTHANDS,
     Subcommands,
-    overrides,
 )
 from scorer.errors import ConfigError, ScorerError
 
@@ -46,10 +45,6 @@ __all__ = [
     "UsageError",
     "main",
 ]
-
-# The names the tests call, from when the command line was one module.
-_parser = parser
-_overrides = overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from scorer import cli
+from scorer.cli import options
+from scorer.cli.argument_parser import parser
 from scorer.config import default_config_path, load_config, split_dotted
 from scorer.errors import ConfigError
 
@@ -62,7 +63,7 @@ def test_a_bad_override_names_the_field(config_file: Path) -> None:
 
 
 def test_run_flags_become_overrides() -> None:
-    args = cli._parser().parse_args(
+    args = parser().parse_args(
         [
             "--log-json",
             "--log-level",
@@ -81,7 +82,7 @@ def test_run_flags_become_overrides() -> None:
         ]
     )
 
-    assert cli._overrides(args) == {
+    assert options.overrides(args) == {
         "pipeline.batch_size": "10",
         "kafka.settings.client.id": "x=y",
         "kafka.bootstrap_servers": "b:9092",
@@ -93,10 +94,10 @@ def test_run_flags_become_overrides() -> None:
 
 
 def test_a_set_flag_without_a_value_is_refused() -> None:
-    args = cli._parser().parse_args(["run", "--set", "pipeline.batch_size"])
+    args = parser().parse_args(["run", "--set", "pipeline.batch_size"])
 
     with pytest.raises(ConfigError, match="is not KEY=VALUE"):
-        cli._overrides(args)
+        options.overrides(args)
 
 
 def test_a_bad_value_from_the_environment_names_its_variable(config_file: Path) -> None:
