@@ -11,9 +11,9 @@ it happens, in three places:
 
 - the key prefix: every instance writes its `rules_version` and the time
   into one hash beside the leads' keys, ``<prefix>:rules``, and reads the
-  others' (`KeyPrefix`);
+  others' (`Marks.of_key_prefix`);
 - the output topic: the same, into a hash named after the topic
-  (`OutputTopic`), which instances with other key prefixes share as long as
+  (`Marks.of_output`), which instances with other key prefixes share as long as
   they share the Redis database;
 - the consumer group: every commit carries `commit_note` as its offsets'
   metadata, which the group's committed offsets show (`ConsumerGroup`).
@@ -82,16 +82,36 @@ class Place(Protocol):
 class Marks:
     """A Redis hash where each rules version writes when it was last in use."""
 
-    where = ""
-
     def __init__(
-        self, client: Callable[[], Client], key: str, setting: str, rules_version: str
+        self,
+        client: Callable[[], Client],
+        key: str,
+        where: str,
+        setting: str,
+        rules_version: str,
     ) -> None:
         self._make_client = client
         self._client: Client | None = None
         self.key = key
+        self.where = where
         self.setting = setting
         self.rules_version = rules_version
+
+    @classmethod
+    def of_key_prefix(
+        cls, client: Callable[[], Client], key_prefix: str, rules_version: str
+    ) -> "Marks":
+        """The hash `<prefix>:rules`, beside the leads' keys."""
+        key, setting = f"{key_prefix}:{KEY_SUFFIX}", f"redis.key_prefix={key_prefix}"
+        return cls(client, key, "key_prefix", setting, rules_version)
+
+    @classmethod
+    def of_output(
+        cls, client: Callable[[], Client], topic: str, rules_version: str
+    ) -> "Marks":
+        """The hash `scorer-output:<topic>`, whatever the key prefix."""
+        key, setting = f"{OUTPUT_KEY_PREFIX}{topic}", f"topics.output.name={topic}"
+        return cls(client, key, "output", setting, rules_version)
 
     def ages_s(self, now_s: float) -> dict[str, float]:
         client = self._redis()
@@ -121,30 +141,6 @@ class Marks:
         if self._client is None:
             self._client = self._make_client()
         return self._client
-
-
-class KeyPrefix(Marks):
-    """The hash `<prefix>:rules`, beside the leads' keys."""
-
-    where = "key_prefix"
-
-    def __init__(
-        self, client: Callable[[], Client], key_prefix: str, rules_version: str
-    ) -> None:
-        key = f"{key_prefix}:{KEY_SUFFIX}"
-        super().__init__(client, key, f"redis.key_prefix={key_prefix}", rules_version)
-
-
-class OutputTopic(Marks):
-    """The hash `scorer-output:<topic>`, whatever the key prefix."""
-
-    where = "output"
-
-    def __init__(
-        self, client: Callable[[], Client], topic: str, rules_version: str
-    ) -> None:
-        key = f"{OUTPUT_KEY_PREFIX}{topic}"
-        super().__init__(client, key, f"topics.output.name={topic}", rules_version)
 
 
 class ConsumerGroup:

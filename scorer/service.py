@@ -138,8 +138,8 @@ def rules_presence(config: Config, metrics: Metrics) -> presence.Presence:
     client = functools.cache(functools.partial(redis_client, config))
     topics = config.topics.input_names()
     places: list[presence.Place] = [
-        presence.KeyPrefix(client, config.redis.key_prefix, rules_version),
-        presence.OutputTopic(client, config.topics.output.name, rules_version),
+        presence.Marks.of_key_prefix(client, config.redis.key_prefix, rules_version),
+        presence.Marks.of_output(client, config.topics.output.name, rules_version),
         presence.ConsumerGroup(group_reader, config.kafka.group_id, topics),
     ]
     return presence.Presence(rules_version, places, metrics.other_rules)

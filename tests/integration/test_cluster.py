@@ -41,7 +41,7 @@ from scorer.lead import (
     Update,
 )
 from scorer.metrics import Metrics
-from scorer.presence import KeyPrefix, Presence
+from scorer.presence import Marks, Presence
 from scorer.replay import state_line
 from scorer.sandbox import free_ports
 from scorer.sandbox.redis import RedisServer
@@ -180,7 +180,7 @@ def test_rule_sets_on_one_prefix_notice_each_other_on_a_cluster(
 
 
 def key_prefix_presence(config: Config, rules_version: str) -> Presence:
-    place = KeyPrefix(partial(redis_client, config), "c", rules_version)
+    place = Marks.of_key_prefix(partial(redis_client, config), "c", rules_version)
     return Presence(rules_version, [place], Metrics().other_rules)
 
 

@@ -23,7 +23,7 @@ from scorer.presence import (
     FORGET_AFTER_S,
     SEEN_WITHIN_S,
     ConsumerGroup,
-    KeyPrefix,
+    Marks,
     Presence,
     commit_note,
 )
@@ -49,7 +49,7 @@ def clock() -> Clock:
 def presence(
     client: redis.Redis, prefix: str, rules: str, clock: Clock | None = None
 ) -> Presence:
-    place = KeyPrefix(lambda: client, prefix, rules)
+    place = Marks.of_key_prefix(lambda: client, prefix, rules)
     return Presence(rules, [place], gauge(), clock or Clock())
 
 
