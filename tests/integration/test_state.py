@@ -19,6 +19,9 @@ from scorer.events import Forget
 from scorer.lead import (
     APPLIED,
     DUPLICATE,
+    LATE,
+    ON_TIME,
+    TOO_LATE,
     ActivityUpdate,
     FitUpdate,
     MemoryStore,
@@ -144,6 +147,43 @@ def test_fit_alone_keeps_no_mql_in_lua_either(
     store = RedisStore(redis_client, params, key_prefix="p")
     snapshot = store.snapshot("L1")
     assert snapshot is not None and snapshot.is_mql is stays
+
+
+# Each bound hit exactly (tests/unit/test_lead.py has them in Python): the
+# threshold and min_engagement reached by equal values, an MQL on the band's
+# floor with half its entry engagement (a week, one half-life, after it came
+# in at 40 + 20), an event exactly the allowed lateness behind, and a full
+# window whose end is exactly that far behind the newest event.
+def test_lua_draws_every_bound_where_python_does(redis_client: redis.Redis) -> None:
+    params = Params(1.0, 1.0, 60.0, 10.0, DAY_MS, 20 * DAY_MS, min_engagement=20.0)
+    ten = ScoringRule("ten", 10.0, 7 * DAY_MS, None, None)
+    nothing = ScoringRule("nothing", 0.0, 7 * DAY_MS, None, None)
+    blog = ScoringRule("blog", 1.0, 7 * DAY_MS, 5.0, DAY_MS)
+    window_end = (T0 // DAY_MS + 1) * DAY_MS
+    updates: list[Update] = [
+        *(ActivityUpdate("up", f"u{n}", T0, ten) for n in range(6)),
+        FitUpdate("band", "f", T0, 40.0, "d"),
+        ActivityUpdate("band", "b1", T0, ten),
+        ActivityUpdate("band", "b2", T0, ten),
+        ActivityUpdate("band", "b3", T0 + 7 * DAY_MS, nothing),
+        ActivityUpdate("late", "l1", T0 + DAY_MS, ten),
+        ActivityUpdate("late", "l2", T0, ten),
+        ActivityUpdate("late", "l3", T0 - 1, ten),
+        *(ActivityUpdate("fold", f"w{n}", window_end - 1, blog) for n in range(5)),
+        ActivityUpdate("fold", "closes", window_end + DAY_MS, blog),
+        ActivityUpdate("fold", "too_late", window_end - 2, blog),
+    ]
+
+    assert_twins_agree(redis_client, updates, per_call=64, params=params)
+    outcomes = MemoryStore(params).apply(updates)
+    flags = [(o.score, o.is_mql, o.late) for o in outcomes if o is not None]
+    assert flags[4:6] == [(50.0, False, ON_TIME), (60.0, True, ON_TIME)]
+    assert flags[8:10] == [(60.0, True, ON_TIME), (50.0, True, ON_TIME)]
+    assert [late for _, _, late in flags[10:13]] == [ON_TIME, LATE, TOO_LATE]
+    # The full window (5 reads, its cap) was folded: the too-late read
+    # starts a window of its own, whose cap is not reached.
+    too_late = outcomes[-1]
+    assert too_late is not None and too_late.points_applied > 0
 
 
 def assert_twins_agree(

@@ -18,9 +18,11 @@ from scorer.lead import (
     TOO_LATE,
     ActivityUpdate,
     FitUpdate,
+    LeadState,
     MemoryStore,
     Outcome,
     Params,
+    Window,
 )
 from scorer.rules import ScoringRule
 
@@ -599,3 +601,72 @@ def test_without_a_minimum_negative_engagement_does_not_block_an_mql() -> None:
     assert [o.is_mql for o in outcomes if o is not None] == [True, True]
     assert params.is_mql(False, 35.0, -15.0)
     assert not replace(params, min_engagement=0.0).is_mql(False, 35.0, -15.0)
+
+
+# Bounds, each exactly where it lies: the Lua twin must draw them alike
+# (tests/integration/test_state.py runs the scenarios below on it).
+ENTRY = Params(1.0, 1.0, 60.0, 10.0, DAY_MS, 30 * DAY_MS, min_engagement=20.0)
+
+
+def below(x: float) -> float:
+    return math.nextafter(x, -math.inf)
+
+
+def test_the_threshold_and_min_engagement_are_reached_by_equal_values() -> None:
+    assert ENTRY.is_mql(False, 60.0, 20.0)
+    assert not ENTRY.is_mql(False, below(60.0), 20.0)
+    assert not ENTRY.is_mql(False, 60.0, below(20.0))
+
+
+def test_an_mql_stays_one_on_the_bands_floor_and_half_its_entry_engagement() -> None:
+    assert ENTRY.stays(50.0, 10.0)
+    assert not ENTRY.stays(below(50.0), 10.0)
+    assert not ENTRY.stays(50.0, below(10.0))
+    assert ENTRY.is_mql(True, 50.0, 10.0)
+
+
+def test_an_event_exactly_the_allowed_lateness_behind_is_late_not_too_late() -> None:
+    store = MemoryStore(PARAMS)
+    outcomes = store.apply(
+        [
+            visit(PLAIN, T0 + DAY_MS, "newest"),
+            visit(PLAIN, T0, "a_lateness_behind"),
+            visit(PLAIN, T0 - 1, "a_millisecond_more"),
+        ]
+    )
+
+    assert [o.late for o in outcomes if o is not None] == [ON_TIME, LATE, TOO_LATE]
+
+
+def test_a_window_folds_once_its_end_is_the_allowed_lateness_behind() -> None:
+    def window(end_ms: int) -> Window:
+        return Window(
+            raw=8.0, decayed=6.0, half_life_ms=7 * DAY_MS, cap=5.0, end_ms=end_ms
+        )
+
+    reached = LeadState(ref_ms=T0, windows={"w:blog:1": window(T0 - DAY_MS)})
+    open_still = LeadState(ref_ms=T0, windows={"w:blog:1": window(T0 - DAY_MS + 1)})
+    reached.close_windows(DAY_MS)
+    open_still.close_windows(DAY_MS)
+
+    # Folded at its capped share: 6 decayed points of 8 raw, capped at 5.
+    assert reached.windows == {} and reached.folded == {"b:blog": (3.75, 7 * DAY_MS)}
+    assert list(open_still.windows) == ["w:blog:1"] and open_still.folded == {}
+
+
+def test_a_snapshot_asked_before_the_newest_event_is_as_of_that_event() -> None:
+    store = MemoryStore(PARAMS)
+    store.apply([visit(PLAIN, T0, "e1")])
+
+    snapshot = store.snapshot("L1", T0 - 7 * DAY_MS)
+
+    assert snapshot is not None
+    assert (snapshot.as_of_ms, snapshot.engagement) == (T0, 10.0)
+
+
+def test_a_fit_record_of_a_lead_without_events_is_as_of_its_own_time() -> None:
+    store = MemoryStore(PARAMS)
+
+    (outcome,) = store.apply([fit_record(T0, 30.0, "aa")])
+
+    assert outcome is not None and outcome.as_of_ms == T0

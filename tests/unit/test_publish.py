@@ -6,7 +6,7 @@ import uuid
 
 from fastavro import schemaless_writer
 
-from scorer.lead import ActivityUpdate, Outcome
+from scorer.lead import LATE, ON_TIME, TOO_LATE, ActivityUpdate, Outcome
 from scorer.publish import OUTPUT_ID_NAMESPACE, Reason, output_events, output_id
 from scorer.rules import ScoringRule
 from scorer.wire import SCORE_SCHEMA, SINGLE_OBJECT_MARKER, AvroCodec, SchemaCatalog
@@ -103,3 +103,22 @@ def test_the_same_source_under_other_rules_publishes_other_ids() -> None:
     first_ids = {e["event_id"] for e in first}
     assert first_ids.isdisjoint(e["event_id"] for e in other)
     assert len(first_ids) == 2
+
+
+def test_a_late_event_and_a_too_late_one_both_say_late() -> None:
+    rule = ScoringRule("pricing_page", 20.0, 7 * DAY_MS, 40.0, DAY_MS)
+    update = ActivityUpdate("lead-7", "e-4", T0_MS, rule)
+
+    def said_late(late: int) -> bool:
+        outcome = Outcome(
+            "applied", 10.0, 30.0, 10.0, 20.0, 20.0, 0.0, False, late, False,
+            False, T0_MS,
+        )  # fmt: skip
+        (changed,) = output_events(update, outcome, Reason(rule.name, 20.0), "v1", 60.0)
+        return bool(changed["reason"]["late"])
+
+    assert [said_late(late) for late in (ON_TIME, LATE, TOO_LATE)] == [
+        False,
+        True,
+        True,
+    ]

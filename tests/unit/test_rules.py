@@ -87,6 +87,18 @@ def test_webinar_minutes_and_asset_types_are_conditions() -> None:
     assert book.match(ebook) is None
 
 
+def test_a_download_rule_without_asset_types_takes_any_download() -> None:
+    rules = [
+        {"name": "any_download", "match": {"type": "content_download"}, "points": 3}
+    ]
+    book = RuleBook(scoring(rules, []))
+    whitepaper = Activity("e", "L", "content_download", T0, asset_type="whitepaper")
+    untyped = Activity("e", "L", "content_download", T0)
+
+    assert (rule := book.match(whitepaper)) is not None and rule.name == "any_download"
+    assert (rule := book.match(untyped)) is not None and rule.name == "any_download"
+
+
 def test_a_rule_carries_its_half_life_and_cap() -> None:
     rules = [
         {
@@ -132,6 +144,7 @@ FIT_RULES = [
         (5001, None, None, 0),
         (None, "food,  beverages &  TOBACCO ", None, 10),  # spaces and case
         (None, None, "VP of Sales", 20),
+        (None, None, "Senior VP, Sales", 20),  # anywhere in the title
         (None, None, "MVP Designer", 0),  # word boundaries
         (1000, "Food, Beverages & Tobacco", "vp", 45),  # every match adds
     ],
