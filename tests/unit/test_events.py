@@ -381,3 +381,12 @@ def test_huge_json_float_minutes_are_not_finite() -> None:
     error = refused(WEBINAR, minutes_watched=float("inf"))
 
     assert (error.reason, error.field) == ("not_finite", "minutes_watched")
+
+
+def test_events_from_the_first_millisecond_of_2000_on_are_taken() -> None:
+    first = parse_time("2000-01-01T00:00:00Z", "occurred_at")
+
+    assert BOUNDS.check("occurred_at", first) == first
+    with pytest.raises(InvalidRecord) as refused:
+        BOUNDS.check("occurred_at", first - 1)
+    assert refused.value.reason == "timestamp_out_of_range"

@@ -122,3 +122,20 @@ def test_a_late_event_and_a_too_late_one_both_say_late() -> None:
         True,
         True,
     ]
+
+
+def test_a_crossing_up_and_one_down_from_one_source_have_other_ids() -> None:
+    # Scored again (say, once the dedupe horizon forgot it), one event may
+    # cross the other way: a reader deduping by event_id must not drop it.
+    rule = ScoringRule("pricing_page", 20.0, 7 * DAY_MS, 40.0, DAY_MS)
+    update = ActivityUpdate("lead-7", "e-5", T0_MS, rule)
+
+    def crossing_id(was: bool, now: bool) -> str:
+        outcome = Outcome(
+            "applied", 55.0, 65.0, 40.0, 25.0, 20.0, 0.0, False, 0, was, now,
+            T0_MS,
+        )  # fmt: skip
+        events = output_events(update, outcome, Reason(rule.name, 20.0), "v1", 60.0)
+        return str(events[1]["event_id"])
+
+    assert crossing_id(False, True) != crossing_id(True, False)
