@@ -153,7 +153,8 @@ def test_fit_alone_keeps_no_mql_in_lua_either(
 # threshold and min_engagement reached by equal values, an MQL on the band's
 # floor with half its entry engagement (a week, one half-life, after it came
 # in at 40 + 20), an event exactly the allowed lateness behind, and a full
-# window whose end is exactly that far behind the newest event.
+# window whose end is exactly that far behind the newest event, and an id
+# applied exactly a dedupe horizon before it.
 def test_lua_draws_every_bound_where_python_does(redis_client: redis.Redis) -> None:
     params = Params(1.0, 1.0, 60.0, 10.0, DAY_MS, 20 * DAY_MS, min_engagement=20.0)
     ten = ScoringRule("ten", 10.0, 7 * DAY_MS, None, None)
@@ -172,6 +173,8 @@ def test_lua_draws_every_bound_where_python_does(redis_client: redis.Redis) -> N
         *(ActivityUpdate("fold", f"w{n}", window_end - 1, blog) for n in range(5)),
         ActivityUpdate("fold", "closes", window_end + DAY_MS, blog),
         ActivityUpdate("fold", "too_late", window_end - 2, blog),
+        *horizon_and_again("kept", 20 * DAY_MS),
+        *horizon_and_again("forgotten", 20 * DAY_MS + 1),
     ]
 
     assert_twins_agree(redis_client, updates, per_call=64, params=params)
@@ -182,8 +185,19 @@ def test_lua_draws_every_bound_where_python_does(redis_client: redis.Redis) -> N
     assert [late for _, _, late in flags[10:13]] == [ON_TIME, LATE, TOO_LATE]
     # The full window (5 reads, its cap) was folded: the too-late read
     # starts a window of its own, whose cap is not reached.
-    too_late = outcomes[-1]
+    too_late = outcomes[-7]
     assert too_late is not None and too_late.points_applied > 0
+    # An id applied exactly a dedupe horizon before the newest time is kept;
+    # one a millisecond older is forgotten, and applied again.
+    again = [outcomes[-4], outcomes[-1]]
+    assert [o.status for o in again if o is not None] == [DUPLICATE, APPLIED]
+
+
+def horizon_and_again(lead: str, later_ms: int) -> list[Update]:
+    """An event, one `later_ms` after it, then the first one delivered again."""
+    ten = ScoringRule("ten", 10.0, 7 * DAY_MS, None, None)
+    first = ActivityUpdate(lead, "first", T0, ten)
+    return [first, ActivityUpdate(lead, "later", T0 + later_ms, ten), first]
 
 
 def assert_twins_agree(

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from scorer.errors import InvalidRecord
 from scorer.events import (
     MAX_EMPLOYEES,
+    MAX_ID_CHARS,
     MAX_MINUTES_WATCHED,
     Activity,
     Firmographics,
@@ -390,3 +391,21 @@ def test_events_from_the_first_millisecond_of_2000_on_are_taken() -> None:
     with pytest.raises(InvalidRecord) as refused:
         BOUNDS.check("occurred_at", first - 1)
     assert refused.value.reason == "timestamp_out_of_range"
+
+
+def test_a_company_of_no_employees_is_taken_and_one_below_is_refused() -> None:
+    assert firmographics(employees=0).employees == 0
+    assert refused(FIRMOGRAPHICS, employees=-1).field == "employees"
+
+
+def test_two_records_apart_only_by_country_have_other_digests() -> None:
+    # Stamped alike, the larger digest wins: a digest blind to the country
+    # would leave the winner to the order of arrival.
+    assert firmographics(country="DE").digest != firmographics(country="FR").digest
+
+
+def test_a_required_text_of_the_longest_length_is_taken_and_one_more_refused() -> None:
+    webinar_id = "w" * MAX_ID_CHARS
+
+    assert webinar(webinar_id=webinar_id).webinar_id == webinar_id
+    assert refused(WEBINAR, webinar_id=webinar_id + "w").field == "webinar_id"
