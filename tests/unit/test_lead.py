@@ -670,3 +670,35 @@ def test_a_fit_record_of_a_lead_without_events_is_as_of_its_own_time() -> None:
     (outcome,) = store.apply([fit_record(T0, 30.0, "aa")])
 
     assert outcome is not None and outcome.as_of_ms == T0
+
+
+def test_a_late_read_counts_against_its_own_days_full_cap() -> None:
+    day = (T0 // DAY_MS) * DAY_MS  # the start of BLOG's cap window of T0
+    store = MemoryStore(PARAMS)
+    reads = [visit(BLOG, day + HOUR_MS, f"r{n}") for n in range(5)]
+
+    *_, late = store.apply(
+        [
+            *reads,
+            visit(PLAIN, day + DAY_MS + 2 * HOUR_MS, "next_day"),
+            visit(BLOG, day + 3 * HOUR_MS, "late"),
+        ]
+    )
+
+    # 23 hours behind, within the allowed lateness of a day: its own day's
+    # window is still open, and full.
+    assert late is not None and (late.late, late.capped) == (LATE, True)
+
+
+def test_a_cap_counts_raw_points_however_much_late_ones_decayed() -> None:
+    fading = ScoringRule("fading", 1.0, HOUR_MS, 5.0, DAY_MS)
+    day = (T0 // DAY_MS) * DAY_MS
+    store = MemoryStore(PARAMS)
+    newest = visit(PLAIN, day + 21 * HOUR_MS, "newest")
+    reads = [visit(fading, day + HOUR_MS, f"r{n}") for n in range(6)]
+
+    outcomes = store.apply([newest, *reads])
+
+    # Twenty half-lives old, each read is worth next to nothing, but it is
+    # still one of the 5 the window allows: the sixth is over the cap.
+    assert [o.capped for o in outcomes[1:] if o is not None] == [False] * 5 + [True]
