@@ -652,10 +652,10 @@ class ScorerPipeline:
 
         The consumer's position is past the batches in flight: under a slow
         Redis a tester saw 1,100 records wait while a lag from the position
-        read 0. With none in flight the position it is, since it is also
-        past offsets that hold no record (a transaction's marker). Before
-        the partition's first batch of its current assignment is published,
-        the position is all there is.
+        read 0. With none in flight it is the position, which is also past
+        offsets that hold no record (a transaction's marker). Before the
+        partition's first batch of its current assignment is published, the
+        position is all there is.
         """
         key = (position.topic, position.partition)
         done, started = self._done.get(key), self._started.get(key)
