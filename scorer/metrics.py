@@ -27,7 +27,7 @@ REBALANCE_KINDS = ("assign", "revoke", "lost")
 KAFKA_ERROR_KINDS = ("consume", "produce", "commit", "client")
 DEPENDENCIES = ("redis", "kafka")
 # Where another rule set can be noticed (scorer.presence).
-PRESENCE_PLACES = ("key_prefix", "group")
+PRESENCE_PLACES = ("key_prefix", "output", "group")
 
 
 class Metrics:
@@ -92,7 +92,7 @@ class Metrics:
         self.lag = Gauge(
             "scorer_consumer_lag_records",
             "Records of the partition not yet published: high watermark less "
-            "the offset after the last batch published",
+            "the offset after the last batch published, or the position",
             ["topic", "partition"],
             registry=r,
         )
@@ -143,7 +143,8 @@ class Metrics:
         self.other_rules = Gauge(
             "scorer_other_rules_versions",
             "Rules versions other than this instance's in use in the last "
-            "minute on its key prefix or consumer group (scorer.presence)",
+            "minute on its key prefix, output topic or consumer group "
+            "(scorer.presence)",
             ["where"],
             registry=r,
         )

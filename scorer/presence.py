@@ -19,9 +19,9 @@ it happens, in three places:
   metadata, which the group's committed offsets show (`ConsumerGroup`).
 
 Every `ANNOUNCE_EVERY_S`, a version other than this instance's seen in
-either within `SEEN_WITHIN_S` is in use. A rolling restart to new rules
-shows one for as long as the restart takes; a candidate sharing the prefix
-or group by mistake, for as long as it runs. The count per place is a metric
+any of them within `SEEN_WITHIN_S` is in use. A rolling restart to new rules
+shows one for as long as the restart takes; a candidate sharing a place by
+mistake, for as long as it runs. The count per place is a metric
 (`scorer_other_rules_versions`) with an alert, and each version that appears
 is a WARNING line.
 """
@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 
 # Lead keys always hold "{", so this one can never be a lead's.
 KEY_SUFFIX = "rules"
-# A topic name holds no ":", so no `<prefix>:rules` is also an output's key.
+# `<prefix>:rules` holds one ":" (a key prefix holds none), an output's
+# `scorer-output:<topic>:rules` two: no place's hash is also another's.
 OUTPUT_KEY_PREFIX = "scorer-output:"
 # Often enough that a new neighbour shows within seconds of its start.
 ANNOUNCE_EVERY_S = 10.0
@@ -109,8 +110,9 @@ class Marks:
     def of_output(
         cls, client: Callable[[], Client], topic: str, rules_version: str
     ) -> "Marks":
-        """The hash `scorer-output:<topic>`, whatever the key prefix."""
-        key, setting = f"{OUTPUT_KEY_PREFIX}{topic}", f"topics.output.name={topic}"
+        """The hash `scorer-output:<topic>:rules`, whatever the key prefix."""
+        key = f"{OUTPUT_KEY_PREFIX}{topic}:{KEY_SUFFIX}"
+        setting = f"topics.output.name={topic}"
         return cls(client, key, "output", setting, rules_version)
 
     def ages_s(self, now_s: float) -> dict[str, float]:

@@ -14,6 +14,7 @@ import pytest
 import redis
 import yaml
 from confluent_kafka import Consumer, TopicPartition
+from harness import make_config
 from prometheus_client import CollectorRegistry, Gauge
 
 import scorer.presence
@@ -28,7 +29,6 @@ from scorer.presence import (
     commit_note,
 )
 from scorer.service import rules_presence
-from tests.integration.harness import make_config
 
 T0_S = 1_750_000_000.0
 
@@ -123,7 +123,7 @@ def test_a_candidate_on_the_baseline_output_topic_is_noticed_whatever_its_prefix
     assert f"rules {version} also in use on topics.output.name={out} (0 s ago)" in (
         caplog.text
     )
-    assert redis_client.hkeys(f"scorer-output:{out}") == [
+    assert redis_client.hkeys(f"scorer-output:{out}:rules") == [
         v.encode() for v in (baseline.rules_version, version)
     ]
 
