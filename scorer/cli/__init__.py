@@ -20,31 +20,11 @@ import sys
 from collections.abc import Sequence
 
 from scorer import logs
-from scorer.cli.argument_parser import LOG_LEVELS, arguments
-from scorer.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
-from scorer.cli.options import (
-    AS_OF_EXAMPLE,
-    EARLIEST_AS_OF_MS,
-    LATEST_AS_OF_MS,
-    SHORTHANDS,
-    Subcommands,
-)
+from scorer.cli.argument_parser import arguments
+from scorer.cli.exit_codes import EXIT_FAILED, EXIT_USAGE, UsageError
 from scorer.errors import ConfigError, ScorerError
 
-# The public names of the module this package was, still importable from here.
-__all__ = [
-    "AS_OF_EXAMPLE",
-    "EARLIEST_AS_OF_MS",
-    "EXIT_FAILED",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "LATEST_AS_OF_MS",
-    "LOG_LEVELS",
-    "SHORTHANDS",
-    "Subcommands",
-    "UsageError",
-    "main",
-]
+__all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
