@@ -64,6 +64,11 @@ class Assignment:
     def owned(self) -> set[Key]:
         return set(self._epochs)
 
+    @property
+    def fetching(self) -> set[Key]:
+        """The owned partitions not paused: those librdkafka fetches."""
+        return set(self._epochs).difference(self._paused)
+
     def epochs(self, keys: Iterable[Key]) -> dict[Key, int]:
         """The current epoch of each owned partition among `keys`."""
         return {key: self._epochs[key] for key in keys if key in self._epochs}

@@ -38,6 +38,8 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "partition.assignment.strategy": "cooperative-sticky",
     "session.timeout.ms": 45_000,
     "max.poll.interval.ms": 300_000,
+    # How often metrics.silent_after is judged (scorer.silence).
+    "statistics.interval.ms": 3_000,
 }
 # murmur2_random places a key where Java's producer and Kafka Streams do
 # (librdkafka's own default hashes with CRC32), so the outputs are

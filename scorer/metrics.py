@@ -96,6 +96,14 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.kafka_silence = Gauge(
+            "scorer_kafka_silence_seconds",
+            "Seconds since the quietest broker leading a partition this "
+            "instance fetches last answered, as of librdkafka's latest "
+            "statistics (scorer.silence); a healthy broker answers a fetch "
+            "within fetch.wait.max.ms",
+            registry=r,
+        )
         self.assigned = Gauge(
             "scorer_assigned_partitions",
             "Partitions assigned to this instance",

@@ -76,6 +76,7 @@ from scorer.presence import commit_note
 from scorer.publish import MQL_CROSSED, SCORE_CHANGED, encode_outputs
 from scorer.registry import RegistryClient, RegistryError
 from scorer.scoring import DUPLICATE_RECORD, Item, Plan, Scored, Scorer
+from scorer.silence import BrokerSilence
 from scorer.wire import INPUT_SCHEMAS, SCORE_SCHEMA, Codec, SchemaCatalog
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ class ScorerPipeline:
         catalog: SchemaCatalog | None = None,
         registry: RegistryClient | None = None,
         rejoin: Rejoin | None = None,
+        silence: BrokerSilence | None = None,
     ) -> None:
         self.config = config
         self.rules_version = config.scoring.rules_version
@@ -212,6 +214,9 @@ class ScorerPipeline:
             before_revoke=lambda: self.delivery.commit_stored("revoke"),
             on_error=self._client_error,
         )
+        after_s = config.metrics.silent_after / 1000
+        self.silence = silence or BrokerSilence(metrics, after_s)
+        self.silence.fetching = lambda: self.partitions.fetching
         # The stop event is run()'s; until then nothing waits.
         self.waiting = Waiting(self.partitions, metrics, threading.Event())
         self.waiting.on_poll = self._polled
@@ -242,6 +247,11 @@ class ScorerPipeline:
     def assignment(self) -> set[Key]:
         """The input partitions this instance owns now."""
         return self.partitions.owned
+
+    @property
+    def silent_brokers(self) -> dict[int, float]:
+        """Brokers of fetched partitions that stopped answering (scorer.silence)."""
+        return self.silence.silent
 
     def run(self, stop: threading.Event) -> None:
         """Score until `stop` is set, finishing the batches in flight.

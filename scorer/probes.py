@@ -5,7 +5,8 @@ One small threaded HTTP server serves all three on `metrics.port`:
 - `/healthz`: 200 while the process runs (for liveness probes);
 - `/readyz`: 200 when the scorer does its job, else 503, with a JSON body
   that names each check. Ready means: partitions are assigned, Redis answers
-  a PING, the consume loop turns, and a consumer that lags is committing.
+  a PING, the consume loop turns, the Kafka brokers leading fetched
+  partitions answer, and a consumer that lags is committing.
 
 The readiness rules are the pure function `judge`; `Readiness` gathers its
 inputs from the running pipeline and a cached Redis PING.
@@ -25,6 +26,7 @@ from typing import Protocol
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from scorer.errors import ScorerError
+from scorer.silence import describe
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ class Progress:
     lag_records: int
     polled_ago_s: float
     committed_ago_s: float
+    # Broker id to seconds without an answer (scorer.silence).
+    silent_brokers: dict[int, float]
 
 
 class Progressing(Protocol):
@@ -73,6 +77,9 @@ class Progressing(Protocol):
 
     @property
     def committed_at_s(self) -> float: ...
+
+    @property
+    def silent_brokers(self) -> dict[int, float]: ...
 
 
 def judge(
@@ -99,6 +106,7 @@ def judge(
             progress.polled_ago_s <= stall_after_s,
             f"last poll {progress.polled_ago_s:.1f}s ago",
         ),
+        _kafka_check(progress.silent_brokers),
         Check(
             "commits",
             not lagging_still,
@@ -106,6 +114,15 @@ def judge(
             f"last commit (or start) {progress.committed_ago_s:.1f}s ago",
         ),
     ]
+
+
+def _kafka_check(silent_brokers: dict[int, float]) -> Check:
+    if not silent_brokers:
+        return Check("kafka", True, "the brokers of fetched partitions answer")
+    silences = ", ".join(
+        describe(node, seconds) for node, seconds in sorted(silent_brokers.items())
+    )
+    return Check("kafka", False, silences)
 
 
 class CachedPing:
@@ -178,6 +195,7 @@ class Readiness:
             lag_records=pipeline.lag_records,
             polled_ago_s=now - polled_at_s,
             committed_ago_s=now - pipeline.committed_at_s,
+            silent_brokers=pipeline.silent_brokers,
         )
 
 

@@ -32,6 +32,7 @@ from scorer.metrics import Metrics
 from scorer.pipeline import ScorerPipeline
 from scorer.probes import PING_TIMEOUT_S, CachedPing, ProbeServer, Readiness
 from scorer.scoring import Scorer
+from scorer.silence import BrokerSilence
 from scorer.state import RedisStore
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
         return Producer(settings, logger=client_logger("producer"))
 
     count_errors, reach = _count_errors(metrics), Reachability()
+    silence = BrokerSilence(metrics, config.metrics.silent_after / 1000)
 
     def on_consumer_error(error: KafkaError) -> None:
         count_errors(error)
@@ -76,6 +78,7 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
                 **consumer_settings(config),
                 "error_cb": on_consumer_error,
                 "on_commit": CommitFailures(metrics),
+                "stats_cb": silence.listener(),
             },
             logger=client_logger("consumer"),
         )
@@ -84,7 +87,13 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
         consumer = make_consumer()  # librdkafka checks the settings read below
         rejoin = Rejoin(make_consumer, rejoin_after_s(config), reach)
         return ScorerPipeline(
-            config, scorer, consumer, make_producer, metrics, rejoin=rejoin
+            config,
+            scorer,
+            consumer,
+            make_producer,
+            metrics,
+            rejoin=rejoin,
+            silence=silence,
         )
 
 

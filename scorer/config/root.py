@@ -1,5 +1,7 @@
 """The whole configuration, one section per concept, as the YAML file holds it."""
 
+from typing import Any
+
 from pydantic import Field, ValidationInfo, field_validator
 
 from scorer.config.fields import Frozen
@@ -9,6 +11,9 @@ from scorer.config.runtime import Logging, MetricsServer, Pipeline
 from scorer.config.schema_registry import SchemaRegistry
 from scorer.config.scoring import Scoring
 from scorer.config.topics import Topics
+
+# librdkafka's default fetch.wait.max.ms.
+FETCH_WAIT_MAX_MS = 500
 
 
 class Config(Frozen):
@@ -39,3 +44,33 @@ class Config(Frozen):
                     f"required: topic {users[0]} has format confluent_avro"
                 )
         return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _silence_longer_than_fetches(
+        cls, value: MetricsServer, info: ValidationInfo
+    ) -> MetricsServer:
+        # A healthy broker holds a fetch of a quiet topic for up to
+        # fetch.wait.max.ms before it answers (scorer.silence).
+        kafka = info.data.get("kafka")
+        if not isinstance(kafka, Kafka):
+            return value
+        wait_ms = _fetch_wait_ms(kafka)
+        if wait_ms is not None and value.silent_after <= 2 * wait_ms:
+            raise ValueError(
+                f"silent_after ({value.silent_after} ms) must exceed twice the "
+                f"consumer's fetch.wait.max.ms ({wait_ms} ms): a healthy broker "
+                "answers a fetch of a quiet topic only after that wait"
+            )
+        return value
+
+
+def _fetch_wait_ms(kafka: Kafka) -> int | None:
+    """The consumer's fetch.wait.max.ms; None where librdkafka is to refuse it."""
+    given: Any = kafka.consumer_settings.get(
+        "fetch.wait.max.ms", kafka.settings.get("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
+    )
+    try:
+        return int(given)
+    except (TypeError, ValueError):
+        return None

@@ -65,6 +65,15 @@ class MetricsServer(Frozen):
         description="/readyz fails when the consume loop has not turned, or a "
         "lagging consumer has committed nothing, for this long",
     )
+    silent_after: DurationMs = Field(
+        default=15_000,
+        gt=0,
+        description="/readyz fails when a Kafka broker leading a partition "
+        "this instance fetches has answered nothing, not even an empty fetch, "
+        "for this long (scorer.silence; judged every statistics.interval.ms "
+        "of the consumer, 3 s by default, 0 turns it off); must exceed twice "
+        "its fetch.wait.max.ms",
+    )
 
 
 class Logging(Frozen):

@@ -32,6 +32,7 @@ from scorer.events import format_time
 from scorer.metrics import Metrics
 from scorer.replay import Line, Replay
 from scorer.sandbox import free_ports
+from scorer.sandbox.kafka import KafkaBroker, create_topics
 from scorer.sandbox.prometheus import PrometheusServer
 from scorer.sandbox.redis import RedisServer
 from scorer.wire import JsonCodec
@@ -142,6 +143,77 @@ def test_readyz_waits_for_partitions_and_fails_while_redis_is_down(
                 thread.join(WAIT_S)
             probes.close()
     assert thread is not None and not thread.is_alive()
+
+
+def test_readyz_tells_a_silent_broker_from_a_quiet_topic(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A frozen broker keeps its connections open and answers nothing; a
+    stopped one leaves no leader. Neither lets a fetch through, unlike a
+    quiet topic, which the broker answers every fetch.wait.max.ms."""
+    (port,) = free_ports(1)
+    with KafkaBroker() as broker:
+        bootstrap = broker.bootstrap_servers
+        create_topics(bootstrap, {"events": 2, "out": 1, "dlq": 1})
+        kafka = {
+            "bootstrap_servers": bootstrap,
+            "group_id": "silence",
+            "consumer_settings": {"statistics.interval.ms": 500},
+        }
+        config = make_config(
+            bootstrap,
+            redis_url,
+            topics("events", "out", "dlq"),
+            kafka=kafka,
+            metrics={"port": port, "host": "127.0.0.1", "silent_after": "3s"},
+        )
+        metrics, stop = Metrics(), threading.Event()
+        probes = service.start_probes(config, metrics, stop)
+        assert probes is not None
+        readyz = f"http://127.0.0.1:{port}/readyz"
+        pipeline = service.build_pipeline(config, metrics)
+        probes.readiness.pipeline = pipeline
+        thread = threading.Thread(target=pipeline.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: get(readyz), lambda a: a[0] == 200)
+            # Twice the limit of a quiet topic, and still ready.
+            quiet_since = time.monotonic()
+            while time.monotonic() - quiet_since < 6.0:
+                assert get(readyz)[0] == 200
+                time.sleep(0.5)
+            quiet_silence = silence_s(metrics)
+
+            broker.pause()
+            try:
+                _, frozen = wait_for(lambda: get(readyz), lambda a: a[0] == 503)
+                frozen_silence = silence_s(metrics)
+            finally:
+                broker.resume()
+            wait_for(lambda: get(readyz), lambda a: a[0] == 200)
+
+            broker.stop()
+            try:
+                _, stopped = wait_for(lambda: get(readyz), lambda a: a[0] == 503)
+            finally:
+                broker.restart()
+            wait_for(lambda: get(readyz), lambda a: a[0] == 200)
+        finally:
+            stop.set()
+            thread.join(WAIT_S)
+            probes.close()
+
+    assert quiet_silence is not None and quiet_silence < 1.0
+    assert frozen_silence is not None and frozen_silence >= 3.0
+    assert list(failed_checks(frozen)) == ["kafka"]
+    assert failed_checks(frozen)["kafka"].startswith("broker 1 silent ")
+    assert list(failed_checks(stopped)) == ["kafka"]
+    assert failed_checks(stopped)["kafka"].startswith("partitions without a leader")
+    assert not thread.is_alive()
+
+
+def silence_s(metrics: Metrics) -> float | None:
+    return metrics.registry.get_sample_value("scorer_kafka_silence_seconds")
 
 
 def page_view(event_id: str, lead: str, url: str) -> dict[str, Any]:

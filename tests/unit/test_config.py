@@ -531,3 +531,33 @@ def test_the_default_rules_keep_few_windows_open() -> None:
     # A day of lateness: a daily window and the one before; a weekly one
     # and, for a day after it ends, the one before.
     assert opened == [2, 2, 2, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("section", "wait"),
+    [("settings", 1000), ("consumer_settings", "1000"), ("consumer_settings", 5000)],
+)
+def test_a_silence_a_healthy_fetch_can_last_is_refused(
+    section: str, wait: int | str
+) -> None:
+    """A quiet topic's fetch is answered after fetch.wait.max.ms (scorer.silence)."""
+    raw = default_raw()
+    raw.setdefault("kafka", {})[section] = {"fetch.wait.max.ms": wait}
+    raw["metrics"] = {"silent_after": "2s"}
+
+    error = error_of(raw)
+    assert error.field == "metrics"
+    assert error.message.startswith(
+        f"silent_after (2000 ms) must exceed twice the consumer's "
+        f"fetch.wait.max.ms ({int(wait)} ms)"
+    )
+
+
+def test_a_silence_longer_than_two_fetch_waits_is_accepted() -> None:
+    raw = default_raw()
+    raw.setdefault("kafka", {})["settings"] = {"fetch.wait.max.ms": 5000}
+    raw["kafka"]["consumer_settings"] = {"fetch.wait.max.ms": 900}
+    raw["metrics"] = {"silent_after": "2s"}
+
+    assert parse_config(raw).metrics.silent_after == 2000
+    assert parse_config(default_raw()).metrics.silent_after == 15_000

@@ -101,6 +101,7 @@ def test_dashboard_covers_what_operators_watch() -> None:
         "scorer_mql_crossings_total",
         "scorer_kafka_errors_total",
         "scorer_redis_errors_total",
+        "scorer_kafka_silence_seconds",
     ):
         assert metric in exprs
 

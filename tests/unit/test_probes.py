@@ -27,12 +27,13 @@ from scorer.probes import (
 STALL_S = 60.0
 
 
-def healthy(**changes: float) -> Progress:
-    values = {
+def healthy(**changes: object) -> Progress:
+    values: dict[str, object] = {
         "assigned_partitions": 3,
         "lag_records": 0,
         "polled_ago_s": 0.1,
         "committed_ago_s": 0.5,
+        "silent_brokers": {},
     }
     values.update(changes)
     return Progress(**values)  # type: ignore[arg-type]
@@ -49,6 +50,7 @@ def test_a_scorer_with_partitions_redis_and_progress_is_ready() -> None:
         "partitions",
         "redis",
         "consume_loop",
+        "kafka",
         "commits",
     ]
     assert failing(checks) == {}
@@ -60,6 +62,11 @@ def test_a_scorer_with_partitions_redis_and_progress_is_ready() -> None:
         (healthy(assigned_partitions=0), True, {"partitions": "0 assigned"}),
         (healthy(), False, {"redis": "PING failed"}),
         (healthy(polled_ago_s=61.0), True, {"consume_loop": "last poll 61.0s ago"}),
+        (
+            healthy(silent_brokers={3: 16.04, 1: 20.0}),
+            True,
+            {"kafka": "broker 1 silent 20.0s, broker 3 silent 16.0s"},
+        ),
         (
             healthy(lag_records=7, committed_ago_s=90.0),
             True,
@@ -129,6 +136,7 @@ class FakePipeline:
     lag_records: int = 0
     polled_at_s: float | None = 100.0
     committed_at_s: float = 100.0
+    silent_brokers: dict[int, float] = field(default_factory=dict)
 
 
 def get(url: str) -> tuple[int, bytes, str]:

@@ -1,0 +1,192 @@
+"""A Kafka broker gone silent, told from a quiet topic.
+
+A broker that stops answering without closing its connections (a network
+black hole, a frozen process) looks like a quiet topic to the consume loop:
+no records, no error, until librdkafka's request timeout (60 s) gives up.
+The lag gauge looks fine as well, since its watermarks come with the fetch
+responses that no longer come.
+
+librdkafka's statistics tell the two apart. A broker leading a partition
+that the consumer fetches answers each fetch within fetch.wait.max.ms, even
+when nothing was written; its `rxidle` (microseconds since the consumer last
+received anything on the connection) stays below that. So a broker whose
+silence grows past `metrics.silent_after` while it leads a partition being
+fetched is silent. A fetched partition with no leader known (every broker
+gone) is counted the same way, under the broker id -1. Partitions not being
+fetched do not count: paused ones (the scorer holds while it waits) and
+ones whose fetched records still wait in the client's queue (librdkafka
+fetches no more until the loop takes them).
+"""
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Set
+from typing import Any
+
+from scorer.assignment import Key
+from scorer.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# The broker id under which fetched partitions without a leader count.
+NO_LEADER = -1
+# librdkafka's statistics give times in microseconds.
+_US = 1_000_000
+
+
+def leaders_idle(
+    stats: Mapping[str, Any], fetching: Set[Key]
+) -> dict[int, float | None]:
+    """Seconds since each broker leading a partition of `fetching` last answered.
+
+    Only partitions librdkafka is fetching now count: its fetch state
+    active and its queue of fetched records empty. librdkafka counts from
+    the last answer on the broker's current connection; None stands for no
+    answer to count from: a connection with none yet (a broker reconnecting,
+    its -1), or partitions with no leader (NO_LEADER).
+    """
+    leaders = _fetching_leaders(stats, fetching)
+    idle: dict[int, float | None] = {}
+    if NO_LEADER in leaders:
+        idle[NO_LEADER] = None
+    for broker in stats.get("brokers", {}).values():
+        # Bootstrap and coordinator handles have no id of their own (-1).
+        node = broker.get("nodeid", NO_LEADER)
+        if node != NO_LEADER and node in leaders:
+            idle_us = broker.get("rxidle", -1)
+            idle[node] = idle_us / _US if idle_us >= 0 else None
+    return idle
+
+
+def _fetching_leaders(stats: Mapping[str, Any], fetching: Set[Key]) -> set[int]:
+    topics = stats.get("topics", {})
+    leaders = set()
+    for topic, partition in fetching:
+        partitions = topics.get(topic, {}).get("partitions", {})
+        state = partitions.get(str(partition))
+        if state is None or state.get("fetch_state") != "active":
+            continue
+        if state.get("fetchq_cnt", 0) == 0:
+            leaders.add(state.get("leader", NO_LEADER))
+    return leaders
+
+
+def describe(node: int, seconds: float) -> str:
+    """One silence, as /readyz and the log name it."""
+    if node == NO_LEADER:
+        return f"partitions without a leader for {seconds:.1f}s"
+    return f"broker {node} silent {seconds:.1f}s"
+
+
+class BrokerSilence:
+    """The brokers silent for `after_s` or more, from the consumer's statistics.
+
+    librdkafka calls `listener()`'s callback from the consumer's poll, on
+    the consume loop's thread; /readyz reads `silent` from the probe thread.
+    """
+
+    def __init__(self, metrics: Metrics, after_s: float) -> None:
+        self.metrics = metrics
+        self.after_s = after_s
+        # The partitions the consumer fetches; the pipeline sets it.
+        self.fetching: Callable[[], Set[Key]] = frozenset
+        self._lock = threading.Lock()
+        self._silent: dict[int, float] = {}
+        # Monotonic time each broker leading fetched partitions last answered.
+        self._heard_at_s: dict[int, float] = {}
+        self._generation = 0
+        self._told_unreadable = False
+
+    @property
+    def silent(self) -> dict[int, float]:
+        """Broker id to seconds without an answer, for the silent ones."""
+        with self._lock:
+            return dict(self._silent)
+
+    def listener(self) -> Callable[[str], None]:
+        """The `stats_cb` of a new consumer; a replaced consumer's is ignored.
+
+        A replaced consumer closes on a thread of its own (scorer.assignment)
+        and may still report on brokers it no longer fetches from.
+        """
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+
+        def on_stats(text: str) -> None:
+            if generation != self._generation:
+                return
+            # Raised here, an error would come out of the consumer's poll.
+            try:
+                self.note(json.loads(text))
+            except (ValueError, TypeError, AttributeError) as exc:
+                self._unreadable(exc)
+
+        return on_stats
+
+    def _unreadable(self, exc: Exception) -> None:
+        level = logging.DEBUG if self._told_unreadable else logging.WARNING
+        self._told_unreadable = True
+        log.log(
+            level,
+            "kafka statistics unreadable; broker silence not judged error=%s: %s",
+            type(exc).__name__,
+            exc,
+        )
+
+    def note(self, stats: Mapping[str, Any], now_s: float | None = None) -> None:
+        now_s = time.monotonic() if now_s is None else now_s
+        quiet = self._quiet(leaders_idle(stats, self.fetching()), now_s)
+        self.metrics.kafka_silence.set(max(quiet.values(), default=0.0))
+
+        silent = {node: s for node, s in quiet.items() if s >= self.after_s}
+        with self._lock:
+            before, self._silent = self._silent, silent
+        _tell(before, silent, quiet)
+
+    def _quiet(self, idle: dict[int, float | None], now_s: float) -> dict[int, float]:
+        """Seconds without an answer, across the broker's reconnections.
+
+        A connection with no answer yet does not make its broker heard from:
+        the silence counts on from the last answer on an earlier connection,
+        or from the first report of the broker as a leader.
+        """
+        heard_at, quiet = {}, {}
+        for node, idle_s in idle.items():
+            if idle_s is None:
+                heard_at[node] = self._heard_at_s.get(node, now_s)
+                idle_s = now_s - heard_at[node]
+            else:
+                heard_at[node] = now_s - idle_s
+            quiet[node] = idle_s
+        self._heard_at_s = heard_at
+        return quiet
+
+
+def _tell(
+    before: dict[int, float], silent: dict[int, float], quiet: dict[int, float]
+) -> None:
+    for node in sorted(silent.keys() - before.keys()):
+        log.warning(
+            "kafka silent: %s, past metrics.silent_after, on partitions this "
+            "instance fetches broker=%d",
+            describe(node, silent[node]),
+            node,
+        )
+    for node in sorted(before.keys() - silent.keys()):
+        log.info(
+            "kafka silence over: %s broker=%d silent_s=%.1f (at least)",
+            _ended(node, quiet),
+            node,
+            before[node],
+        )
+
+
+def _ended(node: int, quiet: dict[int, float]) -> str:
+    if node == NO_LEADER:
+        return "the fetched partitions have a leader again, or are not fetched"
+    if node in quiet:
+        return f"broker {node} answers again"
+    return f"broker {node} leads no fetched partition now"
