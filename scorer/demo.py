@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -387,7 +387,8 @@ def _alert(event: dict[str, Any], watch: Watch) -> None:
     watch.mql_up.add(event["lead_id"])
     if watch.shown < ALERTS_SHOWN:
         watch.shown += 1
-        moment = event["occurred_at"].strftime("%Y-%m-%d %H:%M:%S")
+        # The event's own time, in UTC like the data's: not the local clock.
+        moment = event["occurred_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         say(
             f"  MQL ALERT  {event['lead_id']}  score {event['score']:.2f} "
             f"(fit {event['fit']:.2f}, engagement {event['engagement']:.2f})"

@@ -13,6 +13,13 @@ from scorer.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from scorer.config import Config, Scoring, default_config_path, load_config
 from scorer.errors import ConfigError
 
+# The field of a ConfigError about the file itself (scorer.config.loading).
+FILE_PROBLEM = "(file)"
+SHIPPED_EXAMPLE = (
+    "(`scorer default-config` prints the shipped config, every section in "
+    "use, to compare with)"
+)
+
 
 def add_check_config(commands: options.Subcommands) -> None:
     check = commands.add_parser("check-config", help="validate a config file")
@@ -76,6 +83,9 @@ def _checked(path: Path, overrides: dict[str, str]) -> Config | None:
     except ConfigError as exc:
         for detail in exc.details:
             print(f"{path}: {detail}", file=sys.stderr)
+        if exc.field != FILE_PROBLEM:
+            # A field refused says what it must be, not what the others are.
+            print(SHIPPED_EXAMPLE, file=sys.stderr)
         return None
 
 

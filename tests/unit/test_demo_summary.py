@@ -1,8 +1,10 @@
 """The demo's closing lines: what a newcomer reads about the MQL threshold."""
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
-from scorer.demo import Watch, _conversion, _summary
+from scorer.demo import ALERTS_SHOWN, Watch, _alert, _conversion, _summary
 
 
 def _watch(mqls: int) -> Watch:
@@ -57,3 +59,32 @@ def test_summary_counts_records_processed_not_scored(
     text = capsys.readouterr().out
     assert "50 records processed in 2.00 s (25 events/s" in text
     assert "3 leads scored, 2 became MQLs" in text
+
+
+def test_an_alert_names_its_lead_score_and_event_time_in_utc(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # An event time read with an offset is shown in UTC, saying so.
+    at = datetime(2015, 5, 17, 12, 30, 5, tzinfo=timezone(timedelta(hours=2)))
+    crossed = {
+        "type": "mql_crossed",
+        "direction": "up",
+        "lead_id": "lead-7",
+        "score": 61.234,
+        "fit": 25.0,
+        "engagement": 36.234,
+        "occurred_at": at,
+    }
+    watch = Watch()
+
+    for _ in range(ALERTS_SHOWN + 2):
+        _alert(crossed, watch)
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (
+        "  MQL ALERT  lead-7  score 61.23 (fit 25.00, engagement 36.23)"
+        "  at 2015-05-17 10:30:05 UTC"
+    )
+    assert len(lines) == ALERTS_SHOWN + 1
+    assert lines[-1] == "  ... more MQL alerts are counted in the summary"
+    assert (watch.outputs, watch.mql_up) == (ALERTS_SHOWN + 2, {"lead-7"})

@@ -192,4 +192,8 @@ def test_check_config_names_every_wrong_field(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "scoring.half_life:" in result.stderr
     assert "pipeline.batch_size:" in result.stderr
+    assert result.stderr.endswith(
+        "`scorer default-config` prints the shipped "
+        "config, every section in use, to compare with)\n"
+    )
     assert "Traceback" not in result.stderr
