@@ -94,8 +94,10 @@ class BrokerSilence:
         self.fetching: Callable[[], Set[Key]] = frozenset
         self._lock = threading.Lock()
         self._silent: dict[int, float] = {}
-        # Monotonic time each broker leading fetched partitions last answered.
+        # Monotonic times at which each broker leading fetched partitions
+        # last answered, and since which it has led them without a break.
         self._heard_at_s: dict[int, float] = {}
+        self._since_s: dict[int, float] = {}
         self._generation = 0
         self._told_unreadable = False
 
@@ -150,18 +152,19 @@ class BrokerSilence:
         """Seconds without an answer, across the broker's reconnections.
 
         A connection with no answer yet does not make its broker heard from:
-        the silence counts on from the last answer on an earlier connection,
-        or from the first report of the broker as a leader.
+        the silence counts on from the last answer on an earlier connection.
+        Nor does a silence count from before the broker last began to lead
+        a fetched partition: paused during a wait, the partitions were not
+        fetched, and statistics made then can arrive after the resume.
         """
-        heard_at, quiet = {}, {}
+        since_s, heard_at_s, quiet = {}, {}, {}
         for node, idle_s in idle.items():
+            since_s[node] = self._since_s.get(node, now_s)
             if idle_s is None:
-                heard_at[node] = self._heard_at_s.get(node, now_s)
-                idle_s = now_s - heard_at[node]
-            else:
-                heard_at[node] = now_s - idle_s
-            quiet[node] = idle_s
-        self._heard_at_s = heard_at
+                idle_s = now_s - self._heard_at_s.get(node, since_s[node])
+            quiet[node] = min(idle_s, now_s - since_s[node])
+            heard_at_s[node] = now_s - quiet[node]
+        self._since_s, self._heard_at_s = since_s, heard_at_s
         return quiet
 
 

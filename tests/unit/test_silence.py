@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -98,6 +99,7 @@ def gauge(metrics: Metrics) -> float | None:
 
 def test_a_broker_silent_past_the_limit_is_reported_until_it_answers() -> None:
     watch, metrics = silence(after_s=15.0)
+    watch.note(two_brokers(100_000, 100_000), now_s=80.0)
 
     watch.note(two_brokers(300_000, 14_900_000), now_s=100.0)
     assert (watch.silent, gauge(metrics)) == ({}, 14.9)
@@ -113,6 +115,7 @@ def test_the_silence_counts_on_through_a_reconnection_with_no_answer() -> None:
     """librdkafka's request timeout drops the connection, and its new one
     counts from -1: the broker has still said nothing since its last answer."""
     watch, metrics = silence(after_s=15.0)
+    watch.note(two_brokers(100_000, 100_000), now_s=80.0)
 
     watch.note(two_brokers(100_000, 10_000_000), now_s=100.0)
     watch.note(two_brokers(100_000, -1), now_s=110.0)
@@ -143,6 +146,23 @@ def test_partitions_left_without_a_leader_count_as_a_silence() -> None:
     assert watch.silent == {NO_LEADER: 18.0}
 
 
+def test_a_silence_counts_from_the_first_report_of_the_leader_at_most() -> None:
+    """Statistics made while the scorer held its partitions paused can come
+    after the resume: no fetch was asked for, so none was answered."""
+    watch, metrics = silence(after_s=15.0)
+    watch.note(two_brokers(100_000, 100_000), now_s=80.0)
+    fetching = watch.fetching
+
+    watch.fetching = frozenset
+    watch.note(two_brokers(20_000_000, 20_000_000), now_s=100.0)
+    watch.fetching = fetching
+    watch.note(two_brokers(31_000_000, 31_000_000), now_s=111.0)
+    assert (watch.silent, gauge(metrics)) == ({}, 0.0)
+
+    watch.note(two_brokers(100_000, 47_000_000), now_s=127.0)
+    assert watch.silent == {2: 16.0}
+
+
 def test_a_broker_that_led_before_starts_afresh_when_it_leads_again() -> None:
     watch, _ = silence(after_s=15.0)
     only_1 = two_brokers(100_000, 100_000)
@@ -159,6 +179,7 @@ def test_the_start_and_end_of_a_silence_are_logged_once_each(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     watch, _ = silence(after_s=15.0)
+    watch.note(two_brokers(100_000, 100_000), now_s=80.0)
 
     with caplog.at_level(logging.INFO, logger="scorer.silence"):
         for now_s, idle_us in [(100, 16_000_000), (103, 19_000_000), (106, 50_000)]:
@@ -182,6 +203,7 @@ def test_a_replaced_consumers_statistics_are_ignored() -> None:
     watch, _ = silence(after_s=15.0)
     old = watch.listener()
     new = watch.listener()
+    watch.note(two_brokers(100_000, 100_000), now_s=time.monotonic() - 60.0)
 
     old(json.dumps(two_brokers(100_000, 30_000_000)))
     assert watch.silent == {}
