@@ -136,6 +136,7 @@ class Waiting:
         # poll while the loop waits (the pipeline's poll time and metric).
         self.on_poll: Callable[[], None] | None = None
         self._holds: Counter[str] = Counter()
+        self._held_since_s: dict[str, float] = {}
 
     @contextmanager
     def holding(self, dependency: str) -> Iterator[None]:
@@ -145,6 +146,7 @@ class Waiting:
         """
         self.assignment.hold()
         self._holds[dependency] += 1
+        self._held_since_s.setdefault(dependency, time.monotonic())
         self.metrics.waiting.labels(dependency).set(1)
         try:
             yield
@@ -152,7 +154,13 @@ class Waiting:
             self._holds[dependency] -= 1
             if not self._holds[dependency]:
                 self.metrics.waiting.labels(dependency).set(0)
+                del self._held_since_s[dependency]
             self.assignment.release()
+
+    def waited_s(self, dependency: str) -> float:
+        """Seconds the consumer has been held for `dependency`; 0 if it is not."""
+        since_s = self._held_since_s.get(dependency)
+        return 0.0 if since_s is None else time.monotonic() - since_s
 
     def serve_for(self, seconds: float, producer: Producer | None = None) -> None:
         """Serve the held consumer for `seconds`; raises `Interrupted` on stop."""

@@ -253,6 +253,15 @@ class ScorerPipeline:
         """Brokers of fetched partitions that stopped answering (scorer.silence)."""
         return self.silence.silent
 
+    @property
+    def silence_judged(self) -> bool:
+        return self.silence.judged
+
+    @property
+    def kafka_waited_s(self) -> float:
+        """Seconds the batch in flight has waited for the brokers, if it does."""
+        return self.waiting.waited_s("kafka")
+
     def run(self, stop: threading.Event) -> None:
         """Score until `stop` is set, finishing the batches in flight.
 

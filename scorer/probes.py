@@ -14,6 +14,7 @@ inputs from the running pipeline and a cached Redis PING.
 
 import json
 import logging
+import math
 import sys
 import threading
 import time
@@ -61,6 +62,9 @@ class Progress:
     committed_ago_s: float
     # Broker id to seconds without an answer (scorer.silence).
     silent_brokers: dict[int, float]
+    silence_judged: bool
+    # How long the batch in flight has waited for the brokers' acks.
+    kafka_waited_s: float
 
 
 class Progressing(Protocol):
@@ -81,9 +85,19 @@ class Progressing(Protocol):
     @property
     def silent_brokers(self) -> dict[int, float]: ...
 
+    @property
+    def silence_judged(self) -> bool: ...
+
+    @property
+    def kafka_waited_s(self) -> float: ...
+
 
 def judge(
-    progress: Progress | None, redis_ok: bool, stall_after_s: float, stopping: bool
+    progress: Progress | None,
+    redis_ok: bool,
+    stall_after_s: float,
+    stopping: bool,
+    silent_after_s: float = math.inf,
 ) -> list[Check]:
     """Every readiness check; the scorer is ready when all of them pass."""
     if stopping:
@@ -106,7 +120,7 @@ def judge(
             progress.polled_ago_s <= stall_after_s,
             f"last poll {progress.polled_ago_s:.1f}s ago",
         ),
-        _kafka_check(progress.silent_brokers),
+        _kafka_check(progress, silent_after_s),
         Check(
             "commits",
             not lagging_still,
@@ -116,13 +130,21 @@ def judge(
     ]
 
 
-def _kafka_check(silent_brokers: dict[int, float]) -> Check:
-    if not silent_brokers:
-        return Check("kafka", True, "the brokers of fetched partitions answer")
-    silences = ", ".join(
-        describe(node, seconds) for node, seconds in sorted(silent_brokers.items())
-    )
-    return Check("kafka", False, silences)
+def _kafka_check(progress: Progress, silent_after_s: float) -> Check:
+    """The brokers answer: fetches, and the outputs' acks (scorer.silence).
+
+    A batch waiting for acks holds the consumer, which then fetches nothing
+    to judge the brokers by: a wait as long as a silence counts as one.
+    """
+    silent = sorted(progress.silent_brokers.items())
+    if silent:
+        return Check("kafka", False, ", ".join(describe(*s) for s in silent))
+    if progress.kafka_waited_s >= silent_after_s:
+        waited = f"{progress.kafka_waited_s:.1f}s"
+        return Check("kafka", False, f"outputs unacknowledged for {waited}")
+    if not progress.silence_judged:
+        return Check("kafka", True, "silence not judged: statistics.interval.ms is 0")
+    return Check("kafka", True, "the brokers of fetched partitions answer")
 
 
 class CachedPing:
@@ -170,9 +192,11 @@ class Readiness:
         stall_after_s: float,
         stop: threading.Event,
         clock: Callable[[], float] = time.monotonic,
+        silent_after_s: float = math.inf,
     ) -> None:
         self.redis = redis
         self.stall_after_s = stall_after_s
+        self.silent_after_s = silent_after_s
         self.stop = stop
         self.clock = clock
         self.pipeline: Progressing | None = None
@@ -180,7 +204,9 @@ class Readiness:
     def checks(self) -> list[Check]:
         progress = self._progress()
         redis_ok = progress is not None and self.redis.ok()
-        return judge(progress, redis_ok, self.stall_after_s, self.stop.is_set())
+        stopping = self.stop.is_set()
+        stall_s, silent_s = self.stall_after_s, self.silent_after_s
+        return judge(progress, redis_ok, stall_s, stopping, silent_s)
 
     def _progress(self) -> Progress | None:
         # Starting until the consume loop has polled: a loop that never
@@ -196,6 +222,8 @@ class Readiness:
             polled_ago_s=now - polled_at_s,
             committed_ago_s=now - pipeline.committed_at_s,
             silent_brokers=pipeline.silent_brokers,
+            silence_judged=pipeline.silence_judged,
+            kafka_waited_s=pipeline.kafka_waited_s,
         )
 
 

@@ -67,6 +67,7 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
 
     count_errors, reach = _count_errors(metrics), Reachability()
     silence = BrokerSilence(metrics, config.metrics.silent_after / 1000)
+    silence.judged = int(consumer_settings(config)["statistics.interval.ms"]) > 0
 
     def on_consumer_error(error: KafkaError) -> None:
         count_errors(error)
@@ -178,7 +179,10 @@ def start_probes(
         return None
 
     readiness = Readiness(
-        CachedPing(redis_ping(config)), config.metrics.stall_after / 1000, stop
+        CachedPing(redis_ping(config)),
+        config.metrics.stall_after / 1000,
+        stop,
+        silent_after_s=config.metrics.silent_after / 1000,
     )
 
     probes = ProbeServer(

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 # The broker id under which fetched partitions without a leader count.
 NO_LEADER = -1
+# librdkafka's fetch states of a partition it asks nothing of its leader in;
+# the others (active, and the offset queries and epoch validation before and
+# after an outage) wait for the leader's answer.
+NOT_FETCHING = frozenset({"none", "stopping", "stopped"})
 # librdkafka's statistics give times in microseconds.
 _US = 1_000_000
 
@@ -41,11 +45,12 @@ def leaders_idle(
 ) -> dict[int, float | None]:
     """Seconds since each broker leading a partition of `fetching` last answered.
 
-    Only partitions librdkafka is fetching now count: its fetch state
-    active and its queue of fetched records empty. librdkafka counts from
-    the last answer on the broker's current connection; None stands for no
-    answer to count from: a connection with none yet (a broker reconnecting,
-    its -1), or partitions with no leader (NO_LEADER).
+    Only partitions librdkafka is fetching now count: a fetch state that
+    asks the leader for something, and an empty queue of fetched records.
+    librdkafka counts from the last answer on the broker's current
+    connection; None stands for no answer to count from: a connection with
+    none yet (a broker reconnecting, its -1), or partitions with no leader
+    (NO_LEADER).
     """
     leaders = _fetching_leaders(stats, fetching)
     idle: dict[int, float | None] = {}
@@ -66,7 +71,7 @@ def _fetching_leaders(stats: Mapping[str, Any], fetching: Set[Key]) -> set[int]:
     for topic, partition in fetching:
         partitions = topics.get(topic, {}).get("partitions", {})
         state = partitions.get(str(partition))
-        if state is None or state.get("fetch_state") != "active":
+        if state is None or state.get("fetch_state") in NOT_FETCHING:
             continue
         if state.get("fetchq_cnt", 0) == 0:
             leaders.add(state.get("leader", NO_LEADER))
@@ -92,6 +97,8 @@ class BrokerSilence:
         self.after_s = after_s
         # The partitions the consumer fetches; the pipeline sets it.
         self.fetching: Callable[[], Set[Key]] = frozenset
+        # False where the consumer reports no statistics (interval 0).
+        self.judged = True
         self._lock = threading.Lock()
         self._silent: dict[int, float] = {}
         # Monotonic times at which each broker leading fetched partitions

@@ -1,5 +1,6 @@
 """The whole configuration, one section per concept, as the YAML file holds it."""
 
+import re
 from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -14,6 +15,9 @@ from scorer.config.topics import Topics
 
 # librdkafka's default fetch.wait.max.ms.
 FETCH_WAIT_MAX_MS = 500
+# The scorer's (scorer.clients.CONSUMER_DEFAULTS).
+STATISTICS_INTERVAL_MS = 3_000
+_LEADING_INTEGER = re.compile(r"\s*[+-]?\d+")
 
 
 class Config(Frozen):
@@ -47,30 +51,43 @@ class Config(Frozen):
 
     @field_validator("metrics")
     @classmethod
-    def _silence_longer_than_fetches(
+    def _silence_judged_in_time(
         cls, value: MetricsServer, info: ValidationInfo
     ) -> MetricsServer:
         # A healthy broker holds a fetch of a quiet topic for up to
-        # fetch.wait.max.ms before it answers (scorer.silence).
+        # fetch.wait.max.ms before it answers, and the silence is judged
+        # from statistics every statistics.interval.ms (scorer.silence).
         kafka = info.data.get("kafka")
         if not isinstance(kafka, Kafka):
             return value
-        wait_ms = _fetch_wait_ms(kafka)
-        if wait_ms is not None and value.silent_after <= 2 * wait_ms:
+        silent_after = value.silent_after
+        wait_ms = consumer_setting_ms(kafka, "fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
+        if wait_ms is not None and silent_after <= 2 * wait_ms:
             raise ValueError(
-                f"silent_after ({value.silent_after} ms) must exceed twice the "
+                f"silent_after ({silent_after} ms) must exceed twice the "
                 f"consumer's fetch.wait.max.ms ({wait_ms} ms): a healthy broker "
                 "answers a fetch of a quiet topic only after that wait"
+            )
+        every_ms = consumer_setting_ms(
+            kafka, "statistics.interval.ms", STATISTICS_INTERVAL_MS
+        )
+        if every_ms is not None and every_ms > silent_after:
+            raise ValueError(
+                f"silent_after ({silent_after} ms) is judged every "
+                f"statistics.interval.ms of the consumer ({every_ms} ms): set "
+                "that below silent_after, or to 0 to judge no silence"
             )
         return value
 
 
-def _fetch_wait_ms(kafka: Kafka) -> int | None:
-    """The consumer's fetch.wait.max.ms; None where librdkafka is to refuse it."""
-    given: Any = kafka.consumer_settings.get(
-        "fetch.wait.max.ms", kafka.settings.get("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
-    )
-    try:
-        return int(given)
-    except (TypeError, ValueError):
+def consumer_setting_ms(kafka: Kafka, name: str, default: int) -> int | None:
+    """A consumer's librdkafka setting of milliseconds, as librdkafka reads it.
+
+    librdkafka reads the leading digits of a text ("20000ms" is 20000);
+    None where it is to refuse the value.
+    """
+    given: Any = kafka.consumer_settings.get(name, kafka.settings.get(name, default))
+    if isinstance(given, bool):
         return None
+    digits = _LEADING_INTEGER.match(str(given))
+    return int(digits.group(0)) if digits else None

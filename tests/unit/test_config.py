@@ -535,7 +535,14 @@ def test_the_default_rules_keep_few_windows_open() -> None:
 
 @pytest.mark.parametrize(
     ("section", "wait"),
-    [("settings", 1000), ("consumer_settings", "1000"), ("consumer_settings", 5000)],
+    [
+        ("settings", 1000),
+        ("consumer_settings", "1000"),
+        ("consumer_settings", 5000),
+        # librdkafka reads the leading digits and takes these as 1000.
+        ("consumer_settings", "1000ms"),
+        ("consumer_settings", "1000.5"),
+    ],
 )
 def test_a_silence_a_healthy_fetch_can_last_is_refused(
     section: str, wait: int | str
@@ -549,15 +556,41 @@ def test_a_silence_a_healthy_fetch_can_last_is_refused(
     assert error.field == "metrics"
     assert error.message.startswith(
         f"silent_after (2000 ms) must exceed twice the consumer's "
-        f"fetch.wait.max.ms ({int(wait)} ms)"
+        f"fetch.wait.max.ms ({1000 if isinstance(wait, str) else wait} ms)"
     )
 
 
 def test_a_silence_longer_than_two_fetch_waits_is_accepted() -> None:
     raw = default_raw()
     raw.setdefault("kafka", {})["settings"] = {"fetch.wait.max.ms": 5000}
-    raw["kafka"]["consumer_settings"] = {"fetch.wait.max.ms": 900}
+    raw["kafka"]["consumer_settings"] = {
+        "fetch.wait.max.ms": 900,
+        "statistics.interval.ms": 2000,
+    }
     raw["metrics"] = {"silent_after": "2s"}
 
     assert parse_config(raw).metrics.silent_after == 2000
     assert parse_config(default_raw()).metrics.silent_after == 15_000
+
+
+@pytest.mark.parametrize(
+    ("interval", "refused"), [(16000, True), (15000, False), (0, False)]
+)
+def test_a_silence_is_judged_at_least_as_often_as_it_lasts(
+    interval: int, refused: bool
+) -> None:
+    raw = default_raw()
+    raw.setdefault("kafka", {})["consumer_settings"] = {
+        "statistics.interval.ms": interval
+    }
+
+    if not refused:
+        assert parse_config(raw).metrics.silent_after == 15_000
+        return
+    error = error_of(raw)
+    assert (error.field, error.message) == (
+        "metrics",
+        "silent_after (15000 ms) is judged every statistics.interval.ms of the "
+        "consumer (16000 ms): set that below silent_after, or to 0 to judge no "
+        "silence",
+    )

@@ -531,3 +531,20 @@ def test_failed_async_commits_are_counted_each_and_logged_once_per_interval(
     assert "(1 since the last warning)" in warnings[0]
     assert "(2 since the last warning)" in warnings[1]
     assert "Coordinator not available" in warnings[1]
+
+
+def test_a_wait_is_timed_from_its_outermost_hold() -> None:
+    """/readyz counts a long wait for acks as a broker silence (scorer.probes)."""
+    owned, _ = assignment()
+    waiting = Waiting(owned, Metrics(), threading.Event())
+
+    assert waiting.waited_s("kafka") == 0.0
+    with waiting.holding("kafka"):
+        time.sleep(0.2)
+        with waiting.holding("kafka"):
+            inner_s = waiting.waited_s("kafka")
+        after_inner_s = waiting.waited_s("kafka")
+        redis_s = waiting.waited_s("redis")
+
+    assert 0.2 <= inner_s <= after_inner_s
+    assert (redis_s, waiting.waited_s("kafka")) == (0.0, 0.0)

@@ -34,6 +34,8 @@ def healthy(**changes: object) -> Progress:
         "polled_ago_s": 0.1,
         "committed_ago_s": 0.5,
         "silent_brokers": {},
+        "silence_judged": True,
+        "kafka_waited_s": 0.0,
     }
     values.update(changes)
     return Progress(**values)  # type: ignore[arg-type]
@@ -80,6 +82,42 @@ def test_each_failed_check_makes_the_scorer_unready(
     checks = judge(progress, redis_ok, STALL_S, stopping=False)
 
     assert failing(checks) == expected
+
+
+SILENT_S = 15.0
+
+
+@pytest.mark.parametrize(
+    ("progress", "ok", "detail"),
+    [
+        (healthy(), True, "the brokers of fetched partitions answer"),
+        # A wait for acks holds the consumer: no fetch to judge the brokers by.
+        (
+            healthy(kafka_waited_s=14.9),
+            True,
+            "the brokers of fetched partitions answer",
+        ),
+        (healthy(kafka_waited_s=15.0), False, "outputs unacknowledged for 15.0s"),
+        (
+            healthy(silent_brokers={-1: 16.0}, kafka_waited_s=20.0),
+            False,
+            "partitions without a leader for 16.0s",
+        ),
+        (
+            healthy(silence_judged=False),
+            True,
+            "silence not judged: statistics.interval.ms is 0",
+        ),
+    ],
+)
+def test_the_kafka_check_counts_a_long_wait_for_acks_as_a_silence(
+    progress: Progress, ok: bool, detail: str
+) -> None:
+    checks = judge(progress, True, STALL_S, False, silent_after_s=SILENT_S)
+
+    kafka = next(c for c in checks if c.name == "kafka")
+    assert (kafka.ok, kafka.detail) == (ok, detail)
+    assert failing(checks) == ({} if ok else {"kafka": detail})
 
 
 def test_a_quiet_topic_is_no_stall() -> None:
@@ -137,6 +175,8 @@ class FakePipeline:
     polled_at_s: float | None = 100.0
     committed_at_s: float = 100.0
     silent_brokers: dict[int, float] = field(default_factory=dict)
+    silence_judged: bool = True
+    kafka_waited_s: float = 0.0
 
 
 def get(url: str) -> tuple[int, bytes, str]:

@@ -58,7 +58,8 @@ def test_each_leader_of_a_fetched_partition_reports_its_idle_seconds() -> None:
 @pytest.mark.parametrize(
     "downloads",
     [
-        partition(2, fetch_state="offset-query"),
+        partition(2, fetch_state="stopped"),
+        partition(2, fetch_state="none"),
         # Records wait in the client's queue: librdkafka fetches no more.
         partition(2, queued=3),
     ],
@@ -70,6 +71,18 @@ def test_a_leader_of_partitions_not_being_fetched_is_not_judged(
     report["topics"]["downloads"]["partitions"]["0"] = downloads
 
     assert leaders_idle(report, FETCHING) == {1: 0.25}
+
+
+@pytest.mark.parametrize(
+    "state", ["offset-query", "offset-wait", "validate-epoch-wait", "active"]
+)
+def test_a_partition_waiting_for_its_leader_in_any_state_is_judged(state: str) -> None:
+    """After an outage librdkafka queries offsets and validates epochs with the
+    leader before it fetches again: a silent leader keeps it there."""
+    report = two_brokers(250_000, 20_000_000)
+    report["topics"]["downloads"]["partitions"]["0"] = partition(2, fetch_state=state)
+
+    assert leaders_idle(report, FETCHING) == {1: 0.25, 2: 20.0}
 
 
 def test_partitions_paused_or_owned_by_others_are_not_judged() -> None:
