@@ -33,7 +33,13 @@ from typing import Any
 import pytest
 import redis
 import yaml
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Producer,
+    TopicPartition,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from scorer.config import Config, default_config_path, parse_config
@@ -520,7 +526,14 @@ class OutputLog(threading.Thread):
                 ),
             }
         )
-        self.consumer.subscribe([topic])
+        # Assigned, not subscribed: a group member can stay cut off from its
+        # coordinator after a broker restart (the scorer replaces such a
+        # consumer; this reader would not), and the test would see no output.
+        metadata = self.consumer.list_topics(topic, timeout=WAIT_S).topics[topic]
+        assert metadata.partitions, f"no partitions of {topic}"
+        self.consumer.assign(
+            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+        )
         self.bootstrap, self.topic = bootstrap, topic
         self.values: list[bytes] = []
         self.arrivals: list[float] = []  # time.monotonic() per message
