@@ -24,6 +24,7 @@ from scorer.config import (
     CONSUMER_FIXED,
     PRODUCER_FIXED,
     PRODUCER_RESERVED,
+    STATISTICS_INTERVAL_MS,
     Config,
     Kafka,
     RedisTls,
@@ -39,7 +40,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "session.timeout.ms": 45_000,
     "max.poll.interval.ms": 300_000,
     # How often metrics.silent_after is judged (scorer.silence).
-    "statistics.interval.ms": 3_000,
+    "statistics.interval.ms": STATISTICS_INTERVAL_MS,
 }
 # murmur2_random places a key where Java's producer and Kafka Streams do
 # (librdkafka's own default hashes with CRC32), so the outputs are

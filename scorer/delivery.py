@@ -136,7 +136,7 @@ class Waiting:
         # poll while the loop waits (the pipeline's poll time and metric).
         self.on_poll: Callable[[], None] | None = None
         self._holds: Counter[str] = Counter()
-        self._held_since_s: dict[str, float] = {}
+        self._since_s: dict[str, float] = {}
 
     @contextmanager
     def holding(self, dependency: str) -> Iterator[None]:
@@ -144,22 +144,37 @@ class Waiting:
 
         Holds nest: the waiting gauge falls back to 0 with the outermost.
         """
-        self.assignment.hold()
-        self._holds[dependency] += 1
-        self._held_since_s.setdefault(dependency, time.monotonic())
-        self.metrics.waiting.labels(dependency).set(1)
+        with self.timing(dependency):
+            self.assignment.hold()
+            self._holds[dependency] += 1
+            self.metrics.waiting.labels(dependency).set(1)
+            try:
+                yield
+            finally:
+                self._holds[dependency] -= 1
+                if not self._holds[dependency]:
+                    self.metrics.waiting.labels(dependency).set(0)
+                self.assignment.release()
+
+    @contextmanager
+    def timing(self, dependency: str) -> Iterator[None]:
+        """One wait for `dependency`, however many holds it takes.
+
+        A batch's wait for acks can hold, replace its producer (which ends
+        the hold) and hold again: /readyz counts it as one (`waited_s`).
+        """
+        outermost = dependency not in self._since_s
+        if outermost:
+            self._since_s[dependency] = time.monotonic()
         try:
             yield
         finally:
-            self._holds[dependency] -= 1
-            if not self._holds[dependency]:
-                self.metrics.waiting.labels(dependency).set(0)
-                del self._held_since_s[dependency]
-            self.assignment.release()
+            if outermost:
+                del self._since_s[dependency]
 
     def waited_s(self, dependency: str) -> float:
-        """Seconds the consumer has been held for `dependency`; 0 if it is not."""
-        since_s = self._held_since_s.get(dependency)
+        """Seconds the wait for `dependency` has lasted; 0 if there is none."""
+        since_s = self._since_s.get(dependency)
         return 0.0 if since_s is None else time.monotonic() - since_s
 
     def serve_for(self, seconds: float, producer: Producer | None = None) -> None:
@@ -301,9 +316,10 @@ class AtLeastOnce(_Delivery):
 
     def confirm(self, sent: Sent) -> None:
         """Wait for every ack, producing failed messages again; then commit."""
-        pending = self._await(sent.deliveries)
-        if pending:
-            self._produce_until_acknowledged(pending)
+        with self.waiting.timing("kafka"):
+            pending = self._await(sent.deliveries)
+            if pending:
+                self._produce_until_acknowledged(pending)
 
         owned = self.waiting.assignment.still_owned(sent.handoff.epochs)
         self._commit(sent.handoff.offsets_of(owned))
@@ -517,14 +533,15 @@ class Transactional(_Delivery):
 
     def send(self, handoff: Handoff) -> Sent:
         """The whole transaction: outputs and offsets cannot be split in two."""
-        for delay in backoff.delays():
-            try:
-                if self._attempt(handoff):
-                    break
-            except StuckCall as exc:
-                self._abandon_producer(exc)
-            with self.waiting.holding("kafka"):
-                self.waiting.serve_for(delay, self.producer)
+        with self.waiting.timing("kafka"):
+            for delay in backoff.delays():
+                try:
+                    if self._attempt(handoff):
+                        break
+                except StuckCall as exc:
+                    self._abandon_producer(exc)
+                with self.waiting.holding("kafka"):
+                    self.waiting.serve_for(delay, self.producer)
         return Sent(handoff, Deliveries(self.producer, handoff.outgoing))
 
     def confirm(self, sent: Sent) -> None:

@@ -23,7 +23,9 @@ from scorer.clients import (
     settings_checked_by_librdkafka,
 )
 from scorer.config import (
+    STATISTICS_INTERVAL_MS,
     Config,
+    consumer_setting_ms,
 )
 from scorer.delivery import CommitFailures
 from scorer.errors import StateStoreError
@@ -67,7 +69,10 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
 
     count_errors, reach = _count_errors(metrics), Reachability()
     silence = BrokerSilence(metrics, config.metrics.silent_after / 1000)
-    silence.judged = int(consumer_settings(config)["statistics.interval.ms"]) > 0
+    every_ms = consumer_setting_ms(
+        config.kafka, "statistics.interval.ms", STATISTICS_INTERVAL_MS
+    )
+    silence.judged = every_ms != 0
 
     def on_consumer_error(error: KafkaError) -> None:
         count_errors(error)

@@ -73,8 +73,11 @@ def _fetching_leaders(stats: Mapping[str, Any], fetching: Set[Key]) -> set[int]:
         state = partitions.get(str(partition))
         if state is None or state.get("fetch_state") in NOT_FETCHING:
             continue
-        if state.get("fetchq_cnt", 0) == 0:
-            leaders.add(state.get("leader", NO_LEADER))
+        leader = state.get("leader", NO_LEADER)
+        # With no leader nothing can be fetched, whatever waits in the queue
+        # (seen: one item, an error, while every broker was down).
+        if leader == NO_LEADER or state.get("fetchq_cnt", 0) == 0:
+            leaders.add(leader)
     return leaders
 
 

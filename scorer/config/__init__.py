@@ -54,7 +54,9 @@ from scorer.config.redis import (
     node_address,
 )
 from scorer.config.root import (
+    STATISTICS_INTERVAL_MS,
     Config,
+    consumer_setting_ms,
 )
 from scorer.config.rules import (
     Cap,
@@ -107,6 +109,7 @@ __all__ = [
     "REDIS_SCHEMES",
     "REGISTRY_FIRST_RETRY_DELAY_S",
     "REGISTRY_MAX_RETRY_DELAY_S",
+    "STATISTICS_INTERVAL_MS",
     "TOPIC_NAME_EXPECTED",
     "Cap",
     "Config",
@@ -135,6 +138,7 @@ __all__ = [
     "Topics",
     "Total",
     "WireFormat",
+    "consumer_setting_ms",
     "default_config_path",
     "describe_errors",
     "duration_text",

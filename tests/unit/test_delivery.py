@@ -548,3 +548,22 @@ def test_a_wait_is_timed_from_its_outermost_hold() -> None:
 
     assert 0.2 <= inner_s <= after_inner_s
     assert (redis_s, waiting.waited_s("kafka")) == (0.0, 0.0)
+
+
+def test_a_wait_of_several_holds_is_timed_as_one() -> None:
+    """A stuck producer is replaced, which ends its hold, and the batch holds
+    again for the new one: /readyz must not see a fresh wait in between."""
+    owned, _ = assignment()
+    waiting = Waiting(owned, Metrics(), threading.Event())
+
+    with waiting.timing("kafka"):
+        with waiting.holding("kafka"):
+            time.sleep(0.1)
+        between_s = waiting.waited_s("kafka")
+        time.sleep(0.1)
+        with waiting.holding("kafka"):
+            second_s = waiting.waited_s("kafka")
+
+    assert 0.1 <= between_s < second_s
+    assert second_s >= 0.2
+    assert waiting.waited_s("kafka") == 0.0

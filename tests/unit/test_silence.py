@@ -10,6 +10,7 @@ import pytest
 from scorer.clients import consumer_settings
 from scorer.config import load_config
 from scorer.metrics import Metrics
+from scorer.service import build_pipeline
 from scorer.silence import NO_LEADER, BrokerSilence, leaders_idle
 
 FETCHING = {("views", 0), ("views", 1), ("downloads", 0)}
@@ -97,6 +98,14 @@ def test_no_answer_yet_and_no_leader_have_no_idle_time() -> None:
     report["topics"]["views"]["partitions"]["1"] = partition(-1)
 
     assert leaders_idle(report, FETCHING) == {1: None, 2: 0.25, NO_LEADER: None}
+
+
+def test_partitions_without_a_leader_count_whatever_waits_in_their_queue() -> None:
+    """Seen with every broker down: one item (an error) queued per partition."""
+    report = two_brokers(250_000, 250_000)
+    report["topics"]["views"]["partitions"]["1"] = partition(-1, queued=1)
+
+    assert leaders_idle(report, FETCHING) == {1: 0.25, 2: 0.25, NO_LEADER: None}
 
 
 def silence(after_s: float = 15.0) -> tuple[BrokerSilence, Metrics]:
@@ -262,3 +271,21 @@ def test_unreadable_statistics_are_logged_once_and_never_raised(
         "kafka statistics unreadable; broker silence not judged error="
     )
     assert watch.silent == {}
+
+
+@pytest.mark.parametrize(("interval", "judged"), [("3000ms", True), ("0ms", False)])
+def test_the_service_reads_the_statistics_interval_as_librdkafka_does(
+    interval: str, judged: bool
+) -> None:
+    """librdkafka reads the leading digits of "3000ms"; `scorer run` crashed."""
+    overrides = {
+        "kafka.bootstrap_servers": "127.0.0.1:1",
+        "redis.url": "redis://127.0.0.1:1/0",
+        "kafka.consumer_settings": f"{{statistics.interval.ms: '{interval}'}}",
+    }
+
+    pipeline = build_pipeline(load_config(overrides=overrides))
+    try:
+        assert pipeline.silence_judged is judged
+    finally:
+        pipeline.consumer.close()
