@@ -214,8 +214,7 @@ class ScorerPipeline:
             before_revoke=lambda: self.delivery.commit_stored("revoke"),
             on_error=self._client_error,
         )
-        after_s = config.metrics.silent_after / 1000
-        self.silence = silence or BrokerSilence(metrics, after_s)
+        self.silence = silence or BrokerSilence.of(config, metrics)
         self.silence.fetching = lambda: self.partitions.fetching
         # The stop event is run()'s; until then nothing waits.
         self.waiting = Waiting(self.partitions, metrics, threading.Event())

@@ -23,9 +23,7 @@ from scorer.clients import (
     settings_checked_by_librdkafka,
 )
 from scorer.config import (
-    STATISTICS_INTERVAL_MS,
     Config,
-    consumer_setting_ms,
 )
 from scorer.delivery import CommitFailures
 from scorer.errors import StateStoreError
@@ -68,11 +66,7 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
         return Producer(settings, logger=client_logger("producer"))
 
     count_errors, reach = _count_errors(metrics), Reachability()
-    silence = BrokerSilence(metrics, config.metrics.silent_after / 1000)
-    every_ms = consumer_setting_ms(
-        config.kafka, "statistics.interval.ms", STATISTICS_INTERVAL_MS
-    )
-    silence.judged = every_ms != 0
+    silence = BrokerSilence.of(config, metrics)
 
     def on_consumer_error(error: KafkaError) -> None:
         count_errors(error)

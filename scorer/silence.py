@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Set
 from typing import Any
 
 from scorer.assignment import Key
+from scorer.config import STATISTICS_INTERVAL_MS, Config, consumer_setting_ms
 from scorer.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,16 @@ class BrokerSilence:
         self._since_s: dict[int, float] = {}
         self._generation = 0
         self._told_unreadable = False
+
+    @classmethod
+    def of(cls, config: Config, metrics: Metrics) -> "BrokerSilence":
+        """As `metrics.silent_after` and the consumer's statistics interval say."""
+        silence = cls(metrics, config.metrics.silent_after / 1000)
+        every_ms = consumer_setting_ms(
+            config.kafka, "statistics.interval.ms", STATISTICS_INTERVAL_MS
+        )
+        silence.judged = every_ms != 0
+        return silence
 
     @property
     def silent(self) -> dict[int, float]:
