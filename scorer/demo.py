@@ -240,8 +240,10 @@ def _stream(
     _produce(config, events, speed)
     _drain(metrics, len(records))
 
-    # Stopping the scorer publishes and flushes its last outputs; then the
-    # watcher reads the output topic to its end before it stops too.
+    # A record counts as consumed once its outputs are acknowledged, so all
+    # of them are on the topic now: the alerts are shown before the scorer
+    # says it stopped. Stopping may still publish; the watcher reads on.
+    _await_watcher(config, watch)
     scorer_stop.set()
     scorer_thread.join()
     _await_watcher(config, watch)
