@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode
 from redis.retry import Retry
 
+from scorer import logs
 from scorer.config import (
     CONSUMER_FIXED,
     PRODUCER_FIXED,
@@ -31,6 +32,7 @@ from scorer.config import (
     node_address,
 )
 from scorer.errors import ConfigError
+from scorer.logs import REPEAT_WINDOW_S
 
 # Defaults a user's settings may change; the settings the delivery
 # guarantees rest on are fixed (scorer.config.CONSUMER_FIXED and friends).
@@ -58,8 +60,6 @@ OUTPUT_PRODUCER_DEFAULTS: dict[str, Any] = {"delivery.report.only.error": True}
 REDIS_RECONNECTS = 1
 # librdkafka warnings of a state it retries out of by itself: logged at INFO.
 TRANSIENT_CLIENT_WARNINGS = ("Coordinator load in progress",)
-# A librdkafka warning repeated within this many seconds is counted, not logged.
-REPEAT_WINDOW_S = 30.0
 # librdkafka quotes the setting it refuses after "property" ('No such
 # configuration property: "x"', 'Invalid value "v" for configuration
 # property "x"'), and the value after "value".
@@ -271,11 +271,9 @@ class Repeats(logging.Filter):
 
     While a broker is unreachable, librdkafka logs every failed connection
     attempt: over 20 ERROR lines a second, and as many INFO lines of
-    disconnections (a network tester counted 379 in 10 s). The first line of
-    a kind (its level and facility, e.g. ERROR FAIL) passes, the next ones
-    within the window are counted, and the first one after it says how many
-    were held back. DEBUG lines, asked for with librdkafka's `debug`
-    setting, all pass.
+    disconnections (a network tester counted 379 in 10 s). A kind is a
+    level and a facility (e.g. ERROR FAIL); see `scorer.logs.Repeats`.
+    DEBUG lines, asked for with librdkafka's `debug` setting, all pass.
     """
 
     def __init__(
@@ -284,10 +282,7 @@ class Repeats(logging.Filter):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
-        self.window_s = window_s
-        self.clock = clock
-        self._last: dict[tuple[int, str], float] = {}
-        self._held: dict[tuple[int, str], int] = {}
+        self.repeats = logs.Repeats(window_s, clock)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno == logging.WARNING and _is_transient(record):
@@ -298,19 +293,10 @@ class Repeats(logging.Filter):
             return True
 
         # By level too: an ERROR must not be held back by an INFO line.
-        kind = (record.levelno, _facility(record))
-        now = self.clock()
-        if now - self._last.get(kind, -self.window_s) < self.window_s:
-            self._held[kind] = self._held.get(kind, 0) + 1
+        note = self.repeats.admit((record.levelno, _facility(record)))
+        if note is None:
             return False
-
-        self._last[kind] = now
-        held = self._held.pop(kind, 0)
-        if held:
-            # Appended to the format, arguments kept (the note holds no %):
-            # the JSON log reads words from the format only (scorer.logs).
-            note = f" ({held} more like it in the last {self.window_s:.0f}s)"
-            record.msg = f"{record.msg}{note}"
+        record.msg = f"{record.msg}{note}"
         return True
 
 

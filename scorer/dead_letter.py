@@ -7,6 +7,8 @@ reaches the log, which says only where it was and why.
 """
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import Message
@@ -14,6 +16,7 @@ from confluent_kafka import Message
 from scorer.config import Config
 from scorer.delivery import Outgoing
 from scorer.errors import InvalidRecord
+from scorer.logs import Repeats
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,9 @@ MESSAGE_OVERHEAD_BYTES = 512  # record framing librdkafka counts in that size
 # each) to that size: a thousand empty headers cost some 2 kB, not nothing.
 HEADER_FRAMING_BYTES = 10
 SHORT_KEY_BYTES = 1024  # a key still copied when a dead letter is too big
+# Dead letters of one topic and reason logged at WARNING per 30 s; the rest
+# are logged at DEBUG and counted in the next WARNING line.
+LOGGED_PER_WINDOW = 10
 
 
 @dataclass(slots=True)
@@ -51,9 +57,14 @@ class Rejected:
 class DeadLetters:
     """Builds the dead letters of one scorer: its topic, its size limit."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.topic = config.topics.dead_letter
         self.max_message_bytes = max_message_bytes(config)
+        # A producer writing garbage sends thousands a second; the log keeps
+        # a few lines per topic and reason every 30 s, the topic keeps them all.
+        self.repeats = Repeats(clock=clock, burst=LOGGED_PER_WINDOW)
 
     def letter(self, rejected: Rejected) -> Outgoing:
         """The record with its reason headers, logged by place and reason."""
@@ -73,14 +84,7 @@ class DeadLetters:
         headers = [h for h in _headers(message) if not h[0].startswith(HEADER_PREFIX)]
         headers += [(HEADER_PREFIX + k, v.encode()) for k, v in reason_headers.items()]
 
-        # The message stays out of the log: it may quote the record. A field
-        # is named only where there is one (not as `field=None`).
-        text = "dead-lettered topic=%s partition=%d offset=%d reason=%s"
-        facts = [topic, partition, offset, error.reason]
-        if error.field:
-            text += " field=%s"
-            facts.append(error.field)
-        log.warning(text + " error=%s", *facts, rejected.error_class)
+        self._log(rejected, (topic, partition, offset))
 
         letter = Outgoing(
             topic=self.topic,
@@ -92,6 +96,24 @@ class DeadLetters:
         return self._within_limit(
             letter, len(reason_headers), (topic, partition, offset)
         )
+
+    def _log(self, rejected: Rejected, where: tuple[str, int, int]) -> None:
+        error = rejected.error
+        note = self.repeats.admit((where[0], error.reason, rejected.error_class))
+        # Held back at WARNING, each one is still there at DEBUG.
+        level = logging.WARNING if note is not None else logging.DEBUG
+        if not log.isEnabledFor(level):
+            return
+
+        # The message stays out of the log: it may quote the record. A field
+        # is named only where there is one (not as `field=None`).
+        text = "dead-lettered topic=%s partition=%d offset=%d reason=%s"
+        facts: list[object] = [*where, error.reason]
+        if error.field:
+            text += " field=%s"
+            facts.append(error.field)
+        text += " error=%s" + (note or "")
+        log.log(level, text, *facts, rejected.error_class)
 
     def _within_limit(
         self, letter: Outgoing, added_headers: int, where: tuple[str, int, int]

@@ -19,10 +19,14 @@ import json
 import logging
 import re
 import sys
+import time
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from typing import IO, Any
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# A line of a kind repeated within this many seconds is counted, not logged.
+REPEAT_WINDOW_S = 30.0
 
 # Attributes every LogRecord has; anything else was passed in `extra`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -79,6 +83,44 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             document["error"] = self.formatException(record.exc_info)
         return json.dumps(document, default=str)
+
+
+class Repeats:
+    """Lets `burst` lines of a kind through per `window_s` seconds, counts the rest.
+
+    A flood of one kind of line (a broker refusing connections, a producer
+    writing garbage) would bury everything else in the log. The first lines
+    of a kind pass and open a window; the next ones within it are held back
+    and counted, and the first one after it says how many were.
+    """
+
+    def __init__(
+        self,
+        window_s: float = REPEAT_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+        burst: int = 1,
+    ) -> None:
+        self.window_s = window_s
+        self.clock = clock
+        self.burst = burst
+        self._windows: dict[Hashable, tuple[float, int]] = {}  # opened, passed
+        self._held: dict[Hashable, int] = {}
+
+    def admit(self, kind: Hashable) -> str | None:
+        """None to hold the line back, else a note to append to it ("" or
+        how many lines of its kind were held back before it)."""
+        now = self.clock()
+        opened, passed = self._windows.get(kind, (-self.window_s, 0))
+        if now - opened >= self.window_s:
+            opened, passed = now, 0
+        if passed >= self.burst:
+            self._held[kind] = self._held.get(kind, 0) + 1
+            return None
+
+        self._windows[kind] = (opened, passed + 1)
+        held = self._held.pop(kind, 0)
+        # No % in the note: the JSON log reads words from the format only.
+        return f" ({held} more like it held back)" if held else ""
 
 
 def configure(

@@ -34,7 +34,7 @@ def test_one_warning_of_a_kind_passes_per_window_and_says_what_it_held() -> None
 
     assert passed == ["FAIL [rdkafka#consumer-1] try 0"]
     assert late.getMessage() == (
-        "FAIL [rdkafka#consumer-1] try 31 (24 more like it in the last 30s)"
+        "FAIL [rdkafka#consumer-1] try 31 (24 more like it held back)"
     )
 
 
