@@ -416,11 +416,14 @@ def _reject_header(value: bytes, not_read: Mapping[bytes, str]) -> NoReturn:
         raise InvalidRecord("bad_marker", message)
 
     # Shown in wire order, the order fastavro and the Java tools print it in,
-    # and as the number Java's parsingFingerprint64 returns.
+    # and as the number Java's parsingFingerprint64 returns: in hex, and as
+    # Java prints that long (signed).
     wire = bytes(value[2:HEADER_BYTES])
     number = int.from_bytes(wire, "little")
+    signed = int.from_bytes(wire, "little", signed=True)
     message = (
-        f"no schema with fingerprint {wire.hex()} (bytes as sent; 0x{number:016x})"
+        f"no schema with fingerprint {wire.hex()} (bytes as sent; 0x{number:016x}, "
+        f"{signed} as a Java long)"
     )
     raise InvalidRecord("unknown_schema", message)
 

@@ -414,8 +414,17 @@ def test_json_sent_to_avro_codec_is_bad_marker() -> None:
     assert caught.value.reason == "bad_marker"
 
 
-def test_unknown_fingerprint_names_it_in_hex() -> None:
-    value = SINGLE_OBJECT_MARKER + bytes.fromhex("0011223344556677") + b"\x00"
+@pytest.mark.parametrize(
+    ("sent", "number", "java"),
+    [
+        ("0011223344556677", "0x7766554433221100", "8603657889541918976"),
+        ("00112233445566f7", "0xf766554433221100", "-619714147312856832"),
+    ],
+)
+def test_unknown_fingerprint_names_it_as_sent_and_as_java_prints_it(
+    sent: str, number: str, java: str
+) -> None:
+    value = SINGLE_OBJECT_MARKER + bytes.fromhex(sent) + b"\x00"
 
     with pytest.raises(InvalidRecord) as caught:
         INPUTS.decode(value)
@@ -423,8 +432,8 @@ def test_unknown_fingerprint_names_it_in_hex() -> None:
     assert caught.value.reason == "unknown_schema"
     # The bytes as sent, then the CRC as a number (Java's parsingFingerprint64).
     assert caught.value.message == (
-        "no schema with fingerprint 0011223344556677 (bytes as sent; "
-        "0x7766554433221100)"
+        f"no schema with fingerprint {sent} (bytes as sent; {number}, "
+        f"{java} as a Java long)"
     )
 
 
