@@ -12,10 +12,11 @@ from urllib.parse import urlsplit
 _ABSOLUTE_FORM = re.compile(r"(?i)https?://[^/?#]*([/?].*)?")
 _PERCENT_ENCODED = re.compile(r"%([0-9A-Fa-f]{2})")
 # An e-mail address in a path segment or parameter, its @ written or
-# encoded, and a domain whose last label is letters (lodash@4.17.21 is a
-# version pin); with the rest of its segment, such as a file extension.
+# encoded (once, or again by a link wrapper: %2540), and a domain whose last
+# label is letters (lodash@4.17.21 is a version pin); with the rest of its
+# segment, such as a file extension.
 _EMAIL_SEGMENT = re.compile(
-    r"(?<=[/;=])[^/;=@]+(?:@|%40)[^/;]+\.[A-Za-z]{2,}(?=[/;.]|$)[^/;]*"
+    r"(?<=[/;=])[^/;=@]+(?:@|%(?:25)*40)[^/;]+\.[A-Za-z]{2,}(?=[/;.]|$)[^/;]*"
 )
 EMAIL_PLACEHOLDER = "(e-mail)"
 # RFC 3986, section 2.3: characters a URL means the same by, encoded or not.

@@ -966,6 +966,8 @@ def test_path_parameters_leave_downloads_and_referrers() -> None:
         ("/npm/lodash@4.17.21", "/npm/lodash@4.17.21"),  # a version pin
         ("/tree/main@v1.2/docs", "/tree/main@v1.2/docs"),
         ("/prefs/jane%40example.co.uk/edit", "/prefs/(e-mail)/edit"),
+        ("/u/jane%2540example.com", "/u/(e-mail)"),  # encoded twice
+        ("/u/jane%252540example.com/x", "/u/(e-mail)/x"),
         ("/blog/at-sign@home", "/blog/at-sign@home"),  # no domain: no address
     ],
 )
