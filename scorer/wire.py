@@ -68,9 +68,10 @@ _JSON_WHITESPACE = " \t\n\r"
 # What fastavro raises on a truncated or corrupt body: EOFError when a length
 # runs past the end, UnicodeDecodeError (a ValueError) for bad UTF-8,
 # IndexError for an out-of-range union branch, OverflowError for a timestamp
-# outside what Python's datetime holds. An over-long varint (more than the
-# 10 bytes a 64-bit long takes) raises nothing: fastavro 1.13 reads it and
-# keeps the low 64 bits, so the value is checked like any other.
+# outside what Python's datetime holds (caught first, for its own reason).
+# An over-long varint (more than the 10 bytes a 64-bit long takes) raises
+# nothing: fastavro 1.13 reads it and keeps the low 64 bits, so the value is
+# checked like any other.
 # StopIteration has not been seen from fastavro 1.13 but is caught anyway: one
 # escaping into a generator would surface as a RuntimeError far from here.
 _CORRUPT_BODY_ERRORS = (EOFError, StopIteration, ValueError, IndexError, OverflowError)
@@ -464,6 +465,13 @@ def read_body(
     except SchemaResolutionError as exc:
         message = f"{writer_label} cannot be read as {reader_label}"
         raise InvalidRecord("incompatible_schema", message) from exc
+    except OverflowError as exc:
+        # fastavro makes a datetime of a timestamp-millis, which holds the
+        # years 1 to 9999 only; the body itself may be sound.
+        field = _timestamp_field(writer)
+        where = field or "a timestamp"
+        message = f"{where} of {writer_label} is outside the years 1 to 9999"
+        raise InvalidRecord("timestamp_out_of_range", message, field) from exc
     except _CORRUPT_BODY_ERRORS as exc:
         message = f"corrupt body of {writer_label}: {_describe(exc)}"
         raise InvalidRecord("bad_avro", message) from exc
@@ -473,6 +481,13 @@ def read_body(
         message = f"{extra} trailing bytes after the body of {writer_label}"
         raise InvalidRecord("bad_avro", message)
     return cast(dict[str, Any], record)
+
+
+def _timestamp_field(parsed: Any) -> str | None:
+    """The one time field of a record schema, if it has one."""
+    fields = parsed.get("fields", []) if isinstance(parsed, Mapping) else []
+    names = [f["name"] for f in fields if f["name"] in TIMESTAMP_FIELDS]
+    return names[0] if len(names) == 1 else None
 
 
 def _describe(exc: Exception) -> str:

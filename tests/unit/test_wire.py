@@ -523,7 +523,7 @@ def test_out_of_range_union_branch_is_bad_avro() -> None:
     assert caught.value.reason == "bad_avro"
 
 
-def test_timestamp_beyond_datetime_range_is_bad_avro() -> None:
+def test_a_huge_timestamp_is_out_of_range_not_a_corrupt_body() -> None:
     version = newest("leadscorer.events.ContentDownload")
     huge_ms = 2**62
 
@@ -532,7 +532,10 @@ def test_timestamp_beyond_datetime_range_is_bad_avro() -> None:
             single_object(version, {**CONTENT_DOWNLOAD, "occurred_at": huge_ms})
         )
 
-    assert caught.value.reason == "bad_avro"
+    assert (caught.value.reason, caught.value.field) == (
+        "timestamp_out_of_range",
+        "occurred_at",
+    )
 
 
 VALID_MESSAGES = [INPUTS.encode(r) for r in INPUT_RECORDS] + [SCORES.encode(SCORE)]
@@ -832,3 +835,18 @@ def test_unknown_schema_name_stops_start_up() -> None:
         AvroCodec(CATALOG, "leadscorer.scores.Nope")
 
     assert caught.value.field == "schema_name"
+
+
+@pytest.mark.parametrize("at_ms", [253_402_300_800_000, -62_135_596_800_001])
+def test_an_avro_time_past_what_a_date_holds_is_out_of_range(at_ms: int) -> None:
+    # 10000-01-01T00:00:00Z, and a millisecond before 0001-01-01.
+    version = version_of("leadscorer.events.PageView", 1)
+    value = single_object(version, {**PAGE_VIEW, "occurred_at": at_ms})
+
+    with pytest.raises(InvalidRecord) as caught:
+        INPUTS.decode(value)
+
+    assert caught.value.reason == "timestamp_out_of_range"
+    assert caught.value.field == "occurred_at"
+    assert caught.value.message.startswith("occurred_at of ")
+    assert caught.value.message.endswith(" is outside the years 1 to 9999")
