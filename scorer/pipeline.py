@@ -261,6 +261,11 @@ class ScorerPipeline:
         """Seconds the batch in flight has waited for the brokers, if it does."""
         return self.waiting.waited_s("kafka")
 
+    @property
+    def redis_waited_s(self) -> float:
+        """Seconds a batch has waited for Redis to score it again, if one does."""
+        return self.waiting.waited_s("redis")
+
     def run(self, stop: threading.Event) -> None:
         """Score until `stop` is set, finishing the batches in flight.
 

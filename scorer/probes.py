@@ -5,8 +5,8 @@ One small threaded HTTP server serves all three on `metrics.port`:
 - `/healthz`: 200 while the process runs (for liveness probes);
 - `/readyz`: 200 when the scorer does its job, else 503, with a JSON body
   that names each check. Ready means: partitions are assigned, Redis answers
-  a PING, the consume loop turns, the Kafka brokers leading fetched
-  partitions answer, and a consumer that lags is committing.
+  a PING and takes the scripts, the consume loop turns, the Kafka brokers
+  leading fetched partitions answer, and a consumer that lags is committing.
 
 The readiness rules are the pure function `judge`; `Readiness` gathers its
 inputs from the running pipeline and a cached Redis PING.
@@ -65,6 +65,8 @@ class Progress:
     silence_judged: bool
     # How long the batch in flight has waited for the brokers' acks.
     kafka_waited_s: float
+    # How long a batch has waited for Redis to take its scripts again.
+    redis_waited_s: float
 
 
 class Progressing(Protocol):
@@ -91,6 +93,9 @@ class Progressing(Protocol):
     @property
     def kafka_waited_s(self) -> float: ...
 
+    @property
+    def redis_waited_s(self) -> float: ...
+
 
 def judge(
     progress: Progress | None,
@@ -114,7 +119,7 @@ def judge(
             progress.assigned_partitions > 0,
             f"{progress.assigned_partitions} assigned",
         ),
-        Check("redis", redis_ok, "PING answered" if redis_ok else "PING failed"),
+        _redis_check(progress, redis_ok, silent_after_s),
         Check(
             "consume_loop",
             progress.polled_ago_s <= stall_after_s,
@@ -128,6 +133,21 @@ def judge(
             f"last commit (or start) {progress.committed_ago_s:.1f}s ago",
         ),
     ]
+
+
+def _redis_check(progress: Progress, redis_ok: bool, silent_after_s: float) -> Check:
+    """Redis answers PING, and takes the scorer's scripts.
+
+    Out of memory, or refusing the script (an ACL, an evicting policy), it
+    still answers PING while every batch waits; a wait as long as a Kafka
+    silence counts as Redis being away.
+    """
+    if not redis_ok:
+        return Check("redis", False, "PING failed")
+    if progress.redis_waited_s >= silent_after_s:
+        waited = f"{progress.redis_waited_s:.1f}s"
+        return Check("redis", False, f"PING answered, but a batch waited {waited}")
+    return Check("redis", True, "PING answered")
 
 
 def _kafka_check(progress: Progress, silent_after_s: float) -> Check:
@@ -224,6 +244,7 @@ class Readiness:
             silent_brokers=pipeline.silent_brokers,
             silence_judged=pipeline.silence_judged,
             kafka_waited_s=pipeline.kafka_waited_s,
+            redis_waited_s=pipeline.redis_waited_s,
         )
 
 

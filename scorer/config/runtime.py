@@ -70,7 +70,7 @@ class MetricsServer(Frozen):
         gt=0,
         description="/readyz fails when a Kafka broker leading a partition "
         "this instance fetches has answered nothing, not even an empty fetch, "
-        "or a batch has waited for the brokers' acks, for this long "
+        "or a batch has waited for the brokers' acks or for Redis, for this long "
         "(scorer.silence; judged every statistics.interval.ms of the "
         "consumer, 3 s by default, at most this long, 0 turns it off); must "
         "exceed twice its fetch.wait.max.ms",

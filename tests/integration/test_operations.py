@@ -212,6 +212,52 @@ def test_readyz_tells_a_silent_broker_from_a_quiet_topic(
     assert not thread.is_alive()
 
 
+def test_readyz_fails_while_a_redis_that_answers_ping_refuses_the_scripts(
+    kafka_bootstrap: str, fresh_topics: Any
+) -> None:
+    """Out of memory, Redis still answers PING while every batch waits."""
+    events, out, dlq = fresh_topics("events", "out", "dlq", partitions=1)
+    (port,) = free_ports(1)
+    with RedisServer() as redis_server:
+        config = make_config(
+            kafka_bootstrap,
+            redis_server.url,
+            topics(events, out, dlq),
+            metrics={"port": port, "host": "127.0.0.1", "silent_after": "3s"},
+        )
+        metrics, stop = Metrics(), threading.Event()
+        probes = service.start_probes(config, metrics, stop)
+        assert probes is not None
+        readyz = f"http://127.0.0.1:{port}/readyz"
+        pipeline = service.build_pipeline(config, metrics)
+        probes.readiness.pipeline = pipeline
+        thread = threading.Thread(target=pipeline.run, args=(stop,), daemon=True)
+        thread.start()
+        outputs = TopicReader(kafka_bootstrap, out, JsonCodec())
+        client = redis_server.client()
+        try:
+            wait_for(lambda: get(readyz), lambda a: a[0] == 200)
+            client.config_set("maxmemory", "1")  # every write refused: OOM
+            view = page_view("oom", "L1", "/pricing")
+            produce(kafka_bootstrap, events, [view], JsonCodec())
+            _, refusing = wait_for(lambda: get(readyz), lambda a: a[0] == 503)
+            client.config_set("maxmemory", "0")
+            wait_for(lambda: get(readyz), lambda a: a[0] == 200)
+            outputs.read_until(lambda got: len(got) >= 1)
+        finally:
+            stop.set()
+            thread.join(WAIT_S)
+            probes.close()
+            outputs.close()
+
+    assert list(failed_checks(refusing)) == ["redis"]
+    assert failed_checks(refusing)["redis"].startswith(
+        "PING answered, but a batch waited "
+    )
+    assert {m["source_event_id"] for m in outputs.decoded()} == {"oom"}
+    assert not thread.is_alive()
+
+
 def silence_s(metrics: Metrics) -> float | None:
     return metrics.registry.get_sample_value("scorer_kafka_silence_seconds")
 

@@ -36,6 +36,7 @@ def healthy(**changes: object) -> Progress:
         "silent_brokers": {},
         "silence_judged": True,
         "kafka_waited_s": 0.0,
+        "redis_waited_s": 0.0,
     }
     values.update(changes)
     return Progress(**values)  # type: ignore[arg-type]
@@ -120,6 +121,31 @@ def test_the_kafka_check_counts_a_long_wait_for_acks_as_a_silence(
     assert failing(checks) == ({} if ok else {"kafka": detail})
 
 
+@pytest.mark.parametrize(
+    ("progress", "ping", "ok", "detail"),
+    [
+        (healthy(), True, True, "PING answered"),
+        (healthy(redis_waited_s=14.9), True, True, "PING answered"),
+        (
+            healthy(redis_waited_s=15.0),
+            True,
+            False,
+            "PING answered, but a batch waited 15.0s",
+        ),
+        (healthy(redis_waited_s=20.0), False, False, "PING failed"),
+    ],
+)
+def test_the_redis_check_counts_a_long_wait_for_the_scripts(
+    progress: Progress, ping: bool, ok: bool, detail: str
+) -> None:
+    # Out of memory, Redis answers PING and refuses every script.
+    checks = judge(progress, ping, STALL_S, False, silent_after_s=SILENT_S)
+
+    assert failing(checks) == ({} if ok else {"redis": detail})
+    redis = next(c for c in checks if c.name == "redis")
+    assert (redis.ok, redis.detail) == (ok, detail)
+
+
 def test_a_quiet_topic_is_no_stall() -> None:
     # Nothing to read and nothing committed for long: idle, not stalled.
     checks = judge(healthy(lag_records=0, committed_ago_s=3600.0), True, STALL_S, False)
@@ -177,6 +203,7 @@ class FakePipeline:
     silent_brokers: dict[int, float] = field(default_factory=dict)
     silence_judged: bool = True
     kafka_waited_s: float = 0.0
+    redis_waited_s: float = 0.0
 
 
 def get(url: str) -> tuple[int, bytes, str]:
