@@ -50,6 +50,7 @@ def build_pipeline(config: Config, metrics: Metrics | None = None) -> ScorerPipe
         Params.of(config.scoring),
         key_prefix=config.redis.key_prefix,
         ops_per_call=config.redis.ops_per_call,
+        expire_ms=config.redis.expire_after,
     )
     try:
         store.load_script()

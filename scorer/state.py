@@ -64,6 +64,9 @@ LEAD_IDS_PER_ROUND_TRIP = 1000
 #   activity, 'f <at_ms> <fit> <digest>' for a fit change (the digest of the
 #   firmographic record), 'x <at_ms> 0 <op_id>' for a tombstone. The op id
 #   is last, so it may hold spaces.
+# ARGV last: how long a lead's keys live after an update changed it, in ms
+#   ('' for ever). Last, so that older versions of the script (bench/state.py
+#   --against) read the rest as before.
 # Returns one encoded Outcome per update; '' for a stale fit or a tombstone
 #   of a lead the store does not hold.
 #
@@ -86,6 +89,7 @@ if MIN_ENGAGEMENT and MIN_ENGAGEMENT > 0 then
   STAY_ENGAGEMENT = MIN_ENGAGEMENT * STAY_ENGAGEMENT_SHARE
 end
 local RULE_COUNT = tonumber(ARGV[8])
+local EXPIRE_MS = tonumber(ARGV[#ARGV])
 
 local call = redis.call
 local format, find, sub, byte = string.format, string.find, string.sub, string.byte
@@ -278,6 +282,15 @@ local function save(key, st)
     call('HDEL', key, 'x')
     call('PERSIST', key)
   end
+end
+
+-- A lead's keys live on for EXPIRE_MS after each update that changed it; a
+-- repeat or a stale record changes nothing, so it keeps nothing alive.
+local function keep(key, seen, outs)
+  if EXPIRE_MS == nil then return end
+  call('PEXPIRE', key, EXPIRE_MS)
+  call('PEXPIRE', seen, EXPIRE_MS)
+  call('PEXPIRE', outs, EXPIRE_MS)
 end
 
 -- The accumulator names in order, sorted once per load; `add_name` keeps
@@ -486,12 +499,13 @@ local function activity(key, seen, outs, op_id, at, rule)
   call('ZADD', seen, st.ref_text, op_id)
   call('HSET', outs, op_id, encoded)
   if moved then forget_old(st, seen, outs) end
+  keep(key, seen, outs)
   return encoded
 end
 
 -- Records stamped alike are ordered by digest, as in scorer.lead.apply_fit;
 -- a state from before digests has none, which orders first.
-local function fit_update(key, at, fit, digest)
+local function fit_update(key, seen, outs, at, fit, digest)
   local st = load(key)
   local fa, fd = tonumber(st.fa_text), st.fd or ''
   local same = at == fa and digest == fd
@@ -508,6 +522,7 @@ local function fit_update(key, at, fit, digest)
   end
   st.fo = encoded
   save(key, st)
+  keep(key, seen, outs)
   return encoded
 end
 
@@ -547,7 +562,8 @@ for i = 0, #KEYS / 3 - 1 do
     results[#results + 1] = activity(key, seen, outs, id, tonumber(at),
                                      rules[number(what)])
   elseif kind == 'f' then
-    results[#results + 1] = fit_update(key, tonumber(at), tonumber(what), id)
+    results[#results + 1] = fit_update(key, seen, outs, tonumber(at),
+                                       tonumber(what), id)
   else
     results[#results + 1] = forget(key, seen, outs, id, tonumber(at))
   end
@@ -570,6 +586,7 @@ class RedisStore:
         key_prefix: str = "scorer",
         ops_per_call: int = 64,
         script: str = APPLY_UPDATES,
+        expire_ms: int | None = None,
     ) -> None:
         """`client` is a Redis client, or a function that makes one.
 
@@ -578,6 +595,8 @@ class RedisStore:
         function: the store makes the client at its first call that reaches
         the node, and a call before that fails like one Redis did not answer.
         `script` is the Lua text to run; benchmarks pass other versions.
+        `expire_ms`: how long a lead's keys live after an update changed it
+        (None: for ever).
         """
         self._client: Client | None = None
         self._make_client = client if callable(client) else None
@@ -596,6 +615,7 @@ class RedisStore:
             str(params.dedupe_horizon_ms),
             "" if params.min_engagement is None else repr(params.min_engagement),
         ]
+        self._expiry_arg = "" if expire_ms is None else str(expire_ms)
         self.script = script
         self._sha = ""
 
@@ -744,6 +764,7 @@ class RedisStore:
             per_update.append(_update_arg(update, rules))
         rule_args = [arg for rule in rules for arg in _rule_args(rule)]
         args = [*self._global_args, str(len(rules)), *rule_args, *per_update]
+        args.append(self._expiry_arg)
         return ("EVALSHA", self._sha, len(keys), *keys, *args)
 
     def _outcomes(

@@ -7,7 +7,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 
-from scorer.config.fields import MAX_TIMEOUT_S, Frozen, Integer, Number
+from scorer.config.fields import MAX_TIMEOUT_S, DurationMs, Frozen, Integer, Number
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
@@ -64,6 +64,13 @@ class Redis(Frozen):
         le=1000,
         description="score updates per Lua script call (a lead's updates of "
         "a batch are never split, so a call may carry more)",
+    )
+    expire_after: DurationMs | None = Field(
+        default=None,
+        gt=0,
+        description="a lead no event or firmographic record has changed for "
+        "this long (wall clock) is dropped from Redis, fit and MQL flag "
+        "included; at least scoring.dedupe_horizon; none keeps every lead",
     )
 
     @model_validator(mode="before")

@@ -49,6 +49,23 @@ class Config(Frozen):
                 )
         return value
 
+    @field_validator("redis")
+    @classmethod
+    def _expiry_after_dedupe(cls, value: Redis, info: ValidationInfo) -> Redis:
+        # A lead's remembered event ids go with its keys: expired sooner, a
+        # repeat within the horizon would be scored again.
+        scoring = info.data.get("scoring")
+        expire_after = value.expire_after
+        if expire_after is None or not isinstance(scoring, Scoring):
+            return value
+        if expire_after < scoring.dedupe_horizon:
+            raise ValueError(
+                f"expire_after ({expire_after} ms) must be at least "
+                f"scoring.dedupe_horizon ({scoring.dedupe_horizon} ms): a lead's "
+                "remembered event ids expire with it"
+            )
+        return value
+
     @field_validator("metrics")
     @classmethod
     def _silence_judged_in_time(

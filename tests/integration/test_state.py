@@ -5,6 +5,7 @@ import random
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -528,3 +529,56 @@ def test_eviction_turned_on_meanwhile_holds_the_store_at_its_next_script_load() 
         outcome = store.apply([ActivityUpdate("L1", "e2", T0 + 1, RULES[3])])[0]
 
     assert outcome is not None and outcome.status == APPLIED
+
+
+def test_a_lead_lives_on_for_expire_after_each_change(
+    redis_client: redis.Redis,
+) -> None:
+    expire_ms = 40 * DAY_MS
+    store = RedisStore(redis_client, PARAMS, key_prefix="exp", expire_ms=expire_ms)
+    visit = ActivityUpdate("L1", "e1", T0, RULES[0])
+    updates: list[Update] = [visit, FitUpdate("L2", "f:a", T0, 30.0, "a")]
+
+    outcomes = store.apply(updates)
+
+    assert outcomes == MemoryStore(PARAMS).apply(updates)
+    for key in store.keys("L1"):
+        assert expire_ms - 60_000 < redis_client.pttl(key) <= expire_ms
+    state, seen, outs = store.keys("L2")
+    assert expire_ms - 60_000 < redis_client.pttl(state) <= expire_ms
+    assert (redis_client.exists(seen), redis_client.exists(outs)) == (0, 0)
+
+
+def test_a_repeat_keeps_no_lead_alive_and_an_erasure_keeps_its_own_expiry(
+    redis_client: redis.Redis,
+) -> None:
+    store = RedisStore(redis_client, PARAMS, key_prefix="exp2", expire_ms=40 * DAY_MS)
+    store.apply([ActivityUpdate("L1", "e1", T0, RULES[0])])
+    for key in store.keys("L1"):
+        redis_client.pexpire(key, 60_000)
+
+    store.apply([ActivityUpdate("L1", "e1", T0, RULES[0])])  # the same event
+    repeat_ttls = [redis_client.pttl(key) for key in store.keys("L1")]
+    store.apply([Forget("L1", "tombstone:crm:0:1", T0 + 1)])
+
+    assert all(0 < ttl <= 60_000 for ttl in repeat_ttls)
+    # The erasure's memory lasts a day (scorer.state's ERASURE_MEMORY_S).
+    assert 0 < redis_client.pttl(store.keys("L1")[0]) <= DAY_MS
+
+
+def test_an_expired_lead_is_scored_afresh(redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_client, PARAMS, key_prefix="exp3", expire_ms=100)
+    lasting = RedisStore(redis_client, PARAMS, key_prefix="exp3-kept")
+    first = [FitUpdate("L1", "f:a", T0, 30.0, "a")]
+    store.apply(first)
+    lasting.apply(first)
+
+    deadline = time.monotonic() + 10.0
+    while redis_client.exists(*store.keys("L1")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (outcome,) = store.apply([ActivityUpdate("L1", "e1", T0 + 1, RULES[0])])
+    (kept,) = lasting.apply([ActivityUpdate("L1", "e1", T0 + 1, RULES[0])])
+
+    assert outcome is not None and kept is not None
+    assert (outcome.fit, kept.fit) == (0.0, 30.0)
+    assert redis_client.pttl(lasting.keys("L1")[0]) == -1  # no expiry: for ever

@@ -560,6 +560,25 @@ def test_a_silence_a_healthy_fetch_can_last_is_refused(
     )
 
 
+@pytest.mark.parametrize(("expire_after", "refused"), [("29d", True), ("30d", False)])
+def test_leads_expire_no_sooner_than_their_event_ids(
+    expire_after: str, refused: bool
+) -> None:
+    raw = default_raw()  # dedupe_horizon 30d
+    raw.setdefault("redis", {})["expire_after"] = expire_after
+
+    if not refused:
+        assert parse_config(raw).redis.expire_after == 30 * 86_400_000
+        assert parse_config(default_raw()).redis.expire_after is None
+        return
+    error = error_of(raw)
+    assert error.field == "redis"
+    assert error.message.startswith(
+        "expire_after (2505600000 ms) must be at least scoring.dedupe_horizon "
+        "(2592000000 ms)"
+    )
+
+
 def test_a_silence_longer_than_two_fetch_waits_is_accepted() -> None:
     raw = default_raw()
     raw.setdefault("kafka", {})["settings"] = {"fetch.wait.max.ms": 5000}
