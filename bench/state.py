@@ -23,6 +23,7 @@ of these differs.
 
 import argparse
 import ast
+import re
 import statistics
 import sys
 import time
@@ -34,12 +35,16 @@ import redis
 from rig import process_cpu_s
 from traffic import Traffic
 
+from scorer import lead as lead_module
 from scorer.config import load_config
 from scorer.events import TimeBounds, parse_record
 from scorer.lead import MemoryStore, Outcome, Params, Snapshot, Update
 from scorer.sandbox.redis import RedisServer
 from scorer.scoring import Scorer
 from scorer.state import APPLY_UPDATES, RedisStore
+
+# A mark in the script that scorer.state fills with a constant of scorer.lead.
+_MARK = re.compile(r"@([A-Z_]+)@")
 
 BATCH_RECORDS = 1_000  # `pipeline.batch_size` of scorer/default.yaml
 OPS_PER_CALL = 64  # RedisStore's default, as `scorer run` uses it
@@ -138,17 +143,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def read_script(path: Path) -> str:
-    """The Lua text of a .lua file, or the APPLY_UPDATES literal of a module."""
+    """The Lua text of a .lua file, or the APPLY_UPDATES literal of a module.
+
+    The literal may be followed by `.replace(...)` calls that fill in
+    `@NAME@` marks from scorer.lead; the marks are filled from today's
+    scorer.lead, which the compared versions share.
+    """
     text = path.read_text()
     if path.suffix != ".py":
         return text
     for node in ast.parse(text).body:
-        if not isinstance(node, ast.Assign) or not isinstance(node.value, ast.Constant):
+        if not isinstance(node, ast.Assign):
             continue
         names = [t.id for t in node.targets if isinstance(t, ast.Name)]
-        if names == ["APPLY_UPDATES"] and isinstance(node.value.value, str):
-            return node.value.value
+        literal = _string_literal(node.value)
+        if names == ["APPLY_UPDATES"] and literal is not None:
+            return _MARK.sub(lambda m: repr(getattr(lead_module, m.group(1))), literal)
     raise SystemExit(f"{path}: no APPLY_UPDATES string constant")
+
+
+def _string_literal(node: ast.expr) -> str | None:
+    """The string of `"..."` or of `"...".replace(...)...`, else None."""
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        node = node.func.value
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return None
 
 
 def make_workload(records: int, leads: int) -> Workload:
