@@ -97,9 +97,12 @@ class Recorder:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    scripts = {CURRENT: APPLY_UPDATES}
+    # Each variant: the script, and how long its leads live (None: for ever).
+    scripts: dict[str, tuple[str, int | None]] = {CURRENT: (APPLY_UPDATES, None)}
     if args.against is not None:
-        scripts[args.against.name] = read_script(args.against)
+        scripts[args.against.name] = (read_script(args.against), None)
+    if args.expire_after is not None:
+        scripts[f"{CURRENT}, expiring"] = (APPLY_UPDATES, args.expire_after)
 
     workload = make_workload(args.records, args.leads)
     print(
@@ -115,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             names = list(scripts)
             order = names[index % len(names) :] + names[: index % len(names)]
             for name in order:
-                figures, ids = measure(server, client, scripts[name], workload)
+                script, expire_ms = scripts[name]
+                figures, ids = measure(server, client, script, expire_ms, workload)
                 if remembered is not None and ids != remembered:
                     raise SystemExit(f"{name}: the remembered update ids differ")
                 remembered = ids
@@ -138,6 +142,12 @@ def _parser() -> argparse.ArgumentParser:
         "--against",
         type=Path,
         help="a Lua file or a scorer/state.py whose APPLY_UPDATES to run too",
+    )
+    parser.add_argument(
+        "--expire-after",
+        type=int,
+        metavar="MS",
+        help="run today's script a second time with redis.expire_after MS",
     )
     return parser
 
@@ -200,13 +210,18 @@ def _exact(outcome: Outcome | None) -> str | None:
 
 
 def measure(
-    server: RedisServer, client: redis.Redis, script: str, workload: Workload
+    server: RedisServer,
+    client: redis.Redis,
+    script: str,
+    expire_ms: int | None,
+    workload: Workload,
 ) -> tuple[Figures, dict[str, frozenset[bytes]]]:
     """Apply the workload on an empty database; check it, then time it."""
     client.flushall()
     client.config_resetstat()
+    params = workload.memory.params
     store = RedisStore(
-        client, workload.memory.params, ops_per_call=OPS_PER_CALL, script=script
+        client, params, ops_per_call=OPS_PER_CALL, script=script, expire_ms=expire_ms
     )
     store.load_script()
 
