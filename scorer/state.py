@@ -17,6 +17,7 @@ trip per batch.
 
 import functools
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -64,9 +65,10 @@ LEAD_IDS_PER_ROUND_TRIP = 1000
 #   activity, 'f <at_ms> <fit> <digest>' for a fit change (the digest of the
 #   firmographic record), 'x <at_ms> 0 <op_id>' for a tombstone. The op id
 #   is last, so it may hold spaces.
-# ARGV last: how long a lead's keys live after an update changed it, in ms
-#   ('' for ever). Last, so that older versions of the script (bench/state.py
-#   --against) read the rest as before.
+# ARGV last: '<expire_ms> <now_ms>', how long a lead's keys live after an
+#   update changed it and the wall-clock time, or '' to keep leads for ever.
+#   Last, so that older versions of the script (bench/state.py --against)
+#   read the rest as before.
 # Returns one encoded Outcome per update; '' for a stale fit or a tombstone
 #   of a lead the store does not hold.
 #
@@ -89,7 +91,9 @@ if MIN_ENGAGEMENT and MIN_ENGAGEMENT > 0 then
   STAY_ENGAGEMENT = MIN_ENGAGEMENT * STAY_ENGAGEMENT_SHARE
 end
 local RULE_COUNT = tonumber(ARGV[8])
-local EXPIRE_MS = tonumber(ARGV[#ARGV])
+local EXPIRE_MS, NOW_TEXT = string.match(ARGV[#ARGV], '^(%d+) (%d+)$')
+EXPIRE_MS = tonumber(EXPIRE_MS)
+local NOW_MS = tonumber(NOW_TEXT)
 
 local call = redis.call
 local format, find, sub, byte = string.format, string.find, string.sub, string.byte
@@ -285,12 +289,30 @@ local function save(key, st)
 end
 
 -- A lead's keys live on for EXPIRE_MS after each update that changed it; a
--- repeat or a stale record changes nothing, so it keeps nothing alive.
-local function keep(key, seen, outs)
-  if EXPIRE_MS == nil then return end
+-- repeat or a stale record changes nothing, so it keeps nothing alive. The
+-- expiry is set again only once a tenth of it has passed since the last
+-- time (field 'e'): three PEXPIREs every update took some 40% more Lua
+-- time (bench/state.py --expire-after). So a lead goes 0.9 to 1 EXPIRE_MS
+-- after its last change. `first` says
+-- the lead's first activity made its seen and outs keys just now.
+local function keep(key, seen, outs, st, first)
+  local set_at = tonumber(st.saved.e)
+  if EXPIRE_MS == nil then
+    if set_at then
+      -- Expiry was turned off since: the lead stays.
+      call('PERSIST', key)
+      call('PERSIST', seen)
+      call('PERSIST', outs)
+      call('HDEL', key, 'e')
+    end
+    return
+  end
+  local fresh = set_at and NOW_MS >= set_at and NOW_MS - set_at < EXPIRE_MS / 10
+  if fresh and not first then return end
   call('PEXPIRE', key, EXPIRE_MS)
   call('PEXPIRE', seen, EXPIRE_MS)
   call('PEXPIRE', outs, EXPIRE_MS)
+  call('HSET', key, 'e', NOW_TEXT)
 end
 
 -- The accumulator names in order, sorted once per load; `add_name` keeps
@@ -476,7 +498,8 @@ local function activity(key, seen, outs, op_id, at, rule)
   if again then return again end
 
   local lost, moved, fell = 0, false, false
-  if st.ref == nil then st.ref, st.ref_text = at, num(at) end
+  local first = st.ref == nil
+  if first then st.ref, st.ref_text = at, num(at) end
   if at > st.ref then
     local before = engagement(st)
     advance(st, at)
@@ -499,7 +522,7 @@ local function activity(key, seen, outs, op_id, at, rule)
   call('ZADD', seen, st.ref_text, op_id)
   call('HSET', outs, op_id, encoded)
   if moved then forget_old(st, seen, outs) end
-  keep(key, seen, outs)
+  keep(key, seen, outs, st, first)
   return encoded
 end
 
@@ -522,7 +545,7 @@ local function fit_update(key, seen, outs, at, fit, digest)
   end
   st.fo = encoded
   save(key, st)
-  keep(key, seen, outs)
+  keep(key, seen, outs, st, false)
   return encoded
 end
 
@@ -615,7 +638,7 @@ class RedisStore:
             str(params.dedupe_horizon_ms),
             "" if params.min_engagement is None else repr(params.min_engagement),
         ]
-        self._expiry_arg = "" if expire_ms is None else str(expire_ms)
+        self.expire_ms = expire_ms
         self.script = script
         self._sha = ""
 
@@ -764,8 +787,14 @@ class RedisStore:
             per_update.append(_update_arg(update, rules))
         rule_args = [arg for rule in rules for arg in _rule_args(rule)]
         args = [*self._global_args, str(len(rules)), *rule_args, *per_update]
-        args.append(self._expiry_arg)
+        args.append(self._expiry_arg())
         return ("EVALSHA", self._sha, len(keys), *keys, *args)
+
+    def _expiry_arg(self) -> str:
+        if self.expire_ms is None:
+            return ""
+        # Redis's TIME in a script would be one more call per script call.
+        return f"{self.expire_ms} {time.time_ns() // 1_000_000}"
 
     def _outcomes(
         self, count: int, calls: list[list[int]], replies: list[Any]

@@ -549,6 +549,52 @@ def test_a_lead_lives_on_for_expire_after_each_change(
     assert (redis_client.exists(seen), redis_client.exists(outs)) == (0, 0)
 
 
+def test_the_expiry_is_set_again_once_a_tenth_of_it_has_passed(
+    redis_client: redis.Redis,
+) -> None:
+    expire_ms = 40 * DAY_MS
+    store = RedisStore(redis_client, PARAMS, key_prefix="exp1", expire_ms=expire_ms)
+    store.apply([ActivityUpdate("L1", "e1", T0, RULES[0])])
+    state = store.keys("L1")[0]
+    for key in store.keys("L1"):
+        redis_client.pexpire(key, 60_000)
+
+    store.apply([ActivityUpdate("L1", "e2", T0 + 1, RULES[0])])  # within 4 days
+    within = [redis_client.pttl(key) for key in store.keys("L1")]
+    set_at = int(redis_client.hget(state, "e") or 0)
+    redis_client.hset(state, "e", set_at - 4 * DAY_MS)
+    store.apply([ActivityUpdate("L1", "e3", T0 + 2, RULES[0])])
+    after = [redis_client.pttl(key) for key in store.keys("L1")]
+
+    assert all(0 < ttl <= 60_000 for ttl in within)
+    assert all(expire_ms - 60_000 < ttl <= expire_ms for ttl in after)
+    assert int(redis_client.hget(state, "e") or 0) >= set_at
+
+
+def test_a_first_event_after_a_fit_gives_its_new_keys_the_expiry_at_once(
+    redis_client: redis.Redis,
+) -> None:
+    expire_ms = 40 * DAY_MS
+    store = RedisStore(redis_client, PARAMS, key_prefix="exp4", expire_ms=expire_ms)
+    store.apply([FitUpdate("L1", "f:a", T0, 30.0, "a")])
+
+    store.apply([ActivityUpdate("L1", "e1", T0 + 1, RULES[0])])
+
+    for key in store.keys("L1"):
+        assert expire_ms - 60_000 < redis_client.pttl(key) <= expire_ms
+
+
+def test_leads_stay_once_expiry_is_turned_off(redis_client: redis.Redis) -> None:
+    expiring = RedisStore(redis_client, PARAMS, key_prefix="exp5", expire_ms=DAY_MS)
+    expiring.apply([ActivityUpdate("L1", "e1", T0, RULES[0])])
+    lasting = RedisStore(redis_client, PARAMS, key_prefix="exp5")
+
+    lasting.apply([ActivityUpdate("L1", "e2", T0 + 1, RULES[0])])
+
+    assert [redis_client.pttl(key) for key in lasting.keys("L1")] == [-1, -1, -1]
+    assert not redis_client.hexists(lasting.keys("L1")[0], "e")
+
+
 def test_a_repeat_keeps_no_lead_alive_and_an_erasure_keeps_its_own_expiry(
     redis_client: redis.Redis,
 ) -> None:
