@@ -16,6 +16,12 @@ gone) is counted the same way, under the broker id -1. Partitions not being
 fetched do not count: paused ones (the scorer holds while it waits) and
 ones whose fetched records still wait in the client's queue (librdkafka
 fetches no more until the loop takes them).
+
+A consumer whose group coordinator falls silent loses its partitions when
+its session times out (45 s), and with them every broker to judge; that
+does not end the silence. While the consumer fetches nothing at all, a
+broker found silent stays so until it answers on any of its connections
+(the group coordinator's among them).
 """
 
 import json
@@ -82,6 +88,33 @@ def _fetching_leaders(stats: Mapping[str, Any], fetching: Set[Key]) -> set[int]:
     return leaders
 
 
+def idle_by_address(stats: Mapping[str, Any]) -> dict[str, float]:
+    """Seconds since each broker address last answered, on any connection.
+
+    librdkafka talks to a broker on its own connection and on logical ones
+    (the group coordinator's, the bootstrap's), which have no id of their
+    own but the broker's address; and it may drop the broker's own handle
+    while the broker answers nothing. Addresses no connection has had an
+    answer from are left out.
+    """
+    idle: dict[str, float] = {}
+    for broker in stats.get("brokers", {}).values():
+        address, idle_us = broker.get("nodename", ""), broker.get("rxidle", -1)
+        if address and idle_us >= 0:
+            idle[address] = min(idle.get(address, idle_us / _US), idle_us / _US)
+    return idle
+
+
+def addresses(stats: Mapping[str, Any]) -> dict[int, str]:
+    """The address of each broker with an id of its own."""
+    found = {}
+    for broker in stats.get("brokers", {}).values():
+        node, address = broker.get("nodeid", NO_LEADER), broker.get("nodename", "")
+        if node != NO_LEADER and address:
+            found[node] = address
+    return found
+
+
 def describe(node: int, seconds: float) -> str:
     """One silence, as /readyz and the log name it."""
     if node == NO_LEADER:
@@ -111,6 +144,8 @@ class BrokerSilence:
         self._since_s: dict[int, float] = {}
         self._generation = 0
         self._told_unreadable = False
+        # Each broker's address, kept after librdkafka drops its handle.
+        self._addresses: dict[int, str] = {}
 
     @classmethod
     def of(cls, config: Config, metrics: Metrics) -> "BrokerSilence":
@@ -161,13 +196,37 @@ class BrokerSilence:
 
     def note(self, stats: Mapping[str, Any], now_s: float | None = None) -> None:
         now_s = time.monotonic() if now_s is None else now_s
-        quiet = self._quiet(leaders_idle(stats, self.fetching()), now_s)
+        fetching = self.fetching()
+        idle = leaders_idle(stats, fetching)
+        self._addresses |= addresses(stats)
+        if not fetching:
+            idle |= self._unanswered(stats)
+        quiet = self._quiet(idle, now_s)
         self.metrics.kafka_silence.set(max(quiet.values(), default=0.0))
 
         silent = {node: s for node, s in quiet.items() if s >= self.after_s}
         with self._lock:
             before, self._silent = self._silent, silent
         _tell(before, silent, quiet)
+
+    def _unanswered(self, stats: Mapping[str, Any]) -> dict[int, float | None]:
+        """The brokers found silent that have not answered since, on any
+        connection to their address; under NO_LEADER, the silence of all.
+
+        Called while the consumer fetches nothing: its partitions lost with
+        its group session, or paused, the silence is not over for that.
+        """
+        idle = idle_by_address(stats)
+        unanswered: dict[int, float | None] = {}
+        for node in self._silent:
+            if node == NO_LEADER:
+                if all(s >= self.after_s for s in idle.values()):
+                    unanswered[node] = None
+                continue
+            heard_s = idle.get(self._addresses.get(node, ""))
+            if heard_s is None or heard_s >= self.after_s:
+                unanswered[node] = heard_s
+        return unanswered
 
     def _quiet(self, idle: dict[int, float | None], now_s: float) -> dict[int, float]:
         """Seconds without an answer, across the broker's reconnections.
@@ -213,4 +272,4 @@ def _ended(node: int, quiet: dict[int, float]) -> str:
         return "the fetched partitions have a leader again, or are not fetched"
     if node in quiet:
         return f"broker {node} answers again"
-    return f"broker {node} leads no fetched partition now"
+    return f"broker {node} answers again, or leads no fetched partition now"

@@ -16,8 +16,8 @@ from scorer.silence import NO_LEADER, BrokerSilence, leaders_idle
 FETCHING = {("views", 0), ("views", 1), ("downloads", 0)}
 
 
-def broker(node: int, rxidle_us: int) -> dict[str, Any]:
-    return {"nodeid": node, "state": "UP", "rxidle": rxidle_us}
+def broker(node: int, rxidle_us: int, address: str = "") -> dict[str, Any]:
+    return {"nodeid": node, "nodename": address, "state": "UP", "rxidle": rxidle_us}
 
 
 def partition(leader: int, fetch_state: str = "active", queued: int = 0) -> Any:
@@ -183,6 +183,80 @@ def test_a_silence_counts_from_the_first_report_of_the_leader_at_most() -> None:
 
     watch.note(two_brokers(100_000, 47_000_000), now_s=127.0)
     assert watch.silent == {2: 16.0}
+
+
+def coordinated_by_2(idle_2_us: int, coordinator_us: int) -> dict[str, Any]:
+    """Broker 2 leads a fetched partition and is the group's coordinator."""
+    return stats(
+        {
+            "a:9092/1": broker(1, 100_000, "a:9092"),
+            "b:9092/2": broker(2, idle_2_us, "b:9092"),
+            "GroupCoordinator": broker(-1, coordinator_us, "b:9092"),
+        },
+        {"0": partition(1), "1": partition(1)},
+        {"0": partition(2)},
+    )
+
+
+def test_a_silent_coordinator_stays_silent_past_the_lost_session() -> None:
+    """Its group session timed out, the consumer fetches nothing: no leader
+    to judge, but the broker has not answered since."""
+    watch, metrics = silence(after_s=15.0)
+    watch.note(coordinated_by_2(100_000, 100_000), now_s=80.0)
+    watch.note(coordinated_by_2(17_900_000, 17_900_000), now_s=103.0)
+    assert watch.silent == {2: 17.9}
+
+    watch.fetching = frozenset  # the partitions lost with the session
+    watch.note(coordinated_by_2(44_900_000, 44_900_000), now_s=130.0)
+    assert (watch.silent, gauge(metrics)) == ({2: 44.9}, 44.9)
+    watch.note(coordinated_by_2(-1, -1), now_s=140.0)  # reconnecting
+    assert watch.silent == {2: pytest.approx(54.9)}
+
+    watch.note(coordinated_by_2(-1, 200_000), now_s=143.0)  # the coordinator
+    assert (watch.silent, gauge(metrics)) == ({}, 0.0)
+
+
+def test_a_silent_broker_whose_handle_librdkafka_dropped_stays_silent() -> None:
+    """Seen 73 s into a freeze: only a bootstrap connection to it is left."""
+    watch, _ = silence(after_s=15.0)
+    watch.note(coordinated_by_2(100_000, 100_000), now_s=80.0)
+    watch.note(coordinated_by_2(17_900_000, 17_900_000), now_s=103.0)
+    watch.fetching = frozenset
+
+    bootstrap = {"b:9092/bootstrap": broker(-1, -1, "b:9092")}
+    watch.note(stats(bootstrap, {}, {}), now_s=160.0)
+    assert watch.silent == {2: pytest.approx(74.9)}
+
+    bootstrap["b:9092/bootstrap"] = broker(-1, 170_000, "b:9092")
+    watch.note(stats(bootstrap, {}, {}), now_s=163.0)
+    assert watch.silent == {}
+
+
+def test_a_broker_not_silent_before_the_partitions_went_is_not_judged() -> None:
+    watch, _ = silence(after_s=15.0)
+    watch.note(coordinated_by_2(100_000, 100_000), now_s=80.0)
+    watch.note(coordinated_by_2(14_000_000, 14_000_000), now_s=94.0)
+
+    watch.fetching = frozenset
+    watch.note(coordinated_by_2(60_000_000, 60_000_000), now_s=140.0)
+
+    assert watch.silent == {}
+
+
+def test_partitions_lost_without_a_leader_stay_silent_until_a_broker_answers() -> None:
+    watch, _ = silence(after_s=15.0)
+    gone = broker(1, 30_000_000, "a:9092")
+    leaderless = stats({"a:9092/1": gone}, {"0": partition(-1)}, {})
+    watch.note(leaderless, now_s=100.0)
+    watch.note(leaderless, now_s=118.0)
+
+    watch.fetching = frozenset
+    watch.note(stats({"a:9092/1": gone}, {}, {}), now_s=150.0)
+    assert watch.silent == {NO_LEADER: 50.0}
+
+    back = broker(1, 300_000, "a:9092")
+    watch.note(stats({"a:9092/1": back}, {}, {}), now_s=153.0)
+    assert watch.silent == {}
 
 
 def test_a_broker_that_led_before_starts_afresh_when_it_leads_again() -> None:
