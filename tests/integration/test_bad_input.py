@@ -326,7 +326,7 @@ def avro_makers() -> dict[str, Maker]:
         ),
         "time beyond year 9999": lambda n: (
             encoded(base(n, occurred_at=2**62)),
-            "bad_avro",
+            "timestamp_out_of_range",
         ),
         "unknown schema fingerprint": lambda n: (
             SINGLE_OBJECT_MARKER
