@@ -1,17 +1,18 @@
 """The whole configuration, one section per concept, as the YAML file holds it."""
 
 import re
-from typing import Any
+from typing import Any, Self
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from scorer.config.fields import Frozen
+from scorer.config.fields import Frozen, duration_text
 from scorer.config.kafka import Kafka
 from scorer.config.redis import Redis
 from scorer.config.runtime import Logging, MetricsServer, Pipeline
 from scorer.config.schema_registry import SchemaRegistry
 from scorer.config.scoring import Scoring
 from scorer.config.topics import Topics
+from scorer.errors import ConfigError
 
 # librdkafka's default fetch.wait.max.ms.
 FETCH_WAIT_MAX_MS = 500
@@ -49,22 +50,22 @@ class Config(Frozen):
                 )
         return value
 
-    @field_validator("redis")
-    @classmethod
-    def _expiry_after_dedupe(cls, value: Redis, info: ValidationInfo) -> Redis:
+    @model_validator(mode="after")
+    def _expiry_after_dedupe(self) -> Self:
         # A lead's remembered event ids go with its keys: expired sooner, a
-        # repeat within the horizon would be scored again.
-        scoring = info.data.get("scoring")
-        expire_after = value.expire_after
-        if expire_after is None or not isinstance(scoring, Scoring):
-            return value
-        if expire_after < scoring.dedupe_horizon:
-            raise ValueError(
-                f"expire_after ({expire_after} ms) must be at least "
-                f"scoring.dedupe_horizon ({scoring.dedupe_horizon} ms): a lead's "
-                "remembered event ids expire with it"
+        # repeat within the horizon would be scored again. Raised as a
+        # ConfigError, which pydantic lets through, so that it names the
+        # field itself, not the section (whose url a flag may have set).
+        expire_after = self.redis.expire_after
+        horizon = self.scoring.dedupe_horizon
+        if expire_after is not None and expire_after < horizon:
+            raise ConfigError(
+                "redis.expire_after",
+                f"{duration_text(expire_after)} is shorter than "
+                f"scoring.dedupe_horizon ({duration_text(horizon)}): a lead's "
+                "remembered event ids expire with it",
             )
-        return value
+        return self
 
     @field_validator("metrics")
     @classmethod

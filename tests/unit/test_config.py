@@ -572,11 +572,28 @@ def test_leads_expire_no_sooner_than_their_event_ids(
         assert parse_config(default_raw()).redis.expire_after is None
         return
     error = error_of(raw)
-    assert error.field == "redis"
-    assert error.message.startswith(
-        "expire_after (2505600000 ms) must be at least scoring.dedupe_horizon "
-        "(2592000000 ms)"
+    assert (error.field, error.message) == (
+        "redis.expire_after",
+        "29d is shorter than scoring.dedupe_horizon (30d): a lead's remembered "
+        "event ids expire with it",
     )
+
+
+def test_a_short_expiry_is_blamed_on_its_own_source_not_the_sections(
+    tmp_path: Path,
+) -> None:
+    raw = default_raw()
+    raw.setdefault("redis", {})["expire_after"] = "1d"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+
+    with pytest.raises(ConfigError) as from_file:
+        load_config(config, environ={}, overrides={"redis.url": "redis://h:1/0"})
+    with pytest.raises(ConfigError) as from_variable:
+        load_config(config, environ={"SCORER_REDIS__EXPIRE_AFTER": "2d"})
+
+    assert "(from" not in from_file.value.message
+    assert from_variable.value.message.endswith("(from SCORER_REDIS__EXPIRE_AFTER)")
 
 
 def test_a_silence_longer_than_two_fetch_waits_is_accepted() -> None:
