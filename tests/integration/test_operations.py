@@ -168,14 +168,8 @@ def test_readyz_tells_a_silent_broker_from_a_quiet_topic(
             kafka=kafka,
             metrics={"port": port, "host": "127.0.0.1", "silent_after": "3s"},
         )
-        metrics, stop = Metrics(), threading.Event()
-        probes = service.start_probes(config, metrics, stop)
-        assert probes is not None
-        readyz = f"http://127.0.0.1:{port}/readyz"
-        pipeline = service.build_pipeline(config, metrics)
-        probes.readiness.pipeline = pipeline
-        thread = threading.Thread(target=pipeline.run, args=(stop,), daemon=True)
-        thread.start()
+        scorer = ProbedScorer(config, port)
+        readyz, metrics = scorer.readyz, scorer.metrics
         try:
             wait_for(lambda: get(readyz), lambda a: a[0] == 200)
             # Twice the limit of a quiet topic, and still ready.
@@ -200,9 +194,7 @@ def test_readyz_tells_a_silent_broker_from_a_quiet_topic(
                 broker.restart()
             wait_for(lambda: get(readyz), lambda a: a[0] == 200)
         finally:
-            stop.set()
-            thread.join(WAIT_S)
-            probes.close()
+            scorer.close()
 
     assert quiet_silence is not None and quiet_silence < 1.0
     assert frozen_silence is not None and frozen_silence >= 3.0
@@ -210,7 +202,7 @@ def test_readyz_tells_a_silent_broker_from_a_quiet_topic(
     assert failed_checks(frozen)["kafka"].startswith("broker 1 silent ")
     assert list(failed_checks(stopped)) == ["kafka"]
     assert failed_checks(stopped)["kafka"].startswith("partitions without a leader")
-    assert not thread.is_alive()
+    assert not scorer.thread.is_alive()
 
 
 def test_readyz_fails_while_a_redis_that_answers_ping_refuses_the_scripts(
@@ -226,14 +218,8 @@ def test_readyz_fails_while_a_redis_that_answers_ping_refuses_the_scripts(
             topics(events, out, dlq),
             metrics={"port": port, "host": "127.0.0.1", "silent_after": "3s"},
         )
-        metrics, stop = Metrics(), threading.Event()
-        probes = service.start_probes(config, metrics, stop)
-        assert probes is not None
-        readyz = f"http://127.0.0.1:{port}/readyz"
-        pipeline = service.build_pipeline(config, metrics)
-        probes.readiness.pipeline = pipeline
-        thread = threading.Thread(target=pipeline.run, args=(stop,), daemon=True)
-        thread.start()
+        scorer = ProbedScorer(config, port)
+        readyz = scorer.readyz
         outputs = TopicReader(kafka_bootstrap, out, JsonCodec())
         client = redis_server.client()
         try:
@@ -246,9 +232,7 @@ def test_readyz_fails_while_a_redis_that_answers_ping_refuses_the_scripts(
             wait_for(lambda: get(readyz), lambda a: a[0] == 200)
             outputs.read_until(lambda got: len(got) >= 1)
         finally:
-            stop.set()
-            thread.join(WAIT_S)
-            probes.close()
+            scorer.close()
             outputs.close()
 
     assert list(failed_checks(refusing)) == ["redis"]
@@ -256,7 +240,29 @@ def test_readyz_fails_while_a_redis_that_answers_ping_refuses_the_scripts(
         "PING answered, but a batch waited "
     )
     assert {m["source_event_id"] for m in outputs.decoded()} == {"oom"}
-    assert not thread.is_alive()
+    assert not scorer.thread.is_alive()
+
+
+class ProbedScorer:
+    """The live pipeline on a thread, with its /readyz on `port`."""
+
+    def __init__(self, config: Any, port: int) -> None:
+        self.metrics, self.stop = Metrics(), threading.Event()
+        probes = service.start_probes(config, self.metrics, self.stop)
+        assert probes is not None
+        self.probes = probes
+        self.readyz = f"http://127.0.0.1:{port}/readyz"
+        pipeline = service.build_pipeline(config, self.metrics)
+        probes.readiness.pipeline = pipeline
+        self.thread = threading.Thread(
+            target=pipeline.run, args=(self.stop,), daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(WAIT_S)
+        self.probes.close()
 
 
 def silence_s(metrics: Metrics) -> float | None:
