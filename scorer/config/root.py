@@ -67,35 +67,36 @@ class Config(Frozen):
             )
         return self
 
-    @field_validator("metrics")
-    @classmethod
-    def _silence_judged_in_time(
-        cls, value: MetricsServer, info: ValidationInfo
-    ) -> MetricsServer:
+    @model_validator(mode="after")
+    def _silence_judged_in_time(self) -> Self:
         # A healthy broker holds a fetch of a quiet topic for up to
         # fetch.wait.max.ms before it answers, and the silence is judged
         # from statistics every statistics.interval.ms (scorer.silence).
-        kafka = info.data.get("kafka")
-        if not isinstance(kafka, Kafka):
-            return value
-        silent_after = value.silent_after
-        wait_ms = consumer_setting_ms(kafka, "fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
+        # A ConfigError, as above: a flag such as --metrics-port sets the
+        # section, not this field.
+        silent_after = self.metrics.silent_after
+        shown = duration_text(silent_after)
+        wait_ms = consumer_setting_ms(
+            self.kafka, "fetch.wait.max.ms", FETCH_WAIT_MAX_MS
+        )
         if wait_ms is not None and silent_after <= 2 * wait_ms:
-            raise ValueError(
-                f"silent_after ({silent_after} ms) must exceed twice the "
-                f"consumer's fetch.wait.max.ms ({wait_ms} ms): a healthy broker "
-                "answers a fetch of a quiet topic only after that wait"
+            raise ConfigError(
+                "metrics.silent_after",
+                f"{shown} must exceed twice the consumer's fetch.wait.max.ms "
+                f"({wait_ms} ms): a healthy broker answers a fetch of a quiet "
+                "topic only after that wait",
             )
         every_ms = consumer_setting_ms(
-            kafka, "statistics.interval.ms", STATISTICS_INTERVAL_MS
+            self.kafka, "statistics.interval.ms", STATISTICS_INTERVAL_MS
         )
         if every_ms is not None and every_ms > silent_after:
-            raise ValueError(
-                f"silent_after ({silent_after} ms) is judged every "
-                f"statistics.interval.ms of the consumer ({every_ms} ms): set "
-                "that below silent_after, or to 0 to judge no silence"
+            raise ConfigError(
+                "metrics.silent_after",
+                f"{shown} is judged every statistics.interval.ms of the "
+                f"consumer ({every_ms} ms): set that below silent_after, or "
+                "to 0 to judge no silence",
             )
-        return value
+        return self
 
 
 def consumer_setting_ms(kafka: Kafka, name: str, default: int) -> int | None:

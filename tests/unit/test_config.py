@@ -553,9 +553,9 @@ def test_a_silence_a_healthy_fetch_can_last_is_refused(
     raw["metrics"] = {"silent_after": "2s"}
 
     error = error_of(raw)
-    assert error.field == "metrics"
+    assert error.field == "metrics.silent_after"
     assert error.message.startswith(
-        f"silent_after (2000 ms) must exceed twice the consumer's "
+        f"2s must exceed twice the consumer's "
         f"fetch.wait.max.ms ({1000 if isinstance(wait, str) else wait} ms)"
     )
 
@@ -596,6 +596,25 @@ def test_a_short_expiry_is_blamed_on_its_own_source_not_the_sections(
     assert from_variable.value.message.endswith("(from SCORER_REDIS__EXPIRE_AFTER)")
 
 
+def test_a_short_silence_is_not_blamed_on_a_flag_that_set_its_section(
+    tmp_path: Path,
+) -> None:
+    raw = default_raw()
+    raw["metrics"] = {"silent_after": "800ms"}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+
+    with pytest.raises(ConfigError) as from_file:
+        load_config(config, environ={}, overrides={"metrics.port": "0"})
+    with pytest.raises(ConfigError) as from_variable:
+        load_config(config, environ={"SCORER_METRICS__SILENT_AFTER": "900ms"})
+
+    assert from_file.value.field == "metrics.silent_after"
+    assert "(from" not in from_file.value.message
+    assert from_variable.value.message.startswith("900ms must exceed")
+    assert from_variable.value.message.endswith("(from SCORER_METRICS__SILENT_AFTER)")
+
+
 def test_a_silence_longer_than_two_fetch_waits_is_accepted() -> None:
     raw = default_raw()
     raw.setdefault("kafka", {})["settings"] = {"fetch.wait.max.ms": 5000}
@@ -625,8 +644,7 @@ def test_a_silence_is_judged_at_least_as_often_as_it_lasts(
         return
     error = error_of(raw)
     assert (error.field, error.message) == (
-        "metrics",
-        "silent_after (15000 ms) is judged every statistics.interval.ms of the "
-        "consumer (16000 ms): set that below silent_after, or to 0 to judge no "
-        "silence",
+        "metrics.silent_after",
+        "15s is judged every statistics.interval.ms of the consumer (16000 ms): "
+        "set that below silent_after, or to 0 to judge no silence",
     )
