@@ -32,7 +32,6 @@ from scorer.config import (
     node_address,
 )
 from scorer.errors import ConfigError
-from scorer.logs import REPEAT_WINDOW_S
 
 # Defaults a user's settings may change; the settings the delivery
 # guarantees rest on are fixed (scorer.config.CONSUMER_FIXED and friends).
@@ -278,7 +277,7 @@ class Repeats(logging.Filter):
 
     def __init__(
         self,
-        window_s: float = REPEAT_WINDOW_S,
+        window_s: float = logs.REPEAT_WINDOW_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
