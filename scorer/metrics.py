@@ -14,8 +14,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from scorer import __version__
 
 # Event-to-output latency spans a few milliseconds (a quiet topic) to seconds
-# (a backlog); the buckets resolve the one-second promise to sales.
-LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# (a backlog); the buckets resolve the one-second promise to sales. Those past
+# 10 s are for the backlog after an outage: without them a quantile there
+# reads 10 s however long sales waited.
+LATENCY_BUCKETS_S = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0, 300.0, 1800.0,
+)  # fmt: skip
 BATCH_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 BATCH_RECORDS_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
 

@@ -97,3 +97,19 @@ def test_lag_of_a_revoked_partition_is_dropped() -> None:
         if s.name.endswith("lag_records")
     }
     assert lag == {"1": 4.0}
+
+
+def test_a_backlog_of_minutes_is_told_apart_from_ten_seconds() -> None:
+    """After an outage, p99 must read minutes, not the 10 s bucket's bound."""
+    m = Metrics()
+    for latency_s in (0.2, 45.0, 240.0):
+        m.latency.observe(latency_s)
+
+    buckets = {
+        s.labels["le"]: s.value
+        for f in m.registry.collect()
+        for s in f.samples
+        if s.name == "scorer_event_to_output_seconds_bucket"
+    }
+    assert (buckets["10.0"], buckets["60.0"], buckets["300.0"]) == (1.0, 2.0, 3.0)
+    assert buckets["+Inf"] == 3.0
