@@ -132,7 +132,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise first_error(exc) from exc
+        raise first_error(exc, Config) from exc
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -2,37 +2,102 @@
 (``scoring.mql.threshold``) and speak of YAML, not of Python's types.
 """
 
+import difflib
+import types
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from scorer.config.kafka import FREE_FORM_MAPS
 from scorer.errors import ConfigError
 
 
-def describe_errors(exc: ValidationError) -> list[str]:
-    """Every problem of a failed validation as 'dotted.field: message'."""
-    return [": ".join(_where_and_what(err)) for err in _errors(exc)]
+def describe_errors(
+    exc: ValidationError, model: type[BaseModel] | None = None
+) -> list[str]:
+    """Every problem of a failed validation as 'dotted.field: message'.
+
+    With the model validated, an unknown field names the known one it is
+    probably a misspelling of.
+    """
+    return [": ".join(_where_and_what(err)) for err in _errors(exc, model)]
 
 
-def first_error(exc: ValidationError) -> ConfigError:
-    where, what = _where_and_what(_errors(exc)[0])
-    return ConfigError(where, what, describe_errors(exc))
+def first_error(
+    exc: ValidationError, model: type[BaseModel] | None = None
+) -> ConfigError:
+    where, what = _where_and_what(_errors(exc, model)[0])
+    return ConfigError(where, what, describe_errors(exc, model))
 
 
-def _errors(exc: ValidationError) -> list[Any]:
-    """The errors, less a list's "too short" caused by its own bad items.
+def _errors(exc: ValidationError, model: type[BaseModel] | None) -> list[Any]:
+    """The errors, less a list's "too short" caused by its own bad items,
+    and less a missing field that an unknown one misspells.
 
     pydantic counts only the valid items of a list against its minimum, so
     one bad rule also said "Tuple should have at least 1 item ... not 0".
+    A misspelt required field ("treshold") said both "threshold: Field
+    required" and "treshold: unknown field"; the second now says it all.
     """
-    errors = exc.errors()
+    errors = [_with_suggestion(err, model) for err in exc.errors()]
+    misspelt = {
+        (*err["loc"][:-1], err["ctx"]["suggestion"])
+        for err in errors
+        if err["type"] == "extra_forbidden" and "suggestion" in err.get("ctx", {})
+    }
     return [
         err
         for err in errors
         if not (err["type"] == "too_short" and _has_items_below(err["loc"], errors))
+        and not (err["type"] == "missing" and tuple(err["loc"]) in misspelt)
     ] or errors
+
+
+def _with_suggestion(err: Any, model: type[BaseModel] | None) -> Any:
+    if err["type"] != "extra_forbidden" or model is None:
+        return err
+    *parent, name = err["loc"]
+    known = _field_names(model, parent)
+    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.75)
+    if not close:
+        return err
+    return {**err, "ctx": {**(err.get("ctx") or {}), "suggestion": close[0]}}
+
+
+def _field_names(model: type[BaseModel], loc: list[Any]) -> list[str]:
+    """The fields a mapping at loc may hold, following the model's types."""
+    kinds: list[Any] = [model]
+    for part in loc:
+        kinds = [inner for kind in kinds for inner in _below(kind, part)]
+    return sorted(
+        {name for kind in kinds if _is_model(kind) for name in kind.model_fields}
+    )
+
+
+def _below(kind: Any, part: int | str) -> list[Any]:
+    """The types a value of `kind` holds at key or index `part`."""
+    found = []
+    for one in _alternatives(kind):
+        if isinstance(part, str) and _is_model(one) and part in one.model_fields:
+            found.append(one.model_fields[part].annotation)
+        elif isinstance(part, int) and get_origin(one) in (tuple, list):
+            found.extend(arg for arg in get_args(one) if arg is not Ellipsis)
+    return found
+
+
+def _alternatives(kind: Any) -> list[Any]:
+    """A union's members and an Annotated's type, unwrapped."""
+    origin = get_origin(kind)
+    if origin is Annotated:
+        return _alternatives(get_args(kind)[0])
+    if origin is Union or origin is types.UnionType:
+        return [one for arg in get_args(kind) for one in _alternatives(arg)]
+    return [kind]
+
+
+def _is_model(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
 
 
 def _has_items_below(loc: tuple[Any, ...], errors: list[Any]) -> bool:
@@ -61,6 +126,8 @@ def _location(loc: tuple[int | str, ...]) -> str:
 def _message(err: Mapping[str, Any]) -> str:
     # pydantic speaks of Python's types; a config is written in YAML.
     kind, context = err["type"], err.get("ctx") or {}
+    if kind == "extra_forbidden" and "suggestion" in context:
+        return f"unknown field; did you mean {context['suggestion']}?"
     if kind == "extra_forbidden":
         return "unknown field"
     if kind in ("tuple_type", "list_type"):

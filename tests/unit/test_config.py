@@ -51,7 +51,50 @@ def test_an_unknown_field_is_named() -> None:
 
     error = error_of(raw)
     assert error.field == "scoring.mql.treshold"
-    assert error.message == "unknown field"
+    assert error.message == "unknown field; did you mean threshold?"
+
+
+def test_a_misspelt_required_field_is_one_problem_not_two() -> None:
+    raw = default_raw()
+    raw["scoring"]["mql"]["treshold"] = raw["scoring"]["mql"].pop("threshold")
+
+    error = error_of(raw)
+    assert error.details == [
+        "scoring.mql.treshold: unknown field; did you mean threshold?"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "wrong", "right"),
+    [
+        (("scoring", "engagement_rules", 0, "match"), "url_contain", "url_contains"),
+        (("scoring", "engagement_rules", 1), "half_lfe", "half_life"),
+        (("scoring", "fit_rules", 0), "rnage", "range"),
+        (("kafka",), "bootstrap_server", "bootstrap_servers"),
+        ((), "metric", "metrics"),
+    ],
+)
+def test_a_misspelt_field_is_matched_at_its_own_depth(
+    path: tuple[str | int, ...], wrong: str, right: str
+) -> None:
+    raw = default_raw()
+    mapping: Any = raw
+    for key in path:
+        mapping = mapping.setdefault(key, {}) if isinstance(key, str) else mapping[key]
+    mapping[wrong] = mapping.pop(right, "x")
+
+    error = error_of(raw)
+    assert (error.field, error.message) == (
+        ".".join(map(str, (*path, wrong))),
+        f"unknown field; did you mean {right}?",
+    )
+
+
+def test_a_field_like_no_known_one_is_only_unknown() -> None:
+    raw = default_raw()
+    raw["scoring"]["fit_rules"][0]["weighting"] = 2
+
+    assert error_of(raw).message == "unknown field"
 
 
 def test_a_negative_half_life_is_named() -> None:
