@@ -89,6 +89,10 @@ DELIVERY_TIMEOUT_S = 30.0
 CLIENTS_CLOSE_TIMEOUT_S = 45.0
 # How often consumer lag is read from the client's cached watermarks.
 LAG_INTERVAL_S = 5.0
+# While a batch waits for Redis the held consumer fetches nothing, so its
+# cached watermarks stand still; the brokers are asked instead, each
+# partition's ListOffsets given this long.
+LAG_QUERY_TIMEOUT_S = 1.0
 # At start, how long to wait for the broker's topic list (a check only).
 TOPIC_CHECK_S = 5.0
 
@@ -593,6 +597,7 @@ class ScorerPipeline:
                     error,
                 )
                 self.waiting.serve_for(delay, self.delivery.producer)
+                self._report_lag(ask_brokers=True)
                 self.metrics.redis_retries.inc()
                 attempts += 1
                 try:
@@ -649,7 +654,8 @@ class ScorerPipeline:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def _report_lag(self) -> None:
+    def _report_lag(self, ask_brokers: bool = False) -> None:
+        """Lag per partition, from cached watermarks or, held, the brokers'."""
         now = time.monotonic()
         if now - self._last_lag_s < LAG_INTERVAL_S or not self.assignment:
             return
@@ -661,14 +667,34 @@ class ScorerPipeline:
             return
         total = 0
         for tp in positions:
-            # Cached: the high watermark that came with the latest fetch
-            # response, so no request to the broker from the consume loop.
-            _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            high = self._asked_high_watermark(tp) if ask_brokers else None
+            if high is None:
+                # Cached: the high watermark that came with the latest fetch
+                # response, so no request to the broker from the consume
+                # loop. And a broker that does not answer would hold the
+                # retry of Redis for a second per partition.
+                ask_brokers = False
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
             if high is not None and high >= 0 and tp.offset >= 0:
                 lag = max(0, high - self._undone_from(tp))
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
                 total += lag
         self.lag_records = total
+
+    def _asked_high_watermark(self, tp: TopicPartition) -> int | None:
+        """The partition's high watermark from its leader, None if it is silent.
+
+        The cached one (above) comes with each fetch response, so it costs
+        no request; a held consumer fetches nothing, so during a wait for
+        Redis it would stand still while the backlog grows.
+        """
+        try:
+            marks = self.consumer.get_watermark_offsets(
+                tp, timeout=LAG_QUERY_TIMEOUT_S, cached=False
+            )
+        except KafkaException:
+            return None
+        return None if marks is None else int(marks[1])
 
     def _undone_from(self, position: TopicPartition) -> int:
         """The first offset of the partition not yet published.

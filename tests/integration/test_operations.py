@@ -366,6 +366,61 @@ def test_consumer_lag_comes_from_the_brokers_watermarks(
     assert pipeline.lag_records == 0
 
 
+def test_consumer_lag_grows_while_a_batch_waits_for_redis(
+    kafka_bootstrap: str, fresh_topics: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The held consumer fetches nothing; the brokers are asked for the lag."""
+    events, out, dlq = fresh_topics("events", "out", "dlq", partitions=1)
+    monkeypatch.setattr(scorer.pipeline, "LAG_INTERVAL_S", 0.0)
+    metrics = Metrics()
+    waiting = {"dependency": "redis"}
+    with RedisServer() as redis_server:
+        config = make_config(
+            kafka_bootstrap, redis_server.url, topics(events, out, dlq)
+        )
+        client = redis_server.client()
+        with running_scorer(config, metrics) as pipeline:
+            produce(
+                kafka_bootstrap,
+                events,
+                [page_view("e0", "L0", "/pricing")],
+                JsonCodec(),
+            )
+            wait_for(
+                lambda: metric_sum(metrics, "scorer_last_batch_timestamp_seconds"),
+                lambda committed_at: committed_at > 0,
+            )
+            client.config_set("maxmemory", "1")  # every write refused: OOM
+            produce(
+                kafka_bootstrap,
+                events,
+                [page_view("e1", "L1", "/pricing")],
+                JsonCodec(),
+            )
+            wait_for(
+                lambda: metrics.registry.get_sample_value(
+                    "scorer_waiting_for_dependency", waiting
+                ),
+                lambda held: held == 1.0,
+            )
+            later = [page_view(f"f{n}", f"L{n}", "/pricing") for n in range(30)]
+            produce(kafka_bootstrap, events, later, JsonCodec())
+            while_held = wait_for(
+                lambda: gauge(metrics, "scorer_consumer_lag_records"),
+                lambda lag: lag == {(events, "0"): 31.0},
+            )
+            still_waiting = metrics.registry.get_sample_value(
+                "scorer_waiting_for_dependency", waiting
+            )
+            client.config_set("maxmemory", "0")
+            wait_for(lambda: pipeline.lag_records, lambda lag: lag == 0)
+
+    # The held record and the 30 after it, read while the batch still waited.
+    assert while_held == {(events, "0"): 31.0}
+    assert still_waiting == 1.0
+    assert metric_sum(metrics, "scorer_events_consumed_total") == 32
+
+
 def test_no_lag_is_left_by_a_transactions_marker_once_all_is_published(
     kafka_bootstrap: str,
     redis_url: str,
