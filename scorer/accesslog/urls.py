@@ -13,10 +13,11 @@ _ABSOLUTE_FORM = re.compile(r"(?i)https?://[^/?#]*([/?].*)?")
 _PERCENT_ENCODED = re.compile(r"%([0-9A-Fa-f]{2})")
 # An e-mail address in a path segment or parameter, its @ written or
 # encoded (once, or again by a link wrapper: %2540), and a domain whose last
-# label is letters (lodash@4.17.21 is a version pin); with the rest of its
-# segment, such as a file extension.
+# label is letters (lodash@4.17.21 is a version pin) and ends there (not
+# .com2); with the rest of its segment, whatever follows the address in it:
+# a file extension, ":token", ",list7", an encoded space.
 _EMAIL_SEGMENT = re.compile(
-    r"(?<=[/;=])[^/;=@]+(?:@|%(?:25)*40)[^/;]+\.[A-Za-z]{2,}(?=[/;.]|$)[^/;]*"
+    r"(?<=[/;=])[^/;=@]+(?:@|%(?:25)*40)[^/;]+\.[A-Za-z]{2,}(?![A-Za-z0-9])[^/;]*"
 )
 EMAIL_PLACEHOLDER = "(e-mail)"
 # RFC 3986, section 2.3: characters a URL means the same by, encoded or not.
@@ -96,7 +97,9 @@ def clean_referrer(referrer: str | None, keep_query: bool) -> str | None:
 
     host = f"[{hostname}]" if ":" in hostname else hostname
     host = host if port is None else f"{host}:{port}"
-    path = without_email_addresses(parts.path)
+    # In one spelling first: %2E hid the dot of an address's domain.
+    path = _PERCENT_ENCODED.sub(_normal_percent_encoding, parts.path)
+    path = without_email_addresses(path)
     if not keep_query:
         return f"{parts.scheme}://{host}{path.partition(';')[0]}"
     cleaned = f"{parts.scheme}://{host}{path}"

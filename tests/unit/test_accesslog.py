@@ -969,6 +969,12 @@ def test_path_parameters_leave_downloads_and_referrers() -> None:
         ("/u/jane%2540example.com", "/u/(e-mail)"),  # encoded twice
         ("/u/jane%252540example.com/x", "/u/(e-mail)/x"),
         ("/blog/at-sign@home", "/blog/at-sign@home"),  # no domain: no address
+        # Whatever follows the address in its segment goes with it.
+        ("/unsubscribe/jane.doe@example.com%20", "/unsubscribe/(e-mail)"),
+        ("/verify/jane.doe@example.com:tok123", "/verify/(e-mail)"),
+        ("/u/jane.doe@example.com,list7/x", "/u/(e-mail)/x"),
+        ("/u/jane.doe@example.com-confirm", "/u/(e-mail)"),
+        ("/u/jane.doe@example.com%2Fx", "/u/(e-mail)"),
     ],
 )
 def test_an_email_address_in_the_path_is_left_out(target: str, url: str) -> None:
@@ -987,6 +993,15 @@ def test_an_email_address_is_left_out_after_the_request_is_classified() -> None:
         "/files/(e-mail)",
     )
     assert kept["url"] == "/unsubscribe;email=(e-mail)"
+
+
+@pytest.mark.parametrize(
+    "path", ["/u/jane.doe%40example%2Ecom", "/u/jane.doe@example.com:x"]
+)
+def test_an_email_address_leaves_a_referrer_however_it_is_spelt(path: str) -> None:
+    view = only([line(referrer=f"http://t.example.net{path}")])
+
+    assert view["referrer"] == "http://t.example.net/u/(e-mail)"
 
 
 def test_an_email_address_leaves_downloads_and_referrers_too() -> None:
