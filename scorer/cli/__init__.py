@@ -15,9 +15,13 @@ A handler imports the modules that need Kafka, Redis or the pipeline when
 it runs, so that `scorer --help` stays quick.
 """
 
+import contextlib
+import errno
+import io
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from scorer import logs
 from scorer.cli.argument_parser import arguments
@@ -27,10 +31,19 @@ from scorer.errors import ConfigError, ScorerError
 __all__ = ["main"]
 
 
+# Errors of a write that no file name comes with: in this command line, a
+# write to standard output (a full disk under `> out.jsonl`, /dev/full).
+_WRITE_ERRORS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = arguments(argv)
     # Until a config is read (see `options.load`), the flags or the defaults rule.
     logs.configure(args.log_level or "INFO", args.log_json)
+    if sys.stdout is None:
+        # Started with standard output closed (`>&-`): Python leaves None,
+        # and the first write would fail with an AttributeError.
+        sys.stdout = _ClosedOutput()
     try:
         code: int = args.handler(args)
     except ConfigError as exc:
@@ -45,16 +58,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except BrokenPipeError:
         # The reader went away (`scorer replay ... | head`): not an error of
-        # ours. Later writes, at exit too, go nowhere instead of failing.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # ours.
+        _drop_unwritten_output()
         return EXIT_FAILED
     except OSError as exc:
-        # A file named on the command line; other OS errors are not the
-        # user's mistake and keep their traceback.
-        if exc.filename is None:
-            raise
-        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return EXIT_FAILED
+        return _reported(exc)
     except KeyboardInterrupt:
         return EXIT_FAILED
     return code
+
+
+def _reported(exc: OSError) -> int:
+    """A file named on the command line, or the output, said in one line.
+
+    Other OS errors are not the user's mistake and keep their traceback.
+    """
+    if exc.filename is None and exc.errno in _WRITE_ERRORS:
+        print(f"error: cannot write the output: {exc.strerror}", file=sys.stderr)
+        _drop_unwritten_output()
+        return EXIT_FAILED
+    if exc.filename is None:
+        raise exc
+    print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _drop_unwritten_output() -> None:
+    """Later writes, at exit too, go nowhere instead of failing again."""
+    # _ClosedOutput has no descriptor of its own, and nothing to flush.
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _closed() -> OSError:
+    return OSError(errno.EBADF, "closed before the command started", "standard output")
+
+
+class _ClosedBytes(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        raise _closed()
+
+
+class _ClosedOutput(io.TextIOBase):
+    """Standard output that was closed before the command started."""
+
+    buffer = _ClosedBytes()
+
+    def write(self, text: str) -> int:
+        raise _closed()

@@ -293,3 +293,48 @@ def test_a_setting_librdkafka_does_not_know_is_a_config_error(
         'property: "socket_timeout_ms"'
     )
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["import-access-log", "replay"])
+def test_a_full_disk_under_the_output_is_one_line_not_a_traceback(
+    command: str, tmp_path: Path
+) -> None:
+    log = Path(__file__).parents[2] / "examples" / "access_log" / "apache_logs"
+    events = tmp_path / "events.jsonl"
+    with events.open("wb") as out:
+        subprocess.run(
+            [sys.executable, "-m", "scorer.cli", "import-access-log", str(log)],
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            check=True,
+        )
+    source = log if command == "import-access-log" else events
+
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "scorer.cli", command, str(source)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "error: cannot write the output: No space left on device"
+    )
+
+
+def test_a_closed_standard_output_is_named() -> None:
+    log = Path(__file__).parents[2] / "examples" / "access_log" / "apache_logs"
+    command = f"'{sys.executable}' -m scorer.cli import-access-log '{log}' >&-"
+
+    result = subprocess.run(
+        ["bash", "-c", command], stderr=subprocess.PIPE, text=True, check=False
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "error: standard output: closed before the command started"
+    )
