@@ -27,7 +27,8 @@ STATIC_ASSET = "static_asset"
 OTHER_FILE = "other_file"
 
 # Drop reasons that say a line gave nothing to look at: not in the combined
-# format, too long to read, or naming no client (a proxy's forwarded list).
+# format, too long to read, naming no client (a proxy's forwarded list), or
+# with a time in another format (nginx's $time_iso8601, milliseconds).
 # When they are all an input gave, it is in some other format or written
 # by a server set up in a way the importer cannot use.
 FORMAT_REASONS = frozenset(
@@ -38,6 +39,7 @@ FORMAT_REASONS = frozenset(
         COMMON_FORMAT,
         BAD_REQUEST,
         NO_CLIENT,
+        BAD_TIME,
     }
 )
 

@@ -64,6 +64,11 @@ def check_format(name: str, stats: ImportStats) -> None:
         return
     counts = " ".join(f"{why}={n}" for why, n in sorted(stats.dropped.items()))
     what = "no line is in the combined format"
+    if drop_reasons.BAD_TIME in stats.dropped:
+        what = (
+            "no line has a time as the combined format writes it "
+            "([10/Oct/2000:13:55:36 -0700])"
+        )
     if drop_reasons.NO_CLIENT in stats.dropped:
         what = (
             "no line is a combined-format request that names its client "

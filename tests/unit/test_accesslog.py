@@ -886,6 +886,19 @@ def test_an_input_with_nothing_usable_fails(text: str, counts: str) -> None:
     assert result.stderr.splitlines()[-1].endswith(f"({counts})")
 
 
+def test_a_log_whose_times_are_written_otherwise_fails() -> None:
+    """nginx's $time_iso8601 in place of $time_local: no line has a time."""
+    text = line(when="2015-05-17T10:05:03+00:00") + line(when="17/May/2015:10:05:03")
+
+    result = scorer("import-access-log", "--salt", "s", "-", stdin=text)
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "error: <stdin>: no line has a time as the combined format writes it "
+        "([10/Oct/2000:13:55:36 -0700]) (lines_read=2 bad_time=2)"
+    )
+
+
 def test_an_input_with_no_combined_line_fails_naming_the_counts() -> None:
     text = "".join([common(), common(host="198.51.100.1"), "\n", "x\n"])
 
@@ -906,6 +919,7 @@ def test_an_input_with_no_combined_line_fails_naming_the_counts() -> None:
         [common(), line()],
         [common(), line(agent="Googlebot/2.1")],
         [line(status=404)],
+        [line(when="2015-05-17T10:05:03Z"), line()],
     ],
 )
 def test_an_input_with_a_combined_line_succeeds(lines: list[str]) -> None:
