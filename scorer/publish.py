@@ -172,8 +172,20 @@ def _source_id(update: ScoredUpdate) -> str:
 def _event_id(base: dict[str, Any], kind: str) -> str:
     # The rules version is part of the name: the same events scored again
     # under other rules (a new key prefix or group) are new outputs, which
-    # a reader that dedupes by event_id must not drop as copies.
-    name = (base["lead_id"], base["source_event_id"], kind, base["rules_version"])
+    # a reader that dedupes by event_id must not drop as copies. So is the
+    # change itself (time, score before and after): an event scored again
+    # once its id was forgotten (past scoring.dedupe_horizon, or after an
+    # erasure) changes the score anew, and its output must not pass for a
+    # copy of the first one. A redelivery gets its first outcome back from
+    # Redis, hence the same name.
+    change = (base["occurred_at"].timestamp(), base["score"], base["previous_score"])
+    name = (
+        base["lead_id"],
+        base["source_event_id"],
+        kind,
+        base["rules_version"],
+        *map(repr, change),
+    )
     return output_id("\n".join(name))
 
 

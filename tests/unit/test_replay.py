@@ -104,6 +104,26 @@ def test_a_redelivered_crossing_is_counted_once(tmp_path: Path) -> None:
     assert summary["re-published copies"] == "2"
 
 
+def test_an_event_scored_again_past_the_dedupe_horizon_is_a_new_output(
+    tmp_path: Path,
+) -> None:
+    """Forgotten ids are scored anew: not a copy for a reader deduping by id."""
+    events = tmp_path / "events.jsonl"
+    first = page("h1", "H", T0, "/pricing")
+    later = page("h2", "H", T0 + 31 * DAY_MS, "/demo")
+    events.write_text("\n".join([first, later, first]) + "\n")
+
+    result = run("replay", str(events))
+
+    assert result.returncode == 0, result.stderr
+    outputs = [json.loads(line) for line in result.stdout.splitlines()]
+    again = [o for o in outputs if o["source_event_id"] == "h1"]
+    assert len(again) == 2
+    assert again[0]["score"] != again[1]["score"]
+    assert again[0]["event_id"] != again[1]["event_id"]
+    assert len({o["event_id"] for o in outputs}) == len(outputs)
+
+
 def test_every_number_in_the_state_is_a_float(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text(
