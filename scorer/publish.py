@@ -138,7 +138,7 @@ def _score_changed(
     # value: "reason" stays where the base puts it.
     return {
         "type": SCORE_CHANGED,
-        "event_id": _event_id(base, SCORE_CHANGED),
+        "event_id": _event_id(base, SCORE_CHANGED, outcome),
         **base,
         "reason": {
             "rule": reason.rule,
@@ -156,7 +156,7 @@ def _mql_crossed(base: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
     direction = "up" if outcome.is_mql else "down"
     return {
         "type": MQL_CROSSED,
-        "event_id": _event_id(base, f"{MQL_CROSSED}:{direction}"),
+        "event_id": _event_id(base, f"{MQL_CROSSED}:{direction}", outcome),
         **base,
         "direction": direction,
     }
@@ -169,7 +169,7 @@ def _source_id(update: ScoredUpdate) -> str:
     return f"{update.lead_id}/{update.op_id}"
 
 
-def _event_id(base: dict[str, Any], kind: str) -> str:
+def _event_id(base: dict[str, Any], kind: str, outcome: Outcome) -> str:
     # The rules version is part of the name: the same events scored again
     # under other rules (a new key prefix or group) are new outputs, which
     # a reader that dedupes by event_id must not drop as copies. So is the
@@ -178,15 +178,12 @@ def _event_id(base: dict[str, Any], kind: str) -> str:
     # erasure) changes the score anew, and its output must not pass for a
     # copy of the first one. A redelivery gets its first outcome back from
     # Redis, hence the same name.
-    change = (base["occurred_at"].timestamp(), base["score"], base["previous_score"])
     name = (
-        base["lead_id"],
-        base["source_event_id"],
-        kind,
-        base["rules_version"],
-        *map(repr, change),
+        f"{base['lead_id']}\n{base['source_event_id']}\n{kind}\n"
+        f"{base['rules_version']}\n{outcome.as_of_ms}\n"
+        f"{base['score']!r}\n{base['previous_score']!r}"
     )
-    return output_id("\n".join(name))
+    return output_id(name)
 
 
 def output_id(name: str) -> str:
