@@ -184,9 +184,10 @@ class Replay:
         if self.as_of_ms is not None and moment > self.as_of_ms:
             self.stats.after_as_of += 1
             return None
-        if isinstance(record, Activity):
-            latest = self.stats.latest_ms
-            self.stats.latest_ms = moment if latest is None else max(latest, moment)
+        # Firmographic records too: a default --as-of before one that is
+        # applied would show its fit at a time it did not yet hold.
+        latest = self.stats.latest_ms
+        self.stats.latest_ms = moment if latest is None else max(latest, moment)
         return record
 
     def _reject(self, line: Line, exc: InvalidRecord) -> None:

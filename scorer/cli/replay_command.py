@@ -28,7 +28,9 @@ def add_replay(commands: options.Subcommands) -> None:
     )
     options.config_option(replay)
     replay.add_argument(
-        "--as-of", help="RFC 3339 time, or now, to evaluate the state at"
+        "--as-of",
+        help="RFC 3339 time, or now, to evaluate the state at "
+        "(default: the newest time of the input)",
     )
     replay.add_argument(
         "--state-out",

@@ -168,6 +168,35 @@ def test_as_of_decays_the_state_and_skips_later_events(tmp_path: Path) -> None:
     assert summary_rows(result.stderr)["after --as-of"] == "1"
 
 
+def test_the_default_as_of_is_the_newest_record_firmographics_included(
+    tmp_path: Path,
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "\n".join(
+            [
+                page("a1", "A", T0, "/pricing"),
+                firmographics("A", T0 + 18 * DAY_MS, "Director of IT"),
+                firmographics("Z", T0 + 23 * DAY_MS, "Director of IT"),
+            ]
+        )
+        + "\n"
+    )
+    by_default, explicit = tmp_path / "default.jsonl", tmp_path / "explicit.jsonl"
+
+    first = run("replay", "--state-out", str(by_default), str(events))
+    newest = format_time(T0 + 23 * DAY_MS)
+    second = run("replay", "--as-of", newest, "--state-out", str(explicit), str(events))
+
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    states = [json.loads(line) for line in by_default.read_text().splitlines()]
+    assert {(s["lead_id"], s["as_of"], s["fit"]) for s in states} == {
+        ("A", newest, 35.0),
+        ("Z", newest, 35.0),
+    }
+    assert by_default.read_text() == explicit.read_text()
+
+
 def test_a_state_as_of_the_epoch_says_so() -> None:
     # 0 ms is a time like any other (`scorer state --as-of 1970-01-01T00:00:00Z`
     # on a lead with a fit only): it was once written as null.
