@@ -124,6 +124,22 @@ def test_an_event_scored_again_past_the_dedupe_horizon_is_a_new_output(
     assert len({o["event_id"] for o in outputs}) == len(outputs)
 
 
+def test_the_summary_counts_late_and_too_late_events(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    newest = page("n", "A", T0 + 5 * DAY_MS, "/pricing")
+    late = page("l", "A", T0 + 5 * DAY_MS - 3_600_000, "/demo")  # 1 h behind
+    too_late = page("t", "A", T0, "/pricing")  # 5 days behind
+    events.write_text("\n".join([newest, late, too_late, too_late]) + "\n")
+
+    result = run("replay", str(events))
+
+    assert result.returncode == 0, result.stderr
+    summary = summary_rows(result.stderr)
+    assert summary["late, within allowed_lateness"] == "1"
+    assert summary["too late, caps not applied"] == "1"  # the copy is no event
+    assert summary["duplicates"] == "1"
+
+
 def test_every_number_in_the_state_is_a_float(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text(
