@@ -89,6 +89,41 @@ class Match(Frozen):
                     raise ValueError(f"{name} applies only to {kind} events")
         return self
 
+    def covers(self, other: "Match") -> bool:
+        """Whether every event `other` matches is matched here too.
+
+        Judged on the conditions alone, without running patterns: a pattern
+        covers only the same pattern, so a False may still be a cover.
+        """
+        if self.type != other.type:
+            return False
+        if self.url_pattern is not None and self.url_pattern != other.url_pattern:
+            return False
+        return (
+            _substrings_cover(self.url_contains, other.url_contains)
+            and _choices_cover(self.category, other.category)
+            and _choices_cover(self.asset_type, other.asset_type)
+            and self.status in (None, other.status)
+            and (self.min_minutes_watched or 0) <= (other.min_minutes_watched or 0)
+        )
+
+
+def _substrings_cover(mine: tuple[str, ...], theirs: tuple[str, ...]) -> bool:
+    # A URL holding one of theirs holds one of mine if each of theirs holds
+    # one of mine; matching ignores case.
+    if not mine:
+        return True
+    lowered = [part.lower() for part in mine]
+    return bool(theirs) and all(
+        any(part in their.lower() for part in lowered) for their in theirs
+    )
+
+
+def _choices_cover(mine: tuple[str, ...], theirs: tuple[str, ...]) -> bool:
+    if not mine:
+        return True
+    return bool(theirs) and {c.lower() for c in theirs} <= {c.lower() for c in mine}
+
 
 class EngagementRule(Frozen):
     """Points for an activity; the first matching rule in the list fires."""

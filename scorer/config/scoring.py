@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from scorer.config.fields import UNIT_MS, DurationMs, Frozen, Number, duration_text
 from scorer.config.rules import EngagementRule, FitRule
+from scorer.errors import ConfigError
 
 # A weight rescales fit against engagement; a thousandfold is plenty. With
 # MAX_POINTS, an event adds at most 1e9 to the total, so reaching a double's
@@ -73,7 +74,25 @@ class Scoring(Frozen):
             raise ValueError("dedupe_horizon must be at least allowed_lateness")
         self._check_open_windows()
         self._check_reachable()
+        self._check_shadowed()
         return self
+
+    def _check_shadowed(self) -> None:
+        # The first matching rule fires: a rule after one that matches all
+        # it matches never fires, and its points silently go to the other
+        # (a 10-minute webinar rule above the 30-minute one, a copy, a rule
+        # with no condition but the event type).
+        rules = self.engagement_rules
+        for later, rule in enumerate(rules):
+            for earlier in range(later):
+                if rules[earlier].match.covers(rule.match):
+                    raise ConfigError(
+                        f"scoring.engagement_rules.{later}",
+                        f"{rule.name} never fires: {rules[earlier].name} "
+                        f"(engagement_rules.{earlier}) comes first and matches "
+                        "every event it matches; the first matching rule fires, "
+                        "so put the narrower rule first",
+                    )
 
     def open_windows(self, rule: EngagementRule) -> int:
         """The most cap windows of `rule` a lead can hold open at once.

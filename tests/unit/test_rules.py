@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from scorer.config import Scoring
+from scorer.errors import ConfigError
 from scorer.events import Activity, Firmographics
 from scorer.fit import FitModel
 from scorer.rules import RuleBook
@@ -214,3 +215,80 @@ def test_a_backtracking_pattern_runs_in_re2_on_a_long_url() -> None:
     matched = book.match(page("/" + "a" * 4000 + "!"))
 
     assert matched is not None and matched.name == "other"
+
+
+def rule(name: str, **match: Any) -> dict[str, Any]:
+    return {"name": name, "match": match, "points": 5}
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # The helper's cases: a condition-free rule, an order of minutes, a copy.
+        ({"type": "page_view"}, {"type": "page_view", "url_contains": ["/careers"]}),
+        (
+            {"type": "webinar", "status": "attended", "min_minutes_watched": 10},
+            {"type": "webinar", "status": "attended", "min_minutes_watched": 30},
+        ),
+        (
+            {"type": "page_view", "url_contains": ["/pricing"]},
+            {"type": "page_view", "url_contains": ["/pricing"]},
+        ),
+        # Substrings, case ignored: every URL with /Blog/x holds /blog/.
+        (
+            {"type": "page_view", "url_contains": ["/blog/", "/news/"]},
+            {"type": "page_view", "url_contains": ["/Blog/x"]},
+        ),
+        (
+            {"type": "content_download", "asset_type": ["case_study", "ebook"]},
+            {"type": "content_download", "asset_type": ["Case_Study"]},
+        ),
+        ({"type": "webinar"}, {"type": "webinar", "status": "registered"}),
+    ],
+)
+def test_a_rule_an_earlier_one_covers_is_refused(
+    first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        scoring([rule("wide", **first), rule("narrow", **second)], [])
+
+    assert caught.value.field == "scoring.engagement_rules.1"
+    assert caught.value.message.startswith(
+        "narrow never fires: wide (engagement_rules.0) comes first and matches "
+        "every event it matches"
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # Narrower first: the order the README asks for.
+        ({"type": "page_view", "url_contains": ["/careers"]}, {"type": "page_view"}),
+        (
+            {"type": "webinar", "status": "attended", "min_minutes_watched": 30},
+            {"type": "webinar", "status": "attended", "min_minutes_watched": 10},
+        ),
+        # Each matches events the other does not.
+        (
+            {"type": "page_view", "url_contains": ["/blog/pricing"]},
+            {"type": "page_view", "url_contains": ["/blog/", "/pricing"]},
+        ),
+        ({"type": "webinar", "status": "registered"}, {"type": "webinar"}),
+        ({"type": "page_view"}, {"type": "content_download"}),
+        # A pattern is not run: only the same pattern covers.
+        (
+            {"type": "page_view", "url_pattern": "/pricing"},
+            {"type": "page_view", "url_pattern": "/pricing/?$"},
+        ),
+        (
+            {"type": "page_view", "category": ["docs"]},
+            {"type": "page_view", "url_contains": ["/docs"]},
+        ),
+    ],
+)
+def test_rules_that_can_each_fire_are_accepted(
+    first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    rules = scoring([rule("one", **first), rule("two", **second)], [])
+
+    assert [r.name for r in rules.engagement_rules] == ["one", "two"]
