@@ -174,7 +174,9 @@ class FitRule(Frozen):
     field: Literal["employees", "industry", "title", "country", "company"]
     range: Range | None = Field(default=None, description="employees: min..max")
     any_of: tuple[str, ...] = Field(
-        default=(), description="text equals one of these (case and spaces ignored)"
+        default=(),
+        description="text equals one of these (case ignored, ends trimmed, "
+        "inner runs of spaces read as one)",
     )
     pattern: str | None = Field(
         default=None,
