@@ -29,7 +29,10 @@ _COMMON = (
 _COMMON_LINE = re.compile(_COMMON)
 # Fields after the user agent (some servers append more) are ignored.
 _LINE = re.compile(_COMMON + " " + _QUOTED + " " + _QUOTED + r"(?:\s.*)?")
-_REQUEST = re.compile(r"([A-Z]+) (\S+) HTTP/\d(?:\.\d)?")
+# No control character in the target: servers log them escaped (\x1b), so
+# a raw one is a forged or damaged line, whose bytes would travel on in
+# the event to whatever prints its URL.
+_REQUEST = re.compile(r"([A-Z]+) ([^\s\x00-\x1f\x7f]+) HTTP/\d(?:\.\d)?")
 _OTHER_FORM_METHODS = frozenset({"OPTIONS", "CONNECT"})
 _TIME = re.compile(
     r"(\d{2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{4})"

@@ -322,6 +322,10 @@ def test_download_extensions_and_types_are_configurable() -> None:
         (line(request="CONNECT example.com:443 HTTP/1.1"), "method"),
         (line(request="GET example.com:443 HTTP/1.1"), "bad_request"),
         (line(request="GET ftp://example.com/a HTTP/1.1"), "bad_request"),
+        # Servers escape control characters; raw ones are a forged line.
+        (line(request="GET /a\x1b[2Jb HTTP/1.1"), "bad_request"),
+        (line(request="GET /a\x00b HTTP/1.1"), "bad_request"),
+        (line(request="GET /a\x7fb HTTP/1.1"), "bad_request"),
         (line(when="32/May/2015:10:05:03 +0000"), "bad_time"),
         (line(when="17/Mai/2015:10:05:03 +0000"), "bad_time"),
         (line(when="2015-05-17T10:05:03Z"), "bad_time"),
