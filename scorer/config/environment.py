@@ -87,10 +87,10 @@ def apply_environment(
                 raise ConfigError(name, "names no librdkafka setting")
             section = "secrets" if is_secret_setting(setting) else "settings"
             path = ["kafka", section, setting]
-            set_path(raw, path, value)
+            set_path(raw, path, value, name)
         elif name.startswith(ENV_PREFIX) and "__" in name:
             path = name.removeprefix(ENV_PREFIX).lower().split("__")
-            set_path(raw, path, environment_value(path, value))
+            set_path(raw, path, environment_value(path, value), name)
         else:
             continue
         sources[".".join(path)] = name
@@ -109,12 +109,30 @@ def environment_value(path: list[str], text: str) -> Any:
         return text  # validation then names the field if a string is wrong
 
 
-def set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
+def set_path(raw: dict[str, Any], path: list[str], value: Any, source: str) -> None:
+    """Set `value` at `path`, making the mappings on the way.
+
+    A list on the way is refused, its items named by position or by a
+    rule's name alike: replaced by a mapping, it was refused as "must be a
+    list", which does not say what to do.
+    """
     node = raw
-    for part in path[:-1]:
+    for depth, part in enumerate(path[:-1]):
         child = node.get(part)
+        if isinstance(child, list):
+            raise list_item_error(path, depth + 1, source)
         if not isinstance(child, dict):
             child = {}
             node[part] = child
         node = child
     node[path[-1]] = value
+
+
+def list_item_error(path: list[str], list_depth: int, source: str) -> ConfigError:
+    """The error for a path that goes on into the list at path[:list_depth]."""
+    whole = ".".join(path[:list_depth])
+    message = (
+        f"a list item has no path of its own; set the whole list {whole} "
+        f"as YAML (from {source})"
+    )
+    return ConfigError(".".join(path), message)

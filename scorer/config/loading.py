@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from scorer.config.environment import (
     apply_environment,
     environment_value,
+    list_item_error,
     set_path,
     unread_variables,
     with_double_underscore,
@@ -64,7 +65,7 @@ def load_config(
     sources = apply_environment(raw, environ)
     for dotted, value in (overrides or {}).items():
         keys = split_dotted(dotted)
-        set_path(raw, keys, environment_value(keys, value))
+        set_path(raw, keys, environment_value(keys, value), "the command line")
         sources[".".join(keys)] = "the command line"
     _refuse_list_items(sources)
     try:
@@ -76,22 +77,17 @@ def load_config(
 def _refuse_list_items(sources: Mapping[str, str]) -> None:
     """A path through a list (`topics.events.0.format`) sets nothing.
 
-    It would become a mapping keyed "0" in place of the list, refused as
-    "Input should be a valid tuple", which does not say what to do instead.
+    Where the file holds the list, `set_path` refused it; where it does not,
+    the path made a mapping keyed "0", refused as "Input should be a valid
+    tuple", which does not say what to do instead.
     """
     for dotted, source in sources.items():
         if dotted.startswith("kafka."):
             continue  # librdkafka names are dotted, and never a bare number
         keys = dotted.split(".")
         at = next((i for i, key in enumerate(keys) if key.isdigit()), None)
-        if at is None:
-            continue
-        whole = ".".join(keys[:at])
-        message = (
-            f"a list item has no path of its own; set the whole list {whole} "
-            f"as YAML (from {source})"
-        )
-        raise ConfigError(dotted, message)
+        if at is not None:
+            raise list_item_error(keys, at, source)
 
 
 def _with_sources(exc: ConfigError, sources: Mapping[str, str]) -> ConfigError:

@@ -522,6 +522,34 @@ def test_a_path_into_a_list_says_to_set_the_whole_list(
     )
 
 
+@pytest.mark.parametrize(
+    ("environ", "overrides", "source"),
+    [
+        (
+            {},
+            {"scoring.engagement_rules.pricing_page.points": "20"},
+            "the command line",
+        ),
+        (
+            {"SCORER_SCORING__ENGAGEMENT_RULES__PRICING_PAGE__POINTS": "20"},
+            {},
+            "SCORER_SCORING__ENGAGEMENT_RULES__PRICING_PAGE__POINTS",
+        ),
+    ],
+)
+def test_a_list_item_named_by_its_name_says_to_set_the_whole_list(
+    environ: dict[str, str], overrides: dict[str, str], source: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ=environ, overrides=overrides)
+
+    assert caught.value.field == "scoring.engagement_rules.pricing_page.points"
+    assert caught.value.message == (
+        "a list item has no path of its own; set the whole list "
+        f"scoring.engagement_rules as YAML (from {source})"
+    )
+
+
 def test_a_lists_only_bad_item_is_the_one_error_not_the_list_too_short() -> None:
     rules = "[{name: a, match: {type: webinar, url_contains: [x]}, points: 1}]"
 
