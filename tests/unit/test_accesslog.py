@@ -361,6 +361,16 @@ def test_http_libraries_and_headless_browsers_are_bots(agent: str) -> None:
     assert dropped_as(line(agent=agent)) == "bot"
 
 
+def test_a_phone_whose_model_holds_a_bot_marker_is_a_person() -> None:
+    phone = (
+        "Mozilla/5.0 (Linux; Android 9; CUBOT P30) AppleWebKit/537.36 "
+        "(KHTML, like Gecko) Chrome/90.0.4430.91 Mobile Safari/537.36"
+    )
+
+    assert only([line(agent=phone)])["type"] == "page_view"
+    assert dropped_as(line(agent=f"{phone} Googlebot/2.1")) == "bot"
+
+
 def test_head_is_kept_when_configured() -> None:
     options = ImportOptions(methods=frozenset({"GET", "HEAD"}))
 
