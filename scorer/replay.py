@@ -58,6 +58,10 @@ class Progress(Protocol):
     def advance(self, records: int, bytes_read: int) -> None: ...
 
 
+# How the summary names score changes that came from firmographics.
+FIT_CHANGES = "(fit)"
+
+
 @dataclass(slots=True)
 class ReplayStats:
     lines: int = 0
@@ -72,6 +76,9 @@ class ReplayStats:
     # past it (caps of closed windows restart), as scorer_late_events_total.
     late: int = 0
     too_late: int = 0
+    # Score changes by the rule that made them ("(fit)" for firmographics):
+    # which rules drive the scores, for a rules author comparing rule sets.
+    by_rule: Counter[str] = field(default_factory=Counter)
     latest_ms: int | None = None
 
     def count_output(self, event: dict[str, Any], status: str) -> None:
@@ -85,6 +92,7 @@ class ReplayStats:
             return
 
         if event["type"] != MQL_CROSSED:
+            self.by_rule[event["reason"]["rule"] or FIT_CHANGES] += 1
             return
         if event["direction"] == "up":
             self.mql_up += 1
@@ -109,6 +117,10 @@ class ReplayStats:
         rows.append(("outputs", f"{self.outputs:,}"))
         if self.copies:
             rows.append(("  re-published copies", f"{self.copies:,}"))
+        rows += [
+            (f"  score changes by {rule}", f"{n:,}")
+            for rule, n in sorted(self.by_rule.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
         rate = self.lines / elapsed_s if elapsed_s > 0 else 0.0
         rows += [
             ("MQL crossings up", f"{self.mql_up:,}"),

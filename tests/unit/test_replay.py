@@ -83,6 +83,11 @@ def test_replay_writes_outputs_and_the_final_state(tmp_path: Path) -> None:
     assert summary["records read"] == "4"
     assert summary["MQL crossings up"] == "1"
     assert summary["leads in state"] == "2"
+    by_rule = {k: v for k, v in summary.items() if k.startswith("score changes by")}
+    assert by_rule == {
+        f"score changes by {rule}": "1"
+        for rule in ("(fit)", "pricing_page", "blog_read", "demo_request")
+    }
 
 
 def test_a_redelivered_crossing_is_counted_once(tmp_path: Path) -> None:
