@@ -498,55 +498,30 @@ def test_an_unknown_section_from_a_variable_names_the_variable() -> None:
     assert str(caught.value) == "mql: unknown field (from SCORER_MQL__THRESHOLD)"
 
 
-@pytest.mark.parametrize(
-    ("environ", "overrides", "source"),
-    [
-        ({}, {"topics.events.0.format": "json"}, "the command line"),
-        (
-            {"SCORER_TOPICS__EVENTS__0__FORMAT": "json"},
-            {},
-            "SCORER_TOPICS__EVENTS__0__FORMAT",
-        ),
-    ],
-)
+# By position or, for a rule, by name: both go through the list.
+INTO_A_LIST = [
+    ("topics.events.0.format", "topics.events"),
+    ("scoring.engagement_rules.pricing_page.points", "scoring.engagement_rules"),
+]
+
+
+@pytest.mark.parametrize(("path", "whole"), INTO_A_LIST)
+@pytest.mark.parametrize("by_variable", [False, True])
 def test_a_path_into_a_list_says_to_set_the_whole_list(
-    environ: dict[str, str], overrides: dict[str, str], source: str
+    path: str, whole: str, by_variable: bool
 ) -> None:
+    variable = "SCORER_" + path.upper().replace(".", "__")
+    environ = {variable: "20"} if by_variable else {}
+    overrides = {} if by_variable else {path: "20"}
+
     with pytest.raises(ConfigError) as caught:
         load_config(environ=environ, overrides=overrides)
 
-    assert caught.value.field == "topics.events.0.format"
+    source = variable if by_variable else "the command line"
+    assert caught.value.field == path
     assert caught.value.message == (
-        "a list item has no path of its own; set the whole list topics.events "
+        f"a list item has no path of its own; set the whole list {whole} "
         f"as YAML (from {source})"
-    )
-
-
-@pytest.mark.parametrize(
-    ("environ", "overrides", "source"),
-    [
-        (
-            {},
-            {"scoring.engagement_rules.pricing_page.points": "20"},
-            "the command line",
-        ),
-        (
-            {"SCORER_SCORING__ENGAGEMENT_RULES__PRICING_PAGE__POINTS": "20"},
-            {},
-            "SCORER_SCORING__ENGAGEMENT_RULES__PRICING_PAGE__POINTS",
-        ),
-    ],
-)
-def test_a_list_item_named_by_its_name_says_to_set_the_whole_list(
-    environ: dict[str, str], overrides: dict[str, str], source: str
-) -> None:
-    with pytest.raises(ConfigError) as caught:
-        load_config(environ=environ, overrides=overrides)
-
-    assert caught.value.field == "scoring.engagement_rules.pricing_page.points"
-    assert caught.value.message == (
-        "a list item has no path of its own; set the whole list "
-        f"scoring.engagement_rules as YAML (from {source})"
     )
 
 
@@ -650,40 +625,38 @@ def test_leads_expire_no_sooner_than_their_event_ids(
     )
 
 
-def test_a_short_expiry_is_blamed_on_its_own_source_not_the_sections(
+@pytest.mark.parametrize(
+    ("field", "value", "flag", "other_value", "refusal"),
+    [
+        ("redis.expire_after", "1d", ("redis.url", "redis://h:1/0"), "2d", "2d is"),
+        ("metrics.silent_after", "800ms", ("metrics.port", "0"), "900ms", "900ms"),
+    ],
+)
+def test_a_value_checked_against_others_is_blamed_on_its_own_source(
     tmp_path: Path,
+    field: str,
+    value: str,
+    flag: tuple[str, str],
+    other_value: str,
+    refusal: str,
 ) -> None:
+    """Not on a flag that set another field of its section."""
+    section, name = field.split(".")
     raw = default_raw()
-    raw.setdefault("redis", {})["expire_after"] = "1d"
+    raw.setdefault(section, {})[name] = value
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw))
+    variable = f"SCORER_{section.upper()}__{name.upper()}"
 
     with pytest.raises(ConfigError) as from_file:
-        load_config(config, environ={}, overrides={"redis.url": "redis://h:1/0"})
+        load_config(config, environ={}, overrides=dict([flag]))
     with pytest.raises(ConfigError) as from_variable:
-        load_config(config, environ={"SCORER_REDIS__EXPIRE_AFTER": "2d"})
+        load_config(config, environ={variable: other_value})
 
+    assert from_file.value.field == from_variable.value.field == field
     assert "(from" not in from_file.value.message
-    assert from_variable.value.message.endswith("(from SCORER_REDIS__EXPIRE_AFTER)")
-
-
-def test_a_short_silence_is_not_blamed_on_a_flag_that_set_its_section(
-    tmp_path: Path,
-) -> None:
-    raw = default_raw()
-    raw["metrics"] = {"silent_after": "800ms"}
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(raw))
-
-    with pytest.raises(ConfigError) as from_file:
-        load_config(config, environ={}, overrides={"metrics.port": "0"})
-    with pytest.raises(ConfigError) as from_variable:
-        load_config(config, environ={"SCORER_METRICS__SILENT_AFTER": "900ms"})
-
-    assert from_file.value.field == "metrics.silent_after"
-    assert "(from" not in from_file.value.message
-    assert from_variable.value.message.startswith("900ms must exceed")
-    assert from_variable.value.message.endswith("(from SCORER_METRICS__SILENT_AFTER)")
+    assert from_variable.value.message.startswith(refusal)
+    assert from_variable.value.message.endswith(f"(from {variable})")
 
 
 def test_a_silence_longer_than_two_fetch_waits_is_accepted() -> None:
