@@ -173,15 +173,16 @@ def _event_id(base: dict[str, Any], kind: str, outcome: Outcome) -> str:
     # The rules version is part of the name: the same events scored again
     # under other rules (a new key prefix or group) are new outputs, which
     # a reader that dedupes by event_id must not drop as copies. So is the
-    # change itself (time, score before and after): an event scored again
-    # once its id was forgotten (past scoring.dedupe_horizon, or after an
-    # erasure) changes the score anew, and its output must not pass for a
-    # copy of the first one. A redelivery gets its first outcome back from
-    # Redis, hence the same name.
+    # change itself (time, score before and after, fit and engagement): an
+    # event scored again once its id was forgotten (past
+    # scoring.dedupe_horizon, or after an erasure) changes the score anew,
+    # and its output must not pass for a copy of the first one. A
+    # redelivery gets its first outcome back from Redis, hence the same name.
     name = (
         f"{base['lead_id']}\n{base['source_event_id']}\n{kind}\n"
         f"{base['rules_version']}\n{outcome.as_of_ms}\n"
-        f"{base['score']!r}\n{base['previous_score']!r}"
+        f"{base['score']!r}\n{base['previous_score']!r}\n"
+        f"{base['fit']!r}\n{base['engagement']!r}"
     )
     return output_id(name)
 

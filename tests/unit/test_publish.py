@@ -33,6 +33,30 @@ def test_a_known_output_id_never_changes() -> None:
     assert uuid.UUID(output_id(name)).version == 5
 
 
+def test_an_output_id_names_the_change_it_publishes() -> None:
+    """Same event, time and scores, other parts (an erasure, then the events
+    back in another order): not a copy for a reader deduping by event_id."""
+    rule = ScoringRule("demo_request", 30.0, 14 * DAY_MS, None, None)
+    update = ActivityUpdate("lead-7", "e-1", T0_MS, rule)
+    before = Outcome(
+        "applied", 30.0, 60.0, 30.0, 30.0, 30.0, 0.0, False, 0, False, True, T0_MS
+    )
+    after = Outcome(
+        "applied", 30.0, 60.0, 0.0, 60.0, 30.0, 0.0, False, 0, False, True, T0_MS
+    )
+    again = Outcome(
+        "applied", 30.0, 60.0, 30.0, 30.0, 30.0, 0.0, False, 0, False, True, T0_MS
+    )
+
+    def ids(outcome: Outcome) -> list[str]:
+        events = output_events(update, outcome, Reason(rule.name, 30.0), "v1", 60.0)
+        return [event["event_id"] for event in events]
+
+    assert len(ids(before)) == 2  # score_changed and mql_crossed
+    assert set(ids(before)).isdisjoint(ids(after))
+    assert ids(before) == ids(again)
+
+
 def test_score_events_encode_to_the_same_bytes_as_plain_fastavro() -> None:
     # AvroCodec names the `reason` union branch for speed; the bytes must be
     # exactly what fastavro writes when it picks the branch itself.
