@@ -73,7 +73,8 @@ class ReplayStats:
     mql_up: int = 0
     mql_down: int = 0
     # Behind the lead's newest event, within scoring.allowed_lateness and
-    # past it (caps of closed windows restart), as scorer_late_events_total.
+    # past it (the caps of closed windows restart; a window longer than
+    # allowed_lateness may still be open), as scorer_late_events_total.
     late: int = 0
     too_late: int = 0
     # Score changes by the rule that made them ("(fit)" for firmographics):
@@ -111,7 +112,7 @@ class ReplayStats:
         rows += [(f"  {reason}", f"{n:,}") for reason, n in sorted(self.bad.items())]
         if self.late or self.too_late:
             rows.append(("late, within allowed_lateness", f"{self.late:,}"))
-            rows.append(("too late, caps not applied", f"{self.too_late:,}"))
+            rows.append(("too late, past allowed_lateness", f"{self.too_late:,}"))
         if self.after_as_of:
             rows.append(("after --as-of", f"{self.after_as_of:,}"))
         rows.append(("outputs", f"{self.outputs:,}"))

@@ -141,7 +141,7 @@ def test_the_summary_counts_late_and_too_late_events(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     summary = summary_rows(result.stderr)
     assert summary["late, within allowed_lateness"] == "1"
-    assert summary["too late, caps not applied"] == "1"  # the copy is no event
+    assert summary["too late, past allowed_lateness"] == "1"  # the copy is no event
     assert summary["duplicates"] == "1"
 
 
