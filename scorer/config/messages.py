@@ -59,7 +59,7 @@ def _with_suggestion(err: Any, model: type[BaseModel] | None) -> Any:
         return err
     *parent, name = err["loc"]
     known = _field_names(model, parent)
-    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.75)
+    close = difflib.get_close_matches(str(name).lower(), known, n=1, cutoff=0.8)
     if not close:
         return err
     return {**err, "ctx": {**(err.get("ctx") or {}), "suggestion": close[0]}}
@@ -70,9 +70,10 @@ def _field_names(model: type[BaseModel], loc: list[Any]) -> list[str]:
     kinds: list[Any] = [model]
     for part in loc:
         kinds = [inner for kind in kinds for inner in _below(kind, part)]
-    return sorted(
-        {name for kind in kinds if _is_model(kind) for name in kind.model_fields}
-    )
+    # The last step's type unwrapped too: an optional section (`cap`,
+    # `schema_registry`) is `Model | None`.
+    models = [one for kind in kinds for one in _alternatives(kind) if _is_model(one)]
+    return sorted({name for model in models for name in model.model_fields})
 
 
 def _below(kind: Any, part: int | str) -> list[Any]:

@@ -70,6 +70,9 @@ def test_a_misspelt_required_field_is_one_problem_not_two() -> None:
         (("scoring", "engagement_rules", 0, "match"), "url_contain", "url_contains"),
         (("scoring", "engagement_rules", 1), "half_lfe", "half_life"),
         (("scoring", "fit_rules", 0), "rnage", "range"),
+        # An optional section, Cap | None; and case.
+        (("scoring", "engagement_rules", 0, "cap"), "windw", "window"),
+        (("scoring", "mql"), "THRESHOLD", "threshold"),
         (("kafka",), "bootstrap_server", "bootstrap_servers"),
         ((), "metric", "metrics"),
     ],
@@ -93,8 +96,12 @@ def test_a_misspelt_field_is_matched_at_its_own_depth(
 def test_a_field_like_no_known_one_is_only_unknown() -> None:
     raw = default_raw()
     raw["scoring"]["fit_rules"][0]["weighting"] = 2
+    raw["scoring"]["total"]["weight"] = 1  # fit_ or engagement_: no guess
 
-    assert error_of(raw).message == "unknown field"
+    assert error_of(raw).details == [
+        "scoring.total.weight: unknown field",
+        "scoring.fit_rules.0.weighting: unknown field",
+    ]
 
 
 def test_a_negative_half_life_is_named() -> None:
