@@ -233,6 +233,9 @@ class ScorerPipeline:
         # count in the lag (`_report_lag`).
         self._started: dict[Key, tuple[int, int]] = {}
         self._done: dict[Key, tuple[int, int]] = {}
+        # And the epoch and first offset of its first batch of that epoch:
+        # before one is published, the batches in flight start there.
+        self._first: dict[Key, tuple[int, int]] = {}
         # Read by /readyz from the probe thread (scorer.probes): monotonic
         # times of the last poll (None before the first) and commit, and
         # the lag of the last reading.
@@ -432,7 +435,25 @@ class ScorerPipeline:
         epochs = self.partitions.epochs(next_offsets)
         started = InFlight(started_s, len(messages), batch, parts, next_offsets, epochs)
         _mark(self._started, started)
+        self._note_first_batches(batch.messages, epochs)
         return started
+
+    def _note_first_batches(
+        self, messages: list[Message], epochs: dict[Key, int]
+    ) -> None:
+        """Where the first batch of each newly owned partition starts."""
+        new = {
+            key
+            for key, epoch in epochs.items()
+            if self._first.get(key, (-1,))[0] != epoch
+        }
+        for message in messages:
+            if not new:
+                return
+            key = (str(message.topic()), int(message.partition() or 0))
+            if key in new:  # a partition's records come in offset order
+                self._first[key] = (epochs[key], int(message.offset() or 0))
+                new.discard(key)
 
     def _send(self, in_flight: InFlight, behind: InFlight | None) -> Sending:
         """Hand a started batch's outputs and dead letters to the producer."""
@@ -665,21 +686,29 @@ class ScorerPipeline:
             positions = self.consumer.position(partitions)
         except KafkaException:
             return
-        total = 0
+        lags = {}
         for tp in positions:
-            high = self._asked_high_watermark(tp) if ask_brokers else None
-            if high is None:
-                # Cached: the high watermark that came with the latest fetch
-                # response, so no request to the broker from the consume
-                # loop. And a broker that does not answer would hold the
-                # retry of Redis for a second per partition.
-                ask_brokers = False
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            high = self._high_watermark(tp, ask_brokers)
+            if high is None and ask_brokers:
+                # A broker that does not answer: the cache is as old as the
+                # hold and would show the backlog shrink. The gauge keeps its
+                # last reading, and the next retry of Redis is not held up
+                # by a second per partition.
+                return
             if high is not None and high >= 0 and tp.offset >= 0:
-                lag = max(0, high - self._undone_from(tp))
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
-                total += lag
-        self.lag_records = total
+                lags[(tp.topic, tp.partition)] = max(0, high - self._undone_from(tp))
+        # Set together, so that a scrape sees one reading, not two halves.
+        for (topic, partition), lag in lags.items():
+            self.metrics.lag.labels(topic, str(partition)).set(lag)
+        self.lag_records = sum(lags.values())
+
+    def _high_watermark(self, tp: TopicPartition, ask_brokers: bool) -> int | None:
+        if not ask_brokers:
+            # Cached: the high watermark that came with the latest fetch
+            # response, so no request to the broker from the consume loop.
+            _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            return None if high is None else int(high)
+        return self._asked_high_watermark(tp)
 
     def _asked_high_watermark(self, tp: TopicPartition) -> int | None:
         """The partition's high watermark from its leader, None if it is silent.
@@ -704,15 +733,20 @@ class ScorerPipeline:
         read 0. With none in flight it is the position, which is also past
         offsets that hold no record (a transaction's marker). Before the
         partition's first batch of its current assignment is published, the
-        position is all there is.
+        batches in flight start at that first batch's first offset.
         """
         key = (position.topic, position.partition)
         done, started = self._done.get(key), self._started.get(key)
-        if done is None or started == done:
+        if started is None or started == done:
             return int(position.offset)
-        if not self.partitions.still_owned({key: done[0]}):
-            return int(position.offset)
-        return min(done[1], int(position.offset))
+        if done is not None and self.partitions.still_owned({key: done[0]}):
+            return min(done[1], int(position.offset))
+        # Nothing published since the assignment: a batch held for Redis
+        # from the start (a restart during an outage) counts from its start.
+        first = self._first.get(key)
+        if first is not None and self.partitions.still_owned({key: first[0]}):
+            return min(first[1], int(position.offset))
+        return int(position.offset)
 
     def _close(self) -> None:
         log.info("scorer stopping: flushing outputs and committing")
