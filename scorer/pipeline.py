@@ -236,6 +236,11 @@ class ScorerPipeline:
         # And the epoch and first offset of its first batch of that epoch:
         # before one is published, the batches in flight start there.
         self._first: dict[Key, tuple[int, int]] = {}
+        kafka = config.kafka
+        reset = kafka.consumer_settings.get(
+            "auto.offset.reset", kafka.settings.get("auto.offset.reset", "earliest")
+        )
+        self._from_earliest = str(reset) in ("earliest", "smallest", "beginning")
         # Read by /readyz from the probe thread (scorer.probes): monotonic
         # times of the last poll (None before the first) and commit, and
         # the lag of the last reading.
@@ -686,36 +691,75 @@ class ScorerPipeline:
             positions = self.consumer.position(partitions)
         except KafkaException:
             return
+        # A broker that does not answer: the cache is as old as the hold and
+        # would show the backlog shrink. The gauge keeps its last reading,
+        # and the next retry of Redis is not held up by a second per
+        # partition.
+        starts = self._starts_of_unfetched(positions) if ask_brokers else {}
+        if starts is None:
+            return
         lags = {}
         for tp in positions:
-            high = self._high_watermark(tp, ask_brokers)
-            if high is None and ask_brokers:
-                # A broker that does not answer: the cache is as old as the
-                # hold and would show the backlog shrink. The gauge keeps its
-                # last reading, and the next retry of Redis is not held up
-                # by a second per partition.
+            marks = self._watermarks(tp, ask_brokers)
+            if marks is None and ask_brokers:
                 return
-            if high is not None and high >= 0 and tp.offset >= 0:
-                lags[(tp.topic, tp.partition)] = max(0, high - self._undone_from(tp))
+            key = (tp.topic, tp.partition)
+            start = starts.get(key) if tp.offset < 0 else self._undone_from(tp)
+            if marks is not None and marks[1] >= 0 and start is not None:
+                lags[key] = max(0, marks[1] - start)
         # Set together, so that a scrape sees one reading, not two halves.
         for (topic, partition), lag in lags.items():
             self.metrics.lag.labels(topic, str(partition)).set(lag)
         self.lag_records = sum(lags.values())
 
-    def _high_watermark(self, tp: TopicPartition, ask_brokers: bool) -> int | None:
+    def _watermarks(
+        self, tp: TopicPartition, ask_brokers: bool
+    ) -> tuple[int, int] | None:
         if not ask_brokers:
-            # Cached: the high watermark that came with the latest fetch
+            # Cached: the watermarks that came with the latest fetch
             # response, so no request to the broker from the consume loop.
-            _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            return None if high is None else int(high)
-        return self._asked_high_watermark(tp)
+            low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            return None if high is None else (int(low), int(high))
+        return self._asked_watermarks(tp)
 
-    def _asked_high_watermark(self, tp: TopicPartition) -> int | None:
-        """The partition's high watermark from its leader, None if it is silent.
+    def _starts_of_unfetched(
+        self, positions: list[TopicPartition]
+    ) -> dict[Key, int] | None:
+        """Where partitions held since their assignment start; None if unknown.
 
-        The cached one (above) comes with each fetch response, so it costs
+        A partition assigned during a hold is paused at once and never
+        fetched, so it has no position: a restart during an outage with
+        more than one batch waiting, or partitions handed back by a
+        rebalance. Its backlog starts at its committed offset or, with none,
+        where `auto.offset.reset` puts it (the low watermark for earliest).
+        """
+        unfetched = [
+            TopicPartition(tp.topic, tp.partition) for tp in positions if tp.offset < 0
+        ]
+        if not unfetched:
+            return {}
+        try:
+            committed = self.consumer.committed(unfetched, timeout=LAG_QUERY_TIMEOUT_S)
+        except KafkaException:
+            return None
+        starts = {}
+        for tp in committed:
+            key = (tp.topic, tp.partition)
+            if tp.offset >= 0:
+                starts[key] = int(tp.offset)
+            elif self._from_earliest:
+                marks = self._asked_watermarks(tp)
+                if marks is None:
+                    return None
+                starts[key] = marks[0]
+        return starts
+
+    def _asked_watermarks(self, tp: TopicPartition) -> tuple[int, int] | None:
+        """The partition's watermarks from its leader, None if it is silent.
+
+        The cached ones (above) come with each fetch response, so they cost
         no request; a held consumer fetches nothing, so during a wait for
-        Redis it would stand still while the backlog grows.
+        Redis they would stand still while the backlog grows.
         """
         try:
             marks = self.consumer.get_watermark_offsets(
@@ -723,7 +767,7 @@ class ScorerPipeline:
             )
         except KafkaException:
             return None
-        return None if marks is None else int(marks[1])
+        return None if marks is None else (int(marks[0]), int(marks[1]))
 
     def _undone_from(self, position: TopicPartition) -> int:
         """The first offset of the partition not yet published.

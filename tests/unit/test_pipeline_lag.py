@@ -20,22 +20,44 @@ CONFIG = load_config(environ={})
 
 
 class Consumer:
-    """Position 4 on each partition; the cache says 10, the brokers `asked`."""
+    """Position 4 on each partition; the cache says 10, the brokers `asked`.
+
+    A partition in `unfetched` has no position (assigned during a hold,
+    never fetched); `committed` holds the group's offsets, the low
+    watermark is 2.
+    """
 
     def __init__(self) -> None:
         self.asked: int | None = 50
+        self.unfetched: set[int] = set()
+        self.committed_at: dict[int, int] = {}
 
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
-        return [TopicPartition(tp.topic, tp.partition, 4) for tp in partitions]
+        return [
+            TopicPartition(
+                tp.topic, tp.partition, -1001 if tp.partition in self.unfetched else 4
+            )
+            for tp in partitions
+        ]
+
+    def committed(
+        self, partitions: list[TopicPartition], timeout: float = 0
+    ) -> list[TopicPartition]:
+        return [
+            TopicPartition(
+                tp.topic, tp.partition, self.committed_at.get(tp.partition, -1001)
+            )
+            for tp in partitions
+        ]
 
     def get_watermark_offsets(
         self, tp: TopicPartition, timeout: float = 0, cached: bool = False
     ) -> tuple[int, int]:
         if cached:
-            return 0, 10
+            return 2, 10
         if self.asked is None:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
-        return 0, self.asked
+        return 2, self.asked
 
     def __getattr__(self, _name: str) -> Any:
         return lambda *_args, **_kwargs: 0
@@ -87,3 +109,24 @@ def test_a_broker_that_does_not_answer_leaves_the_last_reading(
 
     assert lag(pipeline) == {"0": 46.0, "1": 46.0}
     assert pipeline.lag_records == 92
+
+
+def test_a_partition_held_since_its_assignment_counts_from_its_start(
+    pipeline: ScorerPipeline,
+) -> None:
+    """A restart during an outage, or partitions handed back: never fetched.
+
+    They start at the group's committed offset, or with none at the low
+    watermark (auto.offset.reset: earliest).
+    """
+    consumer: Any = pipeline.consumer
+    consumer.unfetched = {0, 1}
+    consumer.committed_at = {0: 30}
+
+    pipeline._report_lag()
+    from_cache = lag(pipeline)
+    pipeline._report_lag(ask_brokers=True)
+
+    assert from_cache == {}  # no position, no reading from the cache
+    assert lag(pipeline) == {"0": 20.0, "1": 48.0}
+    assert pipeline.lag_records == 68
