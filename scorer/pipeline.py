@@ -46,6 +46,7 @@ from confluent_kafka import (
 
 from scorer import backoff
 from scorer.assignment import Assignment, Key, Rejoin
+from scorer.clients import consumer_settings
 from scorer.config import Config, Topic
 from scorer.confluent_wire import topic_codec
 from scorer.dead_letter import DeadLetters, Rejected, placed
@@ -70,7 +71,7 @@ from scorer.events import (
     wrong_topic,
 )
 from scorer.lane import StoreLane
-from scorer.lead import LATE, TOO_LATE, Outcome
+from scorer.lead import Outcome
 from scorer.metrics import LATENESS, MQL_DIRECTIONS, Metrics
 from scorer.presence import commit_note
 from scorer.publish import MQL_CROSSED, SCORE_CHANGED, encode_outputs
@@ -236,11 +237,8 @@ class ScorerPipeline:
         # And the epoch and first offset of its first batch of that epoch:
         # before one is published, the batches in flight start there.
         self._first: dict[Key, tuple[int, int]] = {}
-        kafka = config.kafka
-        reset = kafka.consumer_settings.get(
-            "auto.offset.reset", kafka.settings.get("auto.offset.reset", "earliest")
-        )
-        self._from_earliest = str(reset) in ("earliest", "smallest", "beginning")
+        reset = str(consumer_settings(config)["auto.offset.reset"])
+        self._from_earliest = reset in ("earliest", "smallest", "beginning")
         # Read by /readyz from the probe thread (scorer.probes): monotonic
         # times of the last poll (None before the first) and commit, and
         # the lag of the last reading.
@@ -869,8 +867,8 @@ def _tally_outputs(result: Scored, tally: Counter[str]) -> None:
     # are copies, counted as a duplicate record, not as new changes.
     if result.status == DUPLICATE_RECORD:
         return
-    if result.outcome is not None and result.outcome.late in (LATE, TOO_LATE):
-        tally["too_late" if result.too_late else "late"] += 1
+    if result.lateness is not None:
+        tally[result.lateness] += 1
     for event in result.outputs:
         if event["type"] == MQL_CROSSED:
             tally[f"mql_{event['direction']}"] += 1

@@ -25,7 +25,7 @@ from scorer.events import (
     parse_record,
     unexpected_error,
 )
-from scorer.lead import LATE, TOO_LATE, MemoryStore, Params, Snapshot
+from scorer.lead import MemoryStore, Params, Snapshot
 from scorer.publish import MQL_CROSSED, encode_outputs
 from scorer.scoring import (
     DUPLICATE_RECORD,
@@ -75,8 +75,7 @@ class ReplayStats:
     # Behind the lead's newest event, within scoring.allowed_lateness and
     # past it (the caps of closed windows restart; a window longer than
     # allowed_lateness may still be open), as scorer_late_events_total.
-    late: int = 0
-    too_late: int = 0
+    lateness: Counter[str] = field(default_factory=Counter)
     # Score changes by the rule that made them ("(fit)" for firmographics):
     # which rules drive the scores, for a rules author comparing rule sets.
     by_rule: Counter[str] = field(default_factory=Counter)
@@ -110,9 +109,10 @@ class ReplayStats:
         ]
         rows.append(("dead-lettered", f"{sum(self.bad.values()):,}"))
         rows += [(f"  {reason}", f"{n:,}") for reason, n in sorted(self.bad.items())]
-        if self.late or self.too_late:
-            rows.append(("late, within allowed_lateness", f"{self.late:,}"))
-            rows.append(("too late, past allowed_lateness", f"{self.too_late:,}"))
+        if self.lateness:
+            late, too_late = self.lateness["late"], self.lateness["too_late"]
+            rows.append(("late, within allowed_lateness", f"{late:,}"))
+            rows.append(("too late, past allowed_lateness", f"{too_late:,}"))
         if self.after_as_of:
             rows.append(("after --as-of", f"{self.after_as_of:,}"))
         rows.append(("outputs", f"{self.outputs:,}"))
@@ -236,22 +236,11 @@ class Replay:
             return
 
         self.stats.outcomes[result.status] += 1
-        self._count_lateness(result)
+        if result.lateness is not None:
+            self.stats.lateness[result.lateness] += 1
         for event, text in zip(result.outputs, encoded, strict=True):
             out.write(text + b"\n")
             self.stats.count_output(event, result.status)
-
-    def _count_lateness(self, result: Scored) -> None:
-        # As the pipeline counts it: a redelivered copy is no new late event.
-        outcome = result.outcome
-        if result.status == DUPLICATE_RECORD or outcome is None:
-            return
-        if outcome.late not in (LATE, TOO_LATE):
-            return
-        if result.too_late:
-            self.stats.too_late += 1
-        else:
-            self.stats.late += 1
 
 
 def parse_line(text: bytes, bounds: TimeBounds, codec: JsonCodec) -> Record:

@@ -14,6 +14,7 @@ from scorer.events import Activity, Firmographics, Forget, firmographics_op_id
 from scorer.fit import FitModel
 from scorer.lead import (
     DUPLICATE,
+    LATE,
     TOO_LATE,
     ActivityUpdate,
     FitUpdate,
@@ -60,6 +61,18 @@ class Scored:
     @property
     def too_late(self) -> bool:
         return self.outcome is not None and self.outcome.late == TOO_LATE
+
+    @property
+    def lateness(self) -> str | None:
+        """ "late" or "too_late" (scorer_late_events_total's labels), else None.
+
+        A redelivered copy is no new late event.
+        """
+        if self.status == DUPLICATE_RECORD or self.outcome is None:
+            return None
+        if self.outcome.late not in (LATE, TOO_LATE):
+            return None
+        return "too_late" if self.too_late else "late"
 
 
 @dataclass(slots=True)
