@@ -40,7 +40,7 @@ def origin_form(target: str) -> str | None:
 def target_parts(target: str) -> tuple[str, str, str]:
     """Path, parameters (from the first ";", with it) and query of `target`."""
     path_and_params, _, query = target.partition("?")
-    normal = _PERCENT_ENCODED.sub(_normal_percent_encoding, path_and_params)
+    normal = _uniform_encoding(path_and_params)
     path, semicolon, params = normal.partition(";")
     return _without_dot_segments(path), semicolon + params, query
 
@@ -67,6 +67,10 @@ def without_email_addresses(path: str) -> str:
     # the path (/unsubscribe/name@example.com); a lead is a person, and the
     # address would travel with every event. The rules need the rest.
     return _EMAIL_SEGMENT.sub(EMAIL_PLACEHOLDER, path)
+
+
+def _uniform_encoding(text: str) -> str:
+    return _PERCENT_ENCODED.sub(_normal_percent_encoding, text)
 
 
 def _normal_percent_encoding(encoded: re.Match[str]) -> str:
@@ -98,8 +102,7 @@ def clean_referrer(referrer: str | None, keep_query: bool) -> str | None:
     host = f"[{hostname}]" if ":" in hostname else hostname
     host = host if port is None else f"{host}:{port}"
     # In one spelling first: %2E hid the dot of an address's domain.
-    path = _PERCENT_ENCODED.sub(_normal_percent_encoding, parts.path)
-    path = without_email_addresses(path)
+    path = without_email_addresses(_uniform_encoding(parts.path))
     if not keep_query:
         return f"{parts.scheme}://{host}{path.partition(';')[0]}"
     cleaned = f"{parts.scheme}://{host}{path}"
