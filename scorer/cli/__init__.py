@@ -37,15 +37,12 @@ _WRITE_ERRORS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = arguments(argv)
-    # Until a config is read (see `options.load`), the flags or the defaults rule.
-    logs.configure(args.log_level or "INFO", args.log_json)
     if sys.stdout is None:
         # Started with standard output closed (`>&-`): Python leaves None,
         # and the first write would fail with an AttributeError.
         sys.stdout = _ClosedOutput()
     try:
-        code: int = args.handler(args)
+        return _command(argv)
     except ConfigError as exc:
         for detail in exc.details:
             print(f"config error: {detail}", file=sys.stderr)
@@ -65,6 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reported(exc)
     except KeyboardInterrupt:
         return EXIT_FAILED
+
+
+def _command(argv: Sequence[str] | None) -> int:
+    """Parse the command line (help printed here too) and run its command."""
+    args = arguments(argv)
+    # Until a config is read (see `options.load`), the flags or the defaults rule.
+    logs.configure(args.log_level or "INFO", args.log_json)
+    code: int = args.handler(args)
     return code
 
 

@@ -5,7 +5,12 @@ commands in the order `scorer --help` lists them.
 """
 
 import argparse
+import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 from scorer import __version__, accesslog
 from scorer.cli import options
@@ -20,8 +25,29 @@ from scorer.cli.replay_command import add_replay
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, except that help it cannot write is an error.
+
+    argparse drops the OSError of every message it writes, so `scorer --help >
+    /dev/full` printed nothing and exited 0. The error now reaches `main`,
+    which says it in one line. Help and --version go to standard output; a
+    usage error, on standard error, is still written as argparse does: there
+    is nowhere left to report its failure.
+    """
+
+    def _print_message(
+        self, message: str, file: "SupportsWrite[str] | None" = None
+    ) -> None:
+        out: TextIO = sys.stdout
+        if file is not out:
+            super()._print_message(message, file)
+            return
+        out.write(message)
+        out.flush()
+
+
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="scorer", description="Real-time B2B lead scoring on Kafka and Redis."
     )
     parser.add_argument("--version", action="version", version=f"scorer {__version__}")

@@ -6,6 +6,7 @@ progress line and the final state.
 """
 
 import argparse
+import io
 import os
 import sys
 import time
@@ -18,6 +19,8 @@ from scorer.cli.exit_codes import EXIT_OK, UsageError
 from scorer.config import default_config_path
 
 if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
     from scorer.progress import ProgressLine
     from scorer.replay import Replay
 
@@ -147,7 +150,23 @@ def _identity(path: Path) -> Path | tuple[int, int]:
 def _open_output(files: ExitStack, path: Path | None) -> IO[str] | None:
     if path is None:
         return None
-    return files.enter_context(path.open("w"))
+    named = io.BufferedWriter(_NamedFile(path, "w"))
+    return files.enter_context(io.TextIOWrapper(named, encoding="utf-8"))
+
+
+class _NamedFile(io.FileIO):
+    """A file whose failed writes name it.
+
+    The OSError of a write carries no file name, so a full disk under
+    --state-out was told as `cannot write the output`, as if standard output
+    had failed.
+    """
+
+    def write(self, data: "ReadableBuffer", /) -> int:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.name)) from exc
 
 
 def _progress_line(args: argparse.Namespace) -> "ProgressLine | None":

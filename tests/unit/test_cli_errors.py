@@ -338,3 +338,57 @@ def test_a_closed_standard_output_is_named() -> None:
     assert result.stderr.splitlines()[-1] == (
         "error: standard output: closed before the command started"
     )
+
+
+@pytest.mark.parametrize("flag", ["--state-out", "--dead-letter"])
+def test_a_full_disk_under_a_named_output_names_its_file(
+    flag: str, tmp_path: Path
+) -> None:
+    # One good record for the state, one bad one for the dead letters.
+    events = tmp_path / "events.jsonl"
+    good = {
+        "type": "page_view",
+        "event_id": "e1",
+        "lead_id": "lead-1",
+        "occurred_at": "2026-12-01T10:00:00Z",
+        "url": "https://www.example.com/pricing",
+    }
+    events.write_text(json.dumps(good) + "\nnot json\n")
+
+    result = run("replay", str(events), flag, "/dev/full")
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "error: /dev/full: No space left on device"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["--version"], ["replay", "--help"], ["calibrate", "-h"]]
+)
+def test_help_that_cannot_be_written_is_an_error(argv: list[str]) -> None:
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "scorer.cli", *argv],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+
+    assert result.returncode == 1
+    assert result.stderr == "error: cannot write the output: No space left on device\n"
+
+
+def test_help_to_a_closed_standard_output_is_an_error() -> None:
+    command = f"'{sys.executable}' -m scorer.cli --help >&-"
+
+    result = subprocess.run(
+        ["bash", "-c", command], stderr=subprocess.PIPE, text=True, check=False
+    )
+
+    assert result.returncode == 1
+    assert (
+        result.stderr == "error: standard output: closed before the command started\n"
+    )
