@@ -25,7 +25,9 @@ class Pipeline(Frozen):
     transactional: bool = Field(
         default=False,
         description="publish each batch's outputs and commit its offsets in one "
-        "Kafka transaction: read_committed consumers see every output once",
+        "Kafka transaction: read_committed consumers see no copy made by the "
+        "scorer's own retries, crashes or rebalances (an event its producer sent "
+        "twice still publishes its outputs twice)",
     )
     transactional_id_prefix: str = Field(
         default="lead-scorer",
