@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from scorer.config.kafka import is_secret_setting
 from scorer.config.root import Config
+from scorer.config.yaml_syntax import ConfigLoader
 from scorer.errors import ConfigError
 
 ENV_PREFIX = "SCORER_"
@@ -104,7 +105,7 @@ def environment_value(path: list[str], text: str) -> Any:
     if path[:2] == ["kafka", "secrets"] or any(map(is_secret_setting, path)):
         return text
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=ConfigLoader)
     except yaml.YAMLError:
         return text  # validation then names the field if a string is wrong
 

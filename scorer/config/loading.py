@@ -5,7 +5,7 @@ variables and the command line's overrides, then validation.
 import logging
 import os
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from scorer.config.environment import (
 from scorer.config.kafka import FREE_FORM_MAPS
 from scorer.config.messages import first_error
 from scorer.config.root import Config
+from scorer.config.yaml_syntax import ConfigLoader
 from scorer.errors import ConfigError
 
 # The package's name, which the log lines carried before the split into
@@ -140,33 +141,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f"byte {exc.start}"
         raise ConfigError("(file)", f"{path} is not UTF-8 text ({where})") from exc
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+        raw = yaml.load(text, Loader=ConfigLoader)
     except yaml.YAMLError as exc:
         problem = _yaml_problem(exc)
         raise ConfigError("(file)", f"{path} is not valid YAML: {problem}") from exc
     if not isinstance(raw, dict):
         raise ConfigError("(file)", f"{path} must hold a mapping at the top level")
     return raw
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping.
-
-    Two `mql:` blocks would otherwise be read as the last one alone.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
-        seen: set[Any] = set()
-        for key_node, _value in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, Hashable):
-                break  # PyYAML's own check says what is wrong with it
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {key} is given twice", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -699,3 +699,50 @@ def test_a_silence_is_judged_at_least_as_often_as_it_lasts(
         "15s is judged every statistics.interval.ms of the consumer (16000 ms): "
         "set that below silent_after, or to 0 to judge no silence",
     )
+
+
+def test_a_country_code_such_as_no_stays_text_in_a_fit_rule(tmp_path: Path) -> None:
+    # YAML 1.1 reads NO as false: Norway would drop out of the list.
+    path = tmp_path / "nordic.yaml"
+    rule = "    - {name: nordic, field: country, any_of: [NO, SE, DK], points: 10}\n"
+    text = default_config_path().read_text()
+    path.write_text(text.replace("  fit_rules:\n", "  fit_rules:\n" + rule, 1))
+
+    config = load_config(path, environ={})
+
+    nordic = next(r for r in config.scoring.fit_rules if r.name == "nordic")
+    assert list(nordic.any_of) == ["NO", "SE", "DK"]
+
+
+@pytest.mark.parametrize(
+    ("text", "threshold"), [("035", 35.0), ("0o43", 35.0), ("0x23", 35.0)]
+)
+def test_a_leading_zero_is_a_decimal_number_not_octal(
+    text: str, threshold: float
+) -> None:
+    from_set = load_config(environ={}, overrides={"scoring.mql.threshold": text})
+    from_environment = load_config(environ={"SCORER_SCORING__MQL__THRESHOLD": text})
+
+    assert from_set.scoring.mql.threshold == threshold
+    assert from_environment.scoring.mql.threshold == threshold
+
+
+def test_base_60_is_not_read_as_a_number() -> None:
+    # YAML 1.1 reads 1:30 as 90; YAML 1.2 reads text.
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={}, overrides={"pipeline.batch_size": "1:30"})
+
+    assert caught.value.field == "pipeline.batch_size"
+
+
+def test_a_date_is_text_where_text_is_wanted() -> None:
+    config = load_config(environ={}, overrides={"scoring.version": "2026-12-01"})
+
+    assert config.scoring.rules_version.startswith("2026-12-01+")
+
+
+@pytest.mark.parametrize(("text", "value"), [("true", True), ("False", False)])
+def test_true_and_false_are_still_booleans(text: str, value: bool) -> None:
+    config = load_config(environ={}, overrides={"pipeline.transactional": text})
+
+    assert config.pipeline.transactional is value
