@@ -33,6 +33,7 @@ TOO_HIGH_ABOVE = 0.50
 MIN_LIFT = 1.2
 
 LABEL_COLUMNS = ("lead_id", "converted")
+OUTPUT_TYPES = frozenset(("score_changed", "mql_crossed"))
 CONVERTED_VALUES = {"1": True, "true": True, "0": False, "false": False}
 # The default sweep steps by this many points, or by a multiple of it.
 THRESHOLD_STEP = 5.0
@@ -94,13 +95,18 @@ def read_labels(path: Path) -> dict[str, bool]:
     try:
         _check_header(path, reader.fieldnames)
         labels: dict[str, bool] = {}
+        lines: dict[str, int] = {}
         for row in reader:
             where = f"{path}:{reader.line_num}"
             lead, converted = _label(row, where)
             # Two rows of one lead may disagree: which one is true is unknown.
             if lead in labels:
-                raise UnusableFile(f"{where}: lead {lead} is labelled twice")
+                raise UnusableFile(
+                    f"{where}: lead {lead} is labelled twice (first on line "
+                    f"{lines[lead]})"
+                )
             labels[lead] = converted
+            lines[lead] = reader.line_num
     except csv.Error as exc:
         raise UnusableFile(f"{path}:{reader.line_num}: not CSV: {exc}") from exc
 
@@ -240,12 +246,20 @@ def _off_band(share: float) -> float:
 
 
 def sweep_labelled(
-    peaks: dict[str, float], labels: dict[str, bool], configured: float
+    peaks: dict[str, float],
+    labels: dict[str, bool],
+    configured: float,
+    hysteresis: float = 0.0,
 ) -> list[Row]:
     """The default thresholds and the configured one, over labelled leads
-    only: a lead left out must not add rows either."""
-    labelled = {lead: peak for lead, peak in peaks.items() if lead in labels}
-    thresholds = default_thresholds(labelled)
+    only: a lead left out must not add rows either.
+
+    A labelled lead with no output counts as reaching 0, as in the sweep. A
+    threshold not above `hysteresis` is left out: no config can take it, so
+    it must not be suggested.
+    """
+    labelled = {lead: peaks.get(lead, 0.0) for lead in labels}
+    thresholds = [t for t in default_thresholds(labelled) if t > hysteresis]
     if configured not in thresholds:
         thresholds = sorted([*thresholds, configured])
     return sweep(labelled, labels, thresholds)
@@ -267,6 +281,13 @@ def closing_line(rows: list[Row]) -> str:
 
 def no_recommendation(rows: list[Row]) -> str:
     """Why no threshold is suggested: too few leads, no lift, or the band."""
+    conversions, leads = rows[0].conversions, rows[0].leads
+    if conversions in (0, leads):
+        which = "none" if conversions == 0 else "all"
+        return (
+            f"no threshold is suggested: {which} of the {leads:,} labelled leads "
+            "converted, so the labels cannot tell leads apart"
+        )
     if all(row.verdict in ("nobody", "too few") for row in rows):
         return f"no threshold is reached by {MIN_REACHED} leads, too few to judge"
     if any(row.verdict == "not selective" for row in rows):
@@ -316,8 +337,21 @@ def _check_header(path: Path, header: Sequence[str] | None) -> None:
     if missing:
         raise UnusableFile(
             f"{path}:1: no {' or '.join(missing)} column in the header "
-            "(expected lead_id,converted)"
+            f"(expected lead_id,converted{_header_hint(header)})"
         )
+
+
+def _header_hint(header: Sequence[str]) -> str:
+    """What is wrong with a header that nearly names the columns.
+
+    The header is not quoted: a file without one has a lead's row there.
+    """
+    cells = [cell.strip().lower() for cell in header]
+    if all(name in cells for name in LABEL_COLUMNS):
+        return "; the names are lower case, without spaces around them"
+    if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+        return "; the columns are separated by commas"
+    return ""
 
 
 def _label(row: dict[str, Any], where: str) -> tuple[str, bool]:
@@ -338,7 +372,9 @@ def _described(value: str | None) -> str:
     # short name looks like any other wrong value.
     if value is None:
         return "missing"
-    return f"a value of {len(value)} characters"
+    if not value.strip():
+        return "empty"
+    return f"a value of {len(value)} character{'' if len(value) == 1 else 's'}"
 
 
 def _scored(line: bytes, where: str) -> tuple[str, float, float, str | None]:
@@ -356,6 +392,13 @@ def _scored(line: bytes, where: str) -> tuple[str, float, float, str | None]:
 
     if not isinstance(event, dict) or not isinstance(event.get("lead_id"), str):
         raise UnusableFile(f"{where}: not an output event (no lead_id)")
+    if event.get("type") not in OUTPUT_TYPES:
+        # A --state-out line has a lead and a score too, decayed to one
+        # moment: read as outputs, it gives other peaks and another answer.
+        raise UnusableFile(
+            f"{where}: not an output event (no type score_changed or mql_crossed; "
+            "give what replay writes on stdout, not its --state-out)"
+        )
     score = _number(event.get("score"), "score", where)
     engagement = _number(event.get("engagement", 0.0), "engagement", where)
     version = event.get("rules_version")

@@ -44,10 +44,12 @@ not selective (within {floor}-{ceiling} but a lift under {lift:g}), too few
 (reached by fewer than {fewest} leads: not judged), nobody.
 
 Thresholds swept: multiples of {step:g} (or of a larger step, to keep at most
-{rows} rows) up to the score the top 1% of the leads reach, plus the config's
+{rows} rows) up to the score the top 1% of the labelled leads reach, plus the config's
 threshold. Suggested: the highest good threshold, else the acceptable one
-nearest the good band. Leads in the outputs without a label are left out,
-with a count on stderr.
+nearest the good band; thresholds not above mql.hysteresis, which no config
+can take, are left out. Leads in the outputs without a label are left out,
+with a count on stderr; labelled leads without an output count as reaching
+no threshold, with a count on stderr too.
 """
 
 
@@ -83,7 +85,9 @@ def _calibrate(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
     threshold = scoring.mql.threshold
-    rows = calibration.sweep_labelled(outputs.peaks, labels, threshold)
+    rows = calibration.sweep_labelled(
+        outputs.peaks, labels, threshold, scoring.mql.hysteresis
+    )
     print(calibration.render(rows, threshold))
     print(calibration.closing_line(rows))
     return EXIT_OK
@@ -92,7 +96,12 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _labelled(
     args: argparse.Namespace, leads: set[str], labels: dict[str, bool]
 ) -> bool:
-    """Whether any lead of the outputs has a label; says how many have none."""
+    """Whether any lead of the outputs has a label; says how many leads of
+    either file are not in the other."""
+    if not leads:
+        print(f"calibrate: {args.outputs} holds no output events", file=sys.stderr)
+        return False
+
     unlabelled = len(leads - labels.keys())
     if unlabelled == len(leads):
         # Every row would read "nobody": the files are of different data.
@@ -109,7 +118,35 @@ def _labelled(
             f"have no label in {args.labels} and are left out",
             file=sys.stderr,
         )
+    _say_labels_without_outputs(args, leads, labels)
     return True
+
+
+def _say_labels_without_outputs(
+    args: argparse.Namespace, leads: set[str], labels: dict[str, bool]
+) -> None:
+    """Labelled leads with no output count as reaching no threshold.
+
+    That is right for a lead no rule scored, and wrong for a label of other
+    data (a CRM export wider than the event history), which lowers the base
+    rate and raises every lift: the count lets the user tell which.
+    """
+    silent = labels.keys() - leads
+    if not silent:
+        return
+    trimmed = {lead.strip() for lead in leads}
+    spaced = sum(lead != lead.strip() and lead.strip() in trimmed for lead in silent)
+    hint = (
+        f"; {spaced} of them would match once spaces around the id are trimmed"
+        if spaced
+        else ""
+    )
+    print(
+        f"calibrate: {len(silent)} of the {len(labels)} leads in {args.labels} "
+        f"have no output in {args.outputs} and count as reaching no threshold "
+        f"(leads no rule scored, or labels of other data){hint}",
+        file=sys.stderr,
+    )
 
 
 def _rules_warning(

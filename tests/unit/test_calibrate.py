@@ -21,6 +21,7 @@ from scorer.calibrate import (
     read_peaks,
     recommend,
     render,
+    sweep_labelled,
     why_recommended,
 )
 from scorer.config import default_config_path, load_config
@@ -76,8 +77,8 @@ def test_peaks_are_the_highest_score_of_each_lead(tmp_path: Path) -> None:
             "lead_id,converted\nL1,1\nL2,yes\n",
             ":3: converted is a value of 3 characters; expected 0, 1",
         ),
-        ("lead_id,converted\nL1,2\n", ":2: converted is a value of 1 characters;"),
-        ("lead_id,converted\nL1,\n", ":2: converted is a value of 0 characters;"),
+        ("lead_id,converted\nL1,2\n", ":2: converted is a value of 1 character;"),
+        ("lead_id,converted\nL1,\n", ":2: converted is empty;"),
         ("lead_id,converted\nL1\n", ":2: converted is missing; expected"),
         ("lead_id,converted\n,1\n", ":2: no lead_id"),
         ("id,converted\nL1,1\n", ":1: no lead_id column in the header"),
@@ -121,21 +122,50 @@ def test_a_converted_value_that_may_be_personal_is_not_quoted(
     ("content", "problem"),
     [
         (
-            b'{"lead_id": "L1", "score": 3}\nnot json\n',
+            b'{"type": "score_changed", "lead_id": "L1", "score": 3}\nnot json\n',
             ":2: not JSON (Expecting value)",
         ),
-        (b'{"lead_id": "L1", "score": 3}\n\xff\xfe\n', ":2: not UTF-8 text"),
-        (b'["L1", 3]\n', ":1: not an output event (no lead_id)"),
-        (b'{"lead_id": "L1"}\n', ":1: not an output event (no numeric score)"),
-        (b'{"lead_id": "L1", "score": "3"}\n', ":1: not an output event (no numeric"),
-        (b"[" * 100_000 + b"]" * 100_000 + b"\n", ":1: not JSON"),
-        (b'{"lead_id": "L1", "score": NaN}\n', f":1: {NOT_FINITE % 'score'}"),
-        (b'{"lead_id": "L1", "score": Infinity}\n', f":1: {NOT_FINITE % 'score'}"),
-        (b'{"lead_id": "L1", "score": 1e999}\n', f":1: {NOT_FINITE % 'score'}"),
-        (b'{"lead_id": "L1", "score": 1' + b"0" * 400 + b"}\n", ":1: not an output"),
-        (b'{"lead_id": "L1", "score": 1' + b"0" * 5000 + b"}\n", ":1: not an output"),
         (
-            b'{"lead_id": "L1", "score": 3, "engagement": -Infinity}\n',
+            b'{"type": "score_changed", "lead_id": "L1", "score": 3}\n\xff\xfe\n',
+            ":2: not UTF-8 text",
+        ),
+        (b'["L1", 3]\n', ":1: not an output event (no lead_id)"),
+        (
+            b'{"type": "score_changed", "lead_id": "L1"}\n',
+            ":1: not an output event (no numeric score)",
+        ),
+        (
+            b'{"type": "score_changed", "lead_id": "L1", "score": "3"}\n',
+            ":1: not an output event (no numeric",
+        ),
+        (b"[" * 100_000 + b"]" * 100_000 + b"\n", ":1: not JSON"),
+        (
+            b'{"type": "score_changed", "lead_id": "L1", "score": NaN}\n',
+            f":1: {NOT_FINITE % 'score'}",
+        ),
+        (
+            b'{"type": "score_changed", "lead_id": "L1", "score": Infinity}\n',
+            f":1: {NOT_FINITE % 'score'}",
+        ),
+        (
+            b'{"type": "score_changed", "lead_id": "L1", "score": 1e999}\n',
+            f":1: {NOT_FINITE % 'score'}",
+        ),
+        (
+            b'{"type": "score_changed", "lead_id": "L1", "score": 1'
+            + b"0" * 400
+            + b"}\n",
+            ":1: not an output",
+        ),
+        (
+            b'{"type": "score_changed", "lead_id": "L1", "score": 1'
+            + b"0" * 5000
+            + b"}\n",
+            ":1: not an output",
+        ),
+        (
+            b'{"type": "score_changed", "lead_id": "L1", "score": 3, '
+            b'"engagement": -Infinity}\n',
             f":1: {NOT_FINITE % 'engagement'}",
         ),
     ],
@@ -153,7 +183,9 @@ def test_unusable_outputs_are_named_by_file_and_line(
 
 def test_the_command_sweeps_and_suggests(tmp_path: Path) -> None:
     labels = written(tmp_path, "labels.csv", LABELS)
-    scores = outputs(tmp_path, ("L1", 12.0), ("L2", 7.0), ("L3", 3.0))
+    scores = outputs(
+        tmp_path, ("L1", 12.0), ("L2", 7.0), ("L3", 3.0), ("L4", 1.0), ("L5", 2.0)
+    )
 
     result = run("calibrate", "--outputs", str(scores), "--labels", str(labels))
 
@@ -196,7 +228,9 @@ def test_a_lead_labelled_twice_is_refused_with_its_line(tmp_path: Path) -> None:
 
     with pytest.raises(UnusableFile) as caught:
         read_labels(labels)
-    assert str(caught.value) == f"{labels}:4: lead L1 is labelled twice"
+    assert str(caught.value) == (
+        f"{labels}:4: lead L1 is labelled twice (first on line 2)"
+    )
 
 
 def test_a_threshold_no_better_than_all_the_leads_is_not_selective() -> None:
@@ -215,9 +249,14 @@ def test_a_threshold_no_better_than_all_the_leads_is_not_selective() -> None:
 def test_a_score_reached_on_fit_alone_is_not_a_peak(tmp_path: Path) -> None:
     path = tmp_path / "outputs.jsonl"
     events = [
-        {"lead_id": "L1", "score": 30.0, "engagement": 0.0},  # fit alone
-        {"lead_id": "L1", "score": 12.0, "engagement": 6.0},
-        {"lead_id": "L2", "score": 9.0, "engagement": 9.0},
+        {
+            "type": "score_changed",
+            "lead_id": "L1",
+            "score": 30.0,
+            "engagement": 0.0,
+        },  # fit alone
+        {"type": "score_changed", "lead_id": "L1", "score": 12.0, "engagement": 6.0},
+        {"type": "score_changed", "lead_id": "L2", "score": 9.0, "engagement": 9.0},
     ]
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
 
@@ -229,7 +268,11 @@ def test_a_score_that_is_not_a_number_is_one_line_from_the_command(
     tmp_path: Path,
 ) -> None:
     labels = written(tmp_path, "labels.csv", LABELS)
-    scores = written(tmp_path, "out.jsonl", b'{"lead_id": "L1", "score": NaN}\n')
+    scores = written(
+        tmp_path,
+        "out.jsonl",
+        b'{"type": "score_changed", "lead_id": "L1", "score": NaN}\n',
+    )
 
     result = run("calibrate", "--outputs", str(scores), "--labels", str(labels))
 
@@ -312,13 +355,24 @@ def test_empty_outputs_are_refused_like_unrelated_ones(tmp_path: Path) -> None:
     result = run("calibrate", "--outputs", str(empty), "--labels", str(labels))
 
     assert result.returncode == 1
-    assert result.stderr.startswith(f"calibrate: none of the 0 leads in {empty} is in")
+    assert result.stderr == f"calibrate: {empty} holds no output events\n"
 
 
 def versioned(tmp_path: Path, *events: tuple[str, float, str]) -> Path:
+    """The events, and low scores of the first's version for L3-L5, so that
+    every lead of LABELS has an output."""
     path = tmp_path / "outputs.jsonl"
+    version = events[0][2]
+    events += (("L3", 3.0, version), ("L4", 1.0, version), ("L5", 2.0, version))
     lines = [
-        json.dumps({"lead_id": lead, "score": score, "rules_version": version})
+        json.dumps(
+            {
+                "type": "score_changed",
+                "lead_id": lead,
+                "score": score,
+                "rules_version": version,
+            }
+        )
         for lead, score, version in events
     ]
     path.write_text("\n".join(lines) + "\n")
@@ -413,6 +467,9 @@ def test_leads_without_a_label_are_counted_on_stderr(tmp_path: Path) -> None:
     assert result.stderr == (
         f"calibrate: 2 of the 3 leads in {scores} have no label in {labels} "
         "and are left out\n"
+        f"calibrate: 4 of the 5 leads in {labels} have no output in {scores} and "
+        "count as reaching no threshold (leads no rule scored, or labels of "
+        "other data)\n"
     )
 
 
@@ -499,7 +556,124 @@ def test_leads_without_a_label_add_no_rows(tmp_path: Path) -> None:
         "calibrate",
         *("--outputs", str(scores), "--labels", str(labels)),
         *("--set", "scoring.mql.min_engagement=null"),  # scores alone count
+        *("--set", "scoring.mql.hysteresis=2"),
     )
 
     swept = [line.split()[0] for line in result.stdout.splitlines()[1:-1]]
     assert swept == ["5", "10", "60"]  # up to L1's 12, and the configured 60
+
+
+def test_thresholds_no_config_can_take_are_not_swept(tmp_path: Path) -> None:
+    labels = written(tmp_path, "labels.csv", LABELS)
+    scores = outputs(
+        tmp_path, ("L1", 22.0), ("L2", 7.0), ("L3", 3.0), ("L4", 1.0), ("L5", 2.0)
+    )
+
+    result = run(
+        "calibrate",
+        *("--outputs", str(scores), "--labels", str(labels)),
+        *("--set", "scoring.mql.min_engagement=null"),
+        *("--set", "scoring.mql.hysteresis=10"),  # a threshold must be above it
+    )
+
+    swept = [line.split()[0] for line in result.stdout.splitlines()[1:-1]]
+    assert swept == ["15", "20", "60"]
+
+
+def test_the_sweep_ends_at_the_top_1_percent_of_all_labelled_leads() -> None:
+    # 400 labelled leads; 4 reached 100, 1 reached 50, the rest no output:
+    # the 1% at the top are the four, and the next lead's 50 ends the sweep.
+    labels = {f"L{i}": i % 2 == 0 for i in range(400)}
+    peaks = {"L0": 100.0, "L1": 100.0, "L2": 100.0, "L3": 100.0, "L4": 50.0}
+
+    rows = sweep_labelled(peaks, labels, configured=60.0, hysteresis=10.0)
+
+    assert [row.threshold for row in rows] == [
+        15.0,
+        20.0,
+        25.0,
+        30.0,
+        35.0,
+        40.0,
+        45.0,
+        50.0,
+        60.0,
+    ]
+
+
+def test_state_lines_are_refused_as_outputs(tmp_path: Path) -> None:
+    state = {
+        "lead_id": "L1",
+        "fit": 35.0,
+        "engagement": 20.0,
+        "score": 55.0,
+        "as_of": "2026-12-01T10:00:00.000Z",
+        "is_mql": False,
+    }
+    path = written(tmp_path, "state.jsonl", json.dumps(state) + "\n")
+
+    with pytest.raises(UnusableFile) as caught:
+        read_peaks(path)
+
+    assert str(caught.value) == (
+        f"{path}:1: not an output event (no type score_changed or mql_crossed; "
+        "give what replay writes on stdout, not its --state-out)"
+    )
+
+
+@pytest.mark.parametrize(("conversions", "which"), [(0, "none"), (40, "all")])
+def test_labels_of_one_outcome_are_said_to_tell_nothing(
+    conversions: int, which: str
+) -> None:
+    row = Row(
+        20.0,
+        reached=30,
+        converted=conversions * 30 // 40,
+        leads=40,
+        conversions=conversions,
+    )
+
+    assert no_recommendation([row]) == (
+        f"no threshold is suggested: {which} of the 40 labelled leads converted, "
+        "so the labels cannot tell leads apart"
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "hint"),
+    [
+        ("Lead_ID,Converted", "; the names are lower case, without spaces around them"),
+        (
+            "lead_id, converted",
+            "; the names are lower case, without spaces around them",
+        ),
+        ("lead_id;converted", "; the columns are separated by commas"),
+        ("id,outcome", ""),
+    ],
+)
+def test_a_header_that_nearly_names_the_columns_says_how(
+    tmp_path: Path, header: str, hint: str
+) -> None:
+    path = written(tmp_path, "labels.csv", f"{header}\nL1,1\n")
+
+    with pytest.raises(UnusableFile) as caught:
+        read_labels(path)
+
+    assert str(caught.value).endswith(f"(expected lead_id,converted{hint})")
+
+
+def test_labels_matching_only_once_trimmed_are_pointed_out(tmp_path: Path) -> None:
+    labels = written(tmp_path, "labels.csv", "lead_id,converted\n L1 ,1\nL2,0\n")
+    scores = outputs(tmp_path, ("L1", 12.0), ("L2", 7.0))
+
+    result = run("calibrate", "--outputs", str(scores), "--labels", str(labels))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        f"calibrate: 1 of the 2 leads in {scores} have no label in {labels} "
+        "and are left out\n"
+        f"calibrate: 1 of the 2 leads in {labels} have no output in {scores} and "
+        "count as reaching no threshold (leads no rule scored, or labels of "
+        "other data); 1 of them would match once spaces around the id are "
+        "trimmed\n"
+    )
