@@ -145,6 +145,37 @@ class Marks:
         return self._client
 
 
+def key_prefix_versions(client: Client, key_prefix: str, now_s: float) -> list[str]:
+    """The rules versions marked in `<prefix>:rules` within a day, newest first.
+
+    Read only (HGETALL), for `scorer state`: it writes nothing of its own.
+    """
+    written = client.hgetall(f"{key_prefix}:{KEY_SUFFIX}")
+    ages = {_text(version): _age_s(stamp, now_s) for version, stamp in written.items()}
+    recent = [version for version, age_s in ages.items() if age_s <= FORGET_AFTER_S]
+    return sorted(recent, key=ages.__getitem__)
+
+
+def other_rules_warning(
+    marked: list[str], key_prefix: str, rules_version: str
+) -> str | None:
+    """Why leads read under this config's rules may not be the ones it scores.
+
+    `scorer state` decays with the config's half-lives, and a candidate's
+    config without the candidate's key prefix reads the baseline's leads:
+    the rules that wrote there say which it is.
+    """
+    if not marked or rules_version in marked:
+        return None
+    shown = ", ".join(_shown(version) for version in marked[:3])
+    more = f" and {len(marked) - 3} more" if len(marked) > 3 else ""
+    return (
+        f"the leads under redis.key_prefix={key_prefix} were scored by rules "
+        f"{shown}{more} (newest first), not this config's {rules_version}: "
+        "is it the key prefix of these rules?"
+    )
+
+
 class ConsumerGroup:
     """The group's committed offsets, whose metadata is a `commit_note`.
 

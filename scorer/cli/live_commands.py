@@ -10,10 +10,17 @@ import logging
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from scorer.cli import options
 from scorer.cli.exit_codes import EXIT_FAILED, EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from scorer.config import Config
+    from scorer.state import Client
 
 # The package's logger, not this module's: the signal's log line keeps the
 # name `scorer.cli` it had before the package was split.
@@ -164,6 +171,7 @@ def _state(args: argparse.Namespace) -> int:
     # Made at the first read: a cluster client connects as it is made, and its
     # failure is then the store's error, one line, not a traceback.
     client = functools.partial(redis_client, config)
+    _warn_of_other_rules(client, config)
     store = RedisStore(client, Params.of(config.scoring), config.redis.key_prefix)
     found = lookup.standings(store, args.leads or None, as_of_ms)
     written = lookup.write(found, sys.stdout, sys.stderr, args.mql_only)
@@ -174,3 +182,25 @@ def _state(args: argparse.Namespace) -> int:
         print(f"no lead held under redis.key_prefix={prefix}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_FAILED if written.missing else EXIT_OK
+
+
+def _warn_of_other_rules(client: Callable[[], "Client"], config: "Config") -> None:
+    """Say so when other rules than the config's wrote under its key prefix."""
+    from redis.exceptions import RedisClusterException, RedisError
+
+    from scorer import presence
+
+    prefix, version = config.redis.key_prefix, config.scoring.rules_version
+    try:
+        connection = client()
+    except (RedisError, RedisClusterException):
+        return  # reading the leads names the failure, in one line
+    try:
+        marked = presence.key_prefix_versions(connection, prefix, time.time())
+    except (RedisError, RedisClusterException):
+        return
+    finally:
+        connection.close()
+    warning = presence.other_rules_warning(marked, prefix, version)
+    if warning is not None:
+        print(f"state: warning: {warning}", file=sys.stderr)

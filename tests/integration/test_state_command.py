@@ -1,6 +1,7 @@
 """`scorer state`: the leads Redis holds, as `scorer replay --state-out` shows them."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,27 @@ def test_leads_or_all_must_be_given() -> None:
 
     assert done.returncode == 2
     assert "give the lead ids to show, or --all" in done.stderr
+
+
+def test_leads_scored_by_other_rules_are_warned_of(
+    history: Path, redis_url: str, redis_client: redis.Redis
+) -> None:
+    # What a running scorer of other rules marks beside its leads; a
+    # candidate's config without the candidate's key prefix reads them.
+    now_ms = int(time.time() * 1000)
+    marks = {"baseline-1+aaaa": now_ms - 5_000, "older-1+bbbb": now_ms - 60_000}
+    redis_client.hset(f"{PREFIX}:rules", mapping=marks)
+
+    code, states, errors = shown(redis_url, "--as-of", NEWEST, *LEADS)
+
+    configured = load_config(environ={}).scoring.rules_version
+    assert code == 0 and len(states) == 3
+    assert errors == (
+        f"state: warning: the leads under redis.key_prefix={PREFIX} were scored "
+        f"by rules baseline-1+aaaa, older-1+bbbb (newest first), not this "
+        f"config's {configured}: is it the key prefix of these rules?\n"
+    )
+
+    redis_client.hset(f"{PREFIX}:rules", configured, str(now_ms))
+    code, _, errors = shown(redis_url, "--as-of", NEWEST, *LEADS)
+    assert (code, errors) == (0, "")
