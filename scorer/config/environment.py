@@ -8,7 +8,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel
 
-from scorer.config.kafka import is_secret_setting
+from scorer.config.kafka import FREE_FORM_MAPS, is_secret_setting
 from scorer.config.root import Config
 from scorer.config.yaml_syntax import ConfigLoader
 from scorer.errors import ConfigError
@@ -90,12 +90,25 @@ def apply_environment(
             path = ["kafka", section, setting]
             set_path(raw, path, value, name)
         elif name.startswith(ENV_PREFIX) and "__" in name:
-            path = name.removeprefix(ENV_PREFIX).lower().split("__")
+            path = _librdkafka_path(name.removeprefix(ENV_PREFIX).lower().split("__"))
             set_path(raw, path, environment_value(path, value), name)
         else:
             continue
         sources[".".join(path)] = name
     return sources
+
+
+def _librdkafka_path(path: list[str]) -> list[str]:
+    """Below a map of librdkafka settings, the rest of a variable's path is
+    one setting, each `_` read as `.`, as SCORER_RDKAFKA_ reads it.
+
+    SCORER_KAFKA__CONSUMER_SETTINGS__GROUP_INSTANCE_ID sets one consumer
+    setting and keeps the file's others, where a mapping given to
+    SCORER_KAFKA__CONSUMER_SETTINGS replaces them all.
+    """
+    if tuple(path[:2]) not in FREE_FORM_MAPS or len(path) < 3:
+        return path
+    return [*path[:2], ".".join(path[2:]).replace("_", ".")]
 
 
 def environment_value(path: list[str], text: str) -> Any:

@@ -746,3 +746,24 @@ def test_true_and_false_are_still_booleans(text: str, value: bool) -> None:
     config = load_config(environ={}, overrides={"pipeline.transactional": text})
 
     assert config.pipeline.transactional is value
+
+
+def test_one_librdkafka_setting_from_the_environment_keeps_the_files_others(
+    tmp_path: Path,
+) -> None:
+    raw = default_raw()
+    raw["kafka"]["consumer_settings"] = {"queued.max.messages.kbytes": 16384}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    environ = {
+        "SCORER_KAFKA__CONSUMER_SETTINGS__GROUP_INSTANCE_ID": "pod-0",
+        "SCORER_KAFKA__PRODUCER_SETTINGS__LINGER_MS": "20",
+    }
+
+    config = load_config(path, environ=environ)
+
+    assert config.kafka.consumer_settings == {
+        "queued.max.messages.kbytes": 16384,
+        "group.instance.id": "pod-0",
+    }
+    assert config.kafka.producer_settings == {"linger.ms": 20}

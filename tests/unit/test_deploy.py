@@ -398,7 +398,7 @@ def test_deployment_probes_use_the_scorer_endpoints() -> None:
     assert deployment["spec"]["replicas"] > 1
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert ports == {"http": config_map_config().metrics.port}
+    assert ports == {"http": 9108}  # the image's port: see the test below
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert by_kind()["Service"]["spec"]["ports"][0]["targetPort"] == "http"
@@ -412,15 +412,20 @@ def test_each_pod_is_a_static_member_named_after_itself(tmp_path: Path) -> None:
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     # Kubernetes expands $(POD_NAME) in a later variable's value.
-    value = env["SCORER_KAFKA__CONSUMER_SETTINGS"]["value"]
-    environ = {"SCORER_KAFKA__CONSUMER_SETTINGS": value.replace("$(POD_NAME)", "ls-1")}
+    name = "SCORER_KAFKA__CONSUMER_SETTINGS__GROUP_INSTANCE_ID"
+    environ = {name: env[name]["value"].replace("$(POD_NAME)", "ls-1")}
+    # An operator's own consumer setting in the ConfigMap is kept beside it.
     raw = yaml.safe_load(by_kind()["ConfigMap"]["data"]["config.yaml"])
+    raw["kafka"]["consumer_settings"] = {"queued.max.messages.kbytes": 16384}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
 
     config = load_config(path, environ=environ)
 
-    assert config.kafka.consumer_settings == {"group.instance.id": "ls-1"}
+    assert config.kafka.consumer_settings == {
+        "queued.max.messages.kbytes": 16384,
+        "group.instance.id": "ls-1",
+    }
     assert consumer_settings(config)["group.instance.id"] == "ls-1"
     transactional = config.model_copy(
         update={"pipeline": config.pipeline.model_copy(update={"transactional": True})}
@@ -438,8 +443,29 @@ def test_config_map_holds_the_default_rules_and_a_valid_config() -> None:
     default = load_config(environ={})
 
     assert config.scoring == default.scoring
-    assert config.metrics.host == "0.0.0.0"
     assert config.logging.format == "json"
+
+
+def test_the_metrics_address_is_the_images_not_the_config_maps(
+    tmp_path: Path,
+) -> None:
+    # The image's variables win over the file: a port set in the ConfigMap
+    # would silently change nothing, so it sets none.
+    raw = yaml.safe_load(by_kind()["ConfigMap"]["data"]["config.yaml"])
+    image = (ROOT / "Dockerfile").read_text()
+    pod = by_kind()["StatefulSet"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+
+    assert set(raw["metrics"]) & {"host", "port"} == set()
+    assert "SCORER_METRICS__HOST=0.0.0.0" in image
+    assert "SCORER_METRICS__PORT=9108" in image
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    image_env = {"SCORER_METRICS__HOST": "0.0.0.0", "SCORER_METRICS__PORT": "9108"}
+    served = load_config(path, environ=image_env).metrics
+    assert (served.host, served.port) == ("0.0.0.0", 9108)
+    assert container["ports"][0]["containerPort"] == served.port
 
 
 def test_secret_variables_set_real_config_fields(tmp_path: Path) -> None:
