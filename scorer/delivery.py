@@ -409,9 +409,11 @@ class AtLeastOnce(_Delivery):
 
         first = failures[0][1]
         if self._failure_worth_logging():
+            topics = sorted({item.topic for item, _ in failures})
             log.warning(
-                "deliveries failed; producing again count=%d code=%s: %s",
+                "deliveries failed; producing again count=%d topics=%s code=%s: %s",
                 len(failures),
+                ",".join(topics),
                 first.name(),
                 first.str(),
             )

@@ -408,6 +408,7 @@ def test_refused_outputs_are_produced_again_after_a_wait_that_serves_the_consume
     )
     failures = [r for r in caplog.records if "deliveries failed" in r.getMessage()]
     assert len(failures) == 1  # one line per WAIT_LOG_EVERY_S, not per attempt
+    assert "count=2 topics=out code=" in failures[0].getMessage()
 
 
 def test_a_transactional_start_without_a_broker_shows_its_wait_and_stops_on_request(
