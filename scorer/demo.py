@@ -33,6 +33,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from scorer import accesslog
 from scorer.calibrate import GOOD_BAND, TOO_HIGH_ABOVE, TOO_LOW_BELOW, Row
 from scorer.config import Config, parse_config
+from scorer.config.yaml_syntax import ConfigLoader
 from scorer.delivery import send
 from scorer.errors import ScorerError
 from scorer.events import FIRMOGRAPHICS_TYPE
@@ -187,7 +188,8 @@ def _labels(path: Path) -> dict[str, bool]:
 
 
 def _config(rules: Path, bootstrap: str, redis_url: str, name: str) -> Config:
-    raw = yaml.safe_load(rules.read_text())
+    # Read as every config is read (YAML 1.2's numbers and booleans).
+    raw = yaml.load(rules.read_text(), Loader=ConfigLoader)
     run = uuid.uuid4().hex[:6]
     raw["topics"] = {
         "events": [
