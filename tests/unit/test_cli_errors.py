@@ -283,14 +283,15 @@ def test_a_setting_librdkafka_does_not_know_is_a_config_error(
         "watch": [],
         "produce": [str(records)],
     }[command]
-    env = {"SCORER_KAFKA__SETTINGS__SOCKET_TIMEOUT_MS": "5"}
+    # Below kafka.settings the rest of the name is one setting, "_" read as ".".
+    env = {"SCORER_KAFKA__SETTINGS__SOCKET_TIMEOUT_SECONDS": "5"}
 
     result = run(command, "--bootstrap-servers", "127.0.0.1:1", *extra, env=env)
 
     assert result.returncode == 2
     assert result.stderr.strip().endswith(
         "config error: kafka.settings: librdkafka: No such configuration "
-        'property: "socket_timeout_ms"'
+        'property: "socket.timeout.seconds"'
     )
     assert "Traceback" not in result.stderr
 
