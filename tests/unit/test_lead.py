@@ -672,6 +672,18 @@ def test_a_fit_record_of_a_lead_without_events_is_as_of_its_own_time() -> None:
     assert outcome is not None and outcome.as_of_ms == T0
 
 
+def test_a_snapshot_of_a_lead_with_only_a_fit_is_as_of_the_time_asked() -> None:
+    store = MemoryStore(PARAMS)
+    store.apply([fit_record(T0, 30.0, "aa")])
+
+    unasked = store.snapshot("L1")
+    a_day_later = store.snapshot("L1", T0 + DAY_MS)
+
+    assert unasked is not None and unasked.as_of_ms == T0
+    assert a_day_later is not None
+    assert (a_day_later.as_of_ms, a_day_later.score) == (T0 + DAY_MS, 30.0)
+
+
 def test_a_late_read_counts_against_its_own_days_full_cap() -> None:
     day = (T0 // DAY_MS) * DAY_MS  # the start of BLOG's cap window of T0
     store = MemoryStore(PARAMS)
