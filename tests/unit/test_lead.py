@@ -684,6 +684,24 @@ def test_a_snapshot_of_a_lead_with_only_a_fit_is_as_of_the_time_asked() -> None:
     assert (a_day_later.as_of_ms, a_day_later.score) == (T0 + DAY_MS, 30.0)
 
 
+def test_a_snapshot_at_a_later_time_leaves_the_stored_state_as_it_was() -> None:
+    # Capped reads sit in an open window: a snapshot must decay a copy of it.
+    reads = [visit(BLOG, T0 + n, f"r{n}") for n in range(3)]
+    later = visit(BLOG, T0 + HOUR_MS, "later")
+    looked_at, untouched = MemoryStore(PARAMS), MemoryStore(PARAMS)
+    looked_at.apply(reads)
+    untouched.apply(reads)
+
+    now = looked_at.snapshot("L1")
+    a_week_on = looked_at.snapshot("L1", T0 + 7 * DAY_MS)
+    now_again = looked_at.snapshot("L1")
+
+    assert now is not None and now.engagement == pytest.approx(3.0)
+    assert a_week_on is not None and a_week_on.engagement == pytest.approx(1.5)
+    assert now_again == now
+    assert looked_at.apply([later]) == untouched.apply([later])
+
+
 def test_a_late_read_counts_against_its_own_days_full_cap() -> None:
     day = (T0 // DAY_MS) * DAY_MS  # the start of BLOG's cap window of T0
     store = MemoryStore(PARAMS)
