@@ -1,6 +1,7 @@
 """Output events: ids equal to the stdlib's UUIDv5, bytes equal to fastavro's."""
 
 import io
+import math
 import random
 import uuid
 
@@ -9,7 +10,13 @@ from fastavro import schemaless_writer
 from scorer.lead import LATE, ON_TIME, TOO_LATE, ActivityUpdate, Outcome
 from scorer.publish import OUTPUT_ID_NAMESPACE, Reason, output_events, output_id
 from scorer.rules import ScoringRule
-from scorer.wire import SCORE_SCHEMA, SINGLE_OBJECT_MARKER, AvroCodec, SchemaCatalog
+from scorer.wire import (
+    SCORE_SCHEMA,
+    SINGLE_OBJECT_MARKER,
+    AvroCodec,
+    JsonCodec,
+    SchemaCatalog,
+)
 
 DAY_MS = 86_400_000
 T0_MS = 1_750_000_000_000
@@ -163,3 +170,21 @@ def test_a_crossing_up_and_one_down_from_one_source_have_other_ids() -> None:
         return str(events[1]["event_id"])
 
     assert crossing_id(False, True) != crossing_id(True, False)
+
+
+def test_a_score_rounding_from_just_below_zero_is_published_as_plain_zero() -> None:
+    # round(-0.001, 2) is -0.0, which JSON would spell "-0.0".
+    rule = ScoringRule("careers_page", -15.0, 14 * DAY_MS, 15.0, DAY_MS)
+    update = ActivityUpdate("lead-7", "e-6", T0_MS, rule)
+    outcome = Outcome(
+        "applied", 5.0, -0.001, 0.0, -0.001, -5.001, 0.0, False, 0, False,
+        False, T0_MS,
+    )  # fmt: skip
+
+    (changed,) = output_events(update, outcome, Reason(rule.name, -15.0), "v1", 60.0)
+    text = JsonCodec().encode(changed).decode()
+
+    assert changed["score"] == 0.0
+    assert math.copysign(1.0, changed["score"]) == 1.0
+    assert '"score":0.0,' in text
+    assert '"score":-0.0' not in text
