@@ -188,3 +188,20 @@ def test_a_score_rounding_from_just_below_zero_is_published_as_plain_zero() -> N
     assert math.copysign(1.0, changed["score"]) == 1.0
     assert '"score":0.0,' in text
     assert '"score":-0.0' not in text
+
+
+def test_fit_and_engagement_are_published_to_4_decimals() -> None:
+    # The README's output format promises 4 decimals for them.
+    rule = ScoringRule("pricing_page", 20.0, 7 * DAY_MS, 40.0, DAY_MS)
+    update = ActivityUpdate("lead-7", "e-7", T0_MS, rule)
+
+    def published(engagement: float) -> object:
+        outcome = Outcome(
+            "applied", 0.0, 30.0 + engagement, 30.0, engagement, engagement, 0.0,
+            False, 0, False, False, T0_MS,
+        )  # fmt: skip
+        (changed,) = output_events(update, outcome, Reason(rule.name, 20.0), "v1", 60.0)
+        return changed["engagement"]
+
+    assert published(1.23456) == 1.2346
+    assert published(19.99996) == 20.0
