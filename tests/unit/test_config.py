@@ -131,6 +131,30 @@ def test_an_unreachable_threshold_is_refused() -> None:
     assert error.field == "scoring"
 
 
+def test_a_hysteresis_as_large_as_the_threshold_is_refused() -> None:
+    # The band would reach down to a score of 0: no MQL could ever leave.
+    raw = default_raw()
+    raw["scoring"]["mql"]["hysteresis"] = raw["scoring"]["mql"]["threshold"] = 60
+
+    error = error_of(raw)
+    assert (error.field, error.message) == (
+        "scoring.mql",
+        "hysteresis must be smaller than threshold",
+    )
+
+
+def test_a_dedupe_horizon_shorter_than_the_allowed_lateness_is_refused() -> None:
+    raw = default_raw()
+    raw["scoring"]["allowed_lateness"] = "1d"
+    raw["scoring"]["dedupe_horizon"] = "12h"
+
+    error = error_of(raw)
+    assert (error.field, error.message) == (
+        "scoring",
+        "dedupe_horizon must be at least allowed_lateness",
+    )
+
+
 def test_duplicate_rule_names_are_refused() -> None:
     raw = default_raw()
     rules = raw["scoring"]["engagement_rules"]
