@@ -155,6 +155,27 @@ def test_a_dedupe_horizon_shorter_than_the_allowed_lateness_is_refused() -> None
     )
 
 
+def test_negative_fit_points_are_left_out_of_the_highest_score() -> None:
+    # One rule capped at 30 points a day, halving daily. Just past midnight,
+    # today's full cap and yesterday's (earned at its very end) count whole,
+    # and each day before half the one after it: 30 * (1 + 1 + 1/2 + ...) =
+    # 90. The best fit matches the +50 rule and not the -40 one: 50. So the
+    # highest score is 140 exactly; counting the -40 would make it 100.
+    raw = default_raw()
+    demo = raw["scoring"]["engagement_rules"][1]
+    size, industry = raw["scoring"]["fit_rules"][:2]
+    raw["scoring"]["engagement_rules"] = [
+        {**demo, "cap": {"points": 30, "window": "1d"}, "half_life": "1d"}
+    ]
+    raw["scoring"]["fit_rules"] = [{**size, "points": 50}, {**industry, "points": -40}]
+    raw["scoring"]["mql"]["threshold"] = 140
+
+    scoring = parse_config(raw).scoring
+
+    assert (scoring.max_fit(), scoring.max_engagement()) == (50.0, 90.0)
+    assert scoring.mql.threshold == 140
+
+
 def test_duplicate_rule_names_are_refused() -> None:
     raw = default_raw()
     rules = raw["scoring"]["engagement_rules"]
