@@ -133,6 +133,15 @@ def test_a_broker_silent_past_the_limit_is_reported_until_it_answers() -> None:
     assert (watch.silent, gauge(metrics)) == ({}, 0.2)
 
 
+def test_a_broker_silent_for_exactly_the_limit_is_silent() -> None:
+    watch, metrics = silence(after_s=15.0)
+    watch.note(two_brokers(100_000, 100_000), now_s=80.0)
+
+    watch.note(two_brokers(100_000, 15_000_000), now_s=100.0)
+
+    assert (watch.silent, gauge(metrics)) == ({2: 15.0}, 15.0)
+
+
 def test_the_silence_counts_on_through_a_reconnection_with_no_answer() -> None:
     """librdkafka's request timeout drops the connection, and its new one
     counts from -1: the broker has still said nothing since its last answer."""
