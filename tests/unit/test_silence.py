@@ -11,7 +11,7 @@ from scorer.clients import consumer_settings
 from scorer.config import load_config
 from scorer.metrics import Metrics
 from scorer.service import build_pipeline
-from scorer.silence import NO_LEADER, BrokerSilence, leaders_idle
+from scorer.silence import NO_LEADER, BrokerSilence, idle_by_address, leaders_idle
 
 FETCHING = {("views", 0), ("views", 1), ("downloads", 0)}
 
@@ -239,6 +239,13 @@ def test_a_silent_broker_whose_handle_librdkafka_dropped_stays_silent() -> None:
     bootstrap["b:9092/bootstrap"] = broker(-1, 170_000, "b:9092")
     watch.note(stats(bootstrap, {}, {}), now_s=163.0)
     assert watch.silent == {}
+
+
+def test_a_broker_is_as_silent_as_its_least_idle_connection() -> None:
+    # Broker 2's own connection hangs; the coordinator's answered just now.
+    report = coordinated_by_2(idle_2_us=40_000_000, coordinator_us=200_000)
+
+    assert idle_by_address(report) == {"a:9092": 0.1, "b:9092": 0.2}
 
 
 def test_a_broker_not_silent_before_the_partitions_went_is_not_judged() -> None:
