@@ -21,6 +21,7 @@ from scorer.calibrate import (
     read_peaks,
     recommend,
     render,
+    sweep,
     sweep_labelled,
     why_recommended,
 )
@@ -677,3 +678,12 @@ def test_labels_matching_only_once_trimmed_are_pointed_out(tmp_path: Path) -> No
         "other data); 1 of them would match once spaces around the id are "
         "trimmed\n"
     )
+
+
+def test_a_lead_whose_peak_equals_the_threshold_reaches_it() -> None:
+    peaks = {"L1": 30.0, "L2": 29.99, "L3": 45.0}
+    labels = {"L1": True, "L2": True, "L3": False}
+
+    (row,) = sweep(peaks, labels, [30.0])
+
+    assert (row.reached, row.converted) == (2, 1)
