@@ -687,3 +687,14 @@ def test_a_lead_whose_peak_equals_the_threshold_reaches_it() -> None:
     (row,) = sweep(peaks, labels, [30.0])
 
     assert (row.reached, row.converted) == (2, 1)
+
+
+def test_a_score_with_exactly_min_engagement_is_a_peak(tmp_path: Path) -> None:
+    path = tmp_path / "outputs.jsonl"
+    events = [
+        {"type": "score_changed", "lead_id": "L1", "score": 25.0, "engagement": 5.0},
+        {"type": "score_changed", "lead_id": "L2", "score": 35.0, "engagement": 4.99},
+    ]
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+
+    assert read_peaks(path, min_engagement=5.0) == {"L1": 25.0}
