@@ -698,3 +698,12 @@ def test_a_score_with_exactly_min_engagement_is_a_peak(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
 
     assert read_peaks(path, min_engagement=5.0) == {"L1": 25.0}
+
+
+@pytest.mark.parametrize("converted", [25, 40])
+def test_a_share_on_either_edge_of_the_good_band_is_good(converted: int) -> None:
+    # 20% of all leads convert: 25% and 40% of the MQLs are lifts of 1.25 and 2.
+    row = Row(30.0, reached=100, converted=converted, leads=1000, conversions=200)
+
+    assert row.share == converted / 100
+    assert row.verdict == "good"
