@@ -707,3 +707,12 @@ def test_a_share_on_either_edge_of_the_good_band_is_good(converted: int) -> None
 
     assert row.share == converted / 100
     assert row.verdict == "good"
+
+
+def test_one_lead_far_above_the_rest_does_not_stretch_the_sweep() -> None:
+    # 200 leads: the top 1% is two of them, and the next one's 20 ends the
+    # sweep, not the single lead at 1000.
+    peaks = {f"L{i}": 20.0 for i in range(199)}
+    peaks["L199"] = 1000.0
+
+    assert default_thresholds(peaks) == [5.0, 10.0, 15.0, 20.0]
