@@ -8,6 +8,7 @@ from scorer.dead_letter import (
     HEADER_FRAMING_BYTES,
     HEADER_PREFIX,
     MESSAGE_OVERHEAD_BYTES,
+    SHORT_KEY_BYTES,
     DeadLetters,
     Rejected,
 )
@@ -53,3 +54,15 @@ def test_a_dead_letter_of_exactly_the_size_limit_is_sent_whole() -> None:
     assert (past_it.key, past_it.value) == (b"lead-7", None)
     assert past_it.headers[0][0] == HEADER_PREFIX + "class"  # the record's went
     assert past_it.headers[-1] == (OMITTED, str(size(whole)).encode())
+
+
+def test_a_key_of_exactly_1024_bytes_is_kept_when_the_content_is_not() -> None:
+    short, long = b"k" * SHORT_KEY_BYTES, b"k" * (SHORT_KEY_BYTES + 1)
+
+    kept = letter(short, 2_000)
+    dropped = letter(long, 2_000)
+
+    assert SHORT_KEY_BYTES == 1024
+    assert (kept.key, kept.value) == (short, None)
+    assert (dropped.key, dropped.value) == (None, None)
+    assert dict(dropped.headers)[OMITTED] == str(size(letter(long, 10**7))).encode()
