@@ -100,12 +100,14 @@ def test_full_log_counts() -> None:
     assert set(stats.dropped) <= set(DROP_REASONS)
 
 
-@pytest.mark.parametrize("path", [SAMPLE, FULL_LOG])
-def test_every_event_is_accepted_by_the_scorer(path: Path) -> None:
+# The counts of events test_sample_counts and test_full_log_counts expect.
+@pytest.mark.parametrize(("path", "count"), [(SAMPLE, 43), (FULL_LOG, 1611 + 42)])
+def test_every_event_is_accepted_by_the_scorer(path: Path, count: int) -> None:
     events, _ = run(read(path))
 
-    for event in events:
-        parse_record(json.loads(json.dumps(event)), BOUNDS)
+    records = [parse_record(json.loads(json.dumps(event)), BOUNDS) for event in events]
+
+    assert len(records) == count
 
 
 def test_file_order_is_kept() -> None:
