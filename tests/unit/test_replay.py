@@ -164,6 +164,8 @@ def test_every_number_in_the_state_is_a_float(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     finals = [json.loads(line) for line in state.read_text().splitlines()]
     outputs = [json.loads(line) for line in result.stdout.splitlines()]
+    # Two leads; A's fit and B's read move a score, B's fit of 0 does not.
+    assert (len(finals), len(outputs)) == (2, 2)
     for document in [*finals, *outputs]:
         numbers = {key: document[key] for key in ("fit", "engagement", "score")}
         assert all(type(n) is float for n in numbers.values()), document
