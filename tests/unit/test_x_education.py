@@ -223,6 +223,9 @@ def test_labels() -> None:
 def test_every_record_is_accepted_by_the_scorer_and_in_range() -> None:
     records = convert.convert(synthetic_rows()).records
 
+    # Four firmographics, and the 5, 14 + 1 and 2 events of the leads that
+    # test_events_per_lead_follow_the_real_aggregates counts.
+    assert len(records) == 4 + 5 + 15 + 2
     for record in records:
         parse_record(json.loads(json.dumps(record)), BOUNDS)
         stamp = record.get("occurred_at") or record["updated_at"]
