@@ -259,17 +259,17 @@ def test_no_record_depends_on_the_label_or_leaky_columns() -> None:
 
 
 @pytest.mark.parametrize(
-    ("column", "value"),
+    ("column", "value", "problem"),
     [
-        ("TotalVisits", "many"),
-        ("TotalVisits", "2.5"),
-        ("Page Views Per Visit", "-1"),
-        ("Converted", "yes"),
-        ("Lead Number", ""),
+        ("TotalVisits", "many", "not a number"),
+        ("TotalVisits", "2.5", "out of range"),
+        ("Page Views Per Visit", "-1", "out of range"),
+        ("Converted", "yes", "not 0 or 1"),
+        ("Lead Number", "", "empty"),
     ],
 )
-def test_bad_values_are_refused(column: str, value: str) -> None:
-    with pytest.raises(convert.ConversionError):
+def test_bad_values_are_refused(column: str, value: str, problem: str) -> None:
+    with pytest.raises(convert.ConversionError, match=f": {column} is {problem}$"):
         convert.convert([row(**{column: value})])
 
 
