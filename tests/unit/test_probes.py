@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from scorer import __version__
 from scorer.errors import ScorerError
 from scorer.metrics import Metrics
 from scorer.probes import (
@@ -254,7 +255,8 @@ def test_the_server_answers_health_readiness_and_metrics(
     status, body, kind = get(f"{base}/metrics")
     assert status == 200
     assert kind.startswith("text/plain; version=")
-    assert b'scorer_build_info{rules_version="rules-1+abc",version="0.1.0"} 1.0' in body
+    labels = f'rules_version="rules-1+abc",version="{__version__}"'
+    assert f"scorer_build_info{{{labels}}} 1.0".encode() in body
 
     assert get(f"{base}/nothing")[0] == 404
 
