@@ -83,14 +83,13 @@ def apply_environment(
     sources: dict[str, str] = {}
     for name, value in sorted(environ.items()):
         if name.startswith(RDKAFKA_ENV_PREFIX):
-            setting = name.removeprefix(RDKAFKA_ENV_PREFIX).lower().replace("_", ".")
-            if not setting.strip("."):
-                raise ConfigError(name, "names no librdkafka setting")
+            setting = _setting_name(name.removeprefix(RDKAFKA_ENV_PREFIX), name)
             section = "secrets" if is_secret_setting(setting) else "settings"
             path = ["kafka", section, setting]
             set_path(raw, path, value, name)
         elif name.startswith(ENV_PREFIX) and "__" in name:
-            path = _librdkafka_path(name.removeprefix(ENV_PREFIX).lower().split("__"))
+            path = name.removeprefix(ENV_PREFIX).lower().split("__")
+            path = _librdkafka_path(path, name)
             set_path(raw, path, environment_value(path, value), name)
         else:
             continue
@@ -98,7 +97,7 @@ def apply_environment(
     return sources
 
 
-def _librdkafka_path(path: list[str]) -> list[str]:
+def _librdkafka_path(path: list[str], name: str) -> list[str]:
     """Below a map of librdkafka settings, the rest of a variable's path is
     one setting, each `_` read as `.`, as SCORER_RDKAFKA_ reads it.
 
@@ -108,7 +107,16 @@ def _librdkafka_path(path: list[str]) -> list[str]:
     """
     if tuple(path[:2]) not in FREE_FORM_MAPS or len(path) < 3:
         return path
-    return [*path[:2], ".".join(path[2:]).replace("_", ".")]
+    return [*path[:2], _setting_name(".".join(path[2:]), name)]
+
+
+def _setting_name(words: str, name: str) -> str:
+    """A librdkafka name from a variable's words: lower case, '_' as '.'."""
+    setting = words.lower().replace("_", ".")
+    if not all(setting.split(".")):
+        # Empty, or a dot at an end or twice: librdkafka has no such name.
+        raise ConfigError(name, "names no librdkafka setting")
+    return setting
 
 
 def environment_value(path: list[str], text: str) -> Any:
@@ -135,7 +143,13 @@ def set_path(raw: dict[str, Any], path: list[str], value: Any, source: str) -> N
         child = node.get(part)
         if isinstance(child, list):
             raise list_item_error(path, depth + 1, source)
-        if not isinstance(child, dict):
+        if child is not None and not isinstance(child, dict):
+            # Replaced by a mapping, the value given before (a variable's
+            # whole map that is no map) would vanish without a word.
+            field, rest = ".".join(path[: depth + 1]), ".".join(path[depth + 1 :])
+            message = f"must be a mapping to set {rest} in it (from {source})"
+            raise ConfigError(field, message)
+        if child is None:
             child = {}
             node[part] = child
         node = child

@@ -39,6 +39,8 @@ CONSUMER_FIXED: dict[str, Any] = {
     "enable.auto.offset.store": False,
 }
 PRODUCER_FIXED: dict[str, Any] = {"enable.idempotence": True, "acks": "all"}
+# YAML 1.1's words for booleans besides true and false.
+BOOLEAN_WORDS = {"yes": True, "on": True, "no": False, "off": False}
 # Set from pipeline.transactional and its prefix only.
 PRODUCER_RESERVED = ("transactional.id",)
 
@@ -117,6 +119,21 @@ class Kafka(Frozen):
             "kafka.secrets.sasl.password=VALUE, SCORER_RDKAFKA_SASL_PASSWORD=VALUE)"
         )
 
+    @field_validator(
+        "settings", "consumer_settings", "producer_settings", mode="before"
+    )
+    @classmethod
+    def _boolean_words(cls, value: Any) -> Any:
+        """yes, no, on and off as librdkafka's true and false.
+
+        The config is read as YAML 1.2 (see yaml_syntax), where they are text;
+        YAML 1.1 made them booleans, and librdkafka takes only true and false,
+        so a map that said `enable.auto.commit: no` keeps its meaning.
+        """
+        if not isinstance(value, dict):
+            return value
+        return {name: _boolean_word(setting) for name, setting in value.items()}
+
     @field_validator("settings")
     @classmethod
     def _common_keeps_guarantees(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +151,12 @@ class Kafka(Frozen):
     def _producer_keeps_guarantees(cls, value: dict[str, Any]) -> dict[str, Any]:
         _keep_fixed(value, PRODUCER_FIXED)
         return value
+
+
+def _boolean_word(value: Any) -> Any:
+    if isinstance(value, str):
+        return BOOLEAN_WORDS.get(value.lower(), value)
+    return value
 
 
 def _keep_fixed(given: Mapping[str, Any], fixed: Mapping[str, Any]) -> None:

@@ -54,10 +54,34 @@ class ConfigLoader(yaml.SafeLoader):
 
     def construct_core_int(self, node: yaml.ScalarNode) -> int:
         text = str(self.construct_scalar(node))
-        if text.startswith(("0o", "0x")):
-            return int(text, 0)
-        # PyYAML's own constructor would read a leading 0 as octal.
-        return int(text, 10)
+        try:
+            if text.startswith(("0o", "0x")):
+                return int(text, 0)
+            # PyYAML's own constructor would read a leading 0 as octal.
+            return int(text, 10)
+        except ValueError as exc:
+            raise _not_a("an integer", node) from exc
+
+    def construct_checked_float(self, node: yaml.ScalarNode) -> float:
+        try:
+            return float(self.construct_yaml_float(node))
+        except (ValueError, IndexError) as exc:
+            raise _not_a("a number", node) from exc
+
+    def construct_checked_bool(self, node: yaml.ScalarNode) -> bool:
+        try:
+            return bool(self.construct_yaml_bool(node))
+        except KeyError as exc:
+            raise _not_a("true or false", node) from exc
+
+
+def _not_a(kind: str, node: yaml.ScalarNode) -> yaml.constructor.ConstructorError:
+    """A value tagged `!!int` (or float, bool) that is none: a YAML error,
+    which the config's reader reports with its place, not a traceback."""
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    return yaml.constructor.ConstructorError(
+        None, None, f"a value tagged {tag} is not {kind}", node.start_mark
+    )
 
 
 def _core_resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
@@ -74,3 +98,5 @@ ConfigLoader.add_implicit_resolver(_BOOL, _BOOL_TEXT, list("tTfF"))
 ConfigLoader.add_implicit_resolver(_INT, _INT_TEXT, list("-+0123456789"))
 ConfigLoader.add_implicit_resolver(_FLOAT, _FLOAT_TEXT, list("-+.0123456789"))
 ConfigLoader.add_constructor(_INT, ConfigLoader.construct_core_int)
+ConfigLoader.add_constructor(_FLOAT, ConfigLoader.construct_checked_float)
+ConfigLoader.add_constructor(_BOOL, ConfigLoader.construct_checked_bool)

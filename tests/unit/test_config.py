@@ -812,3 +812,70 @@ def test_one_librdkafka_setting_from_the_environment_keeps_the_files_others(
         "group.instance.id": "pod-0",
     }
     assert config.kafka.producer_settings == {"linger.ms": 20}
+
+
+def test_yes_and_no_are_librdkafkas_true_and_false(tmp_path: Path) -> None:
+    # YAML 1.1 read them as booleans; librdkafka takes only true and false.
+    raw = default_raw()
+    raw["kafka"]["consumer_settings"] = {"enable.auto.commit": "no"}
+    raw["kafka"]["producer_settings"] = {"enable.idempotence": "Yes"}
+    raw["kafka"]["settings"] = {"socket.keepalive.enable": "on", "client.id": "ls"}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+
+    kafka = load_config(path, environ={}).kafka
+
+    assert kafka.consumer_settings == {"enable.auto.commit": False}
+    assert kafka.producer_settings == {"enable.idempotence": True}
+    assert kafka.settings == {"socket.keepalive.enable": True, "client.id": "ls"}
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("!!int 0b101", "a value tagged !!int is not an integer"),
+        ("!!float ''", "a value tagged !!float is not a number"),
+        ("!!bool maybe", "a value tagged !!bool is not true or false"),
+    ],
+)
+def test_a_tagged_value_that_is_not_its_type_is_a_yaml_error(
+    tmp_path: Path, value: str, problem: str
+) -> None:
+    path = tmp_path / "tagged.yaml"
+    text = default_config_path().read_text()
+    path.write_text(text.replace("    threshold: 60", f"    threshold: {value}", 1))
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+
+    assert caught.value.message.endswith(
+        f"is not valid YAML: {problem} at line 22, column 16"
+    )
+
+
+@pytest.mark.parametrize("name", ["SCORER_KAFKA__SETTINGS___", "SCORER_RDKAFKA_X__Y"])
+def test_a_variable_naming_no_librdkafka_setting_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={name: "x"})
+
+    assert (caught.value.field, caught.value.message) == (
+        name,
+        "names no librdkafka setting",
+    )
+
+
+def test_a_setting_into_a_value_that_is_no_mapping_is_refused() -> None:
+    # The whole map's variable is not a map: set over, it would vanish.
+    environ = {
+        "SCORER_KAFKA__CONSUMER_SETTINGS": "notamap",
+        "SCORER_KAFKA__CONSUMER_SETTINGS__FETCH_MAX_BYTES": "5",
+    }
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ=environ)
+
+    assert (caught.value.field, caught.value.message) == (
+        "kafka.consumer_settings",
+        "must be a mapping to set fetch.max.bytes in it (from "
+        "SCORER_KAFKA__CONSUMER_SETTINGS__FETCH_MAX_BYTES)",
+    )
