@@ -33,7 +33,10 @@ __all__ = ["main"]
 
 # Errors of a write that no file name comes with: in this command line, a
 # write to standard output (a full disk under `> out.jsonl`, /dev/full).
-_WRITE_ERRORS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO))
+# EBADF: standard output opened for reading only (`1</dev/null`).
+_WRITE_ERRORS = frozenset(
+    (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EBADF)
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,9 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScorerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except BrokenPipeError:
-        # The reader went away (`scorer replay ... | head`): not an error of
-        # ours.
+    except BrokenPipeError as exc:
+        if exc.filename is not None:
+            return _reported(exc)  # a named file's reader: --state-out to a FIFO
+        # Standard output's reader went away (`scorer replay ... | head`):
+        # not an error of ours.
         _drop_unwritten_output()
         return EXIT_FAILED
     except OSError as exc:

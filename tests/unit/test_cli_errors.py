@@ -7,6 +7,7 @@ traceback there is a failure.
 """
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -393,3 +394,46 @@ def test_help_to_a_closed_standard_output_is_an_error() -> None:
     assert (
         result.stderr == "error: standard output: closed before the command started\n"
     )
+
+
+def test_help_to_a_standard_output_opened_for_reading_is_one_line() -> None:
+    with open(os.devnull) as read_only:
+        result = subprocess.run(
+            [sys.executable, "-m", "scorer.cli", "--help"],
+            stdout=read_only,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+
+    assert result.returncode == 1
+    assert result.stderr == "error: cannot write the output: Bad file descriptor\n"
+
+
+def test_a_state_out_reader_that_goes_away_is_named(tmp_path: Path) -> None:
+    # Far more state than a pipe holds, for a reader that takes 10 bytes.
+    events = tmp_path / "events.jsonl"
+    lines = [
+        json.dumps(
+            {
+                "type": "page_view",
+                "event_id": f"e{n}",
+                "lead_id": f"lead-{n}",
+                "occurred_at": "2026-12-01T10:00:00Z",
+                "url": "/pricing",
+            }
+        )
+        for n in range(3000)
+    ]
+    events.write_text("\n".join(lines) + "\n")
+    fifo = tmp_path / "state.fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(
+        ["head", "-c", "10", str(fifo)], stdout=subprocess.DEVNULL
+    )
+
+    result = run("replay", str(events), "--state-out", str(fifo))
+    reader.wait(timeout=60)
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == f"error: {fifo}: Broken pipe"
