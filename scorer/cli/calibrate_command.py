@@ -6,15 +6,12 @@ a rules version that differs only by the MQL settings being tried.
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from scorer import calibrate as calibration
 from scorer.cli import options
 from scorer.cli.exit_codes import EXIT_FAILED, EXIT_OK
-from scorer.config import ENV_PREFIX, load_config
-from scorer.errors import ConfigError
 
 
 def _calibrate_description() -> str:
@@ -154,30 +151,12 @@ def _rules_warning(
 ) -> str | None:
     """`calibration.rules_warning`, but quiet about the MQL settings alone.
 
-    The rules version covers `scoring.mql` too, so trying a threshold with
-    `--set scoring.mql.threshold=...` (or its environment variable) changes
-    it; the scores in the outputs are those of the file's rules all the same.
+    Trying a threshold with `--set scoring.mql.threshold=...` (or its
+    environment variable) changes the rules version; the scores in the
+    outputs are those of the file's rules all the same.
     """
     warning = calibration.rules_warning(versions, configured)
-    overrides = options.overrides(args)
-    kept = {key: value for key, value in overrides.items() if not _mql(key)}
-    environ = {name: value for name, value in os.environ.items() if not _mql_env(name)}
-    mql_set_apart = (
-        kept.keys() != overrides.keys() or environ.keys() != os.environ.keys()
-    )
-    if warning is None or len(versions) != 1 or not mql_set_apart:
+    if warning is None or len(versions) != 1:
         return warning
-
-    try:
-        unset = load_config(args.config, overrides=kept, environ=environ)
-    except ConfigError:
-        return warning  # the file is no valid config without them: no comparison
-    return None if unset.scoring.rules_version in versions else warning
-
-
-def _mql(key: str) -> bool:
-    return key.strip() == "scoring.mql" or key.strip().startswith("scoring.mql.")
-
-
-def _mql_env(name: str) -> bool:
-    return name.upper().startswith(f"{ENV_PREFIX}SCORING__MQL")
+    unset = options.rules_version_without_mql_overrides(args)
+    return None if unset is not None and unset in versions else warning

@@ -171,7 +171,9 @@ def _state(args: argparse.Namespace) -> int:
     # Made at the first read: a cluster client connects as it is made, and its
     # failure is then the store's error, one line, not a traceback.
     client = functools.partial(redis_client, config)
-    _warn_of_other_rules(client, config)
+    _warn_of_other_rules(
+        client, config, options.rules_version_without_mql_overrides(args)
+    )
     store = RedisStore(client, Params.of(config.scoring), config.redis.key_prefix)
     found = lookup.standings(store, args.leads or None, as_of_ms)
     written = lookup.write(found, sys.stdout, sys.stderr, args.mql_only)
@@ -184,8 +186,15 @@ def _state(args: argparse.Namespace) -> int:
     return EXIT_FAILED if written.missing else EXIT_OK
 
 
-def _warn_of_other_rules(client: Callable[[], "Client"], config: "Config") -> None:
-    """Say so when other rules than the config's wrote under its key prefix."""
+def _warn_of_other_rules(
+    client: Callable[[], "Client"], config: "Config", without_mql: str | None
+) -> None:
+    """Say so when other rules than the config's wrote under its key prefix.
+
+    The MQL settings of --set and the environment alone (`without_mql` is
+    the version less them) are a question asked of the same scores, as in
+    calibrate, not other rules.
+    """
     from redis.exceptions import RedisClusterException, RedisError
 
     from scorer import presence
@@ -201,6 +210,8 @@ def _warn_of_other_rules(client: Callable[[], "Client"], config: "Config") -> No
         return
     finally:
         connection.close()
+    if without_mql is not None and without_mql in marked:
+        return
     warning = presence.other_rules_warning(marked, prefix, version)
     if warning is not None:
         print(f"state: warning: {warning}", file=sys.stderr)

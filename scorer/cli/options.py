@@ -5,6 +5,7 @@
 """
 
 import argparse
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import TypeAlias
 
 from scorer import logs
 from scorer.cli.exit_codes import UsageError
-from scorer.config import Config, load_config
+from scorer.config import ENV_PREFIX, Config, load_config
 from scorer.errors import ConfigError, InvalidRecord
 from scorer.events import parse_time
 
@@ -73,6 +74,35 @@ def overrides(args: argparse.Namespace) -> dict[str, str]:
     if args.log_json:
         overrides["logging.format"] = "json"
     return overrides
+
+
+def rules_version_without_mql_overrides(args: argparse.Namespace) -> str | None:
+    """The rules version of the config less the MQL settings of the command
+    line and the environment; None when none is given, or the file is no
+    valid config without them.
+
+    The rules version covers `scoring.mql` too, so a threshold tried with
+    `--set scoring.mql.threshold=...` names other rules than the ones that
+    scored: `calibrate` and `state` compare this one instead.
+    """
+    given = overrides(args)
+    kept = {key: value for key, value in given.items() if not _mql(key)}
+    environ = {name: value for name, value in os.environ.items() if not _mql_env(name)}
+    if kept.keys() == given.keys() and environ.keys() == os.environ.keys():
+        return None
+    try:
+        unset = load_config(args.config, overrides=kept, environ=environ)
+    except ConfigError:
+        return None
+    return unset.scoring.rules_version
+
+
+def _mql(key: str) -> bool:
+    return key.strip() == "scoring.mql" or key.strip().startswith("scoring.mql.")
+
+
+def _mql_env(name: str) -> bool:
+    return name.upper().startswith(f"{ENV_PREFIX}SCORING__MQL")
 
 
 def _dest(flag: str) -> str:

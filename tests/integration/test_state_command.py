@@ -209,3 +209,18 @@ def test_leads_scored_by_other_rules_are_warned_of(
     redis_client.hset(f"{PREFIX}:rules", configured, str(now_ms))
     code, _, errors = shown(redis_url, "--as-of", NEWEST, *LEADS)
     assert (code, errors) == (0, "")
+
+
+def test_another_mql_threshold_from_set_is_no_other_rules(
+    history: Path, redis_url: str, redis_client: redis.Redis
+) -> None:
+    # The scores are the config's rules'; --set asks who is an MQL at 55.
+    configured = load_config(environ={}).scoring.rules_version
+    redis_client.hset(f"{PREFIX}:rules", configured, str(int(time.time() * 1000)))
+
+    code, states, errors = shown(
+        redis_url, "--set", "scoring.mql.threshold=55", "--as-of", NEWEST, *LEADS
+    )
+
+    assert (code, errors) == (0, "")
+    assert len(states) == 3
