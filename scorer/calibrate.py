@@ -258,18 +258,44 @@ def sweep_labelled(
     threshold not above `hysteresis` is left out: no config can take it, so
     it must not be suggested.
     """
-    labelled = {lead: peaks.get(lead, 0.0) for lead in labels}
+    labelled = _labelled_peaks(peaks, labels)
     thresholds = [t for t in default_thresholds(labelled) if t > hysteresis]
     if configured not in thresholds:
         thresholds = sorted([*thresholds, configured])
     return sweep(labelled, labels, thresholds)
 
 
-def closing_line(rows: list[Row]) -> str:
-    """The suggested threshold and why, or why there is none."""
+def left_out(
+    peaks: dict[str, float], labels: dict[str, bool], hysteresis: float
+) -> list[float]:
+    """The default thresholds `sweep_labelled` leaves out, for saying so."""
+    labelled = _labelled_peaks(peaks, labels)
+    return [t for t in default_thresholds(labelled) if t <= hysteresis]
+
+
+def _labelled_peaks(
+    peaks: dict[str, float], labels: dict[str, bool]
+) -> dict[str, float]:
+    return {lead: peaks.get(lead, 0.0) for lead in labels}
+
+
+def closing_line(
+    rows: list[Row], left_out: Sequence[float] = (), hysteresis: float = 0.0
+) -> str:
+    """The suggested threshold and why, or why there is none.
+
+    Why there is none speaks of the rows shown: those `left_out`, not
+    above the hysteresis, are said apart.
+    """
     best = recommend(rows)
     if best is None:
-        return no_recommendation(rows)
+        unswept = (
+            f"; thresholds up to {left_out[-1]:g}, not above mql.hysteresis "
+            f"({hysteresis:g}), are not swept"
+            if left_out
+            else ""
+        )
+        return no_recommendation(rows) + unswept
 
     base = best.conversions / best.leads
     return (

@@ -81,12 +81,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     if not _labelled(args, outputs.leads, labels):
         return EXIT_FAILED
 
-    threshold = scoring.mql.threshold
-    rows = calibration.sweep_labelled(
-        outputs.peaks, labels, threshold, scoring.mql.hysteresis
-    )
+    threshold, hysteresis = scoring.mql.threshold, scoring.mql.hysteresis
+    rows = calibration.sweep_labelled(outputs.peaks, labels, threshold, hysteresis)
+    hidden = calibration.left_out(outputs.peaks, labels, hysteresis)
     print(calibration.render(rows, threshold))
-    print(calibration.closing_line(rows))
+    print(calibration.closing_line(rows, hidden, hysteresis))
     return EXIT_OK
 
 
@@ -103,15 +102,15 @@ def _labelled(
     if unlabelled == len(leads):
         # Every row would read "nobody": the files are of different data.
         print(
-            f"calibrate: none of the {len(leads)} leads in {args.outputs} is "
-            f"in {args.labels} ({len(labels)} leads); are they of the same data?",
+            f"calibrate: none of the {len(leads):,} leads in {args.outputs} is "
+            f"in {args.labels} ({len(labels):,} leads); are they of the same data?",
             file=sys.stderr,
         )
         return False
 
     if unlabelled:
         print(
-            f"calibrate: {unlabelled} of the {len(leads)} leads in {args.outputs} "
+            f"calibrate: {unlabelled:,} of the {len(leads):,} leads in {args.outputs} "
             f"have no label in {args.labels} and are left out",
             file=sys.stderr,
         )
@@ -134,12 +133,12 @@ def _say_labels_without_outputs(
     trimmed = {lead.strip() for lead in leads}
     spaced = sum(lead != lead.strip() and lead.strip() in trimmed for lead in silent)
     hint = (
-        f"; {spaced} of them would match once spaces around the id are trimmed"
+        f"; {spaced:,} of them would match once spaces around the id are trimmed"
         if spaced
         else ""
     )
     print(
-        f"calibrate: {len(silent)} of the {len(labels)} leads in {args.labels} "
+        f"calibrate: {len(silent):,} of the {len(labels):,} leads in {args.labels} "
         f"have no output in {args.outputs} and count as reaching no threshold "
         f"(leads no rule scored, or labels of other data){hint}",
         file=sys.stderr,

@@ -15,6 +15,7 @@ from scorer.calibrate import (
     MAX_THRESHOLDS,
     Row,
     UnusableFile,
+    closing_line,
     default_thresholds,
     no_recommendation,
     read_labels,
@@ -716,3 +717,29 @@ def test_one_lead_far_above_the_rest_does_not_stretch_the_sweep() -> None:
     peaks["L199"] = 1000.0
 
     assert default_thresholds(peaks) == [5.0, 10.0, 15.0, 20.0]
+
+
+def test_no_suggestion_says_which_thresholds_the_hysteresis_kept_out() -> None:
+    # 300 labelled leads, 150 converted; rows at 5-25 are not swept.
+    rows = [Row(30.0, reached=40, converted=30, leads=300, conversions=150)]
+
+    line = closing_line(rows, left_out=[5.0, 10.0, 15.0, 20.0, 25.0], hysteresis=26.0)
+
+    assert line == (
+        "no threshold reached by 30 leads or more puts the converted share "
+        "between 15% and 50%; thresholds up to 25, not above mql.hysteresis "
+        "(26), are not swept"
+    )
+
+
+def test_counts_on_stderr_are_written_with_thousands_separators(
+    tmp_path: Path,
+) -> None:
+    rows = "".join(f"L{n},{n % 2}\n" for n in range(1, 1201))
+    labels = written(tmp_path, "labels.csv", "lead_id,converted\n" + rows)
+    scores = outputs(tmp_path, ("L1", 12.0), ("L2", 7.0))
+
+    result = run("calibrate", "--outputs", str(scores), "--labels", str(labels))
+
+    assert result.returncode == 0, result.stderr
+    assert f"1,198 of the 1,200 leads in {labels} have no output" in result.stderr
