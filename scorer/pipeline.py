@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -292,8 +292,11 @@ class ScorerPipeline:
             self._log_start()
             self._loop(stop)
         except Interrupted:
+            spans = uncommitted_spans(self._started, self._done, self._first)
             log.warning(
-                "stopped while waiting; the batches in flight are not committed"
+                "stopped while waiting; the batches in flight are not committed "
+                "and are consumed again after the restart: %s",
+                ", ".join(spans) or "none started",
             )
         finally:
             self._close()
@@ -908,6 +911,34 @@ def _lead_from_key(message: Message) -> str:
     if not lead_id.strip() or not lead_id.isprintable() or len(lead_id) > MAX_ID_CHARS:
         raise InvalidRecord("bad_key", "the key is not a lead id")
     return lead_id
+
+
+def uncommitted_spans(
+    started: Mapping[Key, tuple[int, int]],
+    done: Mapping[Key, tuple[int, int]],
+    first: Mapping[Key, tuple[int, int]],
+) -> list[str]:
+    """`topic/partition offsets A-B` of each partition's batches in flight.
+
+    Each map holds a partition's epoch and offset: the next offset after its
+    latest batch started, after its latest published, and the first offset
+    of its first batch of the epoch. Those published are committed by the
+    stop; the ones after them, to the latest started, are left.
+    """
+    spans = []
+    for key, (epoch, end) in sorted(started.items()):
+        published = done.get(key)
+        if published == (epoch, end):
+            continue
+        if published is not None and published[0] == epoch:
+            start: int | None = published[1]
+        else:
+            opened = first.get(key)
+            start = opened[1] if opened is not None and opened[0] == epoch else None
+        topic, partition = key
+        shown = f"{start}-{end - 1}" if start is not None else f"up to {end - 1}"
+        spans.append(f"{topic}/{partition} offsets {shown}")
+    return spans
 
 
 def _mark(marks: dict[Key, tuple[int, int]], in_flight: InFlight) -> None:

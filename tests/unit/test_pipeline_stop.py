@@ -13,7 +13,7 @@ import pytest
 from test_pipeline_unencodable import Broker, pipeline_on
 
 from scorer import pipeline as pipeline_module
-from scorer.pipeline import ScorerPipeline, finished_within
+from scorer.pipeline import ScorerPipeline, finished_within, uncommitted_spans
 
 # Long enough for the old code to show it waits; short enough for a test.
 UNANSWERED_S = 20.0
@@ -70,3 +70,21 @@ def test_work_that_ends_in_time_is_waited_for_and_its_error_raised() -> None:
     with pytest.raises(ValueError, match="from the closing thread"):
         finished_within(5.0, fails)
     assert done == ["ran", "ran"]
+
+
+def test_a_stop_during_a_wait_names_the_offsets_left_uncommitted() -> None:
+    # Epoch 3 of each partition: t/0 published to 100 and started to 250;
+    # t/1 published nothing yet, its first batch from 40; t/2 all published;
+    # t/3's published mark is of an older assignment, its first unknown.
+    started = {("t", 0): (3, 250), ("t", 1): (3, 90), ("t", 2): (3, 70),
+               ("t", 3): (3, 30)}  # fmt: skip
+    done = {("t", 0): (3, 100), ("t", 2): (3, 70), ("t", 3): (2, 12)}
+    first = {("t", 0): (3, 0), ("t", 1): (3, 40)}
+
+    spans = uncommitted_spans(started, done, first)
+
+    assert spans == [
+        "t/0 offsets 100-249",
+        "t/1 offsets 40-89",
+        "t/3 offsets up to 29",
+    ]
