@@ -781,17 +781,13 @@ class ScorerPipeline:
         batches in flight start at that first batch's first offset.
         """
         key = (position.topic, position.partition)
-        done, started = self._done.get(key), self._started.get(key)
-        if started is None or started == done:
+        started = self._started.get(key)
+        start = _in_flight_from(key, self._started, self._done, self._first)
+        if start is None or started is None:
             return int(position.offset)
-        if done is not None and self.partitions.still_owned({key: done[0]}):
-            return min(done[1], int(position.offset))
-        # Nothing published since the assignment: a batch held for Redis
-        # from the start (a restart during an outage) counts from its start.
-        first = self._first.get(key)
-        if first is not None and self.partitions.still_owned({key: first[0]}):
-            return min(first[1], int(position.offset))
-        return int(position.offset)
+        if not self.partitions.still_owned({key: started[0]}):
+            return int(position.offset)
+        return min(start, int(position.offset))
 
     def _close(self) -> None:
         log.info("scorer stopping: flushing outputs and committing")
@@ -926,19 +922,37 @@ def uncommitted_spans(
     stop; the ones after them, to the latest started, are left.
     """
     spans = []
-    for key, (epoch, end) in sorted(started.items()):
-        published = done.get(key)
-        if published == (epoch, end):
+    for key, (_epoch, end) in sorted(started.items()):
+        if done.get(key) == started[key]:
             continue
-        if published is not None and published[0] == epoch:
-            start: int | None = published[1]
-        else:
-            opened = first.get(key)
-            start = opened[1] if opened is not None and opened[0] == epoch else None
+        start = _in_flight_from(key, started, done, first)
         topic, partition = key
         shown = f"{start}-{end - 1}" if start is not None else f"up to {end - 1}"
         spans.append(f"{topic}/{partition} offsets {shown}")
     return spans
+
+
+def _in_flight_from(
+    key: Key,
+    started: Mapping[Key, tuple[int, int]],
+    done: Mapping[Key, tuple[int, int]],
+    first: Mapping[Key, tuple[int, int]],
+) -> int | None:
+    """The first offset of a partition's batches in flight, in the epoch of
+    its latest batch started; None with none in flight, or where unknown.
+
+    After the epoch's latest batch published; with none published yet (a
+    batch held for Redis from the start, as after a restart during an
+    outage), from the epoch's first batch.
+    """
+    latest = started.get(key)
+    if latest is None or done.get(key) == latest:
+        return None
+    epoch = latest[0]
+    for mark in (done.get(key), first.get(key)):
+        if mark is not None and mark[0] == epoch:
+            return mark[1]
+    return None
 
 
 def _mark(marks: dict[Key, tuple[int, int]], in_flight: InFlight) -> None:

@@ -143,15 +143,15 @@ def set_path(raw: dict[str, Any], path: list[str], value: Any, source: str) -> N
         child = node.get(part)
         if isinstance(child, list):
             raise list_item_error(path, depth + 1, source)
-        if child is not None and not isinstance(child, dict):
+        if child is None:
+            child = {}
+            node[part] = child
+        elif not isinstance(child, dict):
             # Replaced by a mapping, the value given before (a variable's
             # whole map that is no map) would vanish without a word.
             field, rest = ".".join(path[: depth + 1]), ".".join(path[depth + 1 :])
             message = f"must be a mapping to set {rest} in it (from {source})"
             raise ConfigError(field, message)
-        if child is None:
-            child = {}
-            node[part] = child
         node = child
     node[path[-1]] = value
 
